@@ -1,0 +1,84 @@
+/* The broker's configuration: one YAML file, loaded strictly.
+ *
+ * Every error is reported as "FILE:LINE:COLUMN: message" (1-based) and nothing
+ * is returned unless the whole file is valid: unknown or duplicate keys,
+ * duplicate names, overlapping ranges within a VM, empty or wrapping ranges,
+ * bad BDFs and bad sizes are all errors. The schema is in README.md. */
+#ifndef IOREQ_CONFIG_H
+#define IOREQ_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CFG_MAX_VCPUS 16
+#define CFG_DEFAULT_DEADLINE_MS 500
+
+enum cfg_backend {
+	CFG_BACKEND_SIM,
+	CFG_BACKEND_KVM,
+	CFG_BACKEND_ACRN,
+};
+
+enum cfg_sandbox {
+	CFG_SANDBOX_NONE,
+};
+
+/* Where a value was written, for messages about it later (1-based). */
+struct cfg_mark {
+	int line, col;
+};
+
+struct cfg_range {
+	uint64_t start, end; /* inclusive */
+	struct cfg_mark mark;
+};
+
+struct cfg_device {
+	char *name;
+	char *program;     /* absolute path, checked to be executable */
+	char **args;       /* extra arguments, NULL-terminated */
+	struct cfg_range *pio;
+	size_t n_pio;
+	struct cfg_range *mmio;
+	size_t n_mmio;
+	struct cfg_range *pci; /* BDFs (bus << 8 | dev << 3 | fn), start == end */
+	size_t n_pci;
+	uint32_t *irqs;    /* IRQ lines (GSIs) the device may drive */
+	size_t n_irqs;
+	bool msi;          /* may the device inject MSIs */
+	uint32_t deadline_ms;
+	enum cfg_sandbox sandbox;
+	struct cfg_mark mark;
+};
+
+struct cfg_vm {
+	char *name;
+	enum cfg_backend backend;
+	unsigned vcpus;
+	char **scripts;    /* sim: vcpus entries, absolute paths; NULL = idle vCPU */
+	struct cfg_device *devices;
+	size_t n_devices;
+	struct cfg_mark mark;
+};
+
+struct cfg {
+	char *path;
+	char *runtime_dir; /* NULL: chosen by the broker */
+	uint32_t deadline_ms;
+	struct cfg_vm *vms;
+	size_t n_vms;
+};
+
+/* Loads @path. Bare program names are looked up in @bindir, then in $PATH;
+ * script and program paths with a '/' are relative to the file's directory.
+ * On error returns a negative errno and writes "FILE:LINE:COLUMN: message"
+ * (or "FILE: message" when there is no position) into @err. */
+int cfg_load(const char *path, const char *bindir, struct cfg **ret, char *err, size_t errlen);
+
+/* Frees a whole or half-built configuration; NULL is fine. Returns NULL. */
+struct cfg *cfg_free(struct cfg *c);
+
+const char *cfg_backend_name(enum cfg_backend b);
+
+#endif

@@ -1,0 +1,128 @@
+/* The ACRN HSM's request dispatch rules, as one portable module.
+ *
+ * This is what drivers/virt/acrn/ioreq.c does between the hypervisor's upcall
+ * and the default client (see ../shared/REFERENCE.md): it owns one VM's 16-slot
+ * request page and routes each PENDING slot to an in-HSM client or to the one
+ * default client. The kvm and sim backends and the fake ACRN HSM used in tests
+ * all go through it, so every backend follows the same rules:
+ *
+ *  - a slot goes FREE -> PENDING -> PROCESSING -> COMPLETE -> FREE; the vCPU
+ *    side (the "hypervisor") writes PENDING and FREE, the dispatcher writes
+ *    PROCESSING and COMPLETE;
+ *  - while the VM is clearing (dispatch_clear), new requests complete at once;
+ *  - port 0xCF8 (4 bytes) is kept here; 0xCFC..0xCFF complete at once (reads
+ *    0xFFFFFFFF) unless bit 31 of 0xCF8 is set, in which case the slot is
+ *    rewritten in place into a PCICFG request;
+ *  - the newest in-HSM client with a range of the same type containing the
+ *    whole access [addr, addr + size - 1] takes it (kernel_handled = 1);
+ *    PCICFG always goes to the default client (kernel_handled = 0);
+ *  - the default client waits level-triggered (dispatch_attach) and finishes
+ *    each request with dispatch_notify; destroying it wakes its waiter.
+ *
+ * Differences from the kernel, on purpose: in-HSM client handlers run inline
+ * in the vCPU's thread (the kernel uses a kthread per client: same result, one
+ * thread hand-off less), and a request with no default client to take it
+ * completes at once with all ones instead of staying PENDING forever.
+ */
+#ifndef IOREQ_DISPATCH_H
+#define IOREQ_DISPATCH_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <linux/acrn.h>
+
+#define DISPATCH_MAX_CLIENTS 8
+#define DISPATCH_MAX_CLIENT_RANGES 8
+/* CLEAR_VM_IOREQ's drain budget in the kernel: 10 x HZ/100. */
+#define DISPATCH_CLEAR_TIMEOUT_MS 100
+
+/* An in-HSM client's handler: emulate @req (a PORTIO or MMIO slot) in place,
+ * writing the value of a read into it. Runs in the requesting vCPU's thread. */
+typedef void (*dispatch_handler_fn)(void *priv, unsigned vcpu, struct acrn_io_request *req);
+
+struct dispatch_client {
+	char name[16];
+	uint32_t type; /* ACRN_IOREQ_TYPE_PORTIO or _MMIO */
+	unsigned n_ranges;
+	struct {
+		uint64_t start, end; /* inclusive */
+	} ranges[DISPATCH_MAX_CLIENT_RANGES];
+	dispatch_handler_fn handler;
+	void *priv;
+};
+
+/* The default client's word, also its futex: bits 0..15 are the kernel's
+ * ioreqs_map (one per vCPU with a PROCESSING request for it), plus: */
+#define DISPATCH_DEFAULT_EXISTS (1u << 30)
+#define DISPATCH_DEFAULT_DESTROYING (1u << 31)
+
+struct dispatch {
+	struct acrn_io_request_buffer *page;
+	unsigned vcpu_num;
+	_Atomic uint32_t pci_conf_addr;
+	_Atomic bool clearing;
+	_Atomic uint32_t dflt;
+	/* Newest first, like the kernel's list_add. Only changed before the VM runs. */
+	unsigned n_clients;
+	struct dispatch_client clients[DISPATCH_MAX_CLIENTS];
+};
+
+/* Sets up @d for @page (every slot FREE) and @vcpu_num vCPUs (1..16). */
+int dispatch_init(struct dispatch *d, struct acrn_io_request_buffer *page, unsigned vcpu_num);
+
+/* Adds an in-HSM client with one range [start, end] of @type, or a further
+ * range to the client of the same @name. Call before any vCPU runs.
+ * -EINVAL: PCICFG type, empty/wrapping range; -ENOSPC: too many. */
+int dispatch_add_client(struct dispatch *d, const char *name, uint32_t type, uint64_t start, uint64_t end,
+			dispatch_handler_fn handler, void *priv);
+
+/* CREATE_IOREQ_CLIENT: -EEXIST when there is one already. */
+int dispatch_create_default(struct dispatch *d);
+
+/* DESTROY_IOREQ_CLIENT: wakes a blocked dispatch_attach with -ENODEV.
+ * -ENODEV if there is none. */
+int dispatch_destroy_default(struct dispatch *d);
+
+/* The vCPU side: slot[@vcpu] has been filled (type and reqs); publish it as
+ * PENDING and dispatch it. Returns when the request is COMPLETE (handled in
+ * the HSM) or PROCESSING for the default client. */
+void dispatch_submit(struct dispatch *d, unsigned vcpu);
+
+/* The vCPU side: waits until slot[@vcpu] is COMPLETE (spinning when the slot
+ * asked for completion_polling, sleeping otherwise), then frees it. */
+void dispatch_wait_complete(struct dispatch *d, unsigned vcpu);
+
+/* ATTACH_IOREQ_CLIENT: blocks until a request is assigned to the default
+ * client (level-triggered: returns at once while any is unfinished).
+ * 0, or -ENODEV when the client does not exist or is being destroyed. */
+int dispatch_attach(struct dispatch *d);
+
+/* Like dispatch_attach, but waits for a request of a vCPU not in @seen (a
+ * vCPU bitmap): an edge the kernel does not offer, used by our own backends
+ * so that a broker with requests in flight does not spin. */
+int dispatch_attach_except(struct dispatch *d, uint32_t seen);
+
+/* NOTIFY_REQUEST_FINISH for @vcpu: -EINVAL if vcpu >= vcpu_num. Marks the
+ * slot COMPLETE and wakes the vCPU unless it polls. */
+int dispatch_notify(struct dispatch *d, unsigned vcpu);
+
+/* CLEAR_VM_IOREQ: new requests complete at once; the default client gets
+ * @timeout_ms to finish what it holds; the rest is completed here (reads with
+ * all ones). */
+void dispatch_clear(struct dispatch *d, unsigned timeout_ms);
+
+/* The vCPUs with a request waiting for the default client. */
+static inline uint32_t dispatch_pending(struct dispatch *d)
+{
+	return atomic_load(&d->dflt) & 0xffffu;
+}
+
+/* All ones of an access of @size bytes (1, 2, 4 or 8). */
+static inline uint64_t dispatch_all_ones(uint64_t size)
+{
+	return size >= 8 ? ~0ull : (1ull << (size * 8)) - 1;
+}
+
+#endif

@@ -1,0 +1,168 @@
+#include "wire.h"
+
+#include <errno.h>
+#include <string.h>
+
+void wire_arena_reset(struct wire_arena *a)
+{
+	a->used = 0;
+}
+
+static void *arena_alloc(void *data, size_t size)
+{
+	struct wire_arena *a = data;
+	size_t at = (a->used + 15) & ~(size_t)15;
+
+	if (size > sizeof(a->buf) || at > sizeof(a->buf) - size)
+		return NULL;
+	a->used = at + size;
+	return a->buf + at;
+}
+
+static void arena_free(void *data, void *ptr)
+{
+	/* Everything goes at once in wire_arena_reset. */
+}
+
+int wire_errno(int nng_err)
+{
+	switch (nng_err) {
+	case 0:
+		return 0;
+	case NNG_ENOMEM:
+		return -ENOMEM;
+	case NNG_EINVAL:
+		return -EINVAL;
+	case NNG_EMSGSIZE:
+		return -EMSGSIZE;
+	case NNG_ETIMEDOUT:
+		return -ETIMEDOUT;
+	case NNG_ECLOSED:
+		return -EBADF;
+	case NNG_EAGAIN:
+		return -EAGAIN;
+	case NNG_ECONNREFUSED:
+		return -ECONNREFUSED;
+	case NNG_ECONNSHUT:
+	case NNG_ECONNRESET:
+		return -ECONNRESET;
+	case NNG_ECANCELED:
+		return -ECANCELED;
+	case NNG_ENOENT:
+		return -ENOENT;
+	case NNG_EPERM:
+		return -EPERM;
+	case NNG_EADDRINUSE:
+		return -EADDRINUSE;
+	case NNG_ESTATE:
+		return -EBUSY;
+	default:
+		if (nng_err & NNG_ESYSERR)
+			return -(nng_err & ~NNG_ESYSERR);
+		return -EIO;
+	}
+}
+
+int wire_pack(const Ioreq__Envelope *env, nng_msg **ret)
+{
+	size_t len = ioreq__envelope__get_packed_size(env);
+	nng_msg *msg;
+	int r;
+
+	if (len > WIRE_MAX_MSG)
+		return -EMSGSIZE;
+	r = nng_msg_alloc(&msg, len);
+	if (r)
+		return wire_errno(r);
+	ioreq__envelope__pack(env, nng_msg_body(msg));
+	*ret = msg;
+	return 0;
+}
+
+int wire_send(nng_socket sock, const Ioreq__Envelope *env, int flags)
+{
+	nng_msg *msg;
+	int r;
+
+	r = wire_pack(env, &msg);
+	if (r < 0)
+		return r;
+	r = nng_sendmsg(sock, msg, flags);
+	if (r) {
+		nng_msg_free(msg);
+		return wire_errno(r);
+	}
+	return 0;
+}
+
+/* protobuf-c keeps proto3 enums open: any integer arrives. */
+static int kind_ok(Ioreq__Kind k)
+{
+	return k == IOREQ__KIND__KIND_PIO || k == IOREQ__KIND__KIND_MMIO || k == IOREQ__KIND__KIND_PCICFG;
+}
+
+static int name_ok(const char *s)
+{
+	return s && strnlen(s, WIRE_MAX_NAME + 1) <= WIRE_MAX_NAME;
+}
+
+static int range_ok(const Ioreq__Range *r)
+{
+	return r && kind_ok(r->kind) && r->size > 0 && r->start + r->size - 1 >= r->start;
+}
+
+static int ranges_ok(size_t n, Ioreq__Range *const *v)
+{
+	if (n > WIRE_MAX_LIST)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!range_ok(v[i]))
+			return 0;
+	return 1;
+}
+
+static int validate(const Ioreq__Envelope *e)
+{
+	switch (e->msg_case) {
+	case IOREQ__ENVELOPE__MSG_HELLO:
+		return name_ok(e->hello->device) && e->hello->device[0];
+	case IOREQ__ENVELOPE__MSG_WELCOME: {
+		const Ioreq__Welcome *w = e->welcome;
+		return name_ok(w->vm) && name_ok(w->device) && ranges_ok(w->n_ranges, w->ranges) &&
+		       ranges_ok(w->n_windows, w->windows) && w->n_irq_lines <= WIRE_MAX_LIST;
+	}
+	case IOREQ__ENVELOPE__MSG_REQUEST: {
+		const Ioreq__Request *q = e->request;
+		return kind_ok(q->kind) && (q->dir == IOREQ__DIRECTION__DIR_READ || q->dir == IOREQ__DIRECTION__DIR_WRITE) &&
+		       wire_size_ok(q->size);
+	}
+	case IOREQ__ENVELOPE__MSG_REPLY:
+		return e->reply->status == IOREQ__STATUS__STATUS_OK || e->reply->status == IOREQ__STATUS__STATUS_UNHANDLED;
+	case IOREQ__ENVELOPE__MSG_INTERRUPT:
+		return e->interrupt->op >= IOREQ__IRQ_OP__IRQ_ASSERT && e->interrupt->op <= IOREQ__IRQ_OP__IRQ_MSI;
+	case IOREQ__ENVELOPE__MSG_CLAIM:
+		return range_ok(e->claim->range);
+	case IOREQ__ENVELOPE__MSG_CLAIM_RESULT:
+	case IOREQ__ENVELOPE__MSG_RESET:
+	case IOREQ__ENVELOPE__MSG_SHUTDOWN:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int wire_unpack(const void *buf, size_t len, struct wire_arena *arena, Ioreq__Envelope **ret)
+{
+	ProtobufCAllocator alloc = { .alloc = arena_alloc, .free = arena_free, .allocator_data = arena };
+	Ioreq__Envelope *e;
+
+	if (len > WIRE_MAX_MSG)
+		return -EMSGSIZE;
+	e = ioreq__envelope__unpack(&alloc, len, buf);
+	if (!e)
+		return -EBADMSG;
+	if (!validate(e))
+		return -EBADMSG;
+	*ret = e;
+	return 0;
+}

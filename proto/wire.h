@@ -1,0 +1,50 @@
+/* The wire codec: one Envelope per nng message, packed without copies and
+ * unpacked into a caller-owned arena, validated before anyone reads a field. */
+#ifndef IOREQ_WIRE_H
+#define IOREQ_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <nng/nng.h>
+
+#include "ioreq.pb-c.h"
+
+/* Largest message either side accepts; set as NNG_OPT_RECVMAXSZ on every socket. */
+#define WIRE_MAX_MSG 4096
+/* Most ranges/windows/lines a Welcome may carry. */
+#define WIRE_MAX_LIST 64
+/* Longest device or VM name. */
+#define WIRE_MAX_NAME 63
+
+/* A bump allocator for protobuf-c's unpack: no malloc per message. Reset it
+ * (wire_arena_reset) once the unpacked message is no longer used. */
+struct wire_arena {
+	size_t used;
+	_Alignas(16) uint8_t buf[16384];
+};
+
+void wire_arena_reset(struct wire_arena *a);
+
+/* Packs @env into a new nng message and sends it on @sock with @flags
+ * (NNG_FLAG_NONBLOCK or 0). On success nng owns the message. Returns 0 or a
+ * negative errno. */
+int wire_send(nng_socket sock, const Ioreq__Envelope *env, int flags);
+
+/* Packs @env into a new nng message in *@ret (the caller owns it). */
+int wire_pack(const Ioreq__Envelope *env, nng_msg **ret);
+
+/* Unpacks and validates @len bytes. The result lives in @arena. Returns 0,
+ * -EMSGSIZE (too long), or -EBADMSG (not a valid Envelope for this protocol). */
+int wire_unpack(const void *buf, size_t len, struct wire_arena *arena, Ioreq__Envelope **ret);
+
+/* Translates an nng error code into a negative errno, once, at the boundary. */
+int wire_errno(int nng_err);
+
+/* Access widths the protocol knows: 1, 2, 4, 8. */
+static inline int wire_size_ok(uint64_t size)
+{
+	return size == 1 || size == 2 || size == 4 || size == 8;
+}
+
+#endif
