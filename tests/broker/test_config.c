@@ -1,0 +1,525 @@
+/* cfg_load: one valid file checked field by field, then a table of bad files,
+ * each with the exact "LINE:COL: message" it must produce. Programs and
+ * scripts live in a private temporary directory so that the suite depends on
+ * nothing else being built. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+/* Short fixed sizes, so that -Wformat-truncation can prove the joins fit. */
+static char tmp[128];	  /* realpath of the temporary directory */
+static char bindir[256];  /* tmp/bin: ioreq-dev-test (0755), notexec (0644) */
+static char pathdir[256]; /* tmp/path, the whole $PATH: ioreq-dev-inpath, ioreq-dev-test */
+static char yaml[256];	  /* tmp/case.yaml, rewritten by every case */
+
+static void put_file(const char *dir, const char *name, const char *text, mode_t mode)
+{
+	char p[512];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	assert_int_equal(fputs(text, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(chmod(p, mode), 0);
+}
+
+static void rm_tree(const char *dir, const char *const *names, size_t n)
+{
+	char p[512];
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+		unlink(p);
+	}
+	rmdir(dir);
+}
+
+static int setup(void **state)
+{
+	char t[] = "/tmp/test_config.XXXXXX";
+	char p[512], *real;
+
+	if (!mkdtemp(t) || !(real = realpath(t, NULL)))
+		return -1;
+	if (strlen(real) >= sizeof(tmp)) {
+		free(real);
+		return -1;
+	}
+	strcpy(tmp, real);
+	free(real);
+	snprintf(bindir, sizeof(bindir), "%s/bin", tmp);
+	snprintf(pathdir, sizeof(pathdir), "%s/path", tmp);
+	snprintf(yaml, sizeof(yaml), "%s/case.yaml", tmp);
+	if (mkdir(bindir, 0755) || mkdir(pathdir, 0755))
+		return -1;
+	snprintf(p, sizeof(p), "%s/sub", tmp);
+	if (mkdir(p, 0755))
+		return -1;
+	put_file(bindir, "ioreq-dev-test", "#!/bin/sh\n", 0755);
+	put_file(bindir, "notexec", "#!/bin/sh\n", 0644);
+	put_file(pathdir, "ioreq-dev-inpath", "#!/bin/sh\n", 0755);
+	put_file(pathdir, "ioreq-dev-test", "#!/bin/sh\n", 0755);
+	put_file(tmp, "a.txt", "script a\n", 0644);
+	put_file(tmp, "b.txt", "script b\n", 0644);
+	/* Deterministic lookups, whatever the caller's environment. */
+	return setenv("PATH", pathdir, 1);
+}
+
+static int teardown(void **state)
+{
+	static const char *const bin[] = { "ioreq-dev-test", "notexec" };
+	static const char *const path[] = { "ioreq-dev-inpath", "ioreq-dev-test" };
+	static const char *const top[] = { "a.txt", "b.txt", "case.yaml" };
+	char p[512];
+
+	rm_tree(bindir, bin, 2);
+	rm_tree(pathdir, path, 2);
+	snprintf(p, sizeof(p), "%s/sub", tmp);
+	rmdir(p);
+	rm_tree(tmp, top, 3);
+	return 0;
+}
+
+static int load(const char *text, struct cfg **c, char *err, size_t errlen)
+{
+	put_file(tmp, "case.yaml", text, 0644);
+	return cfg_load(yaml, bindir, c, err, errlen);
+}
+
+static struct cfg *load_ok(const char *text)
+{
+	struct cfg *c = NULL;
+	char err[512];
+	int r = load(text, &c, err, sizeof(err));
+
+	if (r)
+		fail_msg("unexpected error %d: %s\n%s", r, err, text);
+	assert_non_null(c);
+	return c;
+}
+
+static char *in_tmp(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", tmp, name);
+	return buf;
+}
+
+static const char full_yaml[] = "# every key, every range form\n"
+				"broker:\n"
+				"  runtime_dir: /run/ioreq-test\n"
+				"  deadline_ms: 0x100\n"
+				"vms:\n"
+				"  - name: Vm_0.a-b\n"
+				"    backend: sim\n"
+				"    vcpus: 3\n"
+				"    scripts: [a.txt, ~, \"" /* absolute path follows */;
+
+static void test_full(void **state)
+{
+	char text[4096], p[512];
+	struct cfg *c;
+	struct cfg_vm *vm;
+	struct cfg_device *d;
+
+	snprintf(text, sizeof(text),
+		 "%s%s/b.txt\"]\n"
+		 "    devices:\n"
+		 "      - name: uart0\n"
+		 "        program: ioreq-dev-test\n"
+		 "        args: [\"--size\", 64, \"\", x y]\n"
+		 "        pio: [\"0x3f8+8\", \"0x60..0x64\", {start: 0x70, size: 2}, {start: 0x80, end: 0x8f}, "
+		 "\" 0x90 + 1 \"]\n"
+		 "        mmio: [\"0xfe000000+0x1000\", \"0xffffffffffffff00..0xffffffffffffffff\"]\n"
+		 "        pci: [\"00:01.0\", \"0000:ff:1f.7\"]\n"
+		 "        irqs: [4, 0, 255]\n"
+		 "        msi: true\n"
+		 "        deadline_ms: 200\n"
+		 "        sandbox: none\n"
+		 "      - name: ram\n"
+		 "        program: ./bin/ioreq-dev-test\n"
+		 "        pio: [\"0x65..0x6f\"]\n"
+		 "        mmio: [{start: 0xfe001000, size: 0x1000}]\n"
+		 "  - name: vm1\n"
+		 "    backend: acrn\n"
+		 "    vcpus: 16\n"
+		 "    devices: []\n",
+		 full_yaml, tmp);
+	c = load_ok(text);
+
+	assert_string_equal(c->path, yaml);
+	assert_string_equal(c->runtime_dir, "/run/ioreq-test");
+	assert_int_equal(c->deadline_ms, 256);
+	assert_int_equal(c->n_vms, 2);
+
+	vm = &c->vms[0];
+	assert_string_equal(vm->name, "Vm_0.a-b");
+	assert_int_equal(vm->backend, CFG_BACKEND_SIM);
+	assert_int_equal(vm->vcpus, 3);
+	assert_int_equal(vm->mark.line, 6);
+	assert_int_equal(vm->mark.col, 5);
+	assert_non_null(vm->scripts);
+	assert_string_equal(vm->scripts[0], in_tmp(p, sizeof(p), "a.txt"));
+	assert_null(vm->scripts[1]);
+	assert_string_equal(vm->scripts[2], in_tmp(p, sizeof(p), "b.txt"));
+	assert_int_equal(vm->n_devices, 2);
+
+	d = &vm->devices[0];
+	assert_string_equal(d->name, "uart0");
+	snprintf(p, sizeof(p), "%s/ioreq-dev-test", bindir); /* bindir wins over $PATH */
+	assert_string_equal(d->program, p);
+	assert_string_equal(d->args[0], "--size");
+	assert_string_equal(d->args[1], "64");
+	assert_string_equal(d->args[2], "");
+	assert_string_equal(d->args[3], "x y");
+	assert_null(d->args[4]);
+	assert_int_equal(d->n_pio, 5);
+	assert_int_equal(d->pio[0].start, 0x3f8);
+	assert_int_equal(d->pio[0].end, 0x3ff);
+	assert_int_equal(d->pio[1].start, 0x60);
+	assert_int_equal(d->pio[1].end, 0x64);
+	assert_int_equal(d->pio[2].start, 0x70);
+	assert_int_equal(d->pio[2].end, 0x71);
+	assert_int_equal(d->pio[3].start, 0x80);
+	assert_int_equal(d->pio[3].end, 0x8f);
+	assert_int_equal(d->pio[4].start, 0x90);
+	assert_int_equal(d->pio[4].end, 0x90);
+	assert_int_equal(d->pio[0].mark.line, 14);
+	assert_int_equal(d->pio[0].mark.col, 15);
+	assert_int_equal(d->n_mmio, 2);
+	assert_int_equal(d->mmio[0].start, 0xfe000000);
+	assert_int_equal(d->mmio[0].end, 0xfe000fff);
+	assert_true(d->mmio[1].start == 0xffffffffffffff00ull);
+	assert_true(d->mmio[1].end == UINT64_MAX);
+	assert_int_equal(d->n_pci, 2);
+	assert_int_equal(d->pci[0].start, 0x0008);
+	assert_int_equal(d->pci[0].end, 0x0008);
+	assert_int_equal(d->pci[1].start, 0xffff);
+	assert_int_equal(d->pci[1].end, 0xffff);
+	assert_int_equal(d->n_irqs, 3);
+	assert_int_equal(d->irqs[0], 4);
+	assert_int_equal(d->irqs[1], 0);
+	assert_int_equal(d->irqs[2], 255);
+	assert_true(d->msi);
+	assert_int_equal(d->deadline_ms, 200);
+	assert_int_equal(d->sandbox, CFG_SANDBOX_NONE);
+	assert_int_equal(d->mark.line, 11);
+	assert_int_equal(d->mark.col, 9);
+
+	d = &vm->devices[1];
+	assert_string_equal(d->name, "ram");
+	snprintf(p, sizeof(p), "%s/ioreq-dev-test", bindir);
+	assert_string_equal(d->program, p);
+	assert_non_null(d->args);
+	assert_null(d->args[0]);
+	assert_int_equal(d->n_pio, 1);
+	assert_int_equal(d->pio[0].start, 0x65);
+	assert_int_equal(d->pio[0].end, 0x6f);
+	assert_int_equal(d->n_mmio, 1);
+	assert_int_equal(d->mmio[0].start, 0xfe001000);
+	assert_int_equal(d->mmio[0].end, 0xfe001fff);
+	assert_int_equal(d->n_pci, 0);
+	assert_int_equal(d->n_irqs, 0);
+	assert_false(d->msi);
+	assert_int_equal(d->deadline_ms, 256); /* broker's */
+
+	vm = &c->vms[1];
+	assert_string_equal(vm->name, "vm1");
+	assert_int_equal(vm->backend, CFG_BACKEND_ACRN);
+	assert_int_equal(vm->vcpus, 16);
+	assert_null(vm->scripts);
+	assert_int_equal(vm->n_devices, 0);
+
+	assert_null(cfg_free(c));
+}
+
+static void test_defaults(void **state)
+{
+	struct cfg *c =
+	    load_ok("vms:\n"
+		    "  - {name: s, backend: sim, vcpus: 2, devices: [{name: d, program: ioreq-dev-inpath}]}\n");
+	struct cfg_device *d = &c->vms[0].devices[0];
+	char p[512];
+
+	assert_null(c->runtime_dir);
+	assert_int_equal(c->deadline_ms, CFG_DEFAULT_DEADLINE_MS);
+	/* sim always has one script slot per vCPU; none given: all idle */
+	assert_non_null(c->vms[0].scripts);
+	assert_null(c->vms[0].scripts[0]);
+	assert_null(c->vms[0].scripts[1]);
+	snprintf(p, sizeof(p), "%s/ioreq-dev-inpath", pathdir); /* found through $PATH */
+	assert_string_equal(d->program, p);
+	assert_non_null(d->args);
+	assert_null(d->args[0]);
+	assert_int_equal(d->n_pio + d->n_mmio + d->n_pci + d->n_irqs, 0);
+	assert_false(d->msi);
+	assert_int_equal(d->deadline_ms, CFG_DEFAULT_DEADLINE_MS);
+	assert_int_equal(d->sandbox, CFG_SANDBOX_NONE);
+	cfg_free(c);
+}
+
+/* broker: may come after the VMs and still sets the devices' default. */
+static void test_deadline_order(void **state)
+{
+	struct cfg *c = load_ok("vms:\n"
+				"  - {name: k, backend: kvm, vcpus: 1, devices: [{name: d, program: ioreq-dev-test}]}\n"
+				"broker: {deadline_ms: 42}\n");
+
+	assert_int_equal(c->deadline_ms, 42);
+	assert_int_equal(c->vms[0].devices[0].deadline_ms, 42);
+	cfg_free(c);
+}
+
+/* Every VM has its own guest address spaces: identical ranges are fine. */
+static void test_same_ranges_two_vms(void **state)
+{
+	static const char text[] = "vms:\n"
+				   "  - name: a\n"
+				   "    backend: kvm\n"
+				   "    vcpus: 1\n"
+				   "    devices: &devs\n"
+				   "      - name: uart\n"
+				   "        program: ioreq-dev-test\n"
+				   "        pio: [\"0x3f8+8\"]\n"
+				   "        mmio: [\"0xfe000000+0x1000\"]\n"
+				   "        pci: [\"00:01.0\"]\n"
+				   "        irqs: [4]\n"
+				   "  - name: b\n"
+				   "    backend: kvm\n"
+				   "    vcpus: 1\n"
+				   "    devices: *devs\n";
+	struct cfg *c = load_ok(text);
+
+	assert_int_equal(c->n_vms, 2);
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(c->vms[i].devices[0].pio[0].start, 0x3f8);
+		assert_int_equal(c->vms[i].devices[0].mmio[0].start, 0xfe000000);
+		assert_int_equal(c->vms[i].devices[0].pci[0].start, 8);
+	}
+	cfg_free(c);
+}
+
+struct bad {
+	const char *yaml;
+	const char *err; /* after "FILE:" */
+};
+
+#define VM "vms:\n  - name: vm0\n    backend: kvm\n    vcpus: 1\n"		  /* lines 1-4 */
+#define DEV VM "    devices:\n      - name: a\n        program: ioreq-dev-test\n" /* lines 5-7 */
+#define DEV_B "      - name: b\n        program: ioreq-dev-test\n"
+
+static const struct bad bad[] = {
+	/* YAML itself */
+	{ "vms: [a, b\n", "2:1: did not find expected ',' or ']' (while parsing a flow sequence at 1:6)" },
+	{ "vms:\n  - name: a\n   x\n",
+	  "3:4: did not find expected '-' indicator (while parsing a block collection at 2:3)" },
+	{ "vms: *nope\n", "1:6: found undefined alias" },
+	{ VM "---\nvms: []\n", "6:1: only one YAML document is allowed" },
+	/* node types */
+	{ "- vms\n", "1:1: expected a mapping for top level" },
+	{ "vms: {a: 1}\n", "1:6: expected a sequence for 'vms'" },
+	{ "vms: []\n", "1:6: 'vms' must not be empty" },
+	{ "broker: [1]\n" VM, "1:9: expected a mapping for broker" },
+	{ "vms: [vm0]\n", "1:7: expected a mapping for vm" },
+	{ VM "    devices: a\n", "5:14: expected a sequence for 'devices'" },
+	{ VM "    devices: [a]\n", "5:15: expected a mapping for device" },
+	{ "vms:\n  - name: [vm0]\n", "2:11: expected a string for 'name'" },
+	{ "vms:\n  - name: ~\n", "2:11: expected a string for 'name'" },
+	{ "vms:\n  - ? [a]\n    : 1\n", "2:7: expected a string key in vm" },
+	{ DEV "        args: [[a]]\n", "8:16: expected a string for 'args'" },
+	{ DEV "        pio: \"0x60+1\"\n", "8:14: expected a sequence for 'pio'" },
+	{ DEV "        pio: [[1]]\n", "8:15: expected a pio range (START+SIZE, START..END or {start, size|end})" },
+	{ DEV "        pci: [{}]\n", "8:15: expected a PCI address (BB:DD.F)" },
+	{ "broker: {runtime_dir: run}\n" VM, "1:23: 'runtime_dir' must be an absolute path" },
+	/* unknown keys, at every level */
+	{ VM "colour: blue\n", "5:1: unknown key 'colour' in top level" },
+	{ "broker: {deadline: 5}\n" VM, "1:10: unknown key 'deadline' in broker" },
+	{ VM "    memory: 64\n", "5:5: unknown key 'memory' in vm" },
+	{ DEV "        policy: hold\n", "8:9: unknown key 'policy' in device" },
+	{ DEV "        pio: [{start: 1, len: 2}]\n", "8:26: unknown key 'len' in range" },
+	/* duplicate keys */
+	{ "broker: {}\nbroker: {}\n" VM, "2:1: duplicate key 'broker'" },
+	{ VM "    vcpus: 2\n", "5:5: duplicate key 'vcpus'" },
+	{ DEV "        program: ioreq-dev-test\n", "8:9: duplicate key 'program'" },
+	/* missing keys: at the mapping that lacks them */
+	{ "broker: {}\n", "1:1: missing required key 'vms' in top level" },
+	{ "vms:\n  - backend: kvm\n    vcpus: 1\n", "2:5: missing required key 'name' in vm" },
+	{ "vms:\n  - name: a\n    vcpus: 1\n", "2:5: missing required key 'backend' in vm" },
+	{ "vms:\n  - name: a\n    backend: kvm\n", "2:5: missing required key 'vcpus' in vm" },
+	{ VM "    devices:\n      - program: ioreq-dev-test\n", "6:9: missing required key 'name' in device" },
+	{ VM "    devices:\n      - name: a\n", "6:9: missing required key 'program' in device" },
+	{ DEV "        pio: [{size: 2}]\n", "8:15: missing required key 'start' in range" },
+	/* VMs */
+	{ "vms:\n  - name: a\n    backend: xen\n    vcpus: 1\n",
+	  "3:14: unknown backend 'xen' (expected sim, kvm or acrn)" },
+	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 0\n", "4:12: 'vcpus' must be between 1 and 16" },
+	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 17\n", "4:12: 'vcpus' must be between 1 and 16" },
+	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: -1\n", "4:12: expected an unsigned integer" },
+	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 2x\n", "4:12: expected an unsigned integer" },
+	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 0x\n", "4:12: expected an unsigned integer" },
+	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 18446744073709551616\n",
+	  "4:12: expected an unsigned integer" },
+	{ "vms:\n  - name: a\n    backend: sim\n    vcpus: 2\n    scripts: [a.txt]\n",
+	  "5:14: expected 2 scripts (one per vCPU), got 1" },
+	{ "vms:\n  - name: a\n    scripts: [a.txt]\n    backend: kvm\n    vcpus: 1\n",
+	  "3:14: 'scripts' is only valid with backend sim" },
+	{ "vms:\n  - name: a\n    backend: sim\n    vcpus: 2\n    scripts: [~, missing.txt]\n",
+	  "5:18: cannot read script 'missing.txt': No such file or directory" },
+	{ "vms:\n  - name: a\n    backend: sim\n    vcpus: 1\n    scripts: [sub]\n",
+	  "5:15: script 'sub' is not a regular file" },
+	{ "vms:\n  - name: a\n    backend: sim\n    vcpus: 1\n    scripts: [{a: 1}]\n",
+	  "5:15: expected a script path or null" },
+	{ VM "  - name: vm0\n    backend: sim\n    vcpus: 1\n", "5:11: duplicate VM name 'vm0' (first at 2:5)" },
+	{ "vms:\n  - name: vm 0\n", "2:11: invalid name 'vm 0' (1 to 31 characters from A-Z a-z 0-9 _ . -)" },
+	{ "vms:\n  - name: abcdefghijklmnopqrstuvwxyz012345\n",
+	  "2:11: invalid name 'abcdefghijklmnopqrstuvwxyz012345' (1 to 31 characters from A-Z a-z 0-9 _ . -)" },
+	{ "vms:\n  - name: \"\"\n", "2:11: invalid name '' (1 to 31 characters from A-Z a-z 0-9 _ . -)" },
+	/* devices */
+	{ DEV DEV_B "      - name: a\n        program: ioreq-dev-test\n",
+	  "10:15: duplicate device name 'a' (first at 6:9)" },
+	{ VM "    devices:\n      - name: a\n        program: ioreq-dev-nope\n",
+	  "7:18: program 'ioreq-dev-nope' not found" },
+	{ VM "    devices:\n      - name: a\n        program: notexec\n", "7:18: program 'notexec' not found" },
+	{ VM "    devices:\n      - name: a\n        program: bin/notexec\n",
+	  "7:18: program 'bin/notexec' is not an executable file" },
+	{ VM "    devices:\n      - name: a\n        program: ./bin\n",
+	  "7:18: program './bin' is not an executable file" },
+	{ VM "    devices:\n      - name: a\n        program: /nonexistent/x\n",
+	  "7:18: program '/nonexistent/x' not found" },
+	{ DEV "        msi: yes\n", "8:14: expected a boolean (true or false) for 'msi'" },
+	{ DEV "        deadline_ms: 600001\n", "8:22: 'deadline_ms' must be between 1 and 600000" },
+	{ "broker:\n  deadline_ms: 0\n" VM, "2:16: 'deadline_ms' must be between 1 and 600000" },
+	{ DEV "        sandbox: strict\n", "8:18: unknown sandbox 'strict' (expected none)" },
+	{ DEV "        irqs: [4, 256]\n", "8:19: irq 256 out of range (0..255)" },
+	{ DEV "        irqs: [4, 5, 4]\n", "8:22: duplicate irq 4" },
+	{ DEV "        irqs: [x]\n", "8:16: expected an unsigned integer" },
+	/* ranges */
+	{ DEV "        pio: [\"0x60-0x64\"]\n",
+	  "8:15: invalid pio range '0x60-0x64' (expected START+SIZE, START..END or {start, size|end})" },
+	{ DEV "        pio: [\"0x60+\"]\n",
+	  "8:15: invalid pio range '0x60+' (expected START+SIZE, START..END or {start, size|end})" },
+	{ DEV "        mmio: [0x1000]\n",
+	  "8:16: invalid mmio range '0x1000' (expected START+SIZE, START..END or {start, size|end})" },
+	{ DEV "        pio: [\"0x60+0\"]\n", "8:15: empty pio range (size 0)" },
+	{ DEV "        pio: [{start: 0x60, size: 0}]\n", "8:15: empty pio range (size 0)" },
+	{ DEV "        pio: [\"0x64..0x60\"]\n", "8:15: pio range end 0x60 is below its start 0x64" },
+	{ DEV "        mmio: [\"0xffffffffffffffff+2\"]\n", "8:16: mmio range 0xffffffffffffffff+0x2 wraps around" },
+	{ DEV "        mmio: [{start: 0xfffffffffffff000, size: 0x2000}]\n",
+	  "8:16: mmio range 0xfffffffffffff000+0x2000 wraps around" },
+	{ DEV "        pio: [\"0xfff0+0x20\"]\n", "8:15: pio range 0xfff0..0x1000f goes beyond 0xffff" },
+	{ DEV "        pio: [{start: 0x10000, end: 0x10000}]\n",
+	  "8:15: pio range 0x10000..0x10000 goes beyond 0xffff" },
+	{ DEV "        pio: [{start: 1, size: 1, end: 1}]\n", "8:15: a range needs exactly one of 'size' and 'end'" },
+	{ DEV "        pio: [{start: 1}]\n", "8:15: a range needs exactly one of 'size' and 'end'" },
+	{ DEV "        pio: [{start: -1, size: 1}]\n", "8:23: expected an unsigned integer" },
+	{ DEV "        pio: [\"0x60..0x6f\"]\n" DEV_B "        pio: [\"0x3f8+8\", \"0x60..0x64\"]\n",
+	  "11:26: pio range 0x60..0x64 of device 'b' overlaps 0x60..0x6f of device 'a'" },
+	{ DEV "        mmio: [\"0xfe000000+0x1000\", \"0xfe000fff+1\"]\n",
+	  "8:37: mmio range 0xfe000fff..0xfe000fff of device 'a' overlaps 0xfe000000..0xfe000fff of device 'a'" },
+	/* PCI */
+	{ DEV "        pci: [\"00:20.0\"]\n", "8:15: PCI device number 0x20 out of range (max 0x1f)" },
+	{ DEV "        pci: [\"00:01.8\"]\n", "8:15: PCI function 8 out of range (max 7)" },
+	{ DEV "        pci: [\"0001:00:01.0\"]\n", "8:15: PCI segment 0001 is not supported (only 0000)" },
+	{ DEV "        pci: [\"0:1.0\"]\n",
+	  "8:15: invalid PCI address '0:1.0' (expected BB:DD.F or 0000:BB:DD.F, hex)" },
+	{ DEV "        pci: [\"00:01.0 \"]\n",
+	  "8:15: invalid PCI address '00:01.0 ' (expected BB:DD.F or 0000:BB:DD.F, hex)" },
+	{ DEV "        pci: [\"00:01.0\"]\n" DEV_B "        pci: [\"0000:00:01.0\"]\n",
+	  "11:15: duplicate PCI address 00:01.0 of device 'b' (already claimed by device 'a')" },
+};
+
+static void test_bad(void **state)
+{
+	static struct cfg sentinel;
+	char err[512], want[1024];
+	unsigned failed = 0;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct cfg *c = &sentinel; /* must be reset to NULL */
+		int r = load(bad[i].yaml, &c, err, sizeof(err));
+
+		snprintf(want, sizeof(want), "%s:%s", yaml, bad[i].err);
+		if (r >= 0 || c || strcmp(err, want)) {
+			print_error("row %zu: r=%d\n--- yaml\n%s--- want\n%s\n--- got\n%s\n", i, r, bad[i].yaml, want,
+				    err);
+			failed++;
+		}
+		if (c != &sentinel)
+			cfg_free(c);
+	}
+	assert_int_equal(failed, 0);
+}
+
+/* Errors without a position in the file: "FILE: message". */
+static void test_file_errors(void **state)
+{
+	struct cfg *c;
+	char err[512], want[512];
+
+	assert_int_equal(cfg_load("/nonexistent/x.yaml", bindir, &c, err, sizeof(err)), -ENOENT);
+	assert_null(c);
+	assert_string_equal(err, "/nonexistent/x.yaml: No such file or directory");
+
+	assert_int_equal(load("# nothing\n", &c, err, sizeof(err)), -EINVAL);
+	assert_null(c);
+	snprintf(want, sizeof(want), "%s: empty configuration", yaml);
+	assert_string_equal(err, want);
+
+	/* invalid UTF-8: the reader knows an offset only */
+	assert_int_equal(load("vms: \xff\n", &c, err, sizeof(err)), -EINVAL);
+	snprintf(want, sizeof(want), "%s: invalid leading UTF-8 octet at byte 5", yaml);
+	assert_string_equal(err, want);
+}
+
+/* A short or absent buffer is never overrun. */
+static void test_err_buffer(void **state)
+{
+	struct cfg *c;
+	char err[8];
+
+	memset(err, 'x', sizeof(err));
+	assert_int_equal(load("vms: []\n", &c, err, 4), -EINVAL);
+	assert_int_equal(strlen(err), 3);
+	assert_int_equal(err[4], 'x');
+	assert_int_equal(load("vms: []\n", &c, NULL, 0), -EINVAL);
+	assert_null(c);
+}
+
+static void test_free_and_names(void **state)
+{
+	assert_null(cfg_free(NULL));
+	assert_string_equal(cfg_backend_name(CFG_BACKEND_SIM), "sim");
+	assert_string_equal(cfg_backend_name(CFG_BACKEND_KVM), "kvm");
+	assert_string_equal(cfg_backend_name(CFG_BACKEND_ACRN), "acrn");
+	assert_string_equal(cfg_backend_name((enum cfg_backend)42), "unknown");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_full),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_deadline_order),
+		cmocka_unit_test(test_same_ranges_two_vms),
+		cmocka_unit_test(test_bad),
+		cmocka_unit_test(test_file_errors),
+		cmocka_unit_test(test_err_buffer),
+		cmocka_unit_test(test_free_and_names),
+	};
+
+	return cmocka_run_group_tests_name("config", tests, setup, teardown);
+}
