@@ -1,0 +1,34 @@
+#include "hsm.h"
+
+#include <errno.h>
+#include <stddef.h>
+
+#include "sim.h"
+
+const struct hsm_ops *hsm_backend_ops(enum hsm_backend b)
+{
+	switch (b) {
+	case HSM_BACKEND_SIM:
+		return &sim_ops;
+	default:
+		return NULL;
+	}
+}
+
+int hsm_create(enum hsm_backend b, const struct hsm_vm_params *p, struct hsm_vm **ret)
+{
+	const struct hsm_ops *ops = hsm_backend_ops(b);
+
+	if (!ops)
+		return -EOPNOTSUPP;
+	if (p->vcpus < 1 || p->vcpus > ACRN_IO_REQUEST_MAX)
+		return -EINVAL;
+	return ops->create(p, ret);
+}
+
+struct hsm_vm *hsm_destroy(struct hsm_vm *vm)
+{
+	if (vm)
+		vm->ops->destroy(vm);
+	return NULL;
+}

@@ -1,0 +1,142 @@
+/* The HSM layer: what the broker needs from the kernel side, one interface
+ * for every backend, modelled on the ACRN HSM ioctls.
+ *
+ *   hsm_create         open + CREATE_VM (with the VM's 16-slot request page)
+ *   hsm_create_client  CREATE_IOREQ_CLIENT (the default client)
+ *   hsm_start          START_VM
+ *   hsm_attach         ATTACH_IOREQ_CLIENT: block until a slot is PROCESSING
+ *                      for the default client; -ENODEV once it is destroyed
+ *   hsm_complete       NOTIFY_REQUEST_FINISH for one vCPU's slot
+ *   hsm_set_irqline    SET_IRQLINE, hsm_inject_msi INJECT_MSI
+ *   hsm_clear          CLEAR_VM_IOREQ (reset-time drain)
+ *   hsm_destroy_client DESTROY_IOREQ_CLIENT: wakes hsm_attach with -ENODEV
+ *   hsm_destroy        DESTROY_VM + close
+ *
+ * The broker reads slots exactly like acrn-dm: processed == PROCESSING &&
+ * !kernel_handled, dispatched by type. The request representation is the
+ * kernel's own struct acrn_io_request.
+ */
+#ifndef IOREQ_HSM_H
+#define IOREQ_HSM_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <linux/acrn.h>
+
+enum hsm_backend {
+	HSM_BACKEND_SIM,
+	HSM_BACKEND_KVM,
+	HSM_BACKEND_ACRN,
+};
+
+/* SET_IRQLINE operations (the high 32 bits of its argument). */
+enum hsm_irq_op {
+	HSM_IRQ_ASSERT = 0,
+	HSM_IRQ_DEASSERT = 1,
+	HSM_IRQ_PULSE_HIGH = 2,
+	HSM_IRQ_PULSE_LOW = 3,
+};
+
+struct hsm_vm;
+
+/* Called once, from a backend thread, when the guest has stopped by itself
+ * (sim: every script ran; kvm: the exit port). @status is the VM's exit
+ * status: 0 for success. */
+typedef void (*hsm_stop_fn)(void *opaque, int status);
+
+/* Operator-facing text from the backend (a sim access that did not return
+ * what its script expected, a guest that crashed). */
+typedef void (*hsm_report_fn)(void *opaque, const char *line);
+
+struct hsm_vm_params {
+	const char *name;
+	unsigned vcpus;
+	/* sim: one script path per vCPU, NULL for an idle vCPU. */
+	const char *const *scripts;
+	hsm_stop_fn on_stop;
+	hsm_report_fn report;
+	void *opaque;
+};
+
+struct hsm_ops {
+	const char *name;
+	int (*create)(const struct hsm_vm_params *p, struct hsm_vm **ret);
+	int (*create_client)(struct hsm_vm *vm);
+	int (*start)(struct hsm_vm *vm);
+	int (*attach)(struct hsm_vm *vm, const _Atomic uint32_t *held);
+	void (*kick)(struct hsm_vm *vm);
+	int (*complete)(struct hsm_vm *vm, unsigned vcpu);
+	int (*set_irqline)(struct hsm_vm *vm, uint32_t gsi, enum hsm_irq_op op);
+	int (*inject_msi)(struct hsm_vm *vm, uint64_t addr, uint64_t data);
+	int (*clear)(struct hsm_vm *vm);
+	int (*destroy_client)(struct hsm_vm *vm);
+	void (*destroy)(struct hsm_vm *vm);
+};
+
+/* What every backend's VM starts with. */
+struct hsm_vm {
+	const struct hsm_ops *ops;
+	struct acrn_io_request_buffer *page;
+	unsigned vcpu_num;
+};
+
+/* NULL when @b is not built into this binary. */
+const struct hsm_ops *hsm_backend_ops(enum hsm_backend b);
+
+int hsm_create(enum hsm_backend b, const struct hsm_vm_params *p, struct hsm_vm **ret);
+
+static inline int hsm_create_client(struct hsm_vm *vm)
+{
+	return vm->ops->create_client(vm);
+}
+
+static inline int hsm_start(struct hsm_vm *vm)
+{
+	return vm->ops->start(vm);
+}
+
+/* @held: vCPUs whose PROCESSING request the caller already holds, re-read
+ * on every wake-up. Returns once a request of another vCPU is there: the
+ * kernel's ATTACH is level-triggered, and a broker with requests in flight
+ * must not spin on them. */
+static inline int hsm_attach(struct hsm_vm *vm, const _Atomic uint32_t *held)
+{
+	return vm->ops->attach(vm, held);
+}
+
+/* Wakes hsm_attach to re-read @held: call after clearing a bit in it. */
+static inline void hsm_kick(struct hsm_vm *vm)
+{
+	vm->ops->kick(vm);
+}
+
+static inline int hsm_complete(struct hsm_vm *vm, unsigned vcpu)
+{
+	return vm->ops->complete(vm, vcpu);
+}
+
+static inline int hsm_set_irqline(struct hsm_vm *vm, uint32_t gsi, enum hsm_irq_op op)
+{
+	return vm->ops->set_irqline(vm, gsi, op);
+}
+
+static inline int hsm_inject_msi(struct hsm_vm *vm, uint64_t addr, uint64_t data)
+{
+	return vm->ops->inject_msi(vm, addr, data);
+}
+
+static inline int hsm_clear(struct hsm_vm *vm)
+{
+	return vm->ops->clear(vm);
+}
+
+static inline int hsm_destroy_client(struct hsm_vm *vm)
+{
+	return vm->ops->destroy_client(vm);
+}
+
+/* Stops the guest and frees everything; NULL is fine. Returns NULL. */
+struct hsm_vm *hsm_destroy(struct hsm_vm *vm);
+
+#endif

@@ -1,0 +1,734 @@
+#include "sim.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dispatch.h"
+
+enum sim_op_kind {
+	SIM_ACCESS,
+	SIM_PCI,
+	SIM_REPEAT,
+	SIM_END,
+	SIM_SLEEP,
+	SIM_IRQ,
+};
+
+enum sim_value {
+	SIM_VALUE_LITERAL,
+	SIM_VALUE_SEQ,
+	SIM_VALUE_ANY,
+};
+
+struct sim_op {
+	uint8_t op;
+	uint8_t type; /* ACRN_IOREQ_TYPE_* for SIM_ACCESS */
+	uint8_t dir;
+	uint8_t size;
+	uint8_t value_mode;
+	uint32_t line;
+	uint32_t arg;  /* repeat count, sleep ms, irq line, pci reg; end: index of its repeat */
+	uint64_t addr; /* pci: bdf */
+	uint64_t value;
+};
+
+struct sim_script {
+	char *name;
+	size_t n_ops;
+	struct sim_op ops[];
+};
+
+/* ---- script parsing ---- */
+
+struct parser {
+	const char *name;
+	unsigned line;
+	char *err;
+	size_t errlen;
+};
+
+static int perr(struct parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int perr(struct parser *p, const char *fmt, ...)
+{
+	va_list ap;
+	int n = snprintf(p->err, p->errlen, "%s:%u: ", p->name, p->line);
+
+	if (n >= 0 && (size_t)n < p->errlen) {
+		va_start(ap, fmt);
+		vsnprintf(p->err + n, p->errlen - n, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+static int parse_u64(const char *s, uint64_t *ret)
+{
+	char *end;
+
+	if (!isdigit((unsigned char)s[0]))
+		return -EINVAL;
+	errno = 0;
+	*ret = strtoull(s, &end, 0);
+	if (errno || *end)
+		return -EINVAL;
+	return 0;
+}
+
+static int parse_bdf(const char *s, uint64_t *ret)
+{
+	unsigned bus, dev, fn;
+	int n = 0;
+
+	if (sscanf(s, "%2x:%2x.%1x%n", &bus, &dev, &fn, &n) != 3 || s[n] || dev > 31 || fn > 7)
+		return -EINVAL;
+	*ret = bus << 8 | dev << 3 | fn;
+	return 0;
+}
+
+static int parse_value(struct parser *p, const char *s, struct sim_op *op)
+{
+	if (!strcmp(s, "seq")) {
+		op->value_mode = SIM_VALUE_SEQ;
+		return 0;
+	}
+	if (!strcmp(s, "any")) {
+		if (op->dir != ACRN_IOREQ_DIR_READ)
+			return perr(p, "'any' is only for reads");
+		op->value_mode = SIM_VALUE_ANY;
+		return 0;
+	}
+	op->value_mode = SIM_VALUE_LITERAL;
+	if (parse_u64(s, &op->value))
+		return perr(p, "bad value '%s'", s);
+	if (op->size < 8 && op->value > dispatch_all_ones(op->size))
+		return perr(p, "value %s does not fit in %u bytes", s, op->size);
+	return 0;
+}
+
+static int parse_dir(struct parser *p, const char *s, struct sim_op *op)
+{
+	if (!strcmp(s, "read"))
+		op->dir = ACRN_IOREQ_DIR_READ;
+	else if (!strcmp(s, "write"))
+		op->dir = ACRN_IOREQ_DIR_WRITE;
+	else
+		return perr(p, "expected read or write, not '%s'", s);
+	return 0;
+}
+
+static int parse_size(struct parser *p, const char *s, struct sim_op *op)
+{
+	uint64_t size;
+
+	if (parse_u64(s, &size) || (size != 1 && size != 2 && size != 4 && size != 8))
+		return perr(p, "bad size '%s': 1, 2, 4 or 8", s);
+	op->size = size;
+	return 0;
+}
+
+/* "pio|mmio DIR ADDR SIZE VALUE" */
+static int parse_access(struct parser *p, char **w, int n, struct sim_op *op)
+{
+	int r;
+
+	if (n != 5)
+		return perr(p, "expected: %s read|write ADDR SIZE VALUE", w[0]);
+	op->op = SIM_ACCESS;
+	op->type = !strcmp(w[0], "pio") ? ACRN_IOREQ_TYPE_PORTIO : ACRN_IOREQ_TYPE_MMIO;
+	r = parse_dir(p, w[1], op);
+	if (r)
+		return r;
+	if (parse_u64(w[2], &op->addr))
+		return perr(p, "bad address '%s'", w[2]);
+	r = parse_size(p, w[3], op);
+	if (r)
+		return r;
+	if (op->type == ACRN_IOREQ_TYPE_PORTIO && (op->size > 4 || op->addr + op->size - 1 > 0xffff))
+		return perr(p, "port access beyond 0xffff or wider than 4 bytes");
+	if (op->addr + op->size - 1 < op->addr)
+		return perr(p, "access wraps around");
+	return parse_value(p, w[4], op);
+}
+
+/* "pci DIR BB:DD.F REG SIZE VALUE" */
+static int parse_pci(struct parser *p, char **w, int n, struct sim_op *op)
+{
+	uint64_t reg;
+	int r;
+
+	if (n != 6)
+		return perr(p, "expected: pci read|write BB:DD.F REG SIZE VALUE");
+	op->op = SIM_PCI;
+	r = parse_dir(p, w[1], op);
+	if (r)
+		return r;
+	if (parse_bdf(w[2], &op->addr))
+		return perr(p, "bad BDF '%s'", w[2]);
+	if (parse_u64(w[3], &reg) || reg > 0xfff)
+		return perr(p, "bad register '%s'", w[3]);
+	op->arg = reg;
+	r = parse_size(p, w[4], op);
+	if (r)
+		return r;
+	if (op->size > 4 || (reg & 3) + op->size > 4)
+		return perr(p, "a config access must stay inside one dword");
+	return parse_value(p, w[5], op);
+}
+
+static int parse_line(struct parser *p, char *s, struct sim_script *sc, unsigned *stack, unsigned *depth)
+{
+	struct sim_op *op = &sc->ops[sc->n_ops];
+	char *w[8], *save = NULL;
+	uint64_t v;
+	int n = 0, r;
+
+	for (char *t = strtok_r(s, " \t\r", &save); t; t = strtok_r(NULL, " \t\r", &save)) {
+		if (t[0] == '#')
+			break;
+		if (n == 8)
+			return perr(p, "too many words");
+		w[n++] = t;
+	}
+	if (!n)
+		return 0;
+	if (sc->n_ops == SIM_MAX_OPS)
+		return perr(p, "more than %u statements", SIM_MAX_OPS);
+	memset(op, 0, sizeof(*op));
+	op->line = p->line;
+
+	if (!strcmp(w[0], "pio") || !strcmp(w[0], "mmio")) {
+		r = parse_access(p, w, n, op);
+	} else if (!strcmp(w[0], "pci")) {
+		r = parse_pci(p, w, n, op);
+	} else if (!strcmp(w[0], "repeat")) {
+		if (n != 2 || parse_u64(w[1], &v) || v < 1 || v > UINT32_MAX)
+			return perr(p, "expected: repeat N (1..%u)", UINT32_MAX);
+		if (*depth == SIM_MAX_DEPTH)
+			return perr(p, "repeat nested deeper than %d", SIM_MAX_DEPTH);
+		op->op = SIM_REPEAT;
+		op->arg = v;
+		stack[(*depth)++] = sc->n_ops;
+		r = 0;
+	} else if (!strcmp(w[0], "end")) {
+		if (n != 1)
+			return perr(p, "expected: end");
+		if (!*depth)
+			return perr(p, "'end' without 'repeat'");
+		op->op = SIM_END;
+		op->arg = stack[--(*depth)];
+		r = 0;
+	} else if (!strcmp(w[0], "sleep")) {
+		if (n != 2 || parse_u64(w[1], &v) || v > 60000)
+			return perr(p, "expected: sleep MS (0..60000)");
+		op->op = SIM_SLEEP;
+		op->arg = v;
+		r = 0;
+	} else if (!strcmp(w[0], "irq")) {
+		if (n != 3 || parse_u64(w[1], &v) || v >= SIM_IRQ_LINES)
+			return perr(p, "expected: irq LINE 0|1 (LINE < %d)", SIM_IRQ_LINES);
+		op->op = SIM_IRQ;
+		op->arg = v;
+		if (parse_u64(w[2], &op->value) || op->value > 1)
+			return perr(p, "bad level '%s': 0 or 1", w[2]);
+		r = 0;
+	} else {
+		return perr(p, "unknown statement '%s'", w[0]);
+	}
+	if (!r)
+		sc->n_ops++;
+	return r;
+}
+
+int sim_script_parse(const char *text, size_t len, const char *name, struct sim_script **ret, char *err,
+		     size_t errlen)
+{
+	struct parser p = { .name = name, .err = err, .errlen = errlen };
+	unsigned stack[SIM_MAX_DEPTH], depth = 0;
+	struct sim_script *sc;
+	char *buf, *line, *save = NULL;
+	int r = 0;
+
+	if (len > SIM_MAX_SCRIPT_BYTES)
+		return perr(&p, "script larger than %u bytes", SIM_MAX_SCRIPT_BYTES);
+	if (memchr(text, '\0', len))
+		return perr(&p, "script contains a NUL byte");
+	buf = strndup(text, len);
+	sc = calloc(1, sizeof(*sc) + SIM_MAX_OPS * sizeof(struct sim_op));
+	if (!buf || !sc) {
+		r = -ENOMEM;
+		goto out;
+	}
+	sc->name = strdup(name);
+	if (!sc->name) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* strtok_r would merge empty lines and lose the count. */
+	for (line = buf; line; line = save) {
+		save = strchr(line, '\n');
+		if (save)
+			*save++ = '\0';
+		p.line++;
+		r = parse_line(&p, line, sc, stack, &depth);
+		if (r)
+			goto out;
+	}
+	if (depth) {
+		r = perr(&p, "'repeat' without 'end'");
+		goto out;
+	}
+	/* Give back what the script does not use. */
+	*ret = realloc(sc, sizeof(*sc) + sc->n_ops * sizeof(struct sim_op)) ?: sc;
+	sc = NULL;
+out:
+	free(buf);
+	sim_script_free(sc);
+	return r;
+}
+
+int sim_script_load(const char *path, struct sim_script **ret, char *err, size_t errlen)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+	int r;
+
+	f = fopen(path, "re");
+	if (!f) {
+		r = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(-r));
+		return r;
+	}
+	text = malloc(SIM_MAX_SCRIPT_BYTES + 1);
+	if (!text) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	len = fread(text, 1, SIM_MAX_SCRIPT_BYTES + 1, f);
+	fclose(f);
+	r = sim_script_parse(text, len, path, ret, err, errlen);
+	free(text);
+	return r;
+}
+
+struct sim_script *sim_script_free(struct sim_script *s)
+{
+	if (s) {
+		free(s->name);
+		free(s);
+	}
+	return NULL;
+}
+
+uint64_t sim_script_accesses(const struct sim_script *s)
+{
+	uint64_t mult[SIM_MAX_DEPTH + 1] = { 1 }, total = 0;
+	unsigned depth = 0;
+
+	for (size_t i = 0; i < s->n_ops; i++) {
+		const struct sim_op *op = &s->ops[i];
+
+		if (op->op == SIM_REPEAT) {
+			mult[depth + 1] = mult[depth] * op->arg;
+			depth++;
+		} else if (op->op == SIM_END) {
+			depth--;
+		} else if (op->op == SIM_ACCESS) {
+			total += mult[depth];
+		} else if (op->op == SIM_PCI) {
+			total += 2 * mult[depth];
+		}
+	}
+	return total;
+}
+
+/* ---- the VM ---- */
+
+struct sim_vcpu {
+	struct sim_vm *vm;
+	unsigned index;
+	pthread_t thread;
+	bool started;
+	struct sim_script *script;
+	unsigned reported;
+};
+
+struct sim_vm {
+	struct hsm_vm base;
+	char name[64];
+	struct dispatch d;
+	struct acrn_io_request_buffer *page;
+	hsm_stop_fn on_stop;
+	hsm_report_fn report;
+	void *opaque;
+	_Atomic bool stopping;
+	_Atomic unsigned running;
+	_Atomic unsigned failed_vcpus;
+	_Atomic uint64_t accesses, mismatches, irq_ops, msis;
+	/* Line levels, each its own futex word so the irq statement can wait. */
+	_Atomic uint32_t irq_level[SIM_IRQ_LINES];
+	struct sim_vcpu vcpus[ACRN_IO_REQUEST_MAX];
+};
+
+#define MAX_REPORTS_PER_VCPU 20
+
+static struct sim_vm *to_sim(struct hsm_vm *vm)
+{
+	return (struct sim_vm *)vm;
+}
+
+static void vcpu_report(struct sim_vcpu *c, const struct sim_op *op, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void vcpu_report(struct sim_vcpu *c, const struct sim_op *op, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	int n;
+
+	atomic_fetch_add(&c->vm->mismatches, 1);
+	if (!c->vm->report || c->reported++ >= MAX_REPORTS_PER_VCPU)
+		return;
+	n = snprintf(line, sizeof(line), "vm %s vcpu %u %s:%u: ", c->vm->name, c->index, c->script->name, op->line);
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	va_end(ap);
+	c->vm->report(c->vm->opaque, line);
+}
+
+/* One access through the HSM, as the hypervisor would post it for an exit. */
+static uint64_t vcpu_access(struct sim_vcpu *c, uint32_t type, uint32_t dir, uint64_t addr, uint32_t size,
+			    uint64_t value)
+{
+	struct acrn_io_request *req = &c->vm->page->req_slot[c->index];
+
+	req->type = type;
+	memset(&req->reqs, 0, sizeof(req->reqs));
+	if (type == ACRN_IOREQ_TYPE_PORTIO) {
+		req->reqs.pio_request.direction = dir;
+		req->reqs.pio_request.address = addr;
+		req->reqs.pio_request.size = size;
+		req->reqs.pio_request.value = (uint32_t)value;
+	} else {
+		req->reqs.mmio_request.direction = dir;
+		req->reqs.mmio_request.address = addr;
+		req->reqs.mmio_request.size = size;
+		req->reqs.mmio_request.value = value;
+	}
+	dispatch_submit(&c->vm->d, c->index);
+	dispatch_wait_complete(&c->vm->d, c->index);
+	atomic_fetch_add_explicit(&c->vm->accesses, 1, memory_order_relaxed);
+	/* The HSM may have rewritten a 0xCFC access into PCICFG: read it back by its type. */
+	switch (req->type) {
+	case ACRN_IOREQ_TYPE_PORTIO:
+		return req->reqs.pio_request.value & dispatch_all_ones(size);
+	case ACRN_IOREQ_TYPE_PCICFG:
+		return req->reqs.pci_request.value & dispatch_all_ones(size);
+	default:
+		return req->reqs.mmio_request.value & dispatch_all_ones(size);
+	}
+}
+
+static const char *const type_names[] = {
+	[ACRN_IOREQ_TYPE_PORTIO] = "pio",
+	[ACRN_IOREQ_TYPE_MMIO] = "mmio",
+	[ACRN_IOREQ_TYPE_PCICFG] = "pci",
+};
+
+static void check_read(struct sim_vcpu *c, const struct sim_op *op, uint64_t expect, uint64_t got)
+{
+	if (op->dir != ACRN_IOREQ_DIR_READ || op->value_mode == SIM_VALUE_ANY || got == expect)
+		return;
+	if (op->op == SIM_PCI)
+		vcpu_report(c, op, "pci read %02x:%02x.%x reg 0x%x size %u returned 0x%" PRIx64 ", expected 0x%" PRIx64,
+			    (unsigned)(op->addr >> 8), (unsigned)(op->addr >> 3) & 31, (unsigned)op->addr & 7, op->arg,
+			    op->size, got, expect);
+	else
+		vcpu_report(c, op, "%s read 0x%" PRIx64 " size %u returned 0x%" PRIx64 ", expected 0x%" PRIx64,
+			    type_names[op->type], op->addr, op->size, got, expect);
+}
+
+static void run_access(struct sim_vcpu *c, const struct sim_op *op, uint64_t iter)
+{
+	uint64_t value = op->value, got;
+
+	if (op->value_mode == SIM_VALUE_SEQ)
+		value = ((uint64_t)c->index << 48 | iter) & dispatch_all_ones(op->size);
+
+	if (op->op == SIM_PCI) {
+		uint32_t bdf = op->addr, reg = op->arg;
+		uint32_t cf8 = 1u << 31 | (bdf >> 8) << 16 | (bdf & 0xff) << 8 | (reg & 0xfc) | (reg & 0xf00) << 16;
+
+		vcpu_access(c, ACRN_IOREQ_TYPE_PORTIO, ACRN_IOREQ_DIR_WRITE, 0xcf8, 4, cf8);
+		got = vcpu_access(c, ACRN_IOREQ_TYPE_PORTIO, op->dir, 0xcfc + (reg & 3), op->size, value);
+	} else {
+		got = vcpu_access(c, op->type, op->dir, op->addr, op->size, value);
+	}
+	check_read(c, op, value, got);
+}
+
+static void futex_wait_ms(_Atomic uint32_t *word, uint32_t val, long ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+	syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void run_irq_wait(struct sim_vcpu *c, const struct sim_op *op)
+{
+	_Atomic uint32_t *level = &c->vm->irq_level[op->arg];
+	int64_t deadline = now_ms() + 1000;
+	uint32_t v;
+
+	while ((v = atomic_load(level)) != op->value) {
+		int64_t left = deadline - now_ms();
+
+		if (left <= 0 || atomic_load(&c->vm->stopping)) {
+			vcpu_report(c, op, "irq line %u stayed at %u, expected %u", op->arg, v, (unsigned)op->value);
+			return;
+		}
+		futex_wait_ms(level, v, left);
+	}
+}
+
+static void run_script(struct sim_vcpu *c)
+{
+	const struct sim_script *s = c->script;
+	uint64_t iter[SIM_MAX_DEPTH + 1] = { 0 }, left[SIM_MAX_DEPTH + 1];
+	unsigned depth = 0;
+
+	for (size_t pc = 0; pc < s->n_ops && !atomic_load_explicit(&c->vm->stopping, memory_order_relaxed); pc++) {
+		const struct sim_op *op = &s->ops[pc];
+
+		switch (op->op) {
+		case SIM_ACCESS:
+		case SIM_PCI:
+			run_access(c, op, iter[depth]);
+			break;
+		case SIM_REPEAT:
+			depth++;
+			iter[depth] = 0;
+			left[depth] = op->arg;
+			break;
+		case SIM_END:
+			if (--left[depth]) {
+				iter[depth]++;
+				pc = op->arg; /* the loop body starts after its repeat */
+			} else {
+				depth--;
+			}
+			break;
+		case SIM_SLEEP:
+			usleep(op->arg * 1000u);
+			break;
+		case SIM_IRQ:
+			run_irq_wait(c, op);
+			break;
+		}
+	}
+}
+
+static void *vcpu_main(void *arg)
+{
+	struct sim_vcpu *c = arg;
+	struct sim_vm *vm = c->vm;
+
+	if (c->script) {
+		run_script(c);
+		if (c->reported)
+			atomic_fetch_add(&vm->failed_vcpus, 1);
+		if (c->reported > MAX_REPORTS_PER_VCPU && vm->report) {
+			char line[160];
+
+			snprintf(line, sizeof(line), "vm %s vcpu %u: %u more mismatches not shown", vm->name, c->index,
+				 c->reported - MAX_REPORTS_PER_VCPU);
+			vm->report(vm->opaque, line);
+		}
+	}
+	if (atomic_fetch_sub(&vm->running, 1) == 1 && vm->on_stop && !atomic_load(&vm->stopping))
+		vm->on_stop(vm->opaque, atomic_load(&vm->failed_vcpus) ? 1 : 0);
+	return NULL;
+}
+
+static void sim_destroy(struct hsm_vm *base)
+{
+	struct sim_vm *vm = to_sim(base);
+
+	atomic_store(&vm->stopping, true);
+	/* Wake irq waiters and complete whatever a vCPU still waits for. */
+	for (unsigned i = 0; i < SIM_IRQ_LINES; i++)
+		syscall(SYS_futex, &vm->irq_level[i], FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+	for (unsigned i = 0; i < vm->base.vcpu_num; i++) {
+		if (!vm->vcpus[i].started)
+			continue;
+		/* A vCPU may post one more request after each clear: repeat until it is gone. */
+		for (;;) {
+			dispatch_clear(&vm->d, 0);
+			if (pthread_tryjoin_np(vm->vcpus[i].thread, NULL) != EBUSY)
+				break;
+			usleep(1000);
+		}
+	}
+	for (unsigned i = 0; i < vm->base.vcpu_num; i++)
+		sim_script_free(vm->vcpus[i].script);
+	free(vm->page);
+	free(vm);
+}
+
+static int sim_create(const struct hsm_vm_params *p, struct hsm_vm **ret)
+{
+	struct sim_vm *vm;
+	char err[256];
+	int r;
+
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	vm->base.ops = &sim_ops;
+	vm->base.vcpu_num = p->vcpus;
+	vm->on_stop = p->on_stop;
+	vm->report = p->report;
+	vm->opaque = p->opaque;
+	snprintf(vm->name, sizeof(vm->name), "%s", p->name);
+	vm->page = aligned_alloc(4096, sizeof(*vm->page));
+	if (!vm->page) {
+		r = -ENOMEM;
+		goto err;
+	}
+	vm->base.page = vm->page;
+	r = dispatch_init(&vm->d, vm->page, p->vcpus);
+	if (r)
+		goto err;
+	for (unsigned i = 0; i < p->vcpus; i++) {
+		vm->vcpus[i].vm = vm;
+		vm->vcpus[i].index = i;
+		if (!p->scripts || !p->scripts[i])
+			continue;
+		r = sim_script_load(p->scripts[i], &vm->vcpus[i].script, err, sizeof(err));
+		if (r) {
+			if (vm->report)
+				vm->report(vm->opaque, err);
+			goto err;
+		}
+	}
+	*ret = &vm->base;
+	return 0;
+err:
+	sim_destroy(&vm->base);
+	return r;
+}
+
+static int sim_create_client(struct hsm_vm *vm)
+{
+	return dispatch_create_default(&to_sim(vm)->d);
+}
+
+static int sim_start(struct hsm_vm *base)
+{
+	struct sim_vm *vm = to_sim(base);
+	int r;
+
+	atomic_store(&vm->running, vm->base.vcpu_num);
+	for (unsigned i = 0; i < vm->base.vcpu_num; i++) {
+		r = -pthread_create(&vm->vcpus[i].thread, NULL, vcpu_main, &vm->vcpus[i]);
+		if (r) {
+			atomic_store(&vm->stopping, true);
+			atomic_fetch_sub(&vm->running, vm->base.vcpu_num - i);
+			return r;
+		}
+		vm->vcpus[i].started = true;
+	}
+	return 0;
+}
+
+static int sim_attach(struct hsm_vm *vm, const _Atomic uint32_t *held)
+{
+	return dispatch_attach_except(&to_sim(vm)->d, held);
+}
+
+static void sim_kick(struct hsm_vm *vm)
+{
+	dispatch_kick(&to_sim(vm)->d);
+}
+
+static int sim_complete(struct hsm_vm *vm, unsigned vcpu)
+{
+	return dispatch_notify(&to_sim(vm)->d, vcpu);
+}
+
+static int sim_set_irqline(struct hsm_vm *base, uint32_t gsi, enum hsm_irq_op op)
+{
+	struct sim_vm *vm = to_sim(base);
+
+	if (gsi >= SIM_IRQ_LINES || op > HSM_IRQ_PULSE_LOW)
+		return -EINVAL;
+	atomic_fetch_add(&vm->irq_ops, 1);
+	/* A pulse leaves the line where it ends. */
+	atomic_store(&vm->irq_level[gsi], op == HSM_IRQ_ASSERT || op == HSM_IRQ_PULSE_LOW);
+	syscall(SYS_futex, &vm->irq_level[gsi], FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+	return 0;
+}
+
+static int sim_inject_msi(struct hsm_vm *vm, uint64_t addr, uint64_t data)
+{
+	atomic_fetch_add(&to_sim(vm)->msis, 1);
+	return 0;
+}
+
+static int sim_clear(struct hsm_vm *vm)
+{
+	dispatch_clear(&to_sim(vm)->d, DISPATCH_CLEAR_TIMEOUT_MS);
+	return 0;
+}
+
+static int sim_destroy_client(struct hsm_vm *vm)
+{
+	return dispatch_destroy_default(&to_sim(vm)->d);
+}
+
+void sim_vm_stats(struct hsm_vm *base, struct sim_stats *ret)
+{
+	struct sim_vm *vm = to_sim(base);
+
+	ret->accesses = atomic_load(&vm->accesses);
+	ret->mismatches = atomic_load(&vm->mismatches);
+	ret->irq_ops = atomic_load(&vm->irq_ops);
+	ret->msis = atomic_load(&vm->msis);
+}
+
+const struct hsm_ops sim_ops = {
+	.name = "sim",
+	.create = sim_create,
+	.create_client = sim_create_client,
+	.start = sim_start,
+	.attach = sim_attach,
+	.kick = sim_kick,
+	.complete = sim_complete,
+	.set_irqline = sim_set_irqline,
+	.inject_msi = sim_inject_msi,
+	.clear = sim_clear,
+	.destroy_client = sim_destroy_client,
+	.destroy = sim_destroy,
+};
