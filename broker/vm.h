@@ -1,0 +1,84 @@
+/* One VM of the broker: its HSM handle, its devices and route tables, the
+ * thread that waits on the HSM, and the requests in flight.
+ *
+ * Every request is completed exactly once: a vCPU's in-flight record moves
+ * IDLE -> id (sent) -> COMPLETING -> IDLE, and whoever wins the compare-and-
+ * swap from the id (the reply, the deadline, the device's death) completes. */
+#ifndef IOREQ_VM_H
+#define IOREQ_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "hsm.h"
+#include "rangemap.h"
+#include "rpc.h"
+
+struct broker;
+
+#define INFLIGHT_IDLE 0
+#define INFLIGHT_COMPLETING 1
+
+struct inflight {
+	_Atomic uint64_t id;          /* IDLE, COMPLETING, or the request id */
+	struct bdev *_Atomic dev;
+	_Atomic int64_t deadline_ns;  /* CLOCK_MONOTONIC */
+};
+
+struct vm_stats {
+	_Atomic uint64_t requests;
+	_Atomic uint64_t unclaimed;   /* no device for the range */
+	_Atomic uint64_t fallbacks;   /* all completions with the fallback value */
+};
+
+struct bvm {
+	struct broker *broker;
+	const struct cfg_vm *cfg;
+	struct hsm_vm *hsm;
+	pthread_t thread;
+	bool thread_started;
+	/* Routes change at run time (BAR claims) from nng callbacks. */
+	pthread_rwlock_t routes;
+	struct rangemap map[3];       /* by ACRN_IOREQ_TYPE_*: PIO, MMIO, PCI BDFs */
+	struct bdev *devs;
+	size_t n_devs;
+	/* Bit v set while the broker holds vCPU v's request (see hsm_attach). */
+	_Atomic uint32_t held;
+	_Atomic uint64_t next_seq;
+	struct inflight inflight[ACRN_IO_REQUEST_MAX];
+	_Atomic bool stopped;
+	_Atomic int status;
+	struct vm_stats stats;
+};
+
+int vm_create(struct broker *b, const struct cfg_vm *cfg, struct bvm *vm);
+
+/* Starts devices, waits (bounded) for their handshakes, starts the HSM VM
+ * and the VM thread. */
+int vm_start(struct bvm *vm);
+
+/* Stops dispatching (the default client goes away, new requests complete at
+ * once), then waits, bounded by the deadlines, for the requests in flight. */
+void vm_stop(struct bvm *vm);
+
+/* Stops the VM, the devices and the HSM VM; frees everything. Safe on a
+ * half-built VM. */
+void vm_destroy(struct bvm *vm);
+
+/* Completes vCPU @vcpu's request @id with @value, unless it is no longer in
+ * flight. @fallback: the device did not answer; use all ones / drop. Returns
+ * true if this call completed it. */
+bool vm_complete(struct bvm *vm, unsigned vcpu, uint64_t id, uint64_t value, bool fallback);
+
+/* Completes every request in flight to @dev with the fallback. */
+void vm_fail_device(struct bvm *vm, struct bdev *dev);
+
+/* Completes every request whose deadline passed before @now_ns. */
+void vm_expire(struct bvm *vm, int64_t now_ns);
+
+int64_t vm_now_ns(void);
+
+#endif

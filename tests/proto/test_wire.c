@@ -1,0 +1,215 @@
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "wire.h"
+
+static struct wire_arena arena;
+
+static size_t pack(const Ioreq__Envelope *env, uint8_t *buf)
+{
+	nng_msg *msg;
+	size_t len;
+
+	assert_int_equal(wire_pack(env, &msg), 0);
+	len = nng_msg_len(msg);
+	memcpy(buf, nng_msg_body(msg), len);
+	nng_msg_free(msg);
+	return len;
+}
+
+static void test_request_round_trip(void **state)
+{
+	Ioreq__Request q = IOREQ__REQUEST__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT, *out;
+	uint8_t buf[WIRE_MAX_MSG];
+	size_t len;
+
+	q.id = 0x123456789abcdef0ull;
+	q.vcpu = 15;
+	q.kind = IOREQ__KIND__KIND_MMIO;
+	q.dir = IOREQ__DIRECTION__DIR_WRITE;
+	q.addr = 0xfee00000;
+	q.size = 8;
+	q.value = ~0ull;
+	q.range = 3;
+	q.offset = 0x40;
+	env.msg_case = IOREQ__ENVELOPE__MSG_REQUEST;
+	env.request = &q;
+	len = pack(&env, buf);
+
+	wire_arena_reset(&arena);
+	assert_int_equal(wire_unpack(buf, len, &arena, &out), 0);
+	assert_int_equal(out->msg_case, IOREQ__ENVELOPE__MSG_REQUEST);
+	assert_int_equal(out->request->id, q.id);
+	assert_int_equal(out->request->vcpu, 15);
+	assert_int_equal(out->request->kind, IOREQ__KIND__KIND_MMIO);
+	assert_int_equal(out->request->dir, IOREQ__DIRECTION__DIR_WRITE);
+	assert_int_equal(out->request->addr, 0xfee00000);
+	assert_int_equal(out->request->size, 8);
+	assert_int_equal(out->request->value, ~0ull);
+	assert_int_equal(out->request->range, 3);
+	assert_int_equal(out->request->offset, 0x40);
+	/* Unpacking used the arena, not malloc. */
+	assert_true(arena.used > 0);
+}
+
+static void test_welcome_round_trip(void **state)
+{
+	Ioreq__Range r0 = IOREQ__RANGE__INIT, r1 = IOREQ__RANGE__INIT, *ranges[] = { &r0, &r1 };
+	Ioreq__Welcome w = IOREQ__WELCOME__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT, *out;
+	uint32_t irqs[] = { 4, 8 };
+	uint8_t buf[WIRE_MAX_MSG];
+	size_t len;
+
+	r0.kind = IOREQ__KIND__KIND_PIO;
+	r0.start = 0x3f8;
+	r0.size = 8;
+	r1.kind = IOREQ__KIND__KIND_PCICFG;
+	r1.start = 0x08;
+	r1.size = 1;
+	w.version = IOREQ__VERSION__VERSION_CURRENT;
+	w.vm = "vm0";
+	w.device = "uart0";
+	w.n_ranges = 2;
+	w.ranges = ranges;
+	w.n_irq_lines = 2;
+	w.irq_lines = irqs;
+	w.msi = 1;
+	env.msg_case = IOREQ__ENVELOPE__MSG_WELCOME;
+	env.welcome = &w;
+	len = pack(&env, buf);
+
+	wire_arena_reset(&arena);
+	assert_int_equal(wire_unpack(buf, len, &arena, &out), 0);
+	assert_string_equal(out->welcome->vm, "vm0");
+	assert_string_equal(out->welcome->device, "uart0");
+	assert_int_equal(out->welcome->n_ranges, 2);
+	assert_int_equal(out->welcome->ranges[0]->start, 0x3f8);
+	assert_int_equal(out->welcome->ranges[1]->kind, IOREQ__KIND__KIND_PCICFG);
+	assert_int_equal(out->welcome->n_irq_lines, 2);
+	assert_int_equal(out->welcome->irq_lines[1], 8);
+	assert_true(out->welcome->msi);
+}
+
+static void test_truncated_rejected(void **state)
+{
+	Ioreq__Reply rep = IOREQ__REPLY__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT, *out;
+	uint8_t buf[WIRE_MAX_MSG];
+	size_t len;
+
+	rep.id = 0xffffffffffffull;
+	rep.value = 0x1122334455667788ull;
+	env.msg_case = IOREQ__ENVELOPE__MSG_REPLY;
+	env.reply = &rep;
+	len = pack(&env, buf);
+	/* Every proper prefix cuts a field or the envelope short. */
+	for (size_t n = 1; n < len; n++) {
+		wire_arena_reset(&arena);
+		assert_int_equal(wire_unpack(buf, n, &arena, &out), -EBADMSG);
+	}
+}
+
+static void test_oversized_rejected(void **state)
+{
+	static uint8_t big[WIRE_MAX_MSG + 1];
+	Ioreq__Envelope *out;
+
+	wire_arena_reset(&arena);
+	assert_int_equal(wire_unpack(big, sizeof(big), &arena, &out), -EMSGSIZE);
+}
+
+static void test_oversized_not_packed(void **state)
+{
+	static char name[WIRE_MAX_MSG + 10];
+	Ioreq__Hello h = IOREQ__HELLO__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+	nng_msg *msg;
+
+	memset(name, 'a', sizeof(name) - 1);
+	h.version = 1;
+	h.device = name;
+	env.msg_case = IOREQ__ENVELOPE__MSG_HELLO;
+	env.hello = &h;
+	assert_int_equal(wire_pack(&env, &msg), -EMSGSIZE);
+}
+
+static void test_invalid_fields_rejected(void **state)
+{
+	Ioreq__Request q = IOREQ__REQUEST__INIT;
+	Ioreq__Hello h = IOREQ__HELLO__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT, *out;
+	uint8_t buf[WIRE_MAX_MSG];
+	size_t len;
+
+	/* An empty envelope carries nothing. */
+	len = pack(&env, buf);
+	wire_arena_reset(&arena);
+	assert_int_equal(wire_unpack(buf, len, &arena, &out), -EBADMSG);
+
+	/* Access width 3 does not exist. */
+	q.size = 3;
+	env.msg_case = IOREQ__ENVELOPE__MSG_REQUEST;
+	env.request = &q;
+	len = pack(&env, buf);
+	wire_arena_reset(&arena);
+	assert_int_equal(wire_unpack(buf, len, &arena, &out), -EBADMSG);
+
+	/* Neither does kind 7. */
+	q.size = 4;
+	q.kind = 7;
+	len = pack(&env, buf);
+	wire_arena_reset(&arena);
+	assert_int_equal(wire_unpack(buf, len, &arena, &out), -EBADMSG);
+
+	/* A hello needs a name of sane length. */
+	h.device = "";
+	env.msg_case = IOREQ__ENVELOPE__MSG_HELLO;
+	env.hello = &h;
+	len = pack(&env, buf);
+	wire_arena_reset(&arena);
+	assert_int_equal(wire_unpack(buf, len, &arena, &out), -EBADMSG);
+}
+
+static void test_garbage_rejected(void **state)
+{
+	uint8_t buf[256];
+	Ioreq__Envelope *out;
+	uint32_t x = 12345;
+	int accepted = 0;
+
+	/* Random bytes almost never form a valid envelope, and never crash. */
+	for (int round = 0; round < 2000; round++) {
+		size_t len = 1 + round % sizeof(buf);
+
+		for (size_t i = 0; i < len; i++) {
+			x = x * 1103515245 + 12345;
+			buf[i] = x >> 16;
+		}
+		wire_arena_reset(&arena);
+		accepted += wire_unpack(buf, len, &arena, &out) == 0;
+	}
+	assert_true(accepted < 20);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_request_round_trip),
+		cmocka_unit_test(test_welcome_round_trip),
+		cmocka_unit_test(test_truncated_rejected),
+		cmocka_unit_test(test_oversized_rejected),
+		cmocka_unit_test(test_oversized_not_packed),
+		cmocka_unit_test(test_invalid_fields_rejected),
+		cmocka_unit_test(test_garbage_rejected),
+	};
+
+	return cmocka_run_group_tests_name("wire", tests, NULL, NULL);
+}
