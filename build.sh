@@ -1,0 +1,43 @@
+#!/bin/sh
+# Builds ioreq-broker (installing the Debian packages it needs) and runs
+# the demo or the test suite.
+#
+#   ./build.sh demo             build, then run the demo
+#   ./build.sh test             build, then run every test
+#   ./build.sh test --sanitize  the same under ASan + UBSan (in build-asan/)
+#   ./build.sh build            only build
+set -eu
+
+cd "$(dirname "$0")"
+what=${1:-build}
+[ $# -gt 0 ] && shift
+
+dir=build
+flags="-DCMAKE_BUILD_TYPE=RelWithDebInfo"
+for arg in "$@"; do
+	case $arg in
+	--sanitize) dir=build-asan flags="$flags -DIOREQ_SANITIZE=ON" ;;
+	*) echo "build.sh: unknown option $arg" >&2; exit 2 ;;
+	esac
+done
+# CI builds with warnings as errors.
+[ "${CI:-}" = true ] && flags="$flags -DIOREQ_WERROR=ON"
+
+./deploy/install-deps.sh
+# shellcheck disable=SC2086
+cmake -S . -B "$dir" $flags >/dev/null
+cmake --build "$dir" -j"$(nproc)"
+
+case $what in
+build) ;;
+demo)
+	exec "$dir/bin/ioreq-brokerd" --config examples/sim/two-vms.yaml --exit-with-vms
+	;;
+test)
+	exec ctest --test-dir "$dir" --output-on-failure -j2
+	;;
+*)
+	echo "build.sh: unknown command $what (demo, test, build)" >&2
+	exit 2
+	;;
+esac
