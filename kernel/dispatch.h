@@ -10,9 +10,10 @@
  *    side (the "hypervisor") writes PENDING and FREE, the dispatcher writes
  *    PROCESSING and COMPLETE;
  *  - while the VM is clearing (dispatch_clear), new requests complete at once;
- *  - port 0xCF8 (4 bytes) is kept here; 0xCFC..0xCFF complete at once (reads
- *    0xFFFFFFFF) unless bit 31 of 0xCF8 is set, in which case the slot is
- *    rewritten in place into a PCICFG request;
+ *  - port 0xCF8 is kept here (any width: the kernel only warns when it is
+ *    not 4 bytes); 0xCFC..0xCFF complete at once (reads 0xFFFFFFFF) unless
+ *    bit 31 of 0xCF8 is set, in which case the slot is rewritten in place
+ *    into a PCICFG request;
  *  - the newest in-HSM client with a range of the same type containing the
  *    whole access [addr, addr + size - 1] takes it (kernel_handled = 1);
  *    PCICFG always goes to the default client (kernel_handled = 0);
@@ -23,6 +24,11 @@
  * in the vCPU's thread (the kernel uses a kthread per client: same result, one
  * thread hand-off less), and a request with no default client to take it
  * completes at once with all ones instead of staying PENDING forever.
+ * Requests completed without a client (clearing, no default client, the end
+ * of dispatch_clear) read all ones; the kernel leaves the value as it was.
+ * A vCPU's bit is set before its slot turns PROCESSING (the kernel does it
+ * after), and only the one who takes the bit back (dispatch_notify or
+ * dispatch_clear) completes the slot, so each request completes exactly once.
  */
 #ifndef IOREQ_DISPATCH_H
 #define IOREQ_DISPATCH_H
@@ -54,7 +60,10 @@ struct dispatch_client {
 };
 
 /* The default client's word, also its futex: bits 0..15 are the kernel's
- * ioreqs_map (one per vCPU with a PROCESSING request for it), plus: */
+ * ioreqs_map (one per vCPU with a request for it, set until NOTIFY or CLEAR
+ * takes it), bits 16..29 count dispatch_kick calls (wrapping), plus: */
+#define DISPATCH_KICK_SHIFT 16
+#define DISPATCH_KICK_MASK (0x3fffu << DISPATCH_KICK_SHIFT)
 #define DISPATCH_DEFAULT_EXISTS (1u << 30)
 #define DISPATCH_DEFAULT_DESTROYING (1u << 31)
 
@@ -72,17 +81,21 @@ struct dispatch {
 /* Sets up @d for @page (every slot FREE) and @vcpu_num vCPUs (1..16). */
 int dispatch_init(struct dispatch *d, struct acrn_io_request_buffer *page, unsigned vcpu_num);
 
-/* Adds an in-HSM client with one range [start, end] of @type, or a further
- * range to the client of the same @name. Call before any vCPU runs.
- * -EINVAL: PCICFG type, empty/wrapping range; -ENOSPC: too many. */
+/* Adds an in-HSM client (newest first) with one range [start, end] of @type,
+ * or a further range to the client of the same @name (which must have the
+ * same type, handler and priv). Call before any vCPU runs.
+ * -EINVAL: type not PORTIO/MMIO, end < start, no name or handler, or a name
+ * taken with other settings; -ENOSPC: too many clients or ranges. */
 int dispatch_add_client(struct dispatch *d, const char *name, uint32_t type, uint64_t start, uint64_t end,
 			dispatch_handler_fn handler, void *priv);
 
-/* CREATE_IOREQ_CLIENT: -EEXIST when there is one already. */
+/* CREATE_IOREQ_CLIENT: -EEXIST when there is one already. Requests that a
+ * destroyed client left PROCESSING are handed to the new one. */
 int dispatch_create_default(struct dispatch *d);
 
 /* DESTROY_IOREQ_CLIENT: wakes a blocked dispatch_attach with -ENODEV.
- * -ENODEV if there is none. */
+ * -ENODEV if there is none. Requests it still holds stay PROCESSING, as in
+ * the kernel, until dispatch_clear or a new client's notify finishes them. */
 int dispatch_destroy_default(struct dispatch *d);
 
 /* The vCPU side: slot[@vcpu] has been filled (type and reqs); publish it as
@@ -99,18 +112,28 @@ void dispatch_wait_complete(struct dispatch *d, unsigned vcpu);
  * 0, or -ENODEV when the client does not exist or is being destroyed. */
 int dispatch_attach(struct dispatch *d);
 
-/* Like dispatch_attach, but waits for a request of a vCPU not in @seen (a
- * vCPU bitmap): an edge the kernel does not offer, used by our own backends
- * so that a broker with requests in flight does not spin. */
-int dispatch_attach_except(struct dispatch *d, uint32_t seen);
+/* Like dispatch_attach, but waits for a request of a vCPU not in *@held (a
+ * vCPU bitmap the caller owns, re-read on every wake-up; NULL holds none): an
+ * edge the kernel does not offer, used by our own backends so that a broker
+ * with requests in flight does not spin on them. */
+int dispatch_attach_except(struct dispatch *d, const _Atomic uint32_t *held);
+
+/* Wakes dispatch_attach_except to re-read its @held: call after clearing a
+ * bit in it. Bumps the kick count in the futex word, so a waiter that read
+ * @held just before the change cannot sleep through the wake-up. */
+void dispatch_kick(struct dispatch *d);
 
 /* NOTIFY_REQUEST_FINISH for @vcpu: -EINVAL if vcpu >= vcpu_num. Marks the
- * slot COMPLETE and wakes the vCPU unless it polls. */
+ * slot COMPLETE and wakes the vCPU unless it polls. Like the kernel it does
+ * not look at the slot's state, and does nothing (returning 0) without a
+ * default client; unlike it, it also does nothing when no request of @vcpu
+ * is assigned (dispatch_clear already finished it). */
 int dispatch_notify(struct dispatch *d, unsigned vcpu);
 
 /* CLEAR_VM_IOREQ: new requests complete at once; the default client gets
- * @timeout_ms to finish what it holds; the rest is completed here (reads with
- * all ones). */
+ * @timeout_ms (polled every 10 ms; 0: none) to finish what it holds; the rest
+ * is completed here (reads with all ones), even after the client was
+ * destroyed. */
 void dispatch_clear(struct dispatch *d, unsigned timeout_ms);
 
 /* The vCPUs with a request waiting for the default client. */

@@ -1,0 +1,456 @@
+/* The ACRN HSM's request dispatch rules (drivers/virt/acrn/ioreq.c), in user
+ * space. See dispatch.h for the rules and where they differ from the kernel.
+ *
+ * Two words carry all the cross-thread state, and each has one futex:
+ *  - slot->processed, the request's state: the vCPU sleeps on it until
+ *    COMPLETE (unless the slot polls);
+ *  - d->dflt, the default client's bitmap and flags: its waiter sleeps on it.
+ * A vCPU bit in d->dflt is the right to complete that vCPU's request for the
+ * default client: dispatch_notify and dispatch_clear complete a slot only
+ * after taking its bit, so every request is completed exactly once.
+ */
+#include "dispatch.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DISPATCH_VCPU_MASK 0xffffu
+#define DISPATCH_CLEAR_POLL_MS 10
+
+/* PCI configuration mechanism #1, as handle_cf8cfc() folds it. */
+#define PCI_CONF_ADDR_PORT 0xcf8
+#define PCI_CONF_DATA_PORT 0xcfc
+#define PCI_CONF_ENABLE 0x80000000u
+#define PCI_LOWREG_MASK 0xfc
+#define PCI_HIGHREG_MASK 0xf00
+#define PCI_BUSMAX 0xff
+#define PCI_SLOTMAX 0x1f
+#define PCI_FUNCMAX 0x7
+
+/* Spins on pause before yielding: a polling slot is meant for vCPUs with a
+ * CPU of their own, where the completion is usually a few microseconds away. */
+#define DISPATCH_POLL_SPINS 1024
+
+static void dispatch_futex_wait(void *addr, uint32_t val)
+{
+	/* EAGAIN (the word moved on) and EINTR just make the caller re-check. */
+	syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void dispatch_futex_wake(void *addr, int n)
+{
+	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+static void dispatch_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+static uint32_t dispatch_state(const struct acrn_io_request *req)
+{
+	return __atomic_load_n(&req->processed, __ATOMIC_ACQUIRE);
+}
+
+static void dispatch_set_state(struct acrn_io_request *req, uint32_t state)
+{
+	__atomic_store_n(&req->processed, state, __ATOMIC_RELEASE);
+}
+
+static bool dispatch_has_default(uint32_t v)
+{
+	return (v & DISPATCH_DEFAULT_EXISTS) && !(v & DISPATCH_DEFAULT_DESTROYING);
+}
+
+/* Our last write to the slot, as in ioreq_complete_request(): read
+ * completion_polling first, because once the slot is COMPLETE it belongs to
+ * the vCPU side again. */
+static void dispatch_complete(struct acrn_io_request *req)
+{
+	bool polling = __atomic_load_n(&req->completion_polling, __ATOMIC_RELAXED);
+
+	dispatch_set_state(req, ACRN_IOREQ_STATE_COMPLETE);
+	if (!polling)
+		dispatch_futex_wake(&req->processed, INT_MAX);
+}
+
+/* A request nobody emulates: reads see a floating bus, writes are dropped. */
+static void dispatch_complete_ones(struct acrn_io_request *req)
+{
+	switch (req->type) {
+	case ACRN_IOREQ_TYPE_PORTIO:
+		if (req->reqs.pio_request.direction == ACRN_IOREQ_DIR_READ)
+			req->reqs.pio_request.value = (uint32_t)dispatch_all_ones(req->reqs.pio_request.size);
+		break;
+	case ACRN_IOREQ_TYPE_PCICFG:
+		if (req->reqs.pci_request.direction == ACRN_IOREQ_DIR_READ)
+			req->reqs.pci_request.value = (uint32_t)dispatch_all_ones(req->reqs.pci_request.size);
+		break;
+	case ACRN_IOREQ_TYPE_MMIO:
+		if (req->reqs.mmio_request.direction == ACRN_IOREQ_DIR_READ)
+			req->reqs.mmio_request.value = dispatch_all_ones(req->reqs.mmio_request.size);
+		break;
+	}
+	dispatch_complete(req);
+}
+
+/* Completes a default-client request whose bit the caller has just taken.
+ * The submitter sets the bit before it publishes PROCESSING (see
+ * dispatch_to_default), so wait for that store: a COMPLETE written before it
+ * would be overwritten and the vCPU would wait forever. The submitter is
+ * running, between two stores, so the wait is short. */
+static void dispatch_complete_taken(struct acrn_io_request *req, bool ones)
+{
+	while (dispatch_state(req) == ACRN_IOREQ_STATE_PENDING)
+		sched_yield();
+	if (ones)
+		dispatch_complete_ones(req);
+	else
+		dispatch_complete(req);
+}
+
+int dispatch_init(struct dispatch *d, struct acrn_io_request_buffer *page, unsigned vcpu_num)
+{
+	if (!page || vcpu_num < 1 || vcpu_num > ACRN_IO_REQUEST_MAX)
+		return -EINVAL;
+	memset(page, 0, sizeof(*page));
+	for (unsigned i = 0; i < ACRN_IO_REQUEST_MAX; i++)
+		dispatch_set_state(&page->req_slot[i], ACRN_IOREQ_STATE_FREE);
+	d->page = page;
+	d->vcpu_num = vcpu_num;
+	atomic_init(&d->pci_conf_addr, 0);
+	atomic_init(&d->clearing, false);
+	atomic_init(&d->dflt, 0);
+	d->n_clients = 0;
+	memset(d->clients, 0, sizeof(d->clients));
+	return 0;
+}
+
+static struct dispatch_client *dispatch_find_name(struct dispatch *d, const char *name)
+{
+	for (unsigned i = 0; i < d->n_clients; i++) {
+		if (!strncmp(d->clients[i].name, name, sizeof(d->clients[i].name) - 1))
+			return &d->clients[i];
+	}
+	return NULL;
+}
+
+int dispatch_add_client(struct dispatch *d, const char *name, uint32_t type, uint64_t start, uint64_t end,
+			dispatch_handler_fn handler, void *priv)
+{
+	struct dispatch_client *c;
+
+	/* Only PORTIO and MMIO ranges are ever matched (in_range()). */
+	if (!name || !handler || end < start || (type != ACRN_IOREQ_TYPE_PORTIO && type != ACRN_IOREQ_TYPE_MMIO))
+		return -EINVAL;
+	c = dispatch_find_name(d, name);
+	if (c) {
+		if (c->type != type || c->handler != handler || c->priv != priv)
+			return -EINVAL;
+		if (c->n_ranges == DISPATCH_MAX_CLIENT_RANGES)
+			return -ENOSPC;
+	} else {
+		if (d->n_clients == DISPATCH_MAX_CLIENTS)
+			return -ENOSPC;
+		/* Newest first, like list_add(): it wins where ranges overlap. */
+		memmove(&d->clients[1], &d->clients[0], d->n_clients * sizeof(d->clients[0]));
+		d->n_clients++;
+		c = &d->clients[0];
+		memset(c, 0, sizeof(*c));
+		/* Truncated like the kernel's strncpy into name[ACRN_NAME_LEN]. */
+		strncpy(c->name, name, sizeof(c->name) - 1);
+		c->type = type;
+		c->handler = handler;
+		c->priv = priv;
+	}
+	c->ranges[c->n_ranges].start = start;
+	c->ranges[c->n_ranges].end = end;
+	c->n_ranges++;
+	return 0;
+}
+
+int dispatch_create_default(struct dispatch *d)
+{
+	uint32_t v = atomic_load(&d->dflt);
+
+	/* The vCPU bits stay: requests a destroyed client left unfinished are
+	 * still PROCESSING, and the new client is the one to finish them. */
+	do {
+		if (dispatch_has_default(v))
+			return -EEXIST;
+	} while (
+	    !atomic_compare_exchange_weak(&d->dflt, &v, (v | DISPATCH_DEFAULT_EXISTS) & ~DISPATCH_DEFAULT_DESTROYING));
+	return 0;
+}
+
+int dispatch_destroy_default(struct dispatch *d)
+{
+	uint32_t v = atomic_load(&d->dflt);
+
+	/* One atomic step, so a waiter sees either a client or DESTROYING,
+	 * never a moment with neither. The vCPU bits stay, so that
+	 * dispatch_clear can still complete what the client held. */
+	do {
+		if (!dispatch_has_default(v))
+			return -ENODEV;
+	} while (
+	    !atomic_compare_exchange_weak(&d->dflt, &v, (v & ~DISPATCH_DEFAULT_EXISTS) | DISPATCH_DEFAULT_DESTROYING));
+	dispatch_futex_wake(&d->dflt, INT_MAX);
+	return 0;
+}
+
+/* handle_cf8cfc(): true when the request was completed here. Like the kernel,
+ * any access to port 0xCF8 is the address register (the kernel only warns
+ * when it is not 4 bytes wide), and 0xCFC..0xCFF is the data window whatever
+ * the access size. */
+static bool dispatch_cf8cfc(struct dispatch *d, struct acrn_io_request *req)
+{
+	struct acrn_pio_request *pio = &req->reqs.pio_request;
+	struct acrn_pci_request *pci = &req->reqs.pci_request;
+	uint32_t addr, offset;
+
+	if (req->type != ACRN_IOREQ_TYPE_PORTIO)
+		return false;
+	if (pio->address == PCI_CONF_ADDR_PORT) {
+		if (pio->direction == ACRN_IOREQ_DIR_WRITE)
+			atomic_store(&d->pci_conf_addr, pio->value);
+		else
+			pio->value = atomic_load(&d->pci_conf_addr);
+		dispatch_complete(req);
+		return true;
+	}
+	if (pio->address < PCI_CONF_DATA_PORT || pio->address > PCI_CONF_DATA_PORT + 3)
+		return false;
+	addr = atomic_load(&d->pci_conf_addr);
+	if (!(addr & PCI_CONF_ENABLE)) {
+		if (pio->direction == ACRN_IOREQ_DIR_READ)
+			pio->value = 0xffffffff;
+		dispatch_complete(req);
+		return true;
+	}
+	/* direction, size and value sit at the same offsets in both request
+	 * kinds (the uapi's design rule): only type and the PCI fields change. */
+	offset = (uint32_t)(pio->address - PCI_CONF_DATA_PORT);
+	req->type = ACRN_IOREQ_TYPE_PCICFG;
+	pci->bus = (addr >> 16) & PCI_BUSMAX;
+	pci->dev = (addr >> 11) & PCI_SLOTMAX;
+	pci->func = (addr >> 8) & PCI_FUNCMAX;
+	pci->reg = (addr & PCI_LOWREG_MASK) + ((addr >> 16) & PCI_HIGHREG_MASK) + offset;
+	return false;
+}
+
+/* find_ioreq_client()'s in_range(): the whole access, not just its first byte.
+ * A zero-sized or wrapping access matches no range. */
+static bool dispatch_in_range(const struct dispatch_client *c, uint64_t addr, uint64_t size)
+{
+	uint64_t last = addr + size - 1;
+
+	if (!size || last < addr)
+		return false;
+	for (unsigned i = 0; i < c->n_ranges; i++) {
+		if (addr >= c->ranges[i].start && last <= c->ranges[i].end)
+			return true;
+	}
+	return false;
+}
+
+static struct dispatch_client *dispatch_find_client(struct dispatch *d, const struct acrn_io_request *req)
+{
+	uint64_t addr, size;
+
+	switch (req->type) {
+	case ACRN_IOREQ_TYPE_PORTIO:
+		addr = req->reqs.pio_request.address;
+		size = req->reqs.pio_request.size;
+		break;
+	case ACRN_IOREQ_TYPE_MMIO:
+		addr = req->reqs.mmio_request.address;
+		size = req->reqs.mmio_request.size;
+		break;
+	default:
+		/* PCICFG always goes to the default client. */
+		return NULL;
+	}
+	for (unsigned i = 0; i < d->n_clients; i++) {
+		if (d->clients[i].type == req->type && dispatch_in_range(&d->clients[i], addr, size))
+			return &d->clients[i];
+	}
+	return NULL;
+}
+
+/* The kernel publishes PROCESSING, then sets the bit. Here the bit comes
+ * first: a broker that scans the slots (as acrn-dm does) while another vCPU's
+ * request wakes it could otherwise find this slot PROCESSING, finish it and
+ * notify before the bit exists, leaving a bit that no request backs and an
+ * ATTACH that never blocks again. Seen in this order, a PROCESSING slot
+ * always has its bit. */
+static void dispatch_to_default(struct dispatch *d, unsigned vcpu, struct acrn_io_request *req)
+{
+	uint32_t v = atomic_load(&d->dflt);
+
+	req->kernel_handled = 0;
+	do {
+		if (!dispatch_has_default(v)) {
+			/* The kernel would leave it PENDING until a client
+			 * comes; a vCPU that can never run again helps no one. */
+			dispatch_complete_ones(req);
+			return;
+		}
+	} while (!atomic_compare_exchange_weak(&d->dflt, &v, v | (1u << vcpu)));
+	dispatch_set_state(req, ACRN_IOREQ_STATE_PROCESSING);
+	dispatch_futex_wake(&d->dflt, INT_MAX);
+}
+
+void dispatch_submit(struct dispatch *d, unsigned vcpu)
+{
+	struct acrn_io_request *req = &d->page->req_slot[vcpu];
+	struct dispatch_client *c;
+
+	/* The vCPU's last write: everything it filled in is published with it. */
+	dispatch_set_state(req, ACRN_IOREQ_STATE_PENDING);
+	if (atomic_load(&d->clearing)) {
+		dispatch_complete_ones(req);
+		return;
+	}
+	if (dispatch_cf8cfc(d, req))
+		return;
+	c = dispatch_find_client(d, req);
+	if (!c) {
+		dispatch_to_default(d, vcpu, req);
+		return;
+	}
+	req->kernel_handled = 1;
+	dispatch_set_state(req, ACRN_IOREQ_STATE_PROCESSING);
+	c->handler(c->priv, vcpu, req);
+	dispatch_complete(req);
+}
+
+void dispatch_wait_complete(struct dispatch *d, unsigned vcpu)
+{
+	struct acrn_io_request *req = &d->page->req_slot[vcpu];
+	bool polling = __atomic_load_n(&req->completion_polling, __ATOMIC_RELAXED);
+	unsigned spins = 0;
+	uint32_t state;
+
+	while ((state = dispatch_state(req)) != ACRN_IOREQ_STATE_COMPLETE) {
+		if (!polling) {
+			dispatch_futex_wait(&req->processed, state);
+		} else if (spins < DISPATCH_POLL_SPINS) {
+			spins++;
+			dispatch_cpu_relax();
+		} else {
+			sched_yield();
+		}
+	}
+	dispatch_set_state(req, ACRN_IOREQ_STATE_FREE);
+}
+
+static int dispatch_wait_default(struct dispatch *d, const _Atomic uint32_t *held)
+{
+	for (;;) {
+		/* dflt before *held: a kick that follows a change of *held
+		 * then also changes dflt after this load, and the futex wait
+		 * below returns at once instead of sleeping on a stale view. */
+		uint32_t v = atomic_load(&d->dflt);
+		uint32_t h = held ? atomic_load(held) : 0;
+
+		if (!dispatch_has_default(v))
+			return -ENODEV;
+		if (v & DISPATCH_VCPU_MASK & ~h)
+			return 0;
+		dispatch_futex_wait(&d->dflt, v);
+	}
+}
+
+int dispatch_attach(struct dispatch *d)
+{
+	return dispatch_wait_default(d, NULL);
+}
+
+int dispatch_attach_except(struct dispatch *d, const _Atomic uint32_t *held)
+{
+	return dispatch_wait_default(d, held);
+}
+
+void dispatch_kick(struct dispatch *d)
+{
+	uint32_t v = atomic_load(&d->dflt);
+	uint32_t kick;
+
+	do {
+		kick = (v + (1u << DISPATCH_KICK_SHIFT)) & DISPATCH_KICK_MASK;
+	} while (!atomic_compare_exchange_weak(&d->dflt, &v, (v & ~DISPATCH_KICK_MASK) | kick));
+	dispatch_futex_wake(&d->dflt, INT_MAX);
+}
+
+int dispatch_notify(struct dispatch *d, unsigned vcpu)
+{
+	uint32_t bit = 1u << vcpu;
+	uint32_t v;
+
+	if (vcpu >= d->vcpu_num)
+		return -EINVAL;
+	v = atomic_load(&d->dflt);
+	do {
+		/* The kernel's NOTIFY does nothing without a default client. */
+		if (!dispatch_has_default(v))
+			return 0;
+		/* Nothing assigned (dispatch_clear finished it already): the
+		 * kernel would still write COMPLETE, possibly into the vCPU's
+		 * next request. */
+		if (!(v & bit))
+			return 0;
+	} while (!atomic_compare_exchange_weak(&d->dflt, &v, v & ~bit));
+	dispatch_complete_taken(&d->page->req_slot[vcpu], false);
+	return 0;
+}
+
+static uint64_t dispatch_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void dispatch_sleep_ms(uint64_t ms)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000};
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+void dispatch_clear(struct dispatch *d, unsigned timeout_ms)
+{
+	uint64_t deadline, now;
+	uint32_t taken;
+
+	atomic_store(&d->clearing, true);
+	/* acrn_ioreq_request_clear() polls every HZ/100 up to ten times, but
+	 * only for its in-kernel clients (vm->ioreq_clients never holds the
+	 * default one), and ours run inline and never hold a request. The
+	 * drain here is for the default client, as dispatch.h promises: the
+	 * broker's devices may still answer in time. timeout_ms == 0 is the
+	 * kernel's behaviour towards the default client. */
+	deadline = dispatch_now_ms() + timeout_ms;
+	while (dispatch_pending(d) && (now = dispatch_now_ms()) < deadline)
+		dispatch_sleep_ms(deadline - now < DISPATCH_CLEAR_POLL_MS ? deadline - now : DISPATCH_CLEAR_POLL_MS);
+
+	/* Even with the client destroyed: its requests are still PROCESSING,
+	 * and this is what lets their vCPUs run again. */
+	taken = atomic_fetch_and(&d->dflt, ~DISPATCH_VCPU_MASK) & DISPATCH_VCPU_MASK;
+	for (unsigned i = 0; i < d->vcpu_num; i++) {
+		if (taken & (1u << i))
+			dispatch_complete_taken(&d->page->req_slot[i], true);
+	}
+	atomic_store(&d->clearing, false);
+}
