@@ -12,6 +12,11 @@
  *       scripts: [a.txt, ~]            sim only, one entry per vCPU: a readable
  *                                      file (relative to this file's directory,
  *                                      or absolute) or null for an idle vCPU
+ *       memory: 64M                    kvm, acrn: guest RAM (bytes, K, M, G)
+ *       image: guest.elf               kvm, required: a readable file
+ *       exit_port: 0xf4                kvm: the port that stops the VM
+ *       completion_polling: false      acrn: vCPUs poll for completion
+ *       autostart: true                start with the broker
  *       devices:                       optional sequence
  *         - name: ram0                 required, same charset, unique in the VM
  *           program: ioreq-dev-ram     required; a bare name is looked up in
@@ -25,7 +30,10 @@
  *           irqs: [4]                  0..255, no duplicates
  *           msi: false                 optional boolean (true | false)
  *           deadline_ms: 200           1..600000, default broker.deadline_ms
- *           sandbox: none              only "none" for now
+ *           sandbox: none              strict | none
+ *           windows: {pio: [...], mmio: [...]}   where it may claim ranges
+ *           output: stdout | FILE      its stdout (default /dev/null)
+ *           input: stdin               its stdin (default /dev/null)
  *
  * Integers are decimal or 0x-prefixed hex. START..END is inclusive. Ranges of
  * one VM must not overlap, whichever devices declare them; two VMs may use the
@@ -106,6 +114,7 @@ static const char *const backend_names[] = {
 
 static const char *const sandbox_names[] = {
 	[CFG_SANDBOX_NONE] = "none",
+	[CFG_SANDBOX_STRICT] = "strict",
 };
 
 /* ---- errors ---- */
@@ -513,6 +522,20 @@ static const struct range_kind pci_kind = {
 
 static const struct range_kind *const range_kinds[] = { &pio_kind, &mmio_kind, &pci_kind };
 
+static const struct range_kind win_pio_kind = {
+	.name = "pio window",
+	.max = CFG_PIO_MAX,
+	.arr = offsetof(struct cfg_device, win_pio),
+	.n = offsetof(struct cfg_device, n_win_pio),
+};
+
+static const struct range_kind win_mmio_kind = {
+	.name = "mmio window",
+	.max = UINT64_MAX,
+	.arr = offsetof(struct cfg_device, win_mmio),
+	.n = offsetof(struct cfg_device, n_win_mmio),
+};
+
 static struct cfg_range **dev_ranges(struct cfg_device *d, const struct range_kind *k, size_t **ret_n)
 {
 	*ret_n = (size_t *)((char *)d + k->n);
@@ -849,8 +872,58 @@ static int parse_sandbox(struct loader *l, const struct field *f, yaml_node_t *v
 		return r;
 	i = lookup_name(sandbox_names, ARRAY_SIZE(sandbox_names), s);
 	if (i < 0)
-		return fail(l, val, "unknown sandbox '%s' (expected none)", s);
+		return fail(l, val, "unknown sandbox '%s' (expected strict or none)", s);
 	dev->sandbox = (enum cfg_sandbox)i;
+	return 0;
+}
+
+static const struct field window_fields[] = {
+	{ .key = "pio", .parse = parse_ranges, .arg = &win_pio_kind },
+	{ .key = "mmio", .parse = parse_ranges, .arg = &win_mmio_kind },
+};
+
+static const struct schema window_schema = SCHEMA("windows", window_fields);
+
+static int parse_windows(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	return walk_map(l, val, &window_schema, obj, NULL);
+}
+
+/* "stdout" (the broker's) or a file, created if needed, relative to this file. */
+static int parse_output(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	struct cfg_device *dev = obj;
+	const char *s;
+	int r;
+
+	r = get_string(l, val, f->key, &s);
+	if (r < 0)
+		return r;
+	if (!strcmp(s, "stdout")) {
+		dev->output_stdout = true;
+		return 0;
+	}
+	if (!*s)
+		return fail(l, val, "'%s' must be stdout or a file name", f->key);
+	if (s[0] == '/')
+		dev->output_file = strdup(s);
+	else if (asprintf(&dev->output_file, "%s/%s", l->dir, s) < 0)
+		dev->output_file = NULL;
+	return dev->output_file ? 0 : oom(l);
+}
+
+static int parse_input(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	struct cfg_device *dev = obj;
+	const char *s;
+	int r;
+
+	r = get_string(l, val, f->key, &s);
+	if (r < 0)
+		return r;
+	if (strcmp(s, "stdin"))
+		return fail(l, val, "'%s' must be stdin", f->key);
+	dev->input_stdin = true;
 	return 0;
 }
 
@@ -870,6 +943,9 @@ static const struct field device_fields[] = {
 	  .min = 1,
 	  .max = CFG_MAX_DEADLINE_MS },
 	{ .key = "sandbox", .parse = parse_sandbox },
+	{ .key = "windows", .parse = parse_windows },
+	{ .key = "output", .parse = parse_output },
+	{ .key = "input", .parse = parse_input },
 };
 
 static const struct schema device_schema = SCHEMA("device", device_fields);
@@ -1001,6 +1077,81 @@ static int load_scripts(struct loader *l, struct cfg_vm *vm)
 	return 0;
 }
 
+/* Bytes, or with a K, M or G suffix; whole pages. */
+static int parse_memory(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	struct cfg_vm *vm = obj;
+	const char *s;
+	uint64_t v, mult = 1;
+	size_t len;
+
+	if (!is_string(val))
+		return fail(l, val, "expected a size for '%s' (bytes, or with K, M or G)", f->key);
+	s = scalar(val);
+	len = strlen(s);
+	if (len > 1 && strchr("KMG", s[len - 1])) {
+		mult = s[len - 1] == 'K' ? 1ull << 10 : s[len - 1] == 'M' ? 1ull << 20 : 1ull << 30;
+		len--;
+	}
+	if (!parse_u64(s, len, &v) || v > (64ull << 30) / mult)
+		return fail(l, val, "expected a size for '%s' (bytes, or with K, M or G)", f->key);
+	v *= mult;
+	if (v < (1ull << 20) || v % 4096)
+		return fail(l, val, "'%s' must be at least 1M and a multiple of 4K", f->key);
+	vm->memory = v;
+	return 0;
+}
+
+static int parse_image(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	struct cfg_vm *vm = obj;
+	const char *s;
+	int r;
+
+	r = get_string(l, val, f->key, &s);
+	if (r < 0)
+		return r;
+	r = resolve(l, s, &vm->image);
+	if (r == -ENOMEM)
+		return oom(l);
+	if (r == 0 && access(vm->image, R_OK) < 0)
+		r = -errno;
+	if (r < 0)
+		return fail(l, val, "cannot read image '%s': %s", s, strerror(-r));
+	return 0;
+}
+
+/* Keys that only some backends take, by their index in vm_fields. */
+enum {
+	VM_KEY_SCRIPTS = 3,
+	VM_KEY_MEMORY = 5,
+	VM_KEY_IMAGE,
+	VM_KEY_EXIT_PORT,
+	VM_KEY_POLLING,
+};
+
+static const struct {
+	unsigned key;
+	const char *name;
+	uint32_t backends; /* bit per enum cfg_backend */
+} backend_keys[] = {
+	{ VM_KEY_MEMORY, "memory", 1u << CFG_BACKEND_KVM | 1u << CFG_BACKEND_ACRN },
+	{ VM_KEY_IMAGE, "image", 1u << CFG_BACKEND_KVM },
+	{ VM_KEY_EXIT_PORT, "exit_port", 1u << CFG_BACKEND_KVM },
+	{ VM_KEY_POLLING, "completion_polling", 1u << CFG_BACKEND_ACRN },
+};
+
+static int check_backend_keys(struct loader *l, yaml_node_t *map, struct cfg_vm *vm, uint32_t seen)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(backend_keys); i++)
+		if (seen & (UINT32_C(1) << backend_keys[i].key) && !(backend_keys[i].backends & 1u << vm->backend))
+			return fail(l, map, "'%s' is not valid with backend %s", backend_keys[i].name,
+				    backend_names[vm->backend]);
+	if (vm->backend == CFG_BACKEND_KVM && !vm->image)
+		return fail(l, map, "missing required key 'image' in vm (backend kvm)");
+	return 0;
+}
+
 static const struct field vm_fields[] = {
 	{ .key = "name", .parse = parse_vm_name, .required = true },
 	{ .key = "backend", .parse = parse_backend, .required = true },
@@ -1012,6 +1163,11 @@ static const struct field vm_fields[] = {
 	  .max = CFG_MAX_VCPUS },
 	{ .key = "scripts", .parse = parse_scripts },
 	{ .key = "devices", .parse = parse_devices },
+	{ .key = "memory", .parse = parse_memory },
+	{ .key = "image", .parse = parse_image },
+	{ .key = "exit_port", .parse = parse_u32, .off = offsetof(struct cfg_vm, exit_port), .max = CFG_PIO_MAX },
+	{ .key = "completion_polling", .parse = parse_bool, .off = offsetof(struct cfg_vm, completion_polling) },
+	{ .key = "autostart", .parse = parse_bool, .off = offsetof(struct cfg_vm, autostart) },
 };
 
 static const struct schema vm_schema = SCHEMA("vm", vm_fields);
@@ -1035,10 +1191,18 @@ static int parse_vms(struct loader *l, const struct field *f, yaml_node_t *val, 
 		yaml_node_t *e = seq_item(l, val, i);
 		struct cfg_vm *vm = &c->vms[i];
 
+		uint32_t seen;
+
 		vm->mark = node_mark(e);
+		vm->exit_port = CFG_DEFAULT_EXIT_PORT;
+		vm->memory = CFG_DEFAULT_MEMORY;
+		vm->autostart = true;
 		l->vm = vm;
 		l->scripts = NULL;
-		r = walk_map(l, e, &vm_schema, vm, NULL);
+		r = walk_map(l, e, &vm_schema, vm, &seen);
+		if (r < 0)
+			return r;
+		r = check_backend_keys(l, e, vm, seen);
 		if (r < 0)
 			return r;
 		r = load_scripts(l, vm);
@@ -1202,6 +1366,9 @@ static void device_free(struct cfg_device *d)
 	free(d->mmio);
 	free(d->pci);
 	free(d->irqs);
+	free(d->win_pio);
+	free(d->win_mmio);
+	free(d->output_file);
 }
 
 static void vm_free(struct cfg_vm *vm)
@@ -1212,6 +1379,7 @@ static void vm_free(struct cfg_vm *vm)
 	for (i = 0; vm->scripts && i < vm->vcpus; i++)
 		free(vm->scripts[i]);
 	free(vm->scripts);
+	free(vm->image);
 	for (i = 0; i < vm->n_devices; i++)
 		device_free(&vm->devices[i]);
 	free(vm->devices);

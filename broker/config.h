@@ -13,6 +13,8 @@
 
 #define CFG_MAX_VCPUS 16
 #define CFG_DEFAULT_DEADLINE_MS 500
+#define CFG_DEFAULT_EXIT_PORT 0xf4
+#define CFG_DEFAULT_MEMORY (64ull << 20)
 
 enum cfg_backend {
 	CFG_BACKEND_SIM,
@@ -22,6 +24,7 @@ enum cfg_backend {
 
 enum cfg_sandbox {
 	CFG_SANDBOX_NONE,
+	CFG_SANDBOX_STRICT,
 };
 
 /* Where a value was written, for messages about it later (1-based). */
@@ -49,6 +52,16 @@ struct cfg_device {
 	bool msi;          /* may the device inject MSIs */
 	uint32_t deadline_ms;
 	enum cfg_sandbox sandbox;
+	/* Where the device may claim ranges at run time (PCI BARs). */
+	struct cfg_range *win_pio;
+	size_t n_win_pio;
+	struct cfg_range *win_mmio;
+	size_t n_win_mmio;
+	/* The device's stdout: the broker's own, a file (absolute path), or
+	 * /dev/null when neither is set. Its stdin: the broker's or /dev/null. */
+	bool output_stdout;
+	char *output_file;
+	bool input_stdin;
 	struct cfg_mark mark;
 };
 
@@ -57,6 +70,11 @@ struct cfg_vm {
 	enum cfg_backend backend;
 	unsigned vcpus;
 	char **scripts;    /* sim: vcpus entries, absolute paths; NULL = idle vCPU */
+	uint64_t memory;   /* kvm, acrn: guest RAM in bytes */
+	char *image;       /* kvm: the guest's static ELF64 image, absolute path */
+	uint32_t exit_port; /* kvm: a write here stops the VM with that status */
+	bool completion_polling; /* acrn: the vCPU polls for completion */
+	bool autostart;    /* start with the broker (default true) */
 	struct cfg_device *devices;
 	size_t n_devices;
 	struct cfg_mark mark;

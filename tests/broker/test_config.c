@@ -76,6 +76,7 @@ static int setup(void **state)
 	put_file(pathdir, "ioreq-dev-test", "#!/bin/sh\n", 0755);
 	put_file(tmp, "a.txt", "script a\n", 0644);
 	put_file(tmp, "b.txt", "script b\n", 0644);
+	put_file(tmp, "img.elf", "\177ELF\n", 0644);
 	/* Deterministic lookups, whatever the caller's environment. */
 	return setenv("PATH", pathdir, 1);
 }
@@ -84,14 +85,14 @@ static int teardown(void **state)
 {
 	static const char *const bin[] = { "ioreq-dev-test", "notexec" };
 	static const char *const path[] = { "ioreq-dev-inpath", "ioreq-dev-test" };
-	static const char *const top[] = { "a.txt", "b.txt", "case.yaml" };
+	static const char *const top[] = { "a.txt", "b.txt", "img.elf", "case.yaml" };
 	char p[512];
 
 	rm_tree(bindir, bin, 2);
 	rm_tree(pathdir, path, 2);
 	snprintf(p, sizeof(p), "%s/sub", tmp);
 	rmdir(p);
-	rm_tree(tmp, top, 3);
+	rm_tree(tmp, top, 4);
 	return 0;
 }
 
@@ -269,6 +270,49 @@ static void test_defaults(void **state)
 	assert_false(d->msi);
 	assert_int_equal(d->deadline_ms, CFG_DEFAULT_DEADLINE_MS);
 	assert_int_equal(d->sandbox, CFG_SANDBOX_NONE);
+	assert_int_equal(d->n_win_pio + d->n_win_mmio, 0);
+	assert_false(d->output_stdout);
+	assert_null(d->output_file);
+	assert_false(d->input_stdin);
+	assert_true(c->vms[0].autostart);
+	cfg_free(c);
+}
+
+/* The keys of the kvm and acrn backends, windows, and a device's streams. */
+static void test_backend_keys(void **state)
+{
+	struct cfg *c;
+	char p[512];
+
+	c = load_ok("vms:\n"
+		    "  - name: k\n"
+		    "    backend: kvm\n"
+		    "    vcpus: 2\n"
+		    "    memory: 128M\n"
+		    "    image: img.elf\n"
+		    "    exit_port: 0x501\n"
+		    "    autostart: false\n"
+		    "    devices:\n"
+		    "      - name: d\n"
+		    "        program: ioreq-dev-test\n"
+		    "        windows: {mmio: [\"0xc0000000+0x100000\"], pio: [\"0xc000..0xcfff\"]}\n"
+		    "        output: uart.log\n"
+		    "        input: stdin\n"
+		    "  - {name: a, backend: acrn, vcpus: 1, memory: 1G, completion_polling: true}\n");
+	assert_int_equal(c->vms[0].memory, 128ull << 20);
+	snprintf(p, sizeof(p), "%s/img.elf", tmp);
+	assert_string_equal(c->vms[0].image, p);
+	assert_int_equal(c->vms[0].exit_port, 0x501);
+	assert_false(c->vms[0].autostart);
+	assert_int_equal(c->vms[0].devices[0].n_win_mmio, 1);
+	assert_int_equal(c->vms[0].devices[0].win_mmio[0].end, 0xc00fffff);
+	assert_int_equal(c->vms[0].devices[0].win_pio[0].start, 0xc000);
+	snprintf(p, sizeof(p), "%s/uart.log", tmp);
+	assert_string_equal(c->vms[0].devices[0].output_file, p);
+	assert_true(c->vms[0].devices[0].input_stdin);
+	assert_int_equal(c->vms[1].memory, 1ull << 30);
+	assert_true(c->vms[1].completion_polling);
+	assert_int_equal(c->vms[1].exit_port, CFG_DEFAULT_EXIT_PORT);
 	cfg_free(c);
 }
 
@@ -276,7 +320,7 @@ static void test_defaults(void **state)
 static void test_deadline_order(void **state)
 {
 	struct cfg *c = load_ok("vms:\n"
-				"  - {name: k, backend: kvm, vcpus: 1, devices: [{name: d, program: ioreq-dev-test}]}\n"
+				"  - {name: k, backend: acrn, vcpus: 1, devices: [{name: d, program: ioreq-dev-test}]}\n"
 				"broker: {deadline_ms: 42}\n");
 
 	assert_int_equal(c->deadline_ms, 42);
@@ -289,7 +333,7 @@ static void test_same_ranges_two_vms(void **state)
 {
 	static const char text[] = "vms:\n"
 				   "  - name: a\n"
-				   "    backend: kvm\n"
+				   "    backend: acrn\n"
 				   "    vcpus: 1\n"
 				   "    devices: &devs\n"
 				   "      - name: uart\n"
@@ -299,7 +343,7 @@ static void test_same_ranges_two_vms(void **state)
 				   "        pci: [\"00:01.0\"]\n"
 				   "        irqs: [4]\n"
 				   "  - name: b\n"
-				   "    backend: kvm\n"
+				   "    backend: acrn\n"
 				   "    vcpus: 1\n"
 				   "    devices: *devs\n";
 	struct cfg *c = load_ok(text);
@@ -318,7 +362,7 @@ struct bad {
 	const char *err; /* after "FILE:" */
 };
 
-#define VM "vms:\n  - name: vm0\n    backend: kvm\n    vcpus: 1\n"		  /* lines 1-4 */
+#define VM "vms:\n  - name: vm0\n    backend: acrn\n    vcpus: 1\n"		  /* lines 1-4 */
 #define DEV VM "    devices:\n      - name: a\n        program: ioreq-dev-test\n" /* lines 5-7 */
 #define DEV_B "      - name: b\n        program: ioreq-dev-test\n"
 
@@ -348,7 +392,7 @@ static const struct bad bad[] = {
 	/* unknown keys, at every level */
 	{ VM "colour: blue\n", "5:1: unknown key 'colour' in top level" },
 	{ "broker: {deadline: 5}\n" VM, "1:10: unknown key 'deadline' in broker" },
-	{ VM "    memory: 64\n", "5:5: unknown key 'memory' in vm" },
+	{ VM "    colour: blue\n", "5:5: unknown key 'colour' in vm" },
 	{ DEV "        policy: hold\n", "8:9: unknown key 'policy' in device" },
 	{ DEV "        pio: [{start: 1, len: 2}]\n", "8:26: unknown key 'len' in range" },
 	/* duplicate keys */
@@ -375,7 +419,7 @@ static const struct bad bad[] = {
 	  "4:12: expected an unsigned integer" },
 	{ "vms:\n  - name: a\n    backend: sim\n    vcpus: 2\n    scripts: [a.txt]\n",
 	  "5:14: expected 2 scripts (one per vCPU), got 1" },
-	{ "vms:\n  - name: a\n    scripts: [a.txt]\n    backend: kvm\n    vcpus: 1\n",
+	{ "vms:\n  - name: a\n    scripts: [a.txt]\n    backend: acrn\n    vcpus: 1\n",
 	  "3:14: 'scripts' is only valid with backend sim" },
 	{ "vms:\n  - name: a\n    backend: sim\n    vcpus: 2\n    scripts: [~, missing.txt]\n",
 	  "5:18: cannot read script 'missing.txt': No such file or directory" },
@@ -403,7 +447,6 @@ static const struct bad bad[] = {
 	{ DEV "        msi: yes\n", "8:14: expected a boolean (true or false) for 'msi'" },
 	{ DEV "        deadline_ms: 600001\n", "8:22: 'deadline_ms' must be between 1 and 600000" },
 	{ "broker:\n  deadline_ms: 0\n" VM, "2:16: 'deadline_ms' must be between 1 and 600000" },
-	{ DEV "        sandbox: strict\n", "8:18: unknown sandbox 'strict' (expected none)" },
 	{ DEV "        irqs: [4, 256]\n", "8:19: irq 256 out of range (0..255)" },
 	{ DEV "        irqs: [4, 5, 4]\n", "8:22: duplicate irq 4" },
 	{ DEV "        irqs: [x]\n", "8:16: expected an unsigned integer" },
@@ -440,6 +483,29 @@ static const struct bad bad[] = {
 	  "8:15: invalid PCI address '00:01.0 ' (expected BB:DD.F or 0000:BB:DD.F, hex)" },
 	{ DEV "        pci: [\"00:01.0\"]\n" DEV_B "        pci: [\"0000:00:01.0\"]\n",
 	  "11:15: duplicate PCI address 00:01.0 of device 'b' (already claimed by device 'a')" },
+	/* windows, output, input */
+	{ DEV "        windows: {pio: [\"0xc000+0x100\"], dma: []}\n", "8:42: unknown key 'dma' in windows" },
+	{ DEV "        windows: {mmio: [\"0x10..0x1\"]}\n",
+	  "8:26: mmio window range end 0x1 is below its start 0x10" },
+	{ DEV "        windows: {pio: [\"0xff00+0x200\"]}\n",
+	  "8:25: pio window range 0xff00..0x100ff goes beyond 0xffff" },
+	{ DEV "        output: \"\"\n", "8:17: 'output' must be stdout or a file name" },
+	{ DEV "        input: /dev/tty\n", "8:16: 'input' must be stdin" },
+	{ DEV "        sandbox: loose\n", "8:18: unknown sandbox 'loose' (expected strict or none)" },
+	/* backend-specific VM keys */
+	{ "vms:\n  - name: a\n    backend: sim\n    vcpus: 1\n    image: a.txt\n",
+	  "2:5: 'image' is not valid with backend sim" },
+	{ "vms:\n  - name: a\n    backend: acrn\n    vcpus: 1\n    exit_port: 0xf4\n",
+	  "2:5: 'exit_port' is not valid with backend acrn" },
+	{ "vms:\n  - name: a\n    backend: sim\n    vcpus: 1\n    completion_polling: true\n",
+	  "2:5: 'completion_polling' is not valid with backend sim" },
+	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 1\n", "2:5: missing required key 'image' in vm (backend kvm)" },
+	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 1\n    image: nope.elf\n",
+	  "5:12: cannot read image 'nope.elf': No such file or directory" },
+	{ VM "    memory: 12X\n", "5:13: expected a size for 'memory' (bytes, or with K, M or G)" },
+	{ VM "    memory: 4K\n", "5:13: 'memory' must be at least 1M and a multiple of 4K" },
+	{ VM "    memory: 1048577\n", "5:13: 'memory' must be at least 1M and a multiple of 4K" },
+	{ VM "    autostart: maybe\n", "5:16: expected a boolean (true or false) for 'autostart'" },
 };
 
 static void test_bad(void **state)
@@ -513,6 +579,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_backend_keys),
 		cmocka_unit_test(test_deadline_order),
 		cmocka_unit_test(test_same_ranges_two_vms),
 		cmocka_unit_test(test_bad),
