@@ -20,6 +20,7 @@
 #define IOREQ_HSM_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <linux/acrn.h>
@@ -54,6 +55,13 @@ struct hsm_vm_params {
 	unsigned vcpus;
 	/* sim: one script path per vCPU, NULL for an idle vCPU. */
 	const char *const *scripts;
+	/* kvm, acrn: guest RAM in bytes. */
+	uint64_t memory;
+	/* kvm: the static ELF64 guest image, and the port that stops the VM. */
+	const char *image;
+	uint16_t exit_port;
+	/* acrn: vCPUs poll for completion (ACRN_VM_FLAG... IO_COMPLETION_POLLING). */
+	bool completion_polling;
 	hsm_stop_fn on_stop;
 	hsm_report_fn report;
 	void *opaque;
