@@ -12,7 +12,7 @@
 
 extern char **environ;
 
-int devsup_spawn(char *const argv[], pid_t *ret_pid)
+int devsup_spawn(char *const argv[], int fd_in, int fd_out, pid_t *ret_pid)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -33,6 +33,8 @@ int devsup_spawn(char *const argv[], pid_t *ret_pid)
 	posix_spawnattr_setsigdefault(&attr, &def);
 	/* Every fd of the broker is O_CLOEXEC; close the rest anyway, so that
 	 * nothing the broker opens by accident reaches a device. */
+	posix_spawn_file_actions_adddup2(&fa, fd_in, 0);
+	posix_spawn_file_actions_adddup2(&fa, fd_out, 1);
 	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 	r = -posix_spawn(ret_pid, argv[0], &fa, &attr, argv, environ);
 	posix_spawnattr_destroy(&attr);

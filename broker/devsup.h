@@ -7,9 +7,10 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-/* Starts @argv[0] with @argv; the child keeps only stdin/stdout/stderr.
- * Returns 0 with the pid in *ret_pid, or a negative errno. */
-int devsup_spawn(char *const argv[], pid_t *ret_pid);
+/* Starts @argv[0] with @argv, @fd_in as its stdin and @fd_out as its
+ * stdout; it shares the broker's stderr and keeps no other fd. Returns 0 with
+ * the pid in *ret_pid, or a negative errno. */
+int devsup_spawn(char *const argv[], int fd_in, int fd_out, pid_t *ret_pid);
 
 /* Collects one exited child without blocking: 0 with *ret_pid and its wait
  * status, -EAGAIN when none has exited, -ECHILD when there are none. */

@@ -1,6 +1,7 @@
 #include "rpc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -197,14 +198,19 @@ static void on_interrupt(struct bdev *dev, const Ioreq__Interrupt *irq)
 
 static void on_claim(struct bdev *dev, const Ioreq__Claim *claim)
 {
+	static const uint32_t types[] = {
+		[IOREQ__KIND__KIND_PIO] = ACRN_IOREQ_TYPE_PORTIO,
+		[IOREQ__KIND__KIND_MMIO] = ACRN_IOREQ_TYPE_MMIO,
+		[IOREQ__KIND__KIND_PCICFG] = ACRN_IOREQ_TYPE_PCICFG,
+	};
 	Ioreq__ClaimResult res = IOREQ__CLAIM_RESULT__INIT;
 	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
 
-	/* No window is granted to any device yet: every claim is refused. */
-	log_warn("vm %s device %s: refused a claim of 0x%" PRIx64 "+0x%" PRIx64 ": outside its windows",
-		 vm_of(dev), name_of(dev), claim->range->start, claim->range->size);
+	/* Applied before the device's next message (its reply to the guest's
+	 * BAR write) is read: routing has changed when the vCPU resumes. */
 	res.tag = claim->tag;
-	res.error = -EPERM;
+	res.error = vm_claim(dev->vm, dev, types[claim->range->kind], claim->range->start, claim->range->size,
+			     claim->release, claim->tag);
 	env.msg_case = IOREQ__ENVELOPE__MSG_CLAIM_RESULT;
 	env.claim_result = &res;
 	wire_send(dev->sock, &env, NNG_FLAG_NONBLOCK);
@@ -306,13 +312,57 @@ nng_err:
 	return wire_errno(r);
 }
 
+static void close_stream(int fd, int std)
+{
+	if (fd != std)
+		close(fd);
+}
+
+static int open_stream(struct bdev *dev, const char *path, int flags, int *ret)
+{
+	int fd = open(path, flags | O_CLOEXEC, 0644);
+
+	if (fd < 0) {
+		fd = -errno;
+		log_err("vm %s device %s: cannot open %s: %s", vm_of(dev), name_of(dev), path, strerror(-fd));
+		return fd;
+	}
+	*ret = fd;
+	return 0;
+}
+
+/* The device's stdin and stdout, opened here: a sandboxed device cannot
+ * open anything itself. */
+static int open_streams(struct bdev *dev, int *ret_in, int *ret_out)
+{
+	const struct cfg_device *c = dev->cfg;
+	int r;
+
+	*ret_in = 0;
+	*ret_out = 1;
+	if (!c->input_stdin) {
+		r = open_stream(dev, "/dev/null", O_RDONLY, ret_in);
+		if (r < 0)
+			return r;
+	}
+	if (!c->output_stdout) {
+		r = open_stream(dev, c->output_file ? c->output_file : "/dev/null", O_WRONLY | O_CREAT | O_APPEND,
+				ret_out);
+		if (r < 0) {
+			close_stream(*ret_in, 0);
+			return r;
+		}
+	}
+	return 0;
+}
+
 int rpc_spawn(struct bdev *dev)
 {
 	const struct cfg_device *c = dev->cfg;
+	int r, fd_in, fd_out;
 	size_t n_args = 0;
 	char **argv;
 	pid_t pid;
-	int r;
 
 	while (c->args[n_args])
 		n_args++;
@@ -326,12 +376,19 @@ int rpc_spawn(struct bdev *dev)
 	argv[4] = c->name;
 	memcpy(&argv[5], c->args, n_args * sizeof(*argv));
 
+	r = open_streams(dev, &fd_in, &fd_out);
+	if (r < 0) {
+		free(argv);
+		return r;
+	}
 	pthread_mutex_lock(&dev->lock);
 	atomic_store(&dev->state, BDEV_STARTING);
-	r = devsup_spawn(argv, &pid);
+	r = devsup_spawn(argv, fd_in, fd_out, &pid);
 	dev->pid = r < 0 ? 0 : pid;
 	pthread_mutex_unlock(&dev->lock);
 	free(argv);
+	close_stream(fd_in, 0);
+	close_stream(fd_out, 1);
 	if (r < 0) {
 		atomic_store(&dev->state, BDEV_DOWN);
 		log_err("vm %s device %s: cannot start %s: %s", vm_of(dev), name_of(dev), c->program, strerror(-r));

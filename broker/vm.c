@@ -138,6 +138,72 @@ void vm_expire(struct bvm *vm, int64_t now_ns)
 	}
 }
 
+/* Tags of ranges claimed at run time, as the device sees them. */
+#define CLAIMED_RANGE 0x80000000u
+
+static const char *const type_names[] = {
+	[ACRN_IOREQ_TYPE_PORTIO] = "pio",
+	[ACRN_IOREQ_TYPE_MMIO] = "mmio",
+	[ACRN_IOREQ_TYPE_PCICFG] = "pci",
+};
+
+static bool inside_window(const struct cfg_device *c, uint32_t type, uint64_t start, uint64_t end)
+{
+	const struct cfg_range *w = type == ACRN_IOREQ_TYPE_PORTIO ? c->win_pio : c->win_mmio;
+	size_t n = type == ACRN_IOREQ_TYPE_PORTIO ? c->n_win_pio : c->n_win_mmio;
+
+	for (size_t i = 0; i < n; i++)
+		if (w[i].start <= start && end <= w[i].end)
+			return true;
+	return false;
+}
+
+static int claim_locked(struct bvm *vm, struct bdev *dev, uint32_t type, uint64_t start, uint64_t end, bool release,
+			uint32_t tag, const char **ret_why)
+{
+	struct rangemap *m = &vm->map[type];
+	const struct rangemap_entry *e;
+
+	if (release) {
+		e = rangemap_find(m, start, end);
+		if (!e || e->start != start || e->end != end || e->owner != dev || e->tag != (CLAIMED_RANGE | tag)) {
+			*ret_why = "it holds no such claim";
+			return -ENOENT;
+		}
+		return rangemap_remove(m, start, end, dev);
+	}
+	if (!inside_window(dev->cfg, type, start, end)) {
+		*ret_why = "outside its windows";
+		return -EPERM;
+	}
+	if (rangemap_add(m, start, end, dev, CLAIMED_RANGE | tag, &e) == -EEXIST) {
+		*ret_why = e->owner == dev ? "it overlaps one of its own ranges" : "it overlaps another device's range";
+		return -EEXIST;
+	}
+	return 0;
+}
+
+int vm_claim(struct bvm *vm, struct bdev *dev, uint32_t type, uint64_t start, uint64_t size, bool release,
+	     uint32_t tag)
+{
+	uint64_t end = start + size - 1;
+	const char *why = "PCI config space cannot be claimed";
+	int r = -EINVAL;
+
+	if (type != ACRN_IOREQ_TYPE_PCICFG && !(tag & CLAIMED_RANGE)) {
+		pthread_rwlock_wrlock(&vm->routes);
+		r = claim_locked(vm, dev, type, start, end, release, tag, &why);
+		pthread_rwlock_unlock(&vm->routes);
+	}
+	if (r < 0)
+		log_warn("vm %s device %s: refused a %s of %s 0x%" PRIx64 "..0x%" PRIx64 ": %s", vm->cfg->name,
+			 dev->cfg->name, release ? "release" : "claim", type_names[type], start, end, why);
+	else
+		log_info("vm %s device %s: %s %s 0x%" PRIx64 "..0x%" PRIx64, vm->cfg->name, dev->cfg->name,
+			 release ? "released" : "claimed", type_names[type], start, end);
+	return r;
+}
+
 /* One PROCESSING slot for the default client: route it and send it, or
  * complete it here when nobody can serve it. */
 static void handle(struct bvm *vm, unsigned vcpu)

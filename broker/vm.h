@@ -73,6 +73,14 @@ void vm_destroy(struct bvm *vm);
  * true if this call completed it. */
 bool vm_complete(struct bvm *vm, unsigned vcpu, uint64_t id, uint64_t value, bool fallback);
 
+/* A device claims (or releases) [start, start + size) of @type, tagged
+ * @tag, for a BAR the guest programmed. Accepted only inside one of its
+ * windows and where no other route is; effective at once. 0 or -EPERM
+ * (outside its windows), -EEXIST (taken), -ENOENT (release of nothing),
+ * -EINVAL. The broker logs the outcome. */
+int vm_claim(struct bvm *vm, struct bdev *dev, uint32_t type, uint64_t start, uint64_t size, bool release,
+	     uint32_t tag);
+
 /* Completes every request in flight to @dev with the fallback. */
 void vm_fail_device(struct bvm *vm, struct bdev *dev);
 

@@ -39,6 +39,9 @@ enum ioreq_irq_op {
 	IOREQ_IRQ_PULSE = 2,
 };
 
+/* Marks ioreq_access.range as a claimed range (the rest is the claim's tag). */
+#define IOREQ_CLAIMED_RANGE 0x80000000u
+
 /* One guest access, as the handler sees it. */
 struct ioreq_access {
 	uint64_t id;
@@ -49,7 +52,9 @@ struct ioreq_access {
 	uint64_t value;    /* writes: the value written */
 	uint64_t addr;     /* PIO/MMIO: guest address */
 	uint64_t offset;   /* PIO/MMIO: addr - start of the matched range */
-	unsigned range;    /* PIO/MMIO: index into ioreq_dev_info()->ranges */
+	unsigned range;    /* PIO/MMIO: index into ioreq_dev_info()->ranges, or
+			    * IOREQ_CLAIMED_RANGE | tag for a range the device
+			    * claimed with ioreq_dev_claim */
 	uint32_t bdf;      /* PCICFG: bus << 8 | dev << 3 | fn */
 	uint32_t reg;      /* PCICFG: register offset */
 };
