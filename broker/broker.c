@@ -48,8 +48,8 @@ static int make_runtime_dir(struct broker *b)
 static struct bdev *find_device(struct broker *b, pid_t pid)
 {
 	for (size_t i = 0; i < b->n_vms; i++) {
-		for (size_t j = 0; j < b->vms[i].n_devs; j++) {
-			struct bdev *dev = &b->vms[i].devs[j];
+		for (size_t j = 0; j < b->vms[i]->n_devs; j++) {
+			struct bdev *dev = b->vms[i]->devs[j];
 			pid_t p;
 
 			pthread_mutex_lock(&dev->lock);
@@ -77,7 +77,7 @@ static void *housekeeping(void *arg)
 				rpc_exited(dev, status);
 		}
 		for (size_t i = 0; i < b->n_vms; i++)
-			vm_expire(&b->vms[i], vm_now_ns());
+			vm_expire(b->vms[i], vm_now_ns());
 		usleep(HOUSEKEEPING_INTERVAL_US);
 	}
 	return NULL;
@@ -101,8 +101,13 @@ int broker_create(const struct cfg *cfg, struct broker **ret)
 	if (r < 0)
 		goto err;
 	for (size_t i = 0; i < cfg->n_vms; i++) {
+		b->vms[i] = calloc(1, sizeof(*b->vms[i]));
+		if (!b->vms[i]) {
+			r = -ENOMEM;
+			goto err;
+		}
 		b->n_vms++;
-		r = vm_create(b, &cfg->vms[i], &b->vms[i]);
+		r = vm_create(b, &cfg->vms[i], b->vms[i]);
 		if (r < 0)
 			goto err;
 	}
@@ -121,9 +126,10 @@ int broker_start(struct broker *b)
 	if (r < 0)
 		return r;
 	b->housekeeper_started = true;
-	atomic_store(&b->vms_running, b->n_vms);
 	for (size_t i = 0; i < b->n_vms; i++) {
-		r = vm_start(&b->vms[i]);
+		if (!b->vms[i]->cfg->autostart)
+			continue;
+		r = vm_start(b->vms[i]);
 		if (r < 0)
 			return r;
 	}
@@ -152,11 +158,11 @@ static void log_stats(struct bvm *vm)
 		 vm->cfg->name, atomic_load(&vm->stats.requests), atomic_load(&vm->stats.unclaimed),
 		 atomic_load(&vm->stats.fallbacks));
 	for (size_t i = 0; i < vm->n_devs; i++) {
-		struct bdev_stats *s = &vm->devs[i].stats;
+		struct bdev_stats *s = &vm->devs[i]->stats;
 
 		log_info("vm %s device %s: %" PRIu64 " pio, %" PRIu64 " mmio, %" PRIu64 " pci requests; %" PRIu64
 			 " fallbacks (%" PRIu64 " expired), %" PRIu64 " bad replies, %" PRIu64 " interrupts",
-			 vm->cfg->name, vm->devs[i].cfg->name, atomic_load(&s->requests[0]),
+			 vm->cfg->name, vm->devs[i]->cfg->name, atomic_load(&s->requests[0]),
 			 atomic_load(&s->requests[1]), atomic_load(&s->requests[2]), atomic_load(&s->fallbacks),
 			 atomic_load(&s->expired), atomic_load(&s->bad_replies), atomic_load(&s->interrupts));
 	}
@@ -169,23 +175,24 @@ int broker_destroy(struct broker *b)
 	if (!b)
 		return 0;
 	for (size_t i = 0; i < b->n_vms; i++) {
-		struct bvm *vm = &b->vms[i];
+		struct bvm *vm = b->vms[i];
 
-		if (!atomic_load(&vm->stopped) || atomic_load(&vm->status))
+		if (vm->cfg->autostart && (atomic_load(&vm->state) != VM_EXITED || atomic_load(&vm->status)))
 			status = 1;
 	}
 	/* Stop dispatching first and let devices answer what they hold, while
 	 * the housekeeper still enforces deadlines and notices exits. */
 	for (size_t i = 0; i < b->n_vms; i++)
-		vm_stop(&b->vms[i]);
+		vm_stop(b->vms[i]);
 	for (size_t i = 0; i < b->n_vms; i++)
-		if (b->vms[i].hsm)
-			log_stats(&b->vms[i]);
+		log_stats(b->vms[i]);
 	atomic_store(&b->quit, true);
 	if (b->housekeeper_started)
 		pthread_join(b->housekeeper, NULL);
-	for (size_t i = 0; i < b->n_vms; i++)
-		vm_destroy(&b->vms[i]);
+	for (size_t i = 0; i < b->n_vms; i++) {
+		vm_destroy(b->vms[i]);
+		free(b->vms[i]);
+	}
 	if (b->own_runtime_dir)
 		rmdir(b->runtime_dir);
 	free(b->vms);

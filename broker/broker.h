@@ -16,7 +16,7 @@ struct broker {
 	const struct cfg *cfg;
 	char runtime_dir[PATH_MAX];
 	bool own_runtime_dir;  /* created by us: removed at exit */
-	struct bvm *vms;
+	struct bvm **vms;
 	size_t n_vms;
 	_Atomic unsigned vms_running;
 	pthread_t housekeeper;

@@ -154,7 +154,7 @@ static void on_reply(struct bdev *dev, const Ioreq__Reply *rep)
 
 	/* A device completes only what was sent to it. A reply that finds
 	 * nothing is late (the deadline won) or a duplicate: counted, dropped. */
-	if (vcpu >= vm->hsm->vcpu_num || atomic_load(&vm->inflight[vcpu].dev) != dev ||
+	if (vcpu >= vm->vcpus || atomic_load(&vm->inflight[vcpu].dev) != dev ||
 	    !vm_complete(vm, vcpu, rep->id, rep->value, fallback))
 		atomic_fetch_add(&dev->stats.bad_replies, 1);
 }
@@ -174,24 +174,23 @@ static void on_interrupt(struct bdev *dev, const Ioreq__Interrupt *irq)
 		[IOREQ__IRQ_OP__IRQ_DEASSERT] = HSM_IRQ_DEASSERT,
 		[IOREQ__IRQ_OP__IRQ_PULSE] = HSM_IRQ_PULSE_HIGH,
 	};
-	struct hsm_vm *hsm = dev->vm->hsm;
-	int r;
+	struct bvm *vm = dev->vm;
+	int r = 0;
 
 	atomic_fetch_add(&dev->stats.interrupts, 1);
-	if (irq->op == IOREQ__IRQ_OP__IRQ_MSI) {
-		if (!dev->cfg->msi) {
-			log_warn("vm %s device %s: MSI not granted; ignored", vm_of(dev), name_of(dev));
-			return;
-		}
-		r = hsm_inject_msi(hsm, irq->msi_addr, irq->msi_data);
-	} else {
-		if (!granted_line(dev->cfg, irq->line)) {
-			log_warn("vm %s device %s: IRQ line %u not granted; ignored", vm_of(dev), name_of(dev),
-				 irq->line);
-			return;
-		}
-		r = hsm_set_irqline(hsm, irq->line, ops[irq->op]);
+	if (irq->op == IOREQ__IRQ_OP__IRQ_MSI ? !dev->cfg->msi : !granted_line(dev->cfg, irq->line)) {
+		atomic_fetch_add(&dev->stats.denied_interrupts, 1);
+		log_warn("vm %s device %s: %s not granted; ignored", vm_of(dev), name_of(dev),
+			 irq->op == IOREQ__IRQ_OP__IRQ_MSI ? "MSI" : "IRQ line");
+		return;
 	}
+	/* The guest may be between a stop and a start (reset): nothing to interrupt. */
+	pthread_rwlock_rdlock(&vm->routes);
+	if (vm->hsm && irq->op == IOREQ__IRQ_OP__IRQ_MSI)
+		r = hsm_inject_msi(vm->hsm, irq->msi_addr, irq->msi_data);
+	else if (vm->hsm)
+		r = hsm_set_irqline(vm->hsm, irq->line, ops[irq->op]);
+	pthread_rwlock_unlock(&vm->routes);
 	if (r < 0)
 		log_err("vm %s device %s: interrupt failed: %s", vm_of(dev), name_of(dev), strerror(-r));
 }
@@ -456,6 +455,18 @@ void rpc_exited(struct bdev *dev, int status)
 	log_warn("vm %s device %s: pid %d %s; its requests complete with the fallback", vm_of(dev), name_of(dev),
 		 pid, devsup_describe(status, why, sizeof(why)));
 	vm_fail_device(dev->vm, dev);
+}
+
+void rpc_reset(struct bdev *dev)
+{
+	Ioreq__Reset m = IOREQ__RESET__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	if (atomic_load(&dev->state) != BDEV_READY)
+		return;
+	env.msg_case = IOREQ__ENVELOPE__MSG_RESET;
+	env.reset = &m;
+	wire_send(dev->sock, &env, NNG_FLAG_NONBLOCK);
 }
 
 void rpc_close(struct bdev *dev)

@@ -38,6 +38,7 @@ struct bdev_stats {
 	_Atomic uint64_t expired;     /* of which: the deadline passed */
 	_Atomic uint64_t bad_replies; /* stale, duplicate or foreign ids */
 	_Atomic uint64_t interrupts;
+	_Atomic uint64_t denied_interrupts; /* for lines or MSIs not granted */
 	_Atomic uint64_t exits;
 };
 
@@ -69,6 +70,9 @@ int rpc_spawn(struct bdev *dev);
 /* Sends one request (no allocation of ours; nng owns the message). */
 int rpc_send_request(struct bdev *dev, uint64_t id, unsigned vcpu, const struct acrn_io_request *req,
 		     uint32_t range, uint64_t offset);
+
+/* Tells the device that the VM is being reset. */
+void rpc_reset(struct bdev *dev);
 
 /* Asks the device to exit, waits for it, closes the socket, removes the
  * directory. Safe on a device that never started. */

@@ -110,7 +110,7 @@ bool vm_complete(struct bvm *vm, unsigned vcpu, uint64_t id, uint64_t value, boo
 
 void vm_fail_device(struct bvm *vm, struct bdev *dev)
 {
-	for (unsigned v = 0; v < vm->hsm->vcpu_num; v++) {
+	for (unsigned v = 0; v < vm->vcpus; v++) {
 		uint64_t id = atomic_load(&vm->inflight[v].id);
 
 		if (atomic_load(&vm->inflight[v].dev) == dev)
@@ -120,9 +120,7 @@ void vm_fail_device(struct bvm *vm, struct bdev *dev)
 
 void vm_expire(struct bvm *vm, int64_t now_ns)
 {
-	if (!vm->hsm)
-		return;
-	for (unsigned v = 0; v < vm->hsm->vcpu_num; v++) {
+	for (unsigned v = 0; v < vm->vcpus; v++) {
 		struct inflight *f = &vm->inflight[v];
 		uint64_t id = atomic_load(&f->id);
 		struct bdev *dev;
@@ -292,7 +290,7 @@ static void on_stop(void *opaque, int status)
 	struct bvm *vm = opaque;
 
 	atomic_store(&vm->status, status);
-	atomic_store(&vm->stopped, true);
+	atomic_store(&vm->state, VM_EXITED);
 	broker_vm_stopped(vm->broker, vm);
 }
 
@@ -327,14 +325,65 @@ static int add_routes(struct bvm *vm, struct bdev *dev)
 	return 0;
 }
 
+int vm_create(struct broker *b, const struct cfg_vm *cfg, struct bvm *vm)
+{
+	int r;
+
+	vm->broker = b;
+	vm->cfg = cfg;
+	vm->vcpus = cfg->vcpus;
+	atomic_store(&vm->next_seq, 1);
+	pthread_rwlock_init(&vm->routes, NULL);
+	pthread_mutex_init(&vm->life, NULL);
+	vm->devs = calloc(cfg->n_devices, sizeof(*vm->devs));
+	if (cfg->n_devices && !vm->devs)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->n_devices; i++) {
+		struct bdev *dev = calloc(1, sizeof(*dev));
+
+		if (!dev)
+			return -ENOMEM;
+		vm->devs[vm->n_devs++] = dev;
+		dev->vm = vm;
+		dev->cfg = &cfg->devices[i];
+		dev->index = i;
+		pthread_mutex_init(&dev->lock, NULL);
+		r = add_routes(vm, dev);
+		if (r < 0) {
+			log_err("vm %s device %s: bad routes: %s", cfg->name, dev->cfg->name, strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+static void wait_handshakes(struct bvm *vm)
+{
+	for (unsigned waited = 0; waited < HANDSHAKE_TIMEOUT_MS; waited++) {
+		size_t starting = 0;
+
+		for (size_t i = 0; i < vm->n_devs; i++)
+			starting += atomic_load(&vm->devs[i]->state) == BDEV_STARTING;
+		if (!starting)
+			return;
+		usleep(1000);
+	}
+	for (size_t i = 0; i < vm->n_devs; i++)
+		if (atomic_load(&vm->devs[i]->state) == BDEV_STARTING)
+			log_err("vm %s device %s: no handshake within %u ms; its requests get the fallback",
+				vm->cfg->name, vm->devs[i]->cfg->name, HANDSHAKE_TIMEOUT_MS);
+}
+
 static const enum hsm_backend backends[] = {
 	[CFG_BACKEND_SIM] = HSM_BACKEND_SIM,
 	[CFG_BACKEND_KVM] = HSM_BACKEND_KVM,
 	[CFG_BACKEND_ACRN] = HSM_BACKEND_ACRN,
 };
 
-int vm_create(struct broker *b, const struct cfg_vm *cfg, struct bvm *vm)
+/* The guest side: the HSM VM, its default client, the VM thread. */
+static int guest_start(struct bvm *vm)
 {
+	const struct cfg_vm *cfg = vm->cfg;
 	struct hsm_vm_params p = {
 		.name = cfg->name,
 		.vcpus = cfg->vcpus,
@@ -347,93 +396,47 @@ int vm_create(struct broker *b, const struct cfg_vm *cfg, struct bvm *vm)
 		.report = on_report,
 		.opaque = vm,
 	};
+	struct hsm_vm *hsm;
 	int r;
 
-	vm->broker = b;
-	vm->cfg = cfg;
-	atomic_store(&vm->next_seq, 1);
-	pthread_rwlock_init(&vm->routes, NULL);
-	vm->devs = calloc(cfg->n_devices, sizeof(*vm->devs));
-	if (cfg->n_devices && !vm->devs)
-		return -ENOMEM;
-	vm->n_devs = cfg->n_devices;
-	for (size_t i = 0; i < cfg->n_devices; i++) {
-		struct bdev *dev = &vm->devs[i];
-
-		dev->vm = vm;
-		dev->cfg = &cfg->devices[i];
-		dev->index = i;
-		pthread_mutex_init(&dev->lock, NULL);
-		r = add_routes(vm, dev);
-		if (r < 0) {
-			log_err("vm %s device %s: bad routes: %s", cfg->name, dev->cfg->name, strerror(-r));
-			return r;
-		}
-	}
-	r = hsm_create(backends[cfg->backend], &p, &vm->hsm);
+	r = hsm_create(backends[cfg->backend], &p, &hsm);
 	if (r < 0) {
-		log_err("vm %s: cannot create the VM on the %s backend: %s", cfg->name,
-			cfg_backend_name(cfg->backend), strerror(-r));
+		log_err("vm %s: cannot create the VM on the %s backend: %s", cfg->name, cfg_backend_name(cfg->backend),
+			strerror(-r));
 		return r;
 	}
-	r = hsm_create_client(vm->hsm);
-	if (r < 0)
+	r = hsm_create_client(hsm);
+	if (r < 0) {
 		log_err("vm %s: cannot create the default client: %s", cfg->name, strerror(-r));
-	return r;
-}
-
-static void wait_handshakes(struct bvm *vm)
-{
-	for (unsigned waited = 0; waited < HANDSHAKE_TIMEOUT_MS; waited++) {
-		size_t starting = 0;
-
-		for (size_t i = 0; i < vm->n_devs; i++)
-			starting += atomic_load(&vm->devs[i].state) == BDEV_STARTING;
-		if (!starting)
-			return;
-		usleep(1000);
+		hsm_destroy(hsm);
+		return r;
 	}
-	for (size_t i = 0; i < vm->n_devs; i++)
-		if (atomic_load(&vm->devs[i].state) == BDEV_STARTING)
-			log_err("vm %s device %s: no handshake within %u ms; its requests get the fallback",
-				vm->cfg->name, vm->devs[i].cfg->name, HANDSHAKE_TIMEOUT_MS);
-}
-
-int vm_start(struct bvm *vm)
-{
-	int r;
-
-	for (size_t i = 0; i < vm->n_devs; i++) {
-		r = rpc_open(&vm->devs[i]);
-		if (r < 0)
-			return r;
-		r = rpc_spawn(&vm->devs[i]);
-		if (r < 0)
-			return r;
-	}
-	wait_handshakes(vm);
+	pthread_rwlock_wrlock(&vm->routes);
+	vm->hsm = hsm;
+	pthread_rwlock_unlock(&vm->routes);
 	r = -pthread_create(&vm->thread, NULL, vm_thread, vm);
 	if (r < 0) {
-		log_err("vm %s: cannot start its thread: %s", vm->cfg->name, strerror(-r));
+		log_err("vm %s: cannot start its thread: %s", cfg->name, strerror(-r));
 		return r;
 	}
 	vm->thread_started = true;
+	atomic_store(&vm->status, 0);
+	atomic_store(&vm->state, VM_RUNNING);
+	atomic_fetch_add(&vm->broker->vms_running, 1);
 	r = hsm_start(vm->hsm);
 	if (r < 0)
-		log_err("vm %s: cannot start: %s", vm->cfg->name, strerror(-r));
-	else
-		log_info("vm %s: started on the %s backend with %u vcpus and %zu devices", vm->cfg->name,
-			 cfg_backend_name(vm->cfg->backend), vm->cfg->vcpus, vm->n_devs);
+		log_err("vm %s: cannot start: %s", cfg->name, strerror(-r));
 	return r;
 }
 
-/* Lets the devices answer what they hold, for at most the longest deadline. */
+/* Lets the devices answer what they hold, for at most the longest
+ * deadline, then completes the rest; returns once nobody is completing. */
 static void drain(struct bvm *vm)
 {
 	int64_t until = vm_now_ns() + (int64_t)vm->broker->cfg->deadline_ms * 1000000;
 
 	for (size_t i = 0; i < vm->n_devs; i++) {
-		int64_t d = vm_now_ns() + (int64_t)vm->devs[i].cfg->deadline_ms * 1000000;
+		int64_t d = vm_now_ns() + (int64_t)vm->devs[i]->cfg->deadline_ms * 1000000;
 
 		if (d > until)
 			until = d;
@@ -441,32 +444,105 @@ static void drain(struct bvm *vm)
 	while (atomic_load(&vm->held) && vm_now_ns() < until)
 		usleep(1000);
 	for (size_t i = 0; i < vm->n_devs; i++)
-		vm_fail_device(vm, &vm->devs[i]);
+		vm_fail_device(vm, vm->devs[i]);
+	/* A reply or a deadline may be completing right now: the HSM VM must
+	 * outlive it. */
+	for (unsigned v = 0; v < vm->vcpus; v++)
+		while (atomic_load(&vm->inflight[v].id) != INFLIGHT_IDLE)
+			usleep(100);
 }
 
-void vm_stop(struct bvm *vm)
+static void guest_stop(struct bvm *vm)
 {
-	if (!vm->hsm)
+	struct hsm_vm *hsm = vm->hsm;
+	int running = VM_RUNNING;
+
+	if (!hsm)
 		return;
-	/* Stop dispatching: the VM thread's attach returns -ENODEV. */
-	hsm_destroy_client(vm->hsm);
+	/* Stop dispatching: the VM thread's attach returns -ENODEV; new
+	 * requests complete at once. */
+	hsm_destroy_client(hsm);
 	if (vm->thread_started)
 		pthread_join(vm->thread, NULL);
 	vm->thread_started = false;
 	drain(vm);
+	if (atomic_compare_exchange_strong(&vm->state, &running, VM_STOPPED))
+		atomic_fetch_sub(&vm->broker->vms_running, 1);
+	pthread_rwlock_wrlock(&vm->routes);
+	vm->hsm = NULL;
+	pthread_rwlock_unlock(&vm->routes);
+	hsm_destroy(hsm);
+}
+
+int vm_start(struct bvm *vm)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&vm->life);
+	if (vm->hsm) {
+		r = -EALREADY;
+		goto out;
+	}
+	for (size_t i = 0; i < vm->n_devs; i++) {
+		struct bdev *dev = vm->devs[i];
+
+		r = rpc_open(dev);
+		if (r == 0)
+			r = rpc_spawn(dev);
+		if (r < 0)
+			goto out;
+	}
+	wait_handshakes(vm);
+	r = guest_start(vm);
+	if (r == 0)
+		log_info("vm %s: started on the %s backend with %u vcpus and %zu devices", vm->cfg->name,
+			 cfg_backend_name(vm->cfg->backend), vm->cfg->vcpus, vm->n_devs);
+out:
+	pthread_mutex_unlock(&vm->life);
+	return r;
+}
+
+void vm_stop(struct bvm *vm)
+{
+	pthread_mutex_lock(&vm->life);
+	guest_stop(vm);
+	for (size_t i = 0; i < vm->n_devs; i++)
+		rpc_close(vm->devs[i]);
+	pthread_mutex_unlock(&vm->life);
+}
+
+int vm_reset(struct bvm *vm)
+{
+	int r;
+
+	pthread_mutex_lock(&vm->life);
+	if (!vm->hsm) {
+		r = -ENOTCONN;
+		goto out;
+	}
+	/* As acrn-dm: stop the guest and drain, reset the devices, start again. */
+	guest_stop(vm);
+	for (size_t i = 0; i < vm->n_devs; i++)
+		rpc_reset(vm->devs[i]);
+	r = guest_start(vm);
+	if (r == 0)
+		log_info("vm %s: reset", vm->cfg->name);
+out:
+	pthread_mutex_unlock(&vm->life);
+	return r;
 }
 
 void vm_destroy(struct bvm *vm)
 {
 	vm_stop(vm);
-	for (size_t i = 0; i < vm->n_devs; i++)
-		rpc_close(&vm->devs[i]);
-	vm->hsm = hsm_destroy(vm->hsm);
-	for (size_t i = 0; i < vm->n_devs; i++)
-		pthread_mutex_destroy(&vm->devs[i].lock);
+	for (size_t i = 0; i < vm->n_devs; i++) {
+		pthread_mutex_destroy(&vm->devs[i]->lock);
+		free(vm->devs[i]);
+	}
 	for (size_t t = 0; t < 3; t++)
 		rangemap_fini(&vm->map[t]);
 	pthread_rwlock_destroy(&vm->routes);
+	pthread_mutex_destroy(&vm->life);
 	free(vm->devs);
 	vm->devs = NULL;
 	vm->n_devs = 0;

@@ -34,38 +34,53 @@ struct vm_stats {
 	_Atomic uint64_t fallbacks;   /* all completions with the fallback value */
 };
 
+enum vm_state {
+	VM_STOPPED,  /* not started, or stopped by the broker */
+	VM_RUNNING,
+	VM_EXITED,   /* the guest stopped by itself (status) */
+};
+
 struct bvm {
 	struct broker *broker;
 	const struct cfg_vm *cfg;
+	unsigned vcpus;
+	/* Serialises start, stop and reset (the control socket, shutdown). */
+	pthread_mutex_t life;
+	/* Changed under the write lock of routes: nng callbacks read it. */
 	struct hsm_vm *hsm;
 	pthread_t thread;
 	bool thread_started;
 	/* Routes change at run time (BAR claims) from nng callbacks. */
 	pthread_rwlock_t routes;
 	struct rangemap map[3];       /* by ACRN_IOREQ_TYPE_*: PIO, MMIO, PCI BDFs */
-	struct bdev *devs;
+	struct bdev **devs;
 	size_t n_devs;
 	/* Bit v set while the broker holds vCPU v's request (see hsm_attach). */
 	_Atomic uint32_t held;
 	_Atomic uint64_t next_seq;
 	struct inflight inflight[ACRN_IO_REQUEST_MAX];
-	_Atomic bool stopped;
+	_Atomic int state;            /* enum vm_state */
 	_Atomic int status;
 	struct vm_stats stats;
 };
 
+/* Sets up @vm's devices and routes; nothing runs yet. */
 int vm_create(struct broker *b, const struct cfg_vm *cfg, struct bvm *vm);
 
-/* Starts devices, waits (bounded) for their handshakes, starts the HSM VM
- * and the VM thread. */
+/* Starts the devices, waits (bounded) for their handshakes, then the HSM
+ * VM and the VM thread. -EALREADY if it runs. */
 int vm_start(struct bvm *vm);
 
 /* Stops dispatching (the default client goes away, new requests complete at
- * once), then waits, bounded by the deadlines, for the requests in flight. */
+ * once), waits, bounded by the deadlines, for the requests in flight,
+ * destroys the HSM VM and stops the devices. */
 void vm_stop(struct bvm *vm);
 
-/* Stops the VM, the devices and the HSM VM; frees everything. Safe on a
- * half-built VM. */
+/* ACRN's reset: stop dispatching and drain, reset the devices (they keep
+ * running), start the guest again. -ENOTCONN if it does not run. */
+int vm_reset(struct bvm *vm);
+
+/* Stops the VM and frees everything. Safe on a half-built VM. */
 void vm_destroy(struct bvm *vm);
 
 /* Completes vCPU @vcpu's request @id with @value, unless it is no longer in
