@@ -4,6 +4,8 @@
  *
  *   broker:                            optional mapping
  *     runtime_dir: /run/ioreq-broker   optional absolute path; NULL when absent
+ *     control_socket: /run/ioreq-broker/control   optional absolute path
+ *     control_group: ioreq             optional: who else may use the control socket
  *     deadline_ms: 500                 optional, 1..600000 (CFG_DEFAULT_DEADLINE_MS)
  *   vms:                               required, non-empty sequence
  *     - name: vm0                      required, [A-Za-z0-9_.-]{1,31}, unique
@@ -466,9 +468,10 @@ static int search_program(struct loader *l, const char *name, char **ret)
 
 /* ---- broker ---- */
 
-static int parse_runtime_dir(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+/* An absolute path, stored at @off. */
+static int parse_abs_path(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
 {
-	struct cfg *c = obj;
+	char **dst = (char **)((char *)obj + f->off);
 	const char *s;
 	int r;
 
@@ -477,12 +480,29 @@ static int parse_runtime_dir(struct loader *l, const struct field *f, yaml_node_
 		return r;
 	if (s[0] != '/')
 		return fail(l, val, "'%s' must be an absolute path", f->key);
-	c->runtime_dir = strdup(s);
-	return c->runtime_dir ? 0 : oom(l);
+	*dst = strdup(s);
+	return *dst ? 0 : oom(l);
+}
+
+static int parse_group(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	struct cfg *c = obj;
+	const char *s;
+	int r;
+
+	r = get_string(l, val, f->key, &s);
+	if (r < 0)
+		return r;
+	if (!*s)
+		return fail(l, val, "'%s' must name a group", f->key);
+	c->control_group = strdup(s);
+	return c->control_group ? 0 : oom(l);
 }
 
 static const struct field broker_fields[] = {
-	{ .key = "runtime_dir", .parse = parse_runtime_dir },
+	{ .key = "runtime_dir", .parse = parse_abs_path, .off = offsetof(struct cfg, runtime_dir) },
+	{ .key = "control_socket", .parse = parse_abs_path, .off = offsetof(struct cfg, control_socket) },
+	{ .key = "control_group", .parse = parse_group },
 	{ .key = "deadline_ms",
 	  .parse = parse_u32,
 	  .off = offsetof(struct cfg, deadline_ms),
@@ -1395,6 +1415,8 @@ struct cfg *cfg_free(struct cfg *c)
 		vm_free(&c->vms[i]);
 	free(c->vms);
 	free(c->runtime_dir);
+	free(c->control_socket);
+	free(c->control_group);
 	free(c->path);
 	free(c);
 	return NULL;
@@ -1405,4 +1427,84 @@ const char *cfg_backend_name(enum cfg_backend b)
 	if ((size_t)b >= ARRAY_SIZE(backend_names) || !backend_names[b])
 		return "unknown";
 	return backend_names[b];
+}
+
+/* ---- comparing (reload) ---- */
+
+static bool str_eq(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+static bool ranges_eq(const struct cfg_range *a, size_t na, const struct cfg_range *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (a[i].start != b[i].start || a[i].end != b[i].end)
+			return false;
+	return true;
+}
+
+static bool device_eq(const struct cfg_device *a, const struct cfg_device *b)
+{
+	size_t i;
+
+	if (!str_eq(a->name, b->name) || !str_eq(a->program, b->program) || a->msi != b->msi ||
+	    a->deadline_ms != b->deadline_ms || a->sandbox != b->sandbox || a->output_stdout != b->output_stdout ||
+	    !str_eq(a->output_file, b->output_file) || a->input_stdin != b->input_stdin || a->n_irqs != b->n_irqs)
+		return false;
+	for (i = 0; a->args[i] && b->args[i]; i++)
+		if (strcmp(a->args[i], b->args[i]))
+			return false;
+	if (a->args[i] || b->args[i])
+		return false;
+	if (a->n_irqs && memcmp(a->irqs, b->irqs, a->n_irqs * sizeof(*a->irqs)))
+		return false;
+	return ranges_eq(a->pio, a->n_pio, b->pio, b->n_pio) && ranges_eq(a->mmio, a->n_mmio, b->mmio, b->n_mmio) &&
+	       ranges_eq(a->pci, a->n_pci, b->pci, b->n_pci) &&
+	       ranges_eq(a->win_pio, a->n_win_pio, b->win_pio, b->n_win_pio) &&
+	       ranges_eq(a->win_mmio, a->n_win_mmio, b->win_mmio, b->n_win_mmio);
+}
+
+__attribute__((format(printf, 3, 4))) static bool differs(char *what, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (what && len) {
+		va_start(ap, fmt);
+		vsnprintf(what, len, fmt, ap);
+		va_end(ap);
+	}
+	return false;
+}
+
+bool cfg_vm_equal(const struct cfg_vm *a, const struct cfg_vm *b, char *what, size_t len)
+{
+	if (a->backend != b->backend)
+		return differs(what, len, "%s", "backend");
+	if (a->vcpus != b->vcpus)
+		return differs(what, len, "%s", "vcpus");
+	for (unsigned i = 0; a->scripts && i < a->vcpus; i++)
+		if (!str_eq(a->scripts[i], b->scripts[i]))
+			return differs(what, len, "%s", "scripts");
+	if (a->memory != b->memory || !str_eq(a->image, b->image) || a->exit_port != b->exit_port ||
+	    a->completion_polling != b->completion_polling)
+		return differs(what, len, "%s", "backend settings");
+	if (a->autostart != b->autostart)
+		return differs(what, len, "%s", "autostart");
+	for (size_t i = 0; i < a->n_devices; i++) {
+		const struct cfg_device *d = NULL;
+
+		for (size_t j = 0; j < b->n_devices; j++)
+			if (!strcmp(a->devices[i].name, b->devices[j].name))
+				d = &b->devices[j];
+		if (!d)
+			return differs(what, len, "device '%s' removed", a->devices[i].name);
+		if (!device_eq(&a->devices[i], d))
+			return differs(what, len, "device '%s' changed", a->devices[i].name);
+	}
+	if (a->n_devices != b->n_devices)
+		return differs(what, len, "%s", "devices added");
+	return true;
 }

@@ -83,6 +83,8 @@ struct cfg_vm {
 struct cfg {
 	char *path;
 	char *runtime_dir; /* NULL: chosen by the broker */
+	char *control_socket; /* NULL: RUNTIME_DIR/control */
+	char *control_group;  /* NULL: only root and the broker's own user */
 	uint32_t deadline_ms;
 	struct cfg_vm *vms;
 	size_t n_vms;
@@ -98,5 +100,9 @@ int cfg_load(const char *path, const char *bindir, struct cfg **ret, char *err, 
 struct cfg *cfg_free(struct cfg *c);
 
 const char *cfg_backend_name(enum cfg_backend b);
+
+/* Whether two VM entries configure the same VM. If not, names the first
+ * difference ("vcpus", "device 'uart0'", ...) in @what. */
+bool cfg_vm_equal(const struct cfg_vm *a, const struct cfg_vm *b, char *what, size_t len);
 
 #endif

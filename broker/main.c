@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "broker.h"
 #include "config.h"
 #include "log.h"
@@ -67,9 +69,11 @@ static int check_scripts(const struct cfg *c)
 	return bad;
 }
 
-static int run(const struct cfg *c, bool exit_with_vms)
+static int run(struct cfg *c, const char *bindir, bool exit_with_vms)
 {
+	int64_t last_ping = 0, last_status = 0;
 	struct broker *b = NULL;
+	uint64_t watchdog_us;
 	sigset_t set;
 	int r, status;
 
@@ -81,7 +85,7 @@ static int run(const struct cfg *c, bool exit_with_vms)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	r = broker_create(c, &b);
+	r = broker_create(c, bindir, &b);
 	if (r < 0)
 		return 1;
 	r = broker_start(b);
@@ -89,17 +93,35 @@ static int run(const struct cfg *c, bool exit_with_vms)
 		broker_destroy(b);
 		return 1;
 	}
+	sd_notify(0, "READY=1");
+	if (sd_watchdog_enabled(0, &watchdog_us) <= 0)
+		watchdog_us = 0;
 	for (;;) {
 		struct timespec tick = { .tv_nsec = 20 * 1000000 };
 		int sig = sigtimedwait(&set, NULL, &tick);
+		int64_t now = broker_now_ms();
 
 		if (sig == SIGINT || sig == SIGTERM) {
 			log_info("%s: stopping", strsignal(sig));
 			break;
 		}
+		if (sig == SIGHUP)
+			broker_reload(b, NULL, 0);
 		if (exit_with_vms && !broker_vms_running(b))
 			break;
+		if (watchdog_us && now - last_ping >= (int64_t)(watchdog_us / 2000)) {
+			sd_notify(0, "WATCHDOG=1");
+			last_ping = now;
+		}
+		if (now - last_status >= 1000) {
+			char line[128];
+
+			broker_summary(b, line, sizeof(line));
+			sd_notifyf(0, "STATUS=%s", line);
+			last_status = now;
+		}
 	}
+	sd_notify(0, "STOPPING=1");
 	status = broker_destroy(b);
 	return exit_with_vms ? status : 0;
 }
@@ -160,7 +182,5 @@ int main(int argc, char **argv)
 		cfg_free(c);
 		return r ? 2 : 0;
 	}
-	r = run(c, exit_with_vms);
-	cfg_free(c);
-	return r;
+	return run(c, bindir, exit_with_vms);
 }

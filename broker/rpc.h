@@ -21,6 +21,7 @@
 #include <nng/nng.h>
 
 #include "config.h"
+#include "histo.h"
 #include "wire.h"
 
 struct bvm;
@@ -40,6 +41,7 @@ struct bdev_stats {
 	_Atomic uint64_t interrupts;
 	_Atomic uint64_t denied_interrupts; /* for lines or MSIs not granted */
 	_Atomic uint64_t exits;
+	struct histo latency;         /* ns from sending to the reply, answered requests only */
 };
 
 struct bdev {
@@ -53,6 +55,7 @@ struct bdev {
 	 * posix_spawn has returned the child's pid to us. */
 	pthread_mutex_t lock;
 	pid_t pid;
+	unsigned restarts;
 	nng_socket sock;
 	bool sock_open;
 	nng_listener listener;

@@ -99,6 +99,8 @@ bool vm_complete(struct bvm *vm, unsigned vcpu, uint64_t id, uint64_t value, boo
 	dev = atomic_load(&f->dev);
 	if (fallback && dev)
 		atomic_fetch_add_explicit(&dev->stats.fallbacks, 1, memory_order_relaxed);
+	else if (dev)
+		histo_record(&dev->stats.latency, (uint64_t)(vm_now_ns() - f->sent_ns));
 	finish(vm, vcpu, value, fallback);
 	atomic_store(&f->id, INFLIGHT_IDLE);
 	/* Only now may the VM thread look at this vCPU's slot again: its new
@@ -136,9 +138,6 @@ void vm_expire(struct bvm *vm, int64_t now_ns)
 	}
 }
 
-/* Tags of ranges claimed at run time, as the device sees them. */
-#define CLAIMED_RANGE 0x80000000u
-
 static const char *const type_names[] = {
 	[ACRN_IOREQ_TYPE_PORTIO] = "pio",
 	[ACRN_IOREQ_TYPE_MMIO] = "mmio",
@@ -164,7 +163,7 @@ static int claim_locked(struct bvm *vm, struct bdev *dev, uint32_t type, uint64_
 
 	if (release) {
 		e = rangemap_find(m, start, end);
-		if (!e || e->start != start || e->end != end || e->owner != dev || e->tag != (CLAIMED_RANGE | tag)) {
+		if (!e || e->start != start || e->end != end || e->owner != dev || e->tag != (VM_CLAIMED_RANGE | tag)) {
 			*ret_why = "it holds no such claim";
 			return -ENOENT;
 		}
@@ -174,7 +173,7 @@ static int claim_locked(struct bvm *vm, struct bdev *dev, uint32_t type, uint64_
 		*ret_why = "outside its windows";
 		return -EPERM;
 	}
-	if (rangemap_add(m, start, end, dev, CLAIMED_RANGE | tag, &e) == -EEXIST) {
+	if (rangemap_add(m, start, end, dev, VM_CLAIMED_RANGE | tag, &e) == -EEXIST) {
 		*ret_why = e->owner == dev ? "it overlaps one of its own ranges" : "it overlaps another device's range";
 		return -EEXIST;
 	}
@@ -188,7 +187,7 @@ int vm_claim(struct bvm *vm, struct bdev *dev, uint32_t type, uint64_t start, ui
 	const char *why = "PCI config space cannot be claimed";
 	int r = -EINVAL;
 
-	if (type != ACRN_IOREQ_TYPE_PCICFG && !(tag & CLAIMED_RANGE)) {
+	if (type != ACRN_IOREQ_TYPE_PCICFG && !(tag & VM_CLAIMED_RANGE)) {
 		pthread_rwlock_wrlock(&vm->routes);
 		r = claim_locked(vm, dev, type, start, end, release, tag, &why);
 		pthread_rwlock_unlock(&vm->routes);
@@ -242,8 +241,9 @@ static void handle(struct bvm *vm, unsigned vcpu)
 	}
 
 	id = atomic_fetch_add_explicit(&vm->next_seq, 1, memory_order_relaxed) << 4 | vcpu;
+	f->sent_ns = vm_now_ns();
 	atomic_store(&f->dev, dev);
-	atomic_store(&f->deadline_ns, vm_now_ns() + (int64_t)dev->cfg->deadline_ms * 1000000);
+	atomic_store(&f->deadline_ns, f->sent_ns + (int64_t)dev->cfg->deadline_ms * 1000000);
 	atomic_store(&f->id, id);
 	atomic_fetch_or(&vm->held, 1u << vcpu);
 	/* The device may die at any moment: whoever sees the other's write
@@ -455,7 +455,6 @@ static void drain(struct bvm *vm)
 static void guest_stop(struct bvm *vm)
 {
 	struct hsm_vm *hsm = vm->hsm;
-	int running = VM_RUNNING;
 
 	if (!hsm)
 		return;
@@ -466,7 +465,7 @@ static void guest_stop(struct bvm *vm)
 		pthread_join(vm->thread, NULL);
 	vm->thread_started = false;
 	drain(vm);
-	if (atomic_compare_exchange_strong(&vm->state, &running, VM_STOPPED))
+	if (atomic_exchange(&vm->state, VM_STOPPED) == VM_RUNNING)
 		atomic_fetch_sub(&vm->broker->vms_running, 1);
 	pthread_rwlock_wrlock(&vm->routes);
 	vm->hsm = NULL;

@@ -19,6 +19,9 @@
 
 struct broker;
 
+/* Set in the tag of a range a device claimed at run time (a BAR). */
+#define VM_CLAIMED_RANGE 0x80000000u
+
 #define INFLIGHT_IDLE 0
 #define INFLIGHT_COMPLETING 1
 
@@ -26,6 +29,7 @@ struct inflight {
 	_Atomic uint64_t id;          /* IDLE, COMPLETING, or the request id */
 	struct bdev *_Atomic dev;
 	_Atomic int64_t deadline_ns;  /* CLOCK_MONOTONIC */
+	int64_t sent_ns;              /* written before id, read after winning it */
 };
 
 struct vm_stats {

@@ -71,16 +71,22 @@ const char *harness_write(const char *name, const char *fmt, ...)
 
 void harness_start(struct run *r, const char *const *args)
 {
-	static int seq;
-	posix_spawn_file_actions_t fa;
 	const char *argv[32];
 	size_t n = 0;
-	int rc;
 
 	argv[n++] = IOREQ_BINDIR "/ioreq-brokerd";
 	while (*args && n < 31)
 		argv[n++] = *args++;
 	argv[n] = NULL;
+	harness_start_argv(r, argv);
+}
+
+void harness_start_argv(struct run *r, const char *const *argv)
+{
+	static int seq;
+	posix_spawn_file_actions_t fa;
+	int rc;
+
 	snprintf(r->log, sizeof(r->log), "%s/broker-%d.log", harness_tmpdir(), seq++);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 1, r->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -186,4 +192,17 @@ long long harness_stat(const struct run *r, const char *line_has, const char *be
 		line = *end ? end + 1 : end;
 	}
 	return -1;
+}
+
+int harness_exec(const char *const *argv, char *out, size_t len)
+{
+	struct run r;
+	const char *log;
+
+	harness_start_argv(&r, argv);
+	harness_wait(&r, 60);
+	log = harness_log(&r);
+	snprintf(out, len, "%s", log);
+	unlink(r.log);
+	return r.status;
 }

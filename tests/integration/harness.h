@@ -24,6 +24,13 @@ const char *harness_write(const char *name, const char *fmt, ...) __attribute__(
  * a log file. */
 void harness_start(struct run *r, const char *const *args);
 
+/* Starts any program: @argv[0] is its path. */
+void harness_start_argv(struct run *r, const char *const *argv);
+
+/* Runs @argv to completion (60 s at most) and returns its exit status, with
+ * what it printed on stdout and stderr in @out. */
+int harness_exec(const char *const *argv, char *out, size_t len);
+
 /* Waits up to @timeout_s; on timeout kills the broker and fails the test. */
 void harness_wait(struct run *r, double timeout_s);
 
