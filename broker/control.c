@@ -350,14 +350,13 @@ static void handle(struct control *c, const Ioreqctl__CtlRequest *q, struct repl
 	r->msg.message = r->message;
 }
 
-/* Root, our own user, or the configured group (primary or supplementary). */
+/* Root, our own user, or the configured group (primary or supplementary,
+ * as the kernel saw them when the client connected). */
 static bool peer_allowed(struct control *c, int fd)
 {
+	gid_t groups[256];
+	socklen_t len = sizeof(struct ucred);
 	struct ucred cred;
-	socklen_t len = sizeof(cred);
-	char path[64], line[4096];
-	bool ok = false;
-	FILE *f;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
 		return false;
@@ -367,21 +366,13 @@ static bool peer_allowed(struct control *c, int fd)
 		return false;
 	if (cred.gid == c->gid)
 		return true;
-	/* Supplementary groups are only in /proc. */
-	snprintf(path, sizeof(path), "/proc/%d/status", cred.pid);
-	f = fopen(path, "re");
-	if (!f)
+	len = sizeof(groups);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
 		return false;
-	while (!ok && fgets(line, sizeof(line), f)) {
-		char *save = NULL;
-
-		if (strncmp(line, "Groups:", 7))
-			continue;
-		for (char *t = strtok_r(line + 7, " \t\n", &save); t; t = strtok_r(NULL, " \t\n", &save))
-			ok |= (gid_t)strtoul(t, NULL, 10) == c->gid;
-	}
-	fclose(f);
-	return ok;
+	for (size_t i = 0; i < len / sizeof(gid_t); i++)
+		if (groups[i] == c->gid)
+			return true;
+	return false;
 }
 
 static void serve_one(struct control *c, int fd)
