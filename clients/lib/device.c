@@ -1,0 +1,525 @@
+/* libioreq-device: the device side of the broker's wire protocol.
+ *
+ * One nng pair1 socket dialled to the broker. The thread in ioreq_dev_serve
+ * receives one Envelope at a time into a per-device arena, runs the handler
+ * and sends the Reply; interrupts and claims may be sent from any thread,
+ * since nng_sendmsg is thread-safe.
+ *
+ * A device serves exactly one broker connection: once that pipe is gone the
+ * broker (or its view of this device) is gone with it, so every later pipe
+ * is refused and ioreq_dev_serve returns -ECONNRESET. */
+#include "ioreq/device.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pair1/pair.h>
+
+#include "wire.h"
+
+/* How long to wait for the broker's Welcome: it answers at once unless it is wedged. */
+#define DEV_WELCOME_MS 10000
+/* A send only blocks while the previous message is still being written to
+ * the pipe; this long means the broker stopped reading. */
+#define DEV_SEND_MS 1000
+/* The dialer redials after a disconnect; those pipes are refused anyway. */
+#define DEV_RECONN_MIN_MS 100
+#define DEV_RECONN_MAX_MS 1000
+
+struct ioreq_dev {
+	nng_socket sock;
+	bool sock_open;
+	/* The one receive operation, reused: abortable from the pipe callback,
+	 * unlike nng_recvmsg, and no allocation per message. */
+	nng_aio *rx;
+	atomic_bool connected; /* a pipe has been accepted */
+	atomic_bool gone;      /* ... and removed */
+
+	const struct ioreq_dev_ops *ops;
+	void *opaque;
+
+	struct ioreq_dev_info info;
+	char name[WIRE_MAX_NAME + 1];
+	char vm[WIRE_MAX_NAME + 1];
+	struct ioreq_range ranges[WIRE_MAX_LIST];
+	struct ioreq_range windows[WIRE_MAX_LIST];
+	uint32_t irq_lines[WIRE_MAX_LIST];
+
+	struct wire_arena arena;
+};
+
+/* The public enums are the wire's values, so they convert by a cast. */
+_Static_assert(IOREQ_PIO == (int)IOREQ__KIND__KIND_PIO && IOREQ_MMIO == (int)IOREQ__KIND__KIND_MMIO &&
+		       IOREQ_PCICFG == (int)IOREQ__KIND__KIND_PCICFG,
+	       "enum ioreq_kind differs from the wire");
+_Static_assert(IOREQ_IRQ_ASSERT == (int)IOREQ__IRQ_OP__IRQ_ASSERT &&
+		       IOREQ_IRQ_DEASSERT == (int)IOREQ__IRQ_OP__IRQ_DEASSERT &&
+		       IOREQ_IRQ_PULSE == (int)IOREQ__IRQ_OP__IRQ_PULSE,
+	       "enum ioreq_irq_op differs from the wire");
+
+/* ---- command line ---- */
+
+/* Matches argv[i] against "--opt VALUE" or "--opt=VALUE". Returns how many
+ * entries it spans (0: not this option), or -EINVAL without a value. */
+static int match_opt(int argc, char **argv, int i, const char *opt, const char **val)
+{
+	size_t n = strlen(opt);
+
+	if (strncmp(argv[i], opt, n))
+		return 0;
+	if (argv[i][n] == '=') {
+		*val = argv[i] + n + 1;
+		return **val ? 1 : -EINVAL;
+	}
+	if (argv[i][n])
+		return 0;
+	if (i + 1 >= argc || !argv[i + 1][0])
+		return -EINVAL;
+	*val = argv[i + 1];
+	return 2;
+}
+
+/* One pass over argv; with @compact, also drops what it took. Two passes keep
+ * argv untouched when the options are wrong. */
+static int scan_args(int *argc, char **argv, bool compact, const char **url, const char **name)
+{
+	int i = 1, j = 1;
+
+	*url = *name = NULL;
+	while (i < *argc) {
+		const char *val = NULL;
+		const char **slot = url;
+		int n;
+
+		if (!strcmp(argv[i], "--"))
+			break;
+		n = match_opt(*argc, argv, i, "--socket", &val);
+		if (!n) {
+			slot = name;
+			n = match_opt(*argc, argv, i, "--name", &val);
+		}
+		if (n < 0)
+			return n;
+		if (n) {
+			if (*slot) /* given twice: which one did the caller mean? */
+				return -EINVAL;
+			*slot = val;
+			i += n;
+			continue;
+		}
+		if (compact)
+			argv[j] = argv[i];
+		i++;
+		j++;
+	}
+	if (!*url || !*name)
+		return -EINVAL;
+	if (compact) {
+		while (i < *argc)
+			argv[j++] = argv[i++];
+		argv[j] = NULL;
+		*argc = j;
+	}
+	return 0;
+}
+
+int ioreq_dev_take_args(int *argc, char **argv, const char **ret_url, const char **ret_name)
+{
+	const char *url, *name;
+	int r;
+
+	if (!argc || !argv || *argc < 1)
+		return -EINVAL;
+	r = scan_args(argc, argv, false, &url, &name);
+	if (r < 0)
+		return r;
+	scan_args(argc, argv, true, &url, &name);
+	*ret_url = url;
+	*ret_name = name;
+	return 0;
+}
+
+/* ---- transport ---- */
+
+static void pipe_added(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct ioreq_dev *dev = arg;
+
+	/* The dialer redials once the broker's pipe is gone; whoever answers
+	 * did not send our Welcome, so it gets nothing. */
+	if (atomic_exchange(&dev->connected, true))
+		nng_pipe_close(p);
+}
+
+static void pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct ioreq_dev *dev = arg;
+
+	/* nng_close is forbidden here; wake the receiver instead. The flag is
+	 * set first: dev_recv checks it after starting its receive, so an abort
+	 * that finds nothing to abort is never lost. */
+	atomic_store(&dev->gone, true);
+	nng_aio_abort(dev->rx, NNG_ECONNSHUT);
+}
+
+static int dev_recv(struct ioreq_dev *dev, nng_duration timeout, nng_msg **ret)
+{
+	int r;
+
+	nng_aio_set_timeout(dev->rx, timeout);
+	nng_recv_aio(dev->sock, dev->rx);
+	if (atomic_load(&dev->gone))
+		nng_aio_abort(dev->rx, NNG_ECONNSHUT);
+	nng_aio_wait(dev->rx);
+	r = nng_aio_result(dev->rx);
+	if (r) {
+		if (atomic_load(&dev->gone))
+			return -ECONNRESET;
+		r = wire_errno(r);
+		return r < 0 ? r : -EIO;
+	}
+	*ret = nng_aio_get_msg(dev->rx);
+	nng_aio_set_msg(dev->rx, NULL);
+	return 0;
+}
+
+/* Receives and unpacks one Envelope into dev->arena (valid until the next). */
+static int dev_recv_env(struct ioreq_dev *dev, nng_duration timeout, Ioreq__Envelope **ret)
+{
+	nng_msg *msg;
+	int r;
+
+	r = dev_recv(dev, timeout, &msg);
+	if (r < 0)
+		return r;
+	wire_arena_reset(&dev->arena);
+	r = wire_unpack(nng_msg_body(msg), nng_msg_len(msg), &dev->arena, ret);
+	nng_msg_free(msg);
+	/* The broker is trusted to speak the protocol: anything else is a bug there. */
+	return r < 0 ? -EPROTO : 0;
+}
+
+static int dev_send(struct ioreq_dev *dev, const Ioreq__Envelope *env)
+{
+	int r;
+
+	if (atomic_load(&dev->gone))
+		return -ECONNRESET;
+	r = wire_send(dev->sock, env, 0);
+	if (r < 0 && atomic_load(&dev->gone))
+		return -ECONNRESET;
+	return r;
+}
+
+/* ---- handshake ---- */
+
+static size_t copy_ranges(struct ioreq_range *dst, size_t n, Ioreq__Range *const *src)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] = (struct ioreq_range){
+			.kind = (enum ioreq_kind)src[i]->kind,
+			.start = src[i]->start,
+			.size = src[i]->size,
+		};
+	return n;
+}
+
+/* The arena is reused by the next message: keep our own copy of the grant. */
+static int take_welcome(struct ioreq_dev *dev, const Ioreq__Envelope *env)
+{
+	struct ioreq_dev_info *info = &dev->info;
+	const Ioreq__Welcome *w;
+
+	if (env->msg_case != IOREQ__ENVELOPE__MSG_WELCOME)
+		return -EPROTO;
+	w = env->welcome;
+	/* A Welcome for another device means we dialled the wrong socket. */
+	if (w->version != IOREQ__VERSION__VERSION_CURRENT || strcmp(w->device, dev->name))
+		return -EPROTO;
+
+	/* wire_unpack bounded the names and lists by the sizes of these arrays. */
+	strcpy(dev->vm, w->vm);
+	info->vm = dev->vm;
+	info->device = dev->name;
+	info->n_ranges = copy_ranges(dev->ranges, w->n_ranges, w->ranges);
+	info->ranges = dev->ranges;
+	info->n_windows = copy_ranges(dev->windows, w->n_windows, w->windows);
+	info->windows = dev->windows;
+	for (size_t i = 0; i < w->n_irq_lines; i++)
+		dev->irq_lines[i] = w->irq_lines[i];
+	info->n_irq_lines = w->n_irq_lines;
+	info->irq_lines = dev->irq_lines;
+	info->msi = w->msi;
+	return 0;
+}
+
+static int dev_open(struct ioreq_dev *dev, const char *url)
+{
+	int r;
+
+	r = nng_pair1_open(&dev->sock);
+	if (r)
+		return wire_errno(r);
+	dev->sock_open = true;
+
+	r = nng_aio_alloc(&dev->rx, NULL, NULL);
+	if (r)
+		return wire_errno(r);
+
+	if ((r = nng_socket_set_size(dev->sock, NNG_OPT_RECVMAXSZ, WIRE_MAX_MSG)) ||
+	    (r = nng_socket_set_ms(dev->sock, NNG_OPT_SENDTIMEO, DEV_SEND_MS)) ||
+	    (r = nng_socket_set_ms(dev->sock, NNG_OPT_RECONNMINT, DEV_RECONN_MIN_MS)) ||
+	    (r = nng_socket_set_ms(dev->sock, NNG_OPT_RECONNMAXT, DEV_RECONN_MAX_MS)) ||
+	    (r = nng_pipe_notify(dev->sock, NNG_PIPE_EV_ADD_PRE, pipe_added, dev)) ||
+	    (r = nng_pipe_notify(dev->sock, NNG_PIPE_EV_REM_POST, pipe_removed, dev)))
+		return wire_errno(r);
+
+	/* Synchronous: fails at once if nobody listens, instead of retrying. */
+	r = nng_dial(dev->sock, url, NULL, 0);
+	return wire_errno(r);
+}
+
+int ioreq_dev_connect(const char *url, const char *name, const struct ioreq_dev_ops *ops, void *opaque,
+		      struct ioreq_dev **ret)
+{
+	Ioreq__Hello hello = IOREQ__HELLO__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+	Ioreq__Envelope *in;
+	struct ioreq_dev *dev;
+	int r;
+
+	if (!url || !name || !name[0] || strlen(name) > WIRE_MAX_NAME || !ops || !ret)
+		return -EINVAL;
+
+	dev = calloc(1, sizeof(*dev));
+	if (!dev)
+		return -ENOMEM;
+	strcpy(dev->name, name);
+	dev->ops = ops;
+	dev->opaque = opaque;
+
+	r = dev_open(dev, url);
+	if (r < 0)
+		goto err;
+
+	hello.version = IOREQ__VERSION__VERSION_CURRENT;
+	hello.device = dev->name;
+	env.msg_case = IOREQ__ENVELOPE__MSG_HELLO;
+	env.hello = &hello;
+	r = dev_send(dev, &env);
+	if (r < 0)
+		goto err;
+
+	r = dev_recv_env(dev, DEV_WELCOME_MS, &in);
+	if (r < 0)
+		goto err;
+	r = take_welcome(dev, in);
+	if (r < 0)
+		goto err;
+
+	*ret = dev;
+	return 0;
+
+err:
+	ioreq_dev_close(dev);
+	return r;
+}
+
+const struct ioreq_dev_info *ioreq_dev_info(const struct ioreq_dev *dev)
+{
+	return &dev->info;
+}
+
+struct ioreq_dev *ioreq_dev_close(struct ioreq_dev *dev)
+{
+	if (!dev)
+		return NULL;
+	/* nng_close waits for the pipe callbacks, which use dev->rx. */
+	if (dev->sock_open)
+		nng_close(dev->sock);
+	if (dev->rx)
+		nng_aio_free(dev->rx);
+	free(dev);
+	return NULL;
+}
+
+/* ---- serving ---- */
+
+static uint64_t size_mask(unsigned size)
+{
+	return size >= 8 ? UINT64_MAX : (UINT64_C(1) << (size * 8)) - 1;
+}
+
+static ioreq_access_fn handler_for(const struct ioreq_dev_ops *ops, enum ioreq_kind kind)
+{
+	switch (kind) {
+	case IOREQ_PIO:
+		return ops->pio;
+	case IOREQ_MMIO:
+		return ops->mmio;
+	case IOREQ_PCICFG:
+		return ops->pcicfg;
+	}
+	return NULL;
+}
+
+/* Return values of the on_* handlers: 0 to go on, 1 when serving is over, or
+ * a negative errno. */
+static int on_request(struct ioreq_dev *dev, const Ioreq__Envelope *env)
+{
+	const Ioreq__Request *q = env->request;
+	Ioreq__Reply reply = IOREQ__REPLY__INIT;
+	Ioreq__Envelope out = IOREQ__ENVELOPE__INIT;
+	/* wire_unpack checked kind, direction and size. */
+	struct ioreq_access a = {
+		.id = q->id,
+		.vcpu = q->vcpu,
+		.kind = (enum ioreq_kind)q->kind,
+		.write = q->dir == IOREQ__DIRECTION__DIR_WRITE,
+		.size = q->size,
+		.value = q->dir == IOREQ__DIRECTION__DIR_WRITE ? q->value & size_mask(q->size) : 0,
+		.addr = q->addr,
+		.offset = q->offset,
+		.range = q->range,
+		.bdf = q->bdf,
+		.reg = q->reg,
+	};
+	ioreq_access_fn fn = handler_for(dev->ops, a.kind);
+	uint64_t value = 0;
+	int r = fn ? fn(dev, &a, &value, dev->opaque) : -EOPNOTSUPP;
+
+	reply.id = q->id;
+	reply.status = r < 0 ? IOREQ__STATUS__STATUS_UNHANDLED : IOREQ__STATUS__STATUS_OK;
+	if (r >= 0 && !a.write)
+		reply.value = value & size_mask(a.size);
+	out.msg_case = IOREQ__ENVELOPE__MSG_REPLY;
+	out.reply = &reply;
+	return dev_send(dev, &out);
+}
+
+static int on_reset(struct ioreq_dev *dev, const Ioreq__Envelope *env)
+{
+	if (dev->ops->reset)
+		dev->ops->reset(dev, dev->opaque);
+	return 0;
+}
+
+static int on_claim_result(struct ioreq_dev *dev, const Ioreq__Envelope *env)
+{
+	const Ioreq__ClaimResult *c = env->claim_result;
+
+	if (c->error > 0 || c->error < -4095)
+		return -EPROTO;
+	if (dev->ops->claim_result)
+		dev->ops->claim_result(dev, c->tag, c->error, dev->opaque);
+	return 0;
+}
+
+static int on_shutdown(struct ioreq_dev *dev, const Ioreq__Envelope *env)
+{
+	return 1;
+}
+
+/* What the broker may send once the handshake is done; the rest is a protocol error. */
+static int (*const serve_table[])(struct ioreq_dev *, const Ioreq__Envelope *) = {
+	[IOREQ__ENVELOPE__MSG_REQUEST] = on_request,
+	[IOREQ__ENVELOPE__MSG_RESET] = on_reset,
+	[IOREQ__ENVELOPE__MSG_CLAIM_RESULT] = on_claim_result,
+	[IOREQ__ENVELOPE__MSG_SHUTDOWN] = on_shutdown,
+};
+
+int ioreq_dev_serve(struct ioreq_dev *dev)
+{
+	for (;;) {
+		Ioreq__Envelope *env;
+		unsigned c;
+		int r;
+
+		r = dev_recv_env(dev, NNG_DURATION_INFINITE, &env);
+		if (r < 0)
+			return r;
+		c = env->msg_case;
+		if (c >= sizeof(serve_table) / sizeof(serve_table[0]) || !serve_table[c])
+			return -EPROTO;
+		r = serve_table[c](dev, env);
+		if (r)
+			return r < 0 ? r : 0;
+	}
+}
+
+/* ---- device-initiated messages ---- */
+
+int ioreq_dev_irq(struct ioreq_dev *dev, uint32_t line, enum ioreq_irq_op op)
+{
+	Ioreq__Interrupt irq = IOREQ__INTERRUPT__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+	size_t i;
+
+	if (op != IOREQ_IRQ_ASSERT && op != IOREQ_IRQ_DEASSERT && op != IOREQ_IRQ_PULSE)
+		return -EINVAL;
+	for (i = 0; i < dev->info.n_irq_lines; i++)
+		if (dev->irq_lines[i] == line)
+			break;
+	if (i == dev->info.n_irq_lines)
+		return -EPERM;
+
+	irq.op = (Ioreq__IrqOp)op;
+	irq.line = line;
+	env.msg_case = IOREQ__ENVELOPE__MSG_INTERRUPT;
+	env.interrupt = &irq;
+	return dev_send(dev, &env);
+}
+
+int ioreq_dev_msi(struct ioreq_dev *dev, uint64_t addr, uint32_t data)
+{
+	Ioreq__Interrupt irq = IOREQ__INTERRUPT__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	if (!dev->info.msi)
+		return -EPERM;
+	irq.op = IOREQ__IRQ_OP__IRQ_MSI;
+	irq.msi_addr = addr;
+	irq.msi_data = data;
+	env.msg_case = IOREQ__ENVELOPE__MSG_INTERRUPT;
+	env.interrupt = &irq;
+	return dev_send(dev, &env);
+}
+
+static bool in_window(const struct ioreq_dev *dev, enum ioreq_kind kind, uint64_t start, uint64_t size)
+{
+	for (size_t i = 0; i < dev->info.n_windows; i++) {
+		const struct ioreq_range *w = &dev->windows[i];
+
+		if (w->kind == kind && size <= w->size && start >= w->start &&
+		    start - w->start <= w->size - size)
+			return true;
+	}
+	return false;
+}
+
+int ioreq_dev_claim(struct ioreq_dev *dev, enum ioreq_kind kind, uint64_t start, uint64_t size, bool release,
+		    uint32_t tag)
+{
+	Ioreq__Range range = IOREQ__RANGE__INIT;
+	Ioreq__Claim claim = IOREQ__CLAIM__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	if ((kind != IOREQ_PIO && kind != IOREQ_MMIO && kind != IOREQ_PCICFG) || !size ||
+	    start + size - 1 < start)
+		return -EINVAL;
+	if (!in_window(dev, kind, start, size))
+		return -EPERM;
+
+	range.kind = (Ioreq__Kind)kind;
+	range.start = start;
+	range.size = size;
+	claim.range = &range;
+	claim.release = release;
+	claim.tag = tag;
+	env.msg_case = IOREQ__ENVELOPE__MSG_CLAIM;
+	env.claim = &claim;
+	return dev_send(dev, &env);
+}

@@ -1,0 +1,1202 @@
+/* libioreq-device and the ioreq-dev-ram / ioreq-dev-null programs.
+ *
+ * The test plays the broker: it listens on a pair1 socket in a fresh
+ * directory, runs the library in a thread (or starts the real program) and
+ * speaks the wire protocol to it, checking both sides of every message. */
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pair1/pair.h>
+
+#include "ioreq/device.h"
+#include "wire.h"
+
+extern char **environ;
+
+/* Long enough for a sanitizer build to start a program; short enough that
+ * a broken test fails instead of hanging. */
+#define TIMEOUT_MS 3000
+
+/* ---- the fake broker ---- */
+
+static void count_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+struct broker {
+	char dir[32];
+	char path[64];
+	char url[80];
+	nng_socket sock;
+	bool open;
+	struct wire_arena arena;
+};
+
+/* Listens on b->url; @removed, if set, counts the pipes that went away. */
+static void broker_listen(struct broker *b, atomic_int *removed)
+{
+	assert_int_equal(nng_pair1_open(&b->sock), 0);
+	b->open = true;
+	assert_int_equal(nng_socket_set_size(b->sock, NNG_OPT_RECVMAXSZ, WIRE_MAX_MSG), 0);
+	assert_int_equal(nng_socket_set_ms(b->sock, NNG_OPT_RECVTIMEO, TIMEOUT_MS), 0);
+	assert_int_equal(nng_socket_set_ms(b->sock, NNG_OPT_SENDTIMEO, TIMEOUT_MS), 0);
+	if (removed)
+		assert_int_equal(nng_pipe_notify(b->sock, NNG_PIPE_EV_REM_POST, count_pipe, removed), 0);
+	assert_int_equal(nng_listen(b->sock, b->url, NULL, 0), 0);
+}
+
+static void broker_open(struct broker *b)
+{
+	strcpy(b->dir, "/tmp/ioreq-test-XXXXXX");
+	assert_non_null(mkdtemp(b->dir));
+	snprintf(b->path, sizeof(b->path), "%s/dev.sock", b->dir);
+	snprintf(b->url, sizeof(b->url), "ipc://%s", b->path);
+	broker_listen(b, NULL);
+}
+
+static void broker_hangup(struct broker *b)
+{
+	if (b->open)
+		nng_close(b->sock);
+	b->open = false;
+}
+
+static void broker_close(struct broker *b)
+{
+	broker_hangup(b);
+	unlink(b->path);
+	rmdir(b->dir);
+}
+
+static void bk_send(struct broker *b, const Ioreq__Envelope *env)
+{
+	assert_int_equal(wire_send(b->sock, env, 0), 0);
+}
+
+static void bk_send_raw(struct broker *b, const void *buf, size_t len)
+{
+	assert_int_equal(nng_send(b->sock, (void *)buf, len, 0), 0);
+}
+
+/* The result lives in b->arena until the next bk_recv. */
+static Ioreq__Envelope *bk_recv(struct broker *b)
+{
+	Ioreq__Envelope *env = NULL;
+	nng_msg *msg;
+
+	assert_int_equal(nng_recvmsg(b->sock, &msg, 0), 0);
+	wire_arena_reset(&b->arena);
+	assert_int_equal(wire_unpack(nng_msg_body(msg), nng_msg_len(msg), &b->arena, &env), 0);
+	nng_msg_free(msg);
+	return env;
+}
+
+static void bk_send_empty(struct broker *b, Ioreq__Envelope__MsgCase c)
+{
+	Ioreq__Reset reset = IOREQ__RESET__INIT;
+	Ioreq__Shutdown shutdown = IOREQ__SHUTDOWN__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	env.msg_case = c;
+	if (c == IOREQ__ENVELOPE__MSG_RESET)
+		env.reset = &reset;
+	else
+		env.shutdown = &shutdown;
+	bk_send(b, &env);
+}
+
+/* Receives Hello and checks it. */
+static void bk_hello(struct broker *b, const char *name)
+{
+	Ioreq__Envelope *env = bk_recv(b);
+
+	assert_int_equal(env->msg_case, IOREQ__ENVELOPE__MSG_HELLO);
+	assert_int_equal(env->hello->version, IOREQ__VERSION__VERSION_CURRENT);
+	assert_string_equal(env->hello->device, name);
+}
+
+struct welcome {
+	uint32_t version;
+	const char *vm, *device;
+	size_t n_ranges, n_windows, n_irq_lines;
+	struct ioreq_range ranges[4], windows[4];
+	uint32_t irq_lines[4];
+	bool msi;
+};
+
+static void bk_welcome(struct broker *b, const struct welcome *w)
+{
+	Ioreq__Range r[8], *rp[4], *wp[4];
+	Ioreq__Welcome wel = IOREQ__WELCOME__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	for (size_t i = 0; i < w->n_ranges + w->n_windows; i++) {
+		const struct ioreq_range *s = i < w->n_ranges ? &w->ranges[i] : &w->windows[i - w->n_ranges];
+
+		ioreq__range__init(&r[i]);
+		r[i].kind = (Ioreq__Kind)s->kind;
+		r[i].start = s->start;
+		r[i].size = s->size;
+		if (i < w->n_ranges)
+			rp[i] = &r[i];
+		else
+			wp[i - w->n_ranges] = &r[i];
+	}
+	wel.version = w->version;
+	wel.vm = (char *)w->vm;
+	wel.device = (char *)w->device;
+	wel.n_ranges = w->n_ranges;
+	wel.ranges = rp;
+	wel.n_windows = w->n_windows;
+	wel.windows = wp;
+	wel.n_irq_lines = w->n_irq_lines;
+	wel.irq_lines = (uint32_t *)w->irq_lines;
+	wel.msi = w->msi;
+	env.msg_case = IOREQ__ENVELOPE__MSG_WELCOME;
+	env.welcome = &wel;
+	bk_send(b, &env);
+}
+
+static void bk_request(struct broker *b, const struct ioreq_access *a)
+{
+	Ioreq__Request q = IOREQ__REQUEST__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	q.id = a->id;
+	q.vcpu = a->vcpu;
+	q.kind = (Ioreq__Kind)a->kind;
+	q.dir = a->write ? IOREQ__DIRECTION__DIR_WRITE : IOREQ__DIRECTION__DIR_READ;
+	q.addr = a->addr;
+	q.bdf = a->bdf;
+	q.reg = a->reg;
+	q.size = a->size;
+	q.value = a->value;
+	q.range = a->range;
+	q.offset = a->offset;
+	env.msg_case = IOREQ__ENVELOPE__MSG_REQUEST;
+	env.request = &q;
+	bk_send(b, &env);
+}
+
+/* The Reply to @id (valid until the next bk_recv). */
+static const Ioreq__Reply *bk_reply(struct broker *b, uint64_t id)
+{
+	Ioreq__Envelope *in = bk_recv(b);
+
+	assert_int_equal(in->msg_case, IOREQ__ENVELOPE__MSG_REPLY);
+	assert_int_equal(in->reply->id, id);
+	return in->reply;
+}
+
+/* One round trip. */
+static const Ioreq__Reply *bk_access(struct broker *b, const struct ioreq_access *a)
+{
+	bk_request(b, a);
+	return bk_reply(b, a->id);
+}
+
+/* ---- the library in a thread ---- */
+
+static const struct welcome std_welcome = {
+	.version = IOREQ__VERSION__VERSION_CURRENT,
+	.vm = "vm0",
+	.device = "dev0",
+	.n_ranges = 3,
+	.ranges = {
+		{ IOREQ_PIO, 0x3f8, 8 },
+		{ IOREQ_MMIO, 0xfe000000, 0x1000 },
+		{ IOREQ_PCICFG, 0x10, 1 },
+	},
+	.n_windows = 2,
+	.windows = {
+		{ IOREQ_MMIO, 0xe0000000, 0x10000000 },
+		{ IOREQ_PIO, 0xc000, 0x1000 },
+	},
+	.n_irq_lines = 2,
+	.irq_lines = { 4, 11 },
+	.msi = true,
+};
+
+struct fixture {
+	struct broker bk;
+	const struct ioreq_dev_ops *ops;
+	pthread_t thread;
+	bool running;
+	sem_t connected;
+	struct ioreq_dev *dev;
+	int connect_rc, serve_rc;
+
+	/* What the handlers saw and what they answer. */
+	struct ioreq_access last;
+	unsigned calls[3];
+	struct ioreq_dev *seen_dev;
+	void *seen_opaque;
+	uint64_t read_value;
+	int ret;
+	bool irq_in_handler;
+	int irq_rc;
+	unsigned resets;
+	unsigned claim_results;
+	uint32_t claim_tag;
+	int claim_error;
+
+	atomic_int bk_removed; /* pipes the broker saw go, once counted */
+};
+
+static int h_access(struct ioreq_dev *dev, const struct ioreq_access *a, uint64_t *value, void *opaque)
+{
+	struct fixture *fx = opaque;
+
+	fx->last = *a;
+	fx->calls[a->kind]++;
+	fx->seen_dev = dev;
+	fx->seen_opaque = opaque;
+	if (fx->irq_in_handler && a->write)
+		fx->irq_rc = ioreq_dev_irq(dev, 4, IOREQ_IRQ_PULSE);
+	*value = fx->read_value;
+	return fx->ret;
+}
+
+static void h_reset(struct ioreq_dev *dev, void *opaque)
+{
+	struct fixture *fx = opaque;
+
+	fx->resets++;
+}
+
+static void h_claim_result(struct ioreq_dev *dev, uint32_t tag, int error, void *opaque)
+{
+	struct fixture *fx = opaque;
+
+	fx->claim_results++;
+	fx->claim_tag = tag;
+	fx->claim_error = error;
+}
+
+static const struct ioreq_dev_ops test_ops = {
+	.pio = h_access,
+	.mmio = h_access,
+	.pcicfg = h_access,
+	.reset = h_reset,
+	.claim_result = h_claim_result,
+};
+
+/* Only PIO: everything else must come back unhandled, without a crash. */
+static const struct ioreq_dev_ops pio_only_ops = {
+	.pio = h_access,
+};
+
+static void *device_thread(void *arg)
+{
+	struct fixture *fx = arg;
+
+	fx->connect_rc = ioreq_dev_connect(fx->bk.url, "dev0", fx->ops, fx, &fx->dev);
+	sem_post(&fx->connected);
+	if (fx->connect_rc == 0)
+		fx->serve_rc = ioreq_dev_serve(fx->dev);
+	return NULL;
+}
+
+static struct timespec deadline(int ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return ts;
+}
+
+/* Starts the device thread and receives its Hello; the Welcome is the test's. */
+static struct fixture *fixture_new(void **state, const struct ioreq_dev_ops *ops)
+{
+	struct fixture *fx = calloc(1, sizeof(*fx));
+
+	assert_non_null(fx);
+	*state = fx; /* from here on, teardown cleans up whatever fails */
+	fx->ops = ops;
+	sem_init(&fx->connected, 0, 0);
+	broker_open(&fx->bk);
+	assert_int_equal(pthread_create(&fx->thread, NULL, device_thread, fx), 0);
+	fx->running = true;
+	bk_hello(&fx->bk, "dev0");
+	return fx;
+}
+
+static int wait_connected(struct fixture *fx)
+{
+	struct timespec ts = deadline(TIMEOUT_MS);
+
+	assert_int_equal(sem_timedwait(&fx->connected, &ts), 0);
+	return fx->connect_rc;
+}
+
+/* Waits for the device thread to end; returns what serve (or connect) said. */
+static int join(struct fixture *fx)
+{
+	struct timespec ts = deadline(TIMEOUT_MS);
+
+	assert_true(fx->running);
+	assert_int_equal(pthread_timedjoin_np(fx->thread, NULL, &ts), 0);
+	fx->running = false;
+	return fx->connect_rc ? fx->connect_rc : fx->serve_rc;
+}
+
+static int setup(void **state)
+{
+	struct fixture *fx = fixture_new(state, *state ? *state : &test_ops);
+
+	bk_welcome(&fx->bk, &std_welcome);
+	assert_int_equal(wait_connected(fx), 0);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *fx = *state;
+
+	if (!fx)
+		return 0;
+	if (fx->running) {
+		/* A failed test may leave the device serving: end it either way. */
+		broker_hangup(&fx->bk);
+		join(fx);
+	}
+	fx->dev = ioreq_dev_close(fx->dev);
+	broker_close(&fx->bk);
+	sem_destroy(&fx->connected);
+	free(fx);
+	return 0;
+}
+
+/* Returns once every message sent before it has been handled. */
+static void barrier(struct fixture *fx)
+{
+	struct ioreq_access a = { .id = 0xba, .kind = IOREQ_PIO, .size = 1 };
+	int ret = fx->ret;
+
+	fx->ret = 0;
+	assert_int_equal(bk_access(&fx->bk, &a)->status, IOREQ__STATUS__STATUS_OK);
+	fx->ret = ret;
+}
+
+static void test_handshake(void **state)
+{
+	struct fixture *fx = *state;
+	const struct ioreq_dev_info *info = ioreq_dev_info(fx->dev);
+
+	assert_string_equal(info->vm, "vm0");
+	assert_string_equal(info->device, "dev0");
+	assert_int_equal(info->n_ranges, std_welcome.n_ranges);
+	for (size_t i = 0; i < info->n_ranges; i++) {
+		assert_int_equal(info->ranges[i].kind, std_welcome.ranges[i].kind);
+		assert_int_equal(info->ranges[i].start, std_welcome.ranges[i].start);
+		assert_int_equal(info->ranges[i].size, std_welcome.ranges[i].size);
+	}
+	assert_int_equal(info->n_windows, std_welcome.n_windows);
+	for (size_t i = 0; i < info->n_windows; i++) {
+		assert_int_equal(info->windows[i].kind, std_welcome.windows[i].kind);
+		assert_int_equal(info->windows[i].start, std_welcome.windows[i].start);
+		assert_int_equal(info->windows[i].size, std_welcome.windows[i].size);
+	}
+	assert_int_equal(info->n_irq_lines, 2);
+	assert_int_equal(info->irq_lines[0], 4);
+	assert_int_equal(info->irq_lines[1], 11);
+	assert_true(info->msi);
+}
+
+static void test_requests(void **state)
+{
+	static const struct ioreq_access cases[] = {
+		{ .id = 1, .vcpu = 0, .kind = IOREQ_PIO, .size = 1, .addr = 0x3f9, .offset = 1, .range = 0 },
+		{ .id = 2, .vcpu = 1, .kind = IOREQ_PIO, .write = true, .size = 1, .value = 0x41, .addr = 0x3f8 },
+		{ .id = 3, .vcpu = 2, .kind = IOREQ_MMIO, .size = 4, .addr = 0xfe000010, .offset = 0x10, .range = 1 },
+		{ .id = 4,
+		  .vcpu = 15,
+		  .kind = IOREQ_MMIO,
+		  .write = true,
+		  .size = 8,
+		  .value = 0x0123456789abcdef,
+		  .addr = 0xfe000ff8,
+		  .offset = 0xff8,
+		  .range = 1 },
+		{ .id = 5, .vcpu = 3, .kind = IOREQ_PCICFG, .size = 2, .bdf = 0x10, .reg = 0x04, .range = 2 },
+		{ .id = UINT64_MAX,
+		  .vcpu = 4,
+		  .kind = IOREQ_PCICFG,
+		  .write = true,
+		  .size = 4,
+		  .value = 0xfebf0000,
+		  .bdf = 0x10,
+		  .reg = 0x10,
+		  .range = 2 },
+	};
+	struct fixture *fx = *state;
+	unsigned calls[3] = { 0 };
+
+	fx->read_value = 0x5a5a5a5a;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct ioreq_access *c = &cases[i];
+		const Ioreq__Reply *rep = bk_access(&fx->bk, c);
+
+		assert_int_equal(rep->status, IOREQ__STATUS__STATUS_OK);
+		assert_int_equal(rep->value, c->write ? 0 : fx->read_value & (UINT64_MAX >> (64 - 8 * c->size)));
+		calls[c->kind]++;
+		assert_memory_equal(fx->calls, calls, sizeof(calls));
+		assert_ptr_equal(fx->seen_dev, fx->dev);
+		assert_ptr_equal(fx->seen_opaque, fx);
+		assert_int_equal(fx->last.id, c->id);
+		assert_int_equal(fx->last.vcpu, c->vcpu);
+		assert_int_equal(fx->last.kind, c->kind);
+		assert_int_equal(fx->last.write, c->write);
+		assert_int_equal(fx->last.size, c->size);
+		assert_int_equal(fx->last.value, c->value);
+		assert_int_equal(fx->last.addr, c->addr);
+		assert_int_equal(fx->last.offset, c->offset);
+		assert_int_equal(fx->last.range, c->range);
+		assert_int_equal(fx->last.bdf, c->bdf);
+		assert_int_equal(fx->last.reg, c->reg);
+	}
+}
+
+static void test_masking(void **state)
+{
+	static const uint64_t masked[] = { [1] = 0x11, [2] = 0x2211, [4] = 0x44332211, [8] = 0x8877665544332211 };
+	struct fixture *fx = *state;
+	struct ioreq_access a = { .kind = IOREQ_MMIO, .range = 1 };
+
+	fx->read_value = 0x8877665544332211;
+	for (unsigned size = 1; size <= 8; size *= 2) {
+		a.id = size;
+		a.size = size;
+		a.write = false;
+		assert_int_equal(bk_access(&fx->bk, &a)->value, masked[size]);
+
+		/* Handlers see written values truncated to the access, too. */
+		a.write = true;
+		a.value = 0x8877665544332211;
+		assert_int_equal(bk_access(&fx->bk, &a)->value, 0);
+		assert_int_equal(fx->last.value, masked[size]);
+	}
+}
+
+static void test_unhandled(void **state)
+{
+	struct fixture *fx = *state;
+	struct ioreq_access a = { .id = 7, .kind = IOREQ_MMIO, .size = 4, .range = 1 };
+	const Ioreq__Reply *rep;
+
+	fx->ret = -EIO;
+	fx->read_value = 0x1234;
+	rep = bk_access(&fx->bk, &a);
+	assert_int_equal(rep->status, IOREQ__STATUS__STATUS_UNHANDLED);
+	assert_int_equal(rep->value, 0);
+	a.write = true;
+	assert_int_equal(bk_access(&fx->bk, &a)->status, IOREQ__STATUS__STATUS_UNHANDLED);
+}
+
+static void test_null_handlers(void **state)
+{
+	struct fixture *fx = *state;
+	struct ioreq_access a = { .id = 8, .kind = IOREQ_MMIO, .size = 4 };
+	Ioreq__ClaimResult cr = IOREQ__CLAIM_RESULT__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	assert_int_equal(bk_access(&fx->bk, &a)->status, IOREQ__STATUS__STATUS_UNHANDLED);
+	a.kind = IOREQ_PCICFG;
+	a.write = true;
+	assert_int_equal(bk_access(&fx->bk, &a)->status, IOREQ__STATUS__STATUS_UNHANDLED);
+	assert_int_equal(fx->calls[IOREQ_MMIO] + fx->calls[IOREQ_PCICFG], 0);
+
+	/* No reset or claim_result handler: both are ignored. */
+	bk_send_empty(&fx->bk, IOREQ__ENVELOPE__MSG_RESET);
+	env.msg_case = IOREQ__ENVELOPE__MSG_CLAIM_RESULT;
+	env.claim_result = &cr;
+	bk_send(&fx->bk, &env);
+	barrier(fx);
+	assert_int_equal(fx->calls[IOREQ_PIO], 1);
+}
+
+static void test_irq_msi_claim(void **state)
+{
+	struct fixture *fx = *state;
+	Ioreq__Envelope *env;
+
+	assert_int_equal(ioreq_dev_irq(fx->dev, 4, IOREQ_IRQ_ASSERT), 0);
+	env = bk_recv(&fx->bk);
+	assert_int_equal(env->msg_case, IOREQ__ENVELOPE__MSG_INTERRUPT);
+	assert_int_equal(env->interrupt->op, IOREQ__IRQ_OP__IRQ_ASSERT);
+	assert_int_equal(env->interrupt->line, 4);
+
+	assert_int_equal(ioreq_dev_irq(fx->dev, 11, IOREQ_IRQ_DEASSERT), 0);
+	env = bk_recv(&fx->bk);
+	assert_int_equal(env->interrupt->op, IOREQ__IRQ_OP__IRQ_DEASSERT);
+	assert_int_equal(env->interrupt->line, 11);
+
+	assert_int_equal(ioreq_dev_irq(fx->dev, 5, IOREQ_IRQ_PULSE), -EPERM);
+	assert_int_equal(ioreq_dev_irq(fx->dev, 4, (enum ioreq_irq_op)3), -EINVAL);
+
+	assert_int_equal(ioreq_dev_msi(fx->dev, 0xfee00000, 0x4041), 0);
+	env = bk_recv(&fx->bk);
+	assert_int_equal(env->msg_case, IOREQ__ENVELOPE__MSG_INTERRUPT);
+	assert_int_equal(env->interrupt->op, IOREQ__IRQ_OP__IRQ_MSI);
+	assert_int_equal(env->interrupt->msi_addr, 0xfee00000);
+	assert_int_equal(env->interrupt->msi_data, 0x4041);
+
+	assert_int_equal(ioreq_dev_claim(fx->dev, IOREQ_MMIO, 0xe0001000, 0x1000, false, 7), 0);
+	env = bk_recv(&fx->bk);
+	assert_int_equal(env->msg_case, IOREQ__ENVELOPE__MSG_CLAIM);
+	assert_int_equal(env->claim->range->kind, IOREQ__KIND__KIND_MMIO);
+	assert_int_equal(env->claim->range->start, 0xe0001000);
+	assert_int_equal(env->claim->range->size, 0x1000);
+	assert_false(env->claim->release);
+	assert_int_equal(env->claim->tag, 7);
+
+	assert_int_equal(ioreq_dev_claim(fx->dev, IOREQ_PIO, 0xcff0, 0x10, true, 8), 0);
+	env = bk_recv(&fx->bk);
+	assert_int_equal(env->claim->range->kind, IOREQ__KIND__KIND_PIO);
+	assert_int_equal(env->claim->range->start, 0xcff0);
+	assert_true(env->claim->release);
+	assert_int_equal(env->claim->tag, 8);
+
+	/* Outside every window, past a window's end, of the wrong kind, empty, wrapping. */
+	assert_int_equal(ioreq_dev_claim(fx->dev, IOREQ_MMIO, 0xd0000000, 0x1000, false, 9), -EPERM);
+	assert_int_equal(ioreq_dev_claim(fx->dev, IOREQ_PIO, 0xcff0, 0x11, false, 9), -EPERM);
+	assert_int_equal(ioreq_dev_claim(fx->dev, IOREQ_PIO, 0xe0000000, 0x10, false, 9), -EPERM);
+	assert_int_equal(ioreq_dev_claim(fx->dev, IOREQ_MMIO, 0xe0000000, 0, false, 9), -EINVAL);
+	assert_int_equal(ioreq_dev_claim(fx->dev, IOREQ_MMIO, UINT64_MAX, 2, false, 9), -EINVAL);
+}
+
+static void test_msi_not_granted(void **state)
+{
+	struct fixture *fx = fixture_new(state, &test_ops);
+	struct welcome w = std_welcome;
+
+	w.msi = false;
+	w.n_irq_lines = 0;
+	bk_welcome(&fx->bk, &w);
+	assert_int_equal(wait_connected(fx), 0);
+	assert_false(ioreq_dev_info(fx->dev)->msi);
+	assert_int_equal(ioreq_dev_msi(fx->dev, 0xfee00000, 1), -EPERM);
+	assert_int_equal(ioreq_dev_irq(fx->dev, 4, IOREQ_IRQ_ASSERT), -EPERM);
+}
+
+static void test_irq_from_handler(void **state)
+{
+	struct fixture *fx = *state;
+	struct ioreq_access a = { .id = 21, .kind = IOREQ_PIO, .write = true, .size = 1, .offset = 7 };
+	Ioreq__Envelope *env;
+
+	/* Sent from inside the handler, so it reaches the broker before the Reply. */
+	fx->irq_in_handler = true;
+	bk_request(&fx->bk, &a);
+	env = bk_recv(&fx->bk);
+	assert_int_equal(env->msg_case, IOREQ__ENVELOPE__MSG_INTERRUPT);
+	assert_int_equal(env->interrupt->op, IOREQ__IRQ_OP__IRQ_PULSE);
+	assert_int_equal(env->interrupt->line, 4);
+	assert_int_equal(bk_reply(&fx->bk, 21)->status, IOREQ__STATUS__STATUS_OK);
+	assert_int_equal(fx->irq_rc, 0);
+}
+
+static void test_claim_result(void **state)
+{
+	struct fixture *fx = *state;
+	Ioreq__ClaimResult cr = IOREQ__CLAIM_RESULT__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	cr.tag = 9;
+	cr.error = -EBUSY;
+	env.msg_case = IOREQ__ENVELOPE__MSG_CLAIM_RESULT;
+	env.claim_result = &cr;
+	bk_send(&fx->bk, &env);
+	cr.tag = 10;
+	cr.error = 0;
+	bk_send(&fx->bk, &env);
+	barrier(fx);
+	assert_int_equal(fx->claim_results, 2);
+	assert_int_equal(fx->claim_tag, 10);
+	assert_int_equal(fx->claim_error, 0);
+}
+
+static void test_reset(void **state)
+{
+	struct fixture *fx = *state;
+
+	bk_send_empty(&fx->bk, IOREQ__ENVELOPE__MSG_RESET);
+	barrier(fx);
+	assert_int_equal(fx->resets, 1);
+}
+
+static void test_shutdown(void **state)
+{
+	struct fixture *fx = *state;
+
+	bk_send_empty(&fx->bk, IOREQ__ENVELOPE__MSG_SHUTDOWN);
+	assert_int_equal(join(fx), 0);
+}
+
+static void test_disconnect(void **state)
+{
+	struct fixture *fx = *state;
+
+	broker_hangup(&fx->bk);
+	assert_int_equal(join(fx), -ECONNRESET);
+	/* Nobody to send to any more: fail fast rather than wait for a peer. */
+	assert_int_equal(ioreq_dev_irq(fx->dev, 4, IOREQ_IRQ_ASSERT), -ECONNRESET);
+
+	/* The device's dialer finds a new listener at the same path, but that
+	 * one never sent our Welcome: the device drops the pipe unused. */
+	broker_listen(&fx->bk, &fx->bk_removed);
+	for (int ms = 0; ms < TIMEOUT_MS && !atomic_load(&fx->bk_removed); ms++)
+		usleep(1000);
+	assert_true(atomic_load(&fx->bk_removed) > 0);
+	assert_int_equal(ioreq_dev_irq(fx->dev, 4, IOREQ_IRQ_ASSERT), -ECONNRESET);
+}
+
+static int fixture_free(struct fixture *fx)
+{
+	void *state = fx;
+
+	return teardown(&state);
+}
+
+/* A broker that breaks the protocol after the handshake ends serve with -EPROTO. */
+static void test_broker_garbage(void **state)
+{
+	enum { RAW, HELLO, WELCOME, REPLY, BAD_SIZE, BAD_ERROR, N };
+
+	for (int i = 0; i < N; i++) {
+		struct fixture *fx = fixture_new(state, &test_ops);
+		Ioreq__Hello hello = IOREQ__HELLO__INIT;
+		Ioreq__Reply reply = IOREQ__REPLY__INIT;
+		Ioreq__ClaimResult cr = IOREQ__CLAIM_RESULT__INIT;
+		Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+		struct ioreq_access a = { .id = 1, .kind = IOREQ_PIO, .size = 3 };
+
+		bk_welcome(&fx->bk, &std_welcome);
+		assert_int_equal(wait_connected(fx), 0);
+		switch (i) {
+		case RAW:
+			bk_send_raw(&fx->bk, "\xff\xff\xff", 3);
+			break;
+		case HELLO:
+			hello.device = "dev0";
+			env.msg_case = IOREQ__ENVELOPE__MSG_HELLO;
+			env.hello = &hello;
+			bk_send(&fx->bk, &env);
+			break;
+		case WELCOME:
+			bk_welcome(&fx->bk, &std_welcome);
+			break;
+		case REPLY:
+			env.msg_case = IOREQ__ENVELOPE__MSG_REPLY;
+			env.reply = &reply;
+			bk_send(&fx->bk, &env);
+			break;
+		case BAD_SIZE:
+			bk_request(&fx->bk, &a);
+			break;
+		case BAD_ERROR:
+			cr.error = 5;
+			env.msg_case = IOREQ__ENVELOPE__MSG_CLAIM_RESULT;
+			env.claim_result = &cr;
+			bk_send(&fx->bk, &env);
+			break;
+		}
+		assert_int_equal(join(fx), -EPROTO);
+		*state = NULL;
+		fixture_free(fx);
+	}
+}
+
+static void test_handshake_fails(void **state)
+{
+	enum { BAD_VERSION, OTHER_DEVICE, NOT_WELCOME, HANGUP, N };
+	static const int want[N] = { -EPROTO, -EPROTO, -EPROTO, -ECONNRESET };
+
+	for (int i = 0; i < N; i++) {
+		struct fixture *fx = fixture_new(state, &test_ops);
+		struct welcome w = std_welcome;
+		struct ioreq_access a = { .id = 1, .kind = IOREQ_PIO, .size = 1 };
+
+		switch (i) {
+		case BAD_VERSION:
+			w.version = IOREQ__VERSION__VERSION_CURRENT + 1;
+			bk_welcome(&fx->bk, &w);
+			break;
+		case OTHER_DEVICE:
+			w.device = "dev1";
+			bk_welcome(&fx->bk, &w);
+			break;
+		case NOT_WELCOME:
+			bk_request(&fx->bk, &a);
+			break;
+		case HANGUP:
+			broker_hangup(&fx->bk);
+			break;
+		}
+		assert_int_equal(join(fx), want[i]);
+		assert_null(fx->dev);
+		*state = NULL;
+		fixture_free(fx);
+	}
+}
+
+static void test_connect_args(void **state)
+{
+	char dir[] = "/tmp/ioreq-test-XXXXXX";
+	char url[64];
+	char longname[80];
+	struct ioreq_dev *dev = NULL;
+	int r;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(url, sizeof(url), "ipc://%s/nobody.sock", dir);
+	r = ioreq_dev_connect(url, "dev0", &test_ops, NULL, &dev);
+	assert_true(r == -ECONNREFUSED || r == -ENOENT);
+	assert_null(dev);
+	rmdir(dir);
+
+	memset(longname, 'x', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = 0;
+	assert_int_equal(ioreq_dev_connect(url, longname, &test_ops, NULL, &dev), -EINVAL);
+	assert_int_equal(ioreq_dev_connect(url, "", &test_ops, NULL, &dev), -EINVAL);
+	assert_int_equal(ioreq_dev_connect(NULL, "dev0", &test_ops, NULL, &dev), -EINVAL);
+	assert_int_equal(ioreq_dev_connect(url, "dev0", NULL, NULL, &dev), -EINVAL);
+	assert_null(ioreq_dev_close(NULL));
+}
+
+/* ---- ioreq_dev_take_args ---- */
+
+static void test_take_args(void **state)
+{
+	static const struct {
+		const char *in[10];
+		int rc;
+		const char *out[10]; /* on success */
+		const char *url, *name;
+	} cases[] = {
+		{ { "prog", "--socket", "ipc:///a", "--name", "d0" }, 0, { "prog" }, "ipc:///a", "d0" },
+		{ { "prog", "--size", "16", "--socket=ipc:///a", "-v", "--name=d0", "x" },
+		  0,
+		  { "prog", "--size", "16", "-v", "x" },
+		  "ipc:///a",
+		  "d0" },
+		{ { "prog", "--name", "d0", "--socket", "u", "--", "--name", "x" },
+		  0,
+		  { "prog", "--", "--name", "x" },
+		  "u",
+		  "d0" },
+		{ { "prog", "--sockets", "v", "--socket", "u", "--name", "n" }, 0, { "prog", "--sockets", "v" }, "u", "n" },
+		/* Options after "--" belong to the device. */
+		{ .in = { "prog", "--name", "d0", "--", "--socket", "u" }, .rc = -EINVAL },
+		{ .in = { "prog", "--socket", "u" }, .rc = -EINVAL },
+		{ .in = { "prog", "--name", "n" }, .rc = -EINVAL },
+		{ .in = { "prog", "--name", "n", "--socket" }, .rc = -EINVAL },
+		{ .in = { "prog", "--name", "n", "--socket=" }, .rc = -EINVAL },
+		{ .in = { "prog", "--name", "", "--socket", "u" }, .rc = -EINVAL },
+		{ .in = { "prog", "--name", "n", "--socket", "u", "--name", "m" }, .rc = -EINVAL },
+		{ .in = { "prog" }, .rc = -EINVAL },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *argv[11] = { 0 };
+		char *orig[11] = { 0 };
+		const char *url = NULL, *name = NULL;
+		int argc = 0, n;
+
+		while (cases[i].in[argc]) {
+			argv[argc] = (char *)cases[i].in[argc];
+			argc++;
+		}
+		memcpy(orig, argv, sizeof(argv));
+		n = argc;
+		assert_int_equal(ioreq_dev_take_args(&argc, argv, &url, &name), cases[i].rc);
+		if (cases[i].rc) {
+			/* Left alone, so the caller can still print it. */
+			assert_int_equal(argc, n);
+			assert_memory_equal(argv, orig, sizeof(argv));
+			continue;
+		}
+		assert_string_equal(url, cases[i].url);
+		assert_string_equal(name, cases[i].name);
+		for (n = 0; cases[i].out[n]; n++)
+			assert_string_equal(argv[n], cases[i].out[n]);
+		assert_int_equal(argc, n);
+		assert_null(argv[argc]);
+	}
+}
+
+/* ---- the device programs ---- */
+
+struct proc {
+	struct broker bk;
+	pid_t pid;
+	uint64_t next_id;
+};
+
+/* Starts IOREQ_BINDIR/@prog. posix_spawn, not fork: nng has threads and
+ * a forked child of ours could not use it. */
+static pid_t spawn(const char *prog, const char *url, const char *name, const char *const *extra)
+{
+	char path[512];
+	const char *argv[16];
+	pid_t pid;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", IOREQ_BINDIR, prog);
+	argv[n++] = path;
+	if (url) {
+		argv[n++] = "--socket";
+		argv[n++] = url;
+	}
+	if (name) {
+		argv[n++] = "--name";
+		argv[n++] = name;
+	}
+	while (extra && *extra && n < 15)
+		argv[n++] = *extra++;
+	argv[n] = NULL;
+	assert_int_equal(posix_spawn(&pid, path, NULL, NULL, (char *const *)argv, environ), 0);
+	return pid;
+}
+
+/* The exit status, or 128 + signal. */
+static int wait_exit(pid_t *pid)
+{
+	int st;
+
+	for (int ms = 0; ms < TIMEOUT_MS; ms++) {
+		pid_t r = waitpid(*pid, &st, WNOHANG);
+
+		assert_true(r >= 0);
+		if (r == *pid) {
+			*pid = 0;
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		}
+		usleep(1000);
+	}
+	kill(*pid, SIGKILL);
+	waitpid(*pid, &st, 0);
+	*pid = 0;
+	fail_msg("device program did not exit");
+	return -1;
+}
+
+static struct proc *proc_start(void **state, const char *prog, const char *const *extra, const struct welcome *w)
+{
+	struct proc *p = calloc(1, sizeof(*p));
+
+	assert_non_null(p);
+	*state = p;
+	broker_open(&p->bk);
+	p->pid = spawn(prog, p->bk.url, w->device, extra);
+	bk_hello(&p->bk, w->device);
+	bk_welcome(&p->bk, w);
+	return p;
+}
+
+static int proc_teardown(void **state)
+{
+	struct proc *p = *state;
+
+	if (!p)
+		return 0;
+	if (p->pid > 0) {
+		kill(p->pid, SIGKILL);
+		waitpid(p->pid, NULL, 0);
+	}
+	broker_close(&p->bk);
+	free(p);
+	return 0;
+}
+
+static const Ioreq__Reply *io(struct proc *p, enum ioreq_kind kind, unsigned range, uint64_t offset, unsigned size,
+			      bool write, uint64_t value)
+{
+	struct ioreq_access a = {
+		.id = ++p->next_id,
+		.kind = kind,
+		.range = range,
+		.offset = offset,
+		.size = size,
+		.write = write,
+		.value = value,
+	};
+
+	return bk_access(&p->bk, &a);
+}
+
+static const Ioreq__Reply *cfg_io(struct proc *p, uint32_t bdf, uint32_t reg, unsigned size, bool write,
+				  uint64_t value)
+{
+	struct ioreq_access a = {
+		.id = ++p->next_id,
+		.kind = IOREQ_PCICFG,
+		.bdf = bdf,
+		.reg = reg,
+		.size = size,
+		.write = write,
+		.value = value,
+	};
+
+	return bk_access(&p->bk, &a);
+}
+
+static uint64_t rd(struct proc *p, unsigned range, uint64_t offset, unsigned size)
+{
+	const Ioreq__Reply *rep = io(p, range ? IOREQ_MMIO : IOREQ_PIO, range, offset, size, false, 0);
+
+	assert_int_equal(rep->status, IOREQ__STATUS__STATUS_OK);
+	return rep->value;
+}
+
+static void wr(struct proc *p, unsigned range, uint64_t offset, unsigned size, uint64_t value)
+{
+	const Ioreq__Reply *rep = io(p, range ? IOREQ_MMIO : IOREQ_PIO, range, offset, size, true, value);
+
+	assert_int_equal(rep->status, IOREQ__STATUS__STATUS_OK);
+	assert_int_equal(rep->value, 0);
+}
+
+static int status(const Ioreq__Reply *rep)
+{
+	return rep->status;
+}
+
+static void shutdown_ok(struct proc *p)
+{
+	bk_send_empty(&p->bk, IOREQ__ENVELOPE__MSG_SHUTDOWN);
+	assert_int_equal(wait_exit(&p->pid), 0);
+}
+
+/* Range 0 is PIO, range 1 MMIO (so rd/wr pick the kind from the index). */
+static const struct welcome ram_welcome = {
+	.version = IOREQ__VERSION__VERSION_CURRENT,
+	.vm = "vm0",
+	.device = "ram0",
+	.n_ranges = 3,
+	.ranges = {
+		{ IOREQ_PIO, 0x100, 16 },
+		{ IOREQ_MMIO, 0xfe000000, 0x100 },
+		{ IOREQ_PCICFG, 0x08, 1 },
+	},
+};
+
+static void test_ram(void **state)
+{
+	enum { UNHANDLED = IOREQ__STATUS__STATUS_UNHANDLED };
+	struct proc *p = proc_start(state, "ioreq-dev-ram", NULL, &ram_welcome);
+	static const uint64_t base[2] = { 0, 16 }, len[2] = { 16, 0x100 };
+	uint8_t shadow[16 + 0x100] = { 0 };
+	uint64_t x = 42;
+
+	/* Unaligned, overlapping widths, little endian. */
+	wr(p, 0, 3, 8, 0x1122334455667788);
+	assert_int_equal(rd(p, 0, 3, 1), 0x88);
+	assert_int_equal(rd(p, 0, 4, 2), 0x6677);
+	assert_int_equal(rd(p, 0, 5, 4), 0x33445566);
+	assert_int_equal(rd(p, 0, 3, 8), 0x1122334455667788);
+	assert_int_equal(rd(p, 0, 0, 4), 0x88000000);
+	wr(p, 0, 6, 1, 0xab);
+	assert_int_equal(rd(p, 0, 3, 8), 0x11223344ab667788);
+	/* Range 1 is another part of the file. */
+	assert_int_equal(rd(p, 1, 3, 8), 0);
+	wr(p, 0, 0, 8, 0);
+	wr(p, 0, 8, 8, 0);
+
+	/* Random widths and offsets against a model of the file. */
+	for (int i = 0; i < 300; i++) {
+		unsigned range, size, off;
+		uint64_t v = 0;
+
+		x = x * 6364136223846793005u + 1442695040888963407u;
+		range = (x >> 60) & 1;
+		size = 1u << ((x >> 56) & 3);
+		off = (unsigned)((x >> 32) % (len[range] - size + 1));
+		if ((x >> 55) & 1) {
+			wr(p, range, off, size, x);
+			for (unsigned b = 0; b < size; b++)
+				shadow[base[range] + off + b] = (uint8_t)(x >> (8 * b));
+			continue;
+		}
+		for (unsigned b = 0; b < size; b++)
+			v |= (uint64_t)shadow[base[range] + off + b] << (8 * b);
+		assert_int_equal(rd(p, range, off, size), v);
+	}
+
+	/* Past a range, past the file, an unknown range, a kind that is not the range's. */
+	assert_int_equal(status(io(p, IOREQ_PIO, 0, 15, 2, false, 0)), UNHANDLED);
+	assert_int_equal(status(io(p, IOREQ_PIO, 0, 16, 1, true, 1)), UNHANDLED);
+	assert_int_equal(status(io(p, IOREQ_MMIO, 1, 0xff, 2, false, 0)), UNHANDLED);
+	assert_int_equal(status(io(p, IOREQ_MMIO, 1, UINT64_MAX, 1, false, 0)), UNHANDLED);
+	assert_int_equal(status(io(p, IOREQ_MMIO, 3, 0, 1, false, 0)), UNHANDLED);
+	assert_int_equal(status(io(p, IOREQ_PIO, 1, 0, 1, false, 0)), UNHANDLED);
+
+	/* Config space: plain RAM per granted function. */
+	assert_int_equal(status(cfg_io(p, 0x08, 0x10, 4, true, 0xfebf0000)), IOREQ__STATUS__STATUS_OK);
+	assert_int_equal(cfg_io(p, 0x08, 0x10, 4, false, 0)->value, 0xfebf0000);
+	assert_int_equal(cfg_io(p, 0x08, 0x12, 2, false, 0)->value, 0xfebf);
+	assert_int_equal(cfg_io(p, 0x08, 0xffc, 4, false, 0)->value, 0);
+	assert_int_equal(status(cfg_io(p, 0x08, 0xffe, 4, false, 0)), UNHANDLED);
+	assert_int_equal(status(cfg_io(p, 0x09, 0x10, 4, false, 0)), UNHANDLED);
+
+	/* Reset is power-on: all zero. */
+	wr(p, 1, 0x80, 8, UINT64_MAX);
+	bk_send_empty(&p->bk, IOREQ__ENVELOPE__MSG_RESET);
+	assert_int_equal(rd(p, 1, 0x80, 8), 0);
+	assert_int_equal(rd(p, 0, 3, 8), 0);
+	assert_int_equal(cfg_io(p, 0x08, 0x10, 4, false, 0)->value, 0);
+
+	shutdown_ok(p);
+}
+
+static void test_ram_size(void **state)
+{
+	static const char *const extra[] = { "--size", "20", NULL };
+	struct proc *p = proc_start(state, "ioreq-dev-ram", extra, &ram_welcome);
+
+	/* Range 1 starts at byte 16 of a 20-byte file: 4 bytes of it exist. */
+	wr(p, 1, 0, 4, 0xdeadbeef);
+	assert_int_equal(rd(p, 1, 0, 4), 0xdeadbeef);
+	assert_int_equal(rd(p, 0, 0, 8), 0);
+	assert_int_equal(rd(p, 0, 8, 8), 0);
+	assert_int_equal(status(io(p, IOREQ_MMIO, 1, 1, 4, false, 0)), IOREQ__STATUS__STATUS_UNHANDLED);
+	assert_int_equal(status(io(p, IOREQ_MMIO, 1, 4, 1, true, 0)), IOREQ__STATUS__STATUS_UNHANDLED);
+	shutdown_ok(p);
+}
+
+static void test_ram_broker_gone(void **state)
+{
+	struct proc *p = proc_start(state, "ioreq-dev-ram", NULL, &ram_welcome);
+
+	assert_int_equal(rd(p, 0, 0, 1), 0);
+	broker_hangup(&p->bk);
+	assert_int_equal(wait_exit(&p->pid), 1);
+}
+
+static const struct welcome null_welcome = {
+	.version = IOREQ__VERSION__VERSION_CURRENT,
+	.vm = "vm0",
+	.device = "null0",
+	.n_ranges = 3,
+	.ranges = {
+		{ IOREQ_PIO, 0x200, 16 },
+		{ IOREQ_MMIO, 0xfe001000, 0x1000 },
+		{ IOREQ_PCICFG, 0x18, 1 },
+	},
+};
+
+static void test_null(void **state)
+{
+	static const char *const extra[] = { "--pattern", "0x1122334455667788", "--counter-at", "8", NULL };
+	struct proc *p = proc_start(state, "ioreq-dev-null", extra, &null_welcome);
+	enum { N = 1000 };
+
+	assert_int_equal(rd(p, 0, 0, 1), 0x88);
+	assert_int_equal(rd(p, 0, 1, 2), 0x7788);
+	assert_int_equal(rd(p, 1, 0x10, 4), 0x55667788);
+	assert_int_equal(rd(p, 1, 0x20, 8), 0x1122334455667788);
+	assert_int_equal(cfg_io(p, 0x18, 0, 4, false, 0)->value, 0x55667788);
+	assert_int_equal(rd(p, 0, 8, 8), 0);
+
+	for (int i = 0; i < N; i++) {
+		if (i % 3 == 2)
+			assert_int_equal(status(cfg_io(p, 0x18, 4, 2, true, (uint64_t)i)), IOREQ__STATUS__STATUS_OK);
+		else
+			wr(p, i % 3, (uint64_t)i % 8, 1, (uint64_t)i);
+	}
+	assert_int_equal(rd(p, 0, 8, 8), N);
+	assert_int_equal(rd(p, 1, 8, 4), N);
+	shutdown_ok(p);
+}
+
+static void test_null_delay(void **state)
+{
+	static const char *const extra[] = { "--delay-us", "20000", NULL };
+	struct proc *p = proc_start(state, "ioreq-dev-null", extra, &null_welcome);
+	struct timespec t0, t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(rd(p, 0, 0, 4), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_true((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) >= 20000000L);
+	shutdown_ok(p);
+}
+
+static void test_usage(void **state)
+{
+	static const struct {
+		const char *prog;
+		bool socket;
+		const char *extra[4];
+	} cases[] = {
+		{ "ioreq-dev-ram", true, { "--size", "bogus" } },
+		{ "ioreq-dev-ram", true, { "--size", "0x4000001" } },
+		{ "ioreq-dev-ram", true, { "stray" } },
+		{ "ioreq-dev-ram", false, { 0 } },
+		{ "ioreq-dev-null", true, { "--delay-us", "-5" } },
+		{ "ioreq-dev-null", true, { "--pattern" } },
+		{ "ioreq-dev-null", true, { "--colour" } },
+		{ "ioreq-dev-null", false, { 0 } },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		/* Usage errors come before any connection: no broker needed. */
+		pid_t pid = spawn(cases[i].prog, cases[i].socket ? "ipc:///nonexistent" : NULL, "d0", cases[i].extra);
+
+		assert_int_equal(wait_exit(&pid), 2);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_handshake, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_requests, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_masking, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unhandled, setup, teardown),
+		cmocka_unit_test_prestate_setup_teardown(test_null_handlers, setup, teardown, (void *)&pio_only_ops),
+		cmocka_unit_test_setup_teardown(test_irq_msi_claim, setup, teardown),
+		cmocka_unit_test_teardown(test_msi_not_granted, teardown),
+		cmocka_unit_test_setup_teardown(test_irq_from_handler, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_claim_result, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disconnect, setup, teardown),
+		cmocka_unit_test_teardown(test_broker_garbage, teardown),
+		cmocka_unit_test_teardown(test_handshake_fails, teardown),
+		cmocka_unit_test(test_connect_args),
+		cmocka_unit_test(test_take_args),
+		cmocka_unit_test_teardown(test_ram, proc_teardown),
+		cmocka_unit_test_teardown(test_ram_size, proc_teardown),
+		cmocka_unit_test_teardown(test_ram_broker_gone, proc_teardown),
+		cmocka_unit_test_teardown(test_null, proc_teardown),
+		cmocka_unit_test_teardown(test_null_delay, proc_teardown),
+		cmocka_unit_test(test_usage),
+	};
+
+	return cmocka_run_group_tests_name("device", tests, NULL, NULL);
+}
