@@ -63,6 +63,25 @@ static struct bdev *find_device(struct broker *b, pid_t pid)
 	return NULL;
 }
 
+/* Restarts the devices of a running VM, and stops a VM whose device
+ * failed with on_failure: stop-vm. Skipped while someone starts, stops or
+ * resets the VM. */
+static void maintain(struct bvm *vm)
+{
+	if (pthread_mutex_trylock(&vm->life))
+		return;
+	if (atomic_load(&vm->stop_requested) && vm->hsm) {
+		log_err("vm %s: stopping: a device failed (on_failure: stop-vm)", vm->cfg->name);
+		atomic_store(&vm->status, 1);
+		pthread_mutex_unlock(&vm->life);
+		vm_stop(vm);
+		return;
+	}
+	for (size_t j = 0; vm->hsm && j < vm->n_devs; j++)
+		rpc_maintain(vm->devs[j], vm_now_ns());
+	pthread_mutex_unlock(&vm->life);
+}
+
 static void *housekeeping(void *arg)
 {
 	struct broker *b = arg;
@@ -81,8 +100,10 @@ static void *housekeeping(void *arg)
 			pthread_mutex_unlock(&b->lock);
 		}
 		pthread_mutex_lock(&b->lock);
-		for (size_t i = 0; i < b->n_vms; i++)
+		for (size_t i = 0; i < b->n_vms; i++) {
 			vm_expire(b->vms[i], vm_now_ns());
+			maintain(b->vms[i]);
+		}
 		pthread_mutex_unlock(&b->lock);
 		usleep(HOUSEKEEPING_INTERVAL_US);
 	}

@@ -35,6 +35,11 @@
  *           sandbox: none              strict | none
  *           windows: {pio: [...], mmio: [...]}   where it may claim ranges
  *           output: stdout | FILE      its stdout (default /dev/null)
+ *           on_failure: fallback       fallback | hold | stop-vm
+ *           restart_limit: 5           restarts within restart_window_ms (60000)
+ *                                      before the device is marked failed
+ *           max_inflight: 16           requests in flight at once (1..16)
+ *           max_msg_rate: 10000        interrupts and claims per second
  *           input: stdin               its stdin (default /dev/null)
  *
  * Integers are decimal or 0x-prefixed hex. START..END is inclusive. Ranges of
@@ -897,6 +902,28 @@ static int parse_sandbox(struct loader *l, const struct field *f, yaml_node_t *v
 	return 0;
 }
 
+static const char *const on_failure_names[] = {
+	[CFG_ON_FAILURE_FALLBACK] = "fallback",
+	[CFG_ON_FAILURE_HOLD] = "hold",
+	[CFG_ON_FAILURE_STOP_VM] = "stop-vm",
+};
+
+static int parse_on_failure(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	struct cfg_device *dev = obj;
+	const char *s;
+	int r, i;
+
+	r = get_string(l, val, f->key, &s);
+	if (r < 0)
+		return r;
+	i = lookup_name(on_failure_names, ARRAY_SIZE(on_failure_names), s);
+	if (i < 0)
+		return fail(l, val, "unknown on_failure '%s' (expected fallback, hold or stop-vm)", s);
+	dev->on_failure = (enum cfg_on_failure)i;
+	return 0;
+}
+
 static const struct field window_fields[] = {
 	{ .key = "pio", .parse = parse_ranges, .arg = &win_pio_kind },
 	{ .key = "mmio", .parse = parse_ranges, .arg = &win_mmio_kind },
@@ -964,6 +991,26 @@ static const struct field device_fields[] = {
 	  .max = CFG_MAX_DEADLINE_MS },
 	{ .key = "sandbox", .parse = parse_sandbox },
 	{ .key = "windows", .parse = parse_windows },
+	{ .key = "on_failure", .parse = parse_on_failure },
+	{ .key = "restart_limit",
+	  .parse = parse_u32,
+	  .off = offsetof(struct cfg_device, restart_limit),
+	  .max = 1000 },
+	{ .key = "restart_window_ms",
+	  .parse = parse_u32,
+	  .off = offsetof(struct cfg_device, restart_window_ms),
+	  .min = 1,
+	  .max = 86400000 },
+	{ .key = "max_inflight",
+	  .parse = parse_u32,
+	  .off = offsetof(struct cfg_device, max_inflight),
+	  .min = 1,
+	  .max = CFG_MAX_VCPUS },
+	{ .key = "max_msg_rate",
+	  .parse = parse_u32,
+	  .off = offsetof(struct cfg_device, max_msg_rate),
+	  .min = 1,
+	  .max = 10000000 },
 	{ .key = "output", .parse = parse_output },
 	{ .key = "input", .parse = parse_input },
 };
@@ -988,6 +1035,10 @@ static int parse_devices(struct loader *l, const struct field *f, yaml_node_t *v
 		struct cfg_device *dev = &vm->devices[i];
 
 		dev->mark = node_mark(e);
+		dev->restart_limit = CFG_DEFAULT_RESTART_LIMIT;
+		dev->restart_window_ms = CFG_DEFAULT_RESTART_WINDOW_MS;
+		dev->max_inflight = CFG_DEFAULT_MAX_INFLIGHT;
+		dev->max_msg_rate = CFG_DEFAULT_MAX_MSG_RATE;
 		r = walk_map(l, e, &device_schema, dev, NULL);
 		if (r < 0)
 			return r;
@@ -1452,6 +1503,9 @@ static bool device_eq(const struct cfg_device *a, const struct cfg_device *b)
 
 	if (!str_eq(a->name, b->name) || !str_eq(a->program, b->program) || a->msi != b->msi ||
 	    a->deadline_ms != b->deadline_ms || a->sandbox != b->sandbox || a->output_stdout != b->output_stdout ||
+	    a->on_failure != b->on_failure || a->restart_limit != b->restart_limit ||
+	    a->restart_window_ms != b->restart_window_ms || a->max_inflight != b->max_inflight ||
+	    a->max_msg_rate != b->max_msg_rate ||
 	    !str_eq(a->output_file, b->output_file) || a->input_stdin != b->input_stdin || a->n_irqs != b->n_irqs)
 		return false;
 	for (i = 0; a->args[i] && b->args[i]; i++)

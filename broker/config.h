@@ -22,6 +22,18 @@ enum cfg_backend {
 	CFG_BACKEND_ACRN,
 };
 
+/* What a device's failure does to the requests it should serve. */
+enum cfg_on_failure {
+	CFG_ON_FAILURE_FALLBACK, /* complete them with the fallback while it restarts */
+	CFG_ON_FAILURE_HOLD,     /* keep them (bounded by the deadline) for the restarted device */
+	CFG_ON_FAILURE_STOP_VM,  /* stop the VM */
+};
+
+#define CFG_DEFAULT_RESTART_LIMIT 5
+#define CFG_DEFAULT_RESTART_WINDOW_MS 60000
+#define CFG_DEFAULT_MAX_INFLIGHT 16
+#define CFG_DEFAULT_MAX_MSG_RATE 10000
+
 enum cfg_sandbox {
 	CFG_SANDBOX_NONE,
 	CFG_SANDBOX_STRICT,
@@ -52,6 +64,11 @@ struct cfg_device {
 	bool msi;          /* may the device inject MSIs */
 	uint32_t deadline_ms;
 	enum cfg_sandbox sandbox;
+	enum cfg_on_failure on_failure;
+	uint32_t restart_limit;     /* restarts allowed within restart_window_ms... */
+	uint32_t restart_window_ms; /* ...before the device is marked failed */
+	uint32_t max_inflight;      /* requests in flight at once; more get the fallback */
+	uint32_t max_msg_rate;      /* messages per second it may send beyond replies */
 	/* Where the device may claim ranges at run time (PCI BARs). */
 	struct cfg_range *win_pio;
 	size_t n_win_pio;

@@ -49,6 +49,7 @@ static const char *const dev_states[] = {
 	[BDEV_STARTING] = "starting",
 	[BDEV_READY] = "ready",
 	[BDEV_STOPPING] = "stopping",
+	[BDEV_FAILED] = "failed",
 };
 
 static const char *const kinds[] = { "pio", "mmio", "pci" };
@@ -203,6 +204,7 @@ static int fill_devices(struct reply *r, struct bvm **vms, size_t n, const char 
 			pthread_mutex_unlock(&dev->lock);
 			d[k].state = (char *)dev_states[atomic_load(&dev->state)];
 			d[k].restarts = dev->restarts;
+			d[k].failure = dev->failed_why;
 			d[k].sandbox = dev->cfg->sandbox == CFG_SANDBOX_STRICT ? "strict" : "none";
 			d[k].ranges = rp;
 			for (unsigned t = 0; t < 3; t++) {
@@ -265,6 +267,7 @@ static int fill_stats(struct reply *r, struct bvm **vms, size_t n, const char *o
 			o->bad_replies = atomic_load(&s->bad_replies);
 			o->interrupts = atomic_load(&s->interrupts);
 			o->exits = atomic_load(&s->exits);
+			o->throttled = atomic_load(&s->throttled);
 			o->replies = histo_count(&s->latency);
 			o->p50_ns = histo_quantile(&s->latency, 0.50);
 			o->p90_ns = histo_quantile(&s->latency, 0.90);

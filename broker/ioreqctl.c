@@ -150,6 +150,8 @@ static void print_devices(const Ioreqctl__CtlReply *r, bool json)
 			json_str(d->state);
 			printf(", \"restarts\": %u, \"sandbox\": ", d->restarts);
 			json_str(d->sandbox);
+			printf(", \"failure\": ");
+			json_str(d->failure);
 			printf(", \"ranges\": [");
 			for (size_t k = 0; k < d->n_ranges; k++) {
 				printf("%s{\"kind\": ", k ? ", " : "");
@@ -165,6 +167,8 @@ static void print_devices(const Ioreqctl__CtlReply *r, bool json)
 			fmt_range(buf, sizeof(buf), d->ranges[k]);
 			printf("%s%s", k ? ", " : " ", buf);
 		}
+		if (d->failure && *d->failure)
+			printf(" (%s)", d->failure);
 		printf("\n");
 	}
 	if (json)
@@ -202,9 +206,9 @@ static void print_stats(const Ioreqctl__CtlReply *r, bool json)
 				       ", \"fallbacks\": %" PRIu64 ", \"expired\": %" PRIu64 ", \"bad_replies\": %" PRIu64
 				       ", \"interrupts\": %" PRIu64 ", \"exits\": %" PRIu64 ", \"replies\": %" PRIu64
 				       ", \"p50_ns\": %" PRIu64 ", \"p90_ns\": %" PRIu64 ", \"p99_ns\": %" PRIu64
-				       ", \"max_ns\": %" PRIu64 "}",
+				       ", \"max_ns\": %" PRIu64 ", \"throttled\": %" PRIu64 "}",
 				       d->pio, d->mmio, d->pci, d->fallbacks, d->expired, d->bad_replies, d->interrupts,
-				       d->exits, d->replies, d->p50_ns, d->p90_ns, d->p99_ns, d->max_ns);
+				       d->exits, d->replies, d->p50_ns, d->p90_ns, d->p99_ns, d->max_ns, d->throttled);
 				continue;
 			}
 			fmt_ns(p50, sizeof(p50), d->p50_ns);

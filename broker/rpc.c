@@ -30,22 +30,45 @@ static const char *vm_of(const struct bdev *dev)
 	return dev->vm->cfg->name;
 }
 
-/* The device broke the protocol: it is cut off at once and never trusted
- * again; what it held completes with the fallback. */
-static void cut_off(struct bdev *dev, const char *why)
-{
-	int prev = atomic_exchange(&dev->state, BDEV_DOWN);
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 5000
 
-	if (prev == BDEV_STOPPING) {
-		atomic_store(&dev->state, BDEV_STOPPING);
-		return;
-	}
-	log_err("vm %s device %s: %s; cutting it off", vm_of(dev), name_of(dev), why);
-	vm_fail_device(dev->vm, dev);
+static const char *const policies[] = {
+	[CFG_ON_FAILURE_FALLBACK] = "its requests complete with the fallback",
+	[CFG_ON_FAILURE_HOLD] = "its requests wait for its restart",
+	[CFG_ON_FAILURE_STOP_VM] = "stopping the VM",
+};
+
+/* The device is gone (exited, disconnected, cut off): its process is
+ * killed if it still runs (a fresh instance replaces it, never a
+ * half-trusted one), what it held is handled by its on_failure policy, and
+ * housekeeping restarts it. */
+static void went_down(struct bdev *dev, const char *why)
+{
+	int prev = atomic_load(&dev->state);
+
+	do {
+		if (prev != BDEV_READY && prev != BDEV_STARTING)
+			return;
+	} while (!atomic_compare_exchange_weak(&dev->state, &prev, BDEV_DOWN));
+	log_warn("vm %s device %s: %s; %s", vm_of(dev), name_of(dev), why, policies[dev->cfg->on_failure]);
 	pthread_mutex_lock(&dev->lock);
 	if (dev->pid > 0)
 		kill(dev->pid, SIGKILL);
 	pthread_mutex_unlock(&dev->lock);
+	if (dev->cfg->on_failure == CFG_ON_FAILURE_STOP_VM)
+		atomic_store(&dev->vm->stop_requested, true);
+	if (dev->cfg->on_failure != CFG_ON_FAILURE_HOLD)
+		vm_fail_device(dev->vm, dev);
+}
+
+/* The device broke the protocol: never trusted again. */
+static void cut_off(struct bdev *dev, const char *why)
+{
+	char msg[160];
+
+	snprintf(msg, sizeof(msg), "%s: cut off", why);
+	went_down(dev, msg);
 }
 
 static void pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *arg)
@@ -64,56 +87,55 @@ static void pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 			log_warn("vm %s device %s: refused a connection from pid %" PRIu64 ": not the device it started",
 				 vm_of(dev), name_of(dev), peer);
 			nng_pipe_close(pipe);
+			return;
 		}
+		atomic_store(&dev->pipe_id, nng_pipe_id(pipe));
 		return;
 	}
-	if (ev == NNG_PIPE_EV_REM_POST) {
-		int prev = atomic_load(&dev->state);
+	/* Only the accepted connection counts, not a refused one. */
+	if (ev == NNG_PIPE_EV_REM_POST && nng_pipe_id(pipe) == atomic_load(&dev->pipe_id))
+		went_down(dev, "disconnected");
+}
 
-		/* Only the accepted connection counts; a refused one never got that far. */
-		if ((prev == BDEV_READY || prev == BDEV_STARTING) &&
-		    atomic_compare_exchange_strong(&dev->state, &prev, BDEV_DOWN)) {
-			log_warn("vm %s device %s: disconnected; its requests complete with the fallback",
-				 vm_of(dev), name_of(dev));
-			vm_fail_device(dev->vm, dev);
+/* Fills @v and @p (room for WIRE_MAX_LIST) from @n_lists lists of ranges. */
+static size_t fill_ranges(Ioreq__Range *v, Ioreq__Range **p, const struct cfg_range *const *lists,
+			  const size_t *counts, const Ioreq__Kind *kinds, size_t n_lists)
+{
+	size_t k = 0;
+
+	for (size_t l = 0; l < n_lists; l++) {
+		for (size_t i = 0; i < counts[l]; i++, k++) {
+			ioreq__range__init(&v[k]);
+			v[k].kind = kinds[l];
+			v[k].start = lists[l][i].start;
+			v[k].size = lists[l][i].end - lists[l][i].start + 1;
+			p[k] = &v[k];
 		}
 	}
+	return k;
 }
 
 static int send_welcome(struct bdev *dev)
 {
+	static const Ioreq__Kind kinds[] = { IOREQ__KIND__KIND_PIO, IOREQ__KIND__KIND_MMIO, IOREQ__KIND__KIND_PCICFG };
 	const struct cfg_device *c = dev->cfg;
-	size_t n = c->n_pio + c->n_mmio + c->n_pci;
-	Ioreq__Range ranges[WIRE_MAX_LIST], *rp[WIRE_MAX_LIST];
+	const struct cfg_range *ranges[] = { c->pio, c->mmio, c->pci }, *windows[] = { c->win_pio, c->win_mmio };
+	const size_t n_ranges[] = { c->n_pio, c->n_mmio, c->n_pci }, n_windows[] = { c->n_win_pio, c->n_win_mmio };
+	Ioreq__Range rv[WIRE_MAX_LIST], *rp[WIRE_MAX_LIST], wv[WIRE_MAX_LIST], *wp[WIRE_MAX_LIST];
 	Ioreq__Welcome w = IOREQ__WELCOME__INIT;
 	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
-	const struct {
-		Ioreq__Kind kind;
-		const struct cfg_range *v;
-		size_t n;
-	} lists[] = {
-		{ IOREQ__KIND__KIND_PIO, c->pio, c->n_pio },
-		{ IOREQ__KIND__KIND_MMIO, c->mmio, c->n_mmio },
-		{ IOREQ__KIND__KIND_PCICFG, c->pci, c->n_pci },
-	};
-	size_t k = 0;
 
-	if (n > WIRE_MAX_LIST || c->n_irqs > WIRE_MAX_LIST)
+	if (c->n_pio + c->n_mmio + c->n_pci > WIRE_MAX_LIST || c->n_win_pio + c->n_win_mmio > WIRE_MAX_LIST ||
+	    c->n_irqs > WIRE_MAX_LIST)
 		return -E2BIG;
-	for (size_t l = 0; l < 3; l++) {
-		for (size_t i = 0; i < lists[l].n; i++, k++) {
-			ioreq__range__init(&ranges[k]);
-			ranges[k].kind = lists[l].kind;
-			ranges[k].start = lists[l].v[i].start;
-			ranges[k].size = lists[l].v[i].end - lists[l].v[i].start + 1;
-			rp[k] = &ranges[k];
-		}
-	}
 	w.version = IOREQ__VERSION__VERSION_CURRENT;
 	w.vm = (char *)vm_of(dev);
 	w.device = (char *)name_of(dev);
-	w.n_ranges = n;
+	/* Ranges in the order of their tags (vm.c add_routes). */
+	w.n_ranges = fill_ranges(rv, rp, ranges, n_ranges, kinds, 3);
 	w.ranges = rp;
+	w.n_windows = fill_ranges(wv, wp, windows, n_windows, kinds, 2);
+	w.windows = wp;
 	w.n_irq_lines = c->n_irqs;
 	w.irq_lines = c->irqs;
 	w.msi = c->msi;
@@ -140,10 +162,13 @@ static void on_hello(struct bdev *dev, const Ioreq__Hello *h)
 		cut_off(dev, "could not be welcomed");
 		return;
 	}
-	if (atomic_compare_exchange_strong(&dev->state, &starting, BDEV_READY))
-		log_info("vm %s device %s: ready (pid %d)", vm_of(dev), name_of(dev), dev->pid);
-	else
+	if (!atomic_compare_exchange_strong(&dev->state, &starting, BDEV_READY)) {
 		cut_off(dev, "said hello twice");
+		return;
+	}
+	log_info("vm %s device %s: ready (pid %d)", vm_of(dev), name_of(dev), dev->pid);
+	/* What waited for this instance (on_failure: hold) goes to it now. */
+	vm_resend(dev->vm, dev);
 }
 
 static void on_reply(struct bdev *dev, const Ioreq__Reply *rep)
@@ -151,11 +176,23 @@ static void on_reply(struct bdev *dev, const Ioreq__Reply *rep)
 	struct bvm *vm = dev->vm;
 	unsigned vcpu = rep->id & 15;
 	bool fallback = rep->status != IOREQ__STATUS__STATUS_OK;
+	int r;
 
 	/* A device completes only what was sent to it. A reply that finds
-	 * nothing is late (the deadline won) or a duplicate: counted, dropped. */
-	if (vcpu >= vm->vcpus || atomic_load(&vm->inflight[vcpu].dev) != dev ||
-	    !vm_complete(vm, vcpu, rep->id, rep->value, fallback))
+	 * nothing is late (the deadline won) or a duplicate: counted, dropped.
+	 * A reply to an id never issued, or wider than its access, is a lie. */
+	if (vcpu >= vm->vcpus || rep->id >> 4 >= atomic_load(&vm->next_seq)) {
+		cut_off(dev, "replied to a request it was never sent");
+		return;
+	}
+	if (atomic_load(&vm->inflight[vcpu].dev) != dev) {
+		atomic_fetch_add(&dev->stats.bad_replies, 1);
+		return;
+	}
+	r = vm_complete_checked(vm, vcpu, rep->id, rep->value, fallback);
+	if (r == -ERANGE)
+		cut_off(dev, "replied with a value wider than the access");
+	else if (r < 0)
 		atomic_fetch_add(&dev->stats.bad_replies, 1);
 }
 
@@ -215,6 +252,27 @@ static void on_claim(struct bdev *dev, const Ioreq__Claim *claim)
 	wire_send(dev->sock, &env, NNG_FLAG_NONBLOCK);
 }
 
+/* Interrupts and claims beyond max_msg_rate per second are dropped; a
+ * device that keeps sending at four times its rate is cut off. */
+static bool within_rate(struct bdev *dev)
+{
+	int64_t now = vm_now_ns();
+
+	if (now - dev->rate_start_ns >= 1000000000) {
+		dev->rate_start_ns = now;
+		dev->rate_count = 0;
+	}
+	if (++dev->rate_count <= dev->cfg->max_msg_rate)
+		return true;
+	atomic_fetch_add(&dev->stats.throttled, 1);
+	if (dev->rate_count == dev->cfg->max_msg_rate + 1)
+		log_warn("vm %s device %s: more than %u messages a second; dropping them", vm_of(dev), name_of(dev),
+			 dev->cfg->max_msg_rate);
+	if (dev->rate_count > 4 * dev->cfg->max_msg_rate)
+		cut_off(dev, "flooded the broker with messages");
+	return false;
+}
+
 static void dispatch_msg(struct bdev *dev, const Ioreq__Envelope *env)
 {
 	int state = atomic_load(&dev->state);
@@ -228,6 +286,8 @@ static void dispatch_msg(struct bdev *dev, const Ioreq__Envelope *env)
 			cut_off(dev, "sent a message before its hello");
 		return;
 	}
+	if (env->msg_case != IOREQ__ENVELOPE__MSG_REPLY && !within_rate(dev))
+		return;
 	switch (env->msg_case) {
 	case IOREQ__ENVELOPE__MSG_REPLY:
 		on_reply(dev, env->reply);
@@ -381,6 +441,7 @@ int rpc_spawn(struct bdev *dev)
 		return r;
 	}
 	pthread_mutex_lock(&dev->lock);
+	atomic_fetch_add(&dev->gen, 1);
 	atomic_store(&dev->state, BDEV_STARTING);
 	r = devsup_spawn(argv, fd_in, fd_out, &pid);
 	dev->pid = r < 0 ? 0 : pid;
@@ -441,7 +502,7 @@ int rpc_send_request(struct bdev *dev, uint64_t id, unsigned vcpu, const struct 
 
 void rpc_exited(struct bdev *dev, int status)
 {
-	char why[96];
+	char why[128], how[96];
 	pid_t pid;
 
 	pthread_mutex_lock(&dev->lock);
@@ -449,12 +510,52 @@ void rpc_exited(struct bdev *dev, int status)
 	dev->pid = 0;
 	pthread_mutex_unlock(&dev->lock);
 	atomic_fetch_add(&dev->stats.exits, 1);
-	if (atomic_load(&dev->state) == BDEV_STOPPING)
+	snprintf(why, sizeof(why), "pid %d %s", pid, devsup_describe(status, how, sizeof(how)));
+	went_down(dev, why);
+	if (atomic_load(&dev->state) == BDEV_DOWN)
+		log_info("vm %s device %s: %s", vm_of(dev), name_of(dev), why);
+}
+
+void rpc_maintain(struct bdev *dev, int64_t now)
+{
+	const struct cfg_device *c = dev->cfg;
+	pid_t pid;
+
+	if (atomic_load(&dev->state) != BDEV_DOWN)
 		return;
-	atomic_store(&dev->state, BDEV_DOWN);
-	log_warn("vm %s device %s: pid %d %s; its requests complete with the fallback", vm_of(dev), name_of(dev),
-		 pid, devsup_describe(status, why, sizeof(why)));
-	vm_fail_device(dev->vm, dev);
+	pthread_mutex_lock(&dev->lock);
+	pid = dev->pid;
+	pthread_mutex_unlock(&dev->lock);
+	/* One instance at a time: the old one must be collected first. */
+	if (pid > 0)
+		return;
+	if (!dev->restart_at_ns) {
+		if (now - dev->window_start_ns >= (int64_t)c->restart_window_ms * 1000000) {
+			dev->window_start_ns = now;
+			dev->window_restarts = 0;
+			dev->backoff_ms = BACKOFF_MIN_MS;
+		}
+		if (dev->window_restarts >= c->restart_limit) {
+			snprintf(dev->failed_why, sizeof(dev->failed_why), "failed %u times within %u ms",
+				 dev->window_restarts + 1, c->restart_window_ms);
+			atomic_store(&dev->state, BDEV_FAILED);
+			log_err("vm %s device %s: %s: given up; its requests get the fallback", vm_of(dev),
+				name_of(dev), dev->failed_why);
+			vm_fail_device(dev->vm, dev);
+			return;
+		}
+		dev->restart_at_ns = now + (int64_t)dev->backoff_ms * 1000000;
+		return;
+	}
+	if (now < dev->restart_at_ns)
+		return;
+	dev->restart_at_ns = 0;
+	dev->window_restarts++;
+	dev->restarts++;
+	dev->backoff_ms = dev->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : dev->backoff_ms * 2;
+	log_info("vm %s device %s: restarting (restart %u)", vm_of(dev), name_of(dev), dev->restarts);
+	if (rpc_spawn(dev) < 0)
+		atomic_store(&dev->state, BDEV_DOWN);
 }
 
 void rpc_reset(struct bdev *dev)

@@ -27,17 +27,19 @@
 struct bvm;
 
 enum bdev_state {
-	BDEV_DOWN,       /* not started, or gone: requests get the fallback */
+	BDEV_DOWN,       /* not started, or gone and waiting for its restart */
 	BDEV_STARTING,   /* spawned, no handshake yet */
 	BDEV_READY,      /* serving */
 	BDEV_STOPPING,   /* being shut down on purpose */
+	BDEV_FAILED,     /* restarted too often: given up, requests get the fallback */
 };
 
 struct bdev_stats {
 	_Atomic uint64_t requests[3]; /* by ACRN_IOREQ_TYPE_* */
 	_Atomic uint64_t fallbacks;   /* completed with the fallback value */
 	_Atomic uint64_t expired;     /* of which: the deadline passed */
-	_Atomic uint64_t bad_replies; /* stale, duplicate or foreign ids */
+	_Atomic uint64_t bad_replies; /* late or duplicate replies, dropped */
+	_Atomic uint64_t throttled;   /* requests over max_inflight, messages over max_msg_rate */
 	_Atomic uint64_t interrupts;
 	_Atomic uint64_t denied_interrupts; /* for lines or MSIs not granted */
 	_Atomic uint64_t exits;
@@ -55,9 +57,22 @@ struct bdev {
 	 * posix_spawn has returned the child's pid to us. */
 	pthread_mutex_t lock;
 	pid_t pid;
+	/* Bumped at every start: a held request is sent again to a new instance. */
+	_Atomic uint32_t gen;
+	_Atomic unsigned inflight;
+	/* Restarts: housekeeping only. */
 	unsigned restarts;
+	int64_t restart_at_ns;        /* 0: none scheduled */
+	unsigned backoff_ms;
+	int64_t window_start_ns;
+	unsigned window_restarts;
+	char failed_why[96];
+	/* Message rate: the receive callback only. */
+	int64_t rate_start_ns;
+	unsigned rate_count;
 	nng_socket sock;
 	bool sock_open;
+	_Atomic int pipe_id;           /* the accepted connection */
 	nng_listener listener;
 	nng_aio *rx;
 	struct wire_arena arena; /* used by the receive callback only */
@@ -83,5 +98,9 @@ void rpc_close(struct bdev *dev);
 
 /* The device process @dev->pid exited with wait @status. */
 void rpc_exited(struct bdev *dev, int status);
+
+/* Housekeeping for a device of a running VM: restarts it when it is due,
+ * with exponential backoff, or marks it failed past its restart limit. */
+void rpc_maintain(struct bdev *dev, int64_t now_ns);
 
 #endif

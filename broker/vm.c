@@ -101,6 +101,8 @@ bool vm_complete(struct bvm *vm, unsigned vcpu, uint64_t id, uint64_t value, boo
 		atomic_fetch_add_explicit(&dev->stats.fallbacks, 1, memory_order_relaxed);
 	else if (dev)
 		histo_record(&dev->stats.latency, (uint64_t)(vm_now_ns() - f->sent_ns));
+	if (dev)
+		atomic_fetch_sub_explicit(&dev->inflight, 1, memory_order_relaxed);
 	finish(vm, vcpu, value, fallback);
 	atomic_store(&f->id, INFLIGHT_IDLE);
 	/* Only now may the VM thread look at this vCPU's slot again: its new
@@ -108,6 +110,62 @@ bool vm_complete(struct bvm *vm, unsigned vcpu, uint64_t id, uint64_t value, boo
 	atomic_fetch_and(&vm->held, ~(1u << vcpu));
 	hsm_kick(vm->hsm);
 	return true;
+}
+
+/* The width of vCPU @vcpu's access in flight. */
+static uint64_t access_size(struct bvm *vm, unsigned vcpu)
+{
+	const struct acrn_io_request *req = &vm->hsm->page->req_slot[vcpu];
+
+	switch (req->type) {
+	case ACRN_IOREQ_TYPE_PORTIO:
+		return req->reqs.pio_request.size;
+	case ACRN_IOREQ_TYPE_PCICFG:
+		return req->reqs.pci_request.size;
+	default:
+		return req->reqs.mmio_request.size;
+	}
+}
+
+int vm_complete_checked(struct bvm *vm, unsigned vcpu, uint64_t id, uint64_t value, bool fallback)
+{
+	/* The id is re-checked by vm_complete; reading the slot first is safe
+	 * because the request cannot complete while its id is in flight. */
+	if (atomic_load(&vm->inflight[vcpu].id) != id)
+		return -ENOENT;
+	if (!fallback && value > dispatch_all_ones(access_size(vm, vcpu))) {
+		vm_complete(vm, vcpu, id, 0, true);
+		return -ERANGE;
+	}
+	return vm_complete(vm, vcpu, id, value, fallback) ? 0 : -ENOENT;
+}
+
+/* Sends vCPU @vcpu's request @id to the current instance of its device,
+ * unless it went there already: the VM thread and a device's handshake may
+ * both try, exactly one sends. */
+static void send_once(struct bvm *vm, unsigned vcpu, uint64_t id)
+{
+	struct inflight *f = &vm->inflight[vcpu];
+	struct bdev *dev = atomic_load(&f->dev);
+	uint32_t gen = atomic_load(&dev->gen), sent = atomic_load(&f->sent_gen);
+
+	if (atomic_load(&dev->state) != BDEV_READY || sent == gen ||
+	    !atomic_compare_exchange_strong(&f->sent_gen, &sent, gen))
+		return;
+	if (atomic_load(&f->id) != id)
+		return;
+	if (rpc_send_request(dev, id, vcpu, &vm->hsm->page->req_slot[vcpu], f->tag, f->offset) < 0)
+		vm_complete(vm, vcpu, id, 0, true);
+}
+
+void vm_resend(struct bvm *vm, struct bdev *dev)
+{
+	for (unsigned v = 0; v < vm->vcpus; v++) {
+		uint64_t id = atomic_load(&vm->inflight[v].id);
+
+		if (id > INFLIGHT_COMPLETING && atomic_load(&vm->inflight[v].dev) == dev)
+			send_once(vm, v, id);
+	}
 }
 
 void vm_fail_device(struct bvm *vm, struct bdev *dev)
@@ -201,6 +259,15 @@ int vm_claim(struct bvm *vm, struct bdev *dev, uint32_t type, uint64_t start, ui
 	return r;
 }
 
+/* A device that is down or restarting keeps requests only if its policy
+ * is to hold them (bounded by the deadline) for the restarted device. */
+static bool accepts(const struct bdev *dev, int state)
+{
+	if (state == BDEV_READY)
+		return true;
+	return (state == BDEV_DOWN || state == BDEV_STARTING) && dev->cfg->on_failure == CFG_ON_FAILURE_HOLD;
+}
+
 /* One PROCESSING slot for the default client: route it and send it, or
  * complete it here when nobody can serve it. */
 static void handle(struct bvm *vm, unsigned vcpu)
@@ -212,6 +279,7 @@ static void handle(struct bvm *vm, unsigned vcpu)
 	uint64_t id, offset = 0;
 	uint32_t tag = 0;
 	struct access a;
+	int state;
 
 	atomic_fetch_add_explicit(&vm->stats.requests, 1, memory_order_relaxed);
 	if (decode(req, &a) < 0) {
@@ -234,7 +302,15 @@ static void handle(struct bvm *vm, unsigned vcpu)
 		return;
 	}
 	atomic_fetch_add_explicit(&dev->stats.requests[a.type], 1, memory_order_relaxed);
-	if (atomic_load(&dev->state) != BDEV_READY) {
+	state = atomic_load(&dev->state);
+	if (!accepts(dev, state)) {
+		atomic_fetch_add_explicit(&dev->stats.fallbacks, 1, memory_order_relaxed);
+		finish(vm, vcpu, 0, true);
+		return;
+	}
+	if (atomic_fetch_add_explicit(&dev->inflight, 1, memory_order_relaxed) >= dev->cfg->max_inflight) {
+		atomic_fetch_sub_explicit(&dev->inflight, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&dev->stats.throttled, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&dev->stats.fallbacks, 1, memory_order_relaxed);
 		finish(vm, vcpu, 0, true);
 		return;
@@ -242,13 +318,17 @@ static void handle(struct bvm *vm, unsigned vcpu)
 
 	id = atomic_fetch_add_explicit(&vm->next_seq, 1, memory_order_relaxed) << 4 | vcpu;
 	f->sent_ns = vm_now_ns();
+	f->tag = tag;
+	f->offset = offset;
+	atomic_store(&f->sent_gen, 0);
 	atomic_store(&f->dev, dev);
 	atomic_store(&f->deadline_ns, f->sent_ns + (int64_t)dev->cfg->deadline_ms * 1000000);
 	atomic_store(&f->id, id);
 	atomic_fetch_or(&vm->held, 1u << vcpu);
+	send_once(vm, vcpu, id);
 	/* The device may die at any moment: whoever sees the other's write
-	 * (its state, our id) completes the request. */
-	if (rpc_send_request(dev, id, vcpu, req, tag, offset) < 0 || atomic_load(&dev->state) != BDEV_READY)
+	 * (its state, our id) completes the request, unless it is held. */
+	if (atomic_load(&dev->state) != BDEV_READY && dev->cfg->on_failure != CFG_ON_FAILURE_HOLD)
 		vm_complete(vm, vcpu, id, 0, true);
 }
 
@@ -420,6 +500,7 @@ static int guest_start(struct bvm *vm)
 		return r;
 	}
 	vm->thread_started = true;
+	atomic_store(&vm->stop_requested, false);
 	atomic_store(&vm->status, 0);
 	atomic_store(&vm->state, VM_RUNNING);
 	atomic_fetch_add(&vm->broker->vms_running, 1);

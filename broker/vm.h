@@ -30,6 +30,9 @@ struct inflight {
 	struct bdev *_Atomic dev;
 	_Atomic int64_t deadline_ns;  /* CLOCK_MONOTONIC */
 	int64_t sent_ns;              /* written before id, read after winning it */
+	_Atomic uint32_t sent_gen;    /* the device instance it went to; 0: not sent */
+	uint32_t tag;                 /* the route's tag and the offset in it, to */
+	uint64_t offset;              /* send it again to a restarted device */
 };
 
 struct vm_stats {
@@ -64,6 +67,7 @@ struct bvm {
 	_Atomic uint64_t next_seq;
 	struct inflight inflight[ACRN_IO_REQUEST_MAX];
 	_Atomic int state;            /* enum vm_state */
+	_Atomic bool stop_requested;  /* a device with on_failure: stop-vm failed */
 	_Atomic int status;
 	struct vm_stats stats;
 };
@@ -99,6 +103,13 @@ bool vm_complete(struct bvm *vm, unsigned vcpu, uint64_t id, uint64_t value, boo
  * -EINVAL. The broker logs the outcome. */
 int vm_claim(struct bvm *vm, struct bdev *dev, uint32_t type, uint64_t start, uint64_t size, bool release,
 	     uint32_t tag);
+
+/* Like vm_complete, for a device's reply: -ENOENT if the request is no
+ * longer in flight, -ERANGE if @value is wider than the access (a lie). */
+int vm_complete_checked(struct bvm *vm, unsigned vcpu, uint64_t id, uint64_t value, bool fallback);
+
+/* Sends what waits for @dev (on_failure: hold) to its new instance. */
+void vm_resend(struct bvm *vm, struct bdev *dev);
 
 /* Completes every request in flight to @dev with the fallback. */
 void vm_fail_device(struct bvm *vm, struct bdev *dev);

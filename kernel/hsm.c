@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stddef.h>
 
+#include "kvm.h"
 #include "sim.h"
 
 const struct hsm_ops *hsm_backend_ops(enum hsm_backend b)
@@ -10,6 +11,8 @@ const struct hsm_ops *hsm_backend_ops(enum hsm_backend b)
 	switch (b) {
 	case HSM_BACKEND_SIM:
 		return &sim_ops;
+	case HSM_BACKEND_KVM:
+		return &kvm_ops;
 	default:
 		return NULL;
 	}

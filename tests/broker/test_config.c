@@ -275,6 +275,11 @@ static void test_defaults(void **state)
 	assert_null(d->output_file);
 	assert_false(d->input_stdin);
 	assert_true(c->vms[0].autostart);
+	assert_int_equal(d->on_failure, CFG_ON_FAILURE_FALLBACK);
+	assert_int_equal(d->restart_limit, CFG_DEFAULT_RESTART_LIMIT);
+	assert_int_equal(d->restart_window_ms, CFG_DEFAULT_RESTART_WINDOW_MS);
+	assert_int_equal(d->max_inflight, CFG_DEFAULT_MAX_INFLIGHT);
+	assert_int_equal(d->max_msg_rate, CFG_DEFAULT_MAX_MSG_RATE);
 	cfg_free(c);
 }
 
@@ -492,6 +497,9 @@ static const struct bad bad[] = {
 	{ DEV "        output: \"\"\n", "8:17: 'output' must be stdout or a file name" },
 	{ DEV "        input: /dev/tty\n", "8:16: 'input' must be stdin" },
 	{ DEV "        sandbox: loose\n", "8:18: unknown sandbox 'loose' (expected strict or none)" },
+	{ DEV "        on_failure: retry\n", "8:21: unknown on_failure 'retry' (expected fallback, hold or stop-vm)" },
+	{ DEV "        max_inflight: 17\n", "8:23: 'max_inflight' must be between 1 and 16" },
+	{ DEV "        restart_window_ms: 0\n", "8:28: 'restart_window_ms' must be between 1 and 86400000" },
 	/* backend-specific VM keys */
 	{ "vms:\n  - name: a\n    backend: sim\n    vcpus: 1\n    image: a.txt\n",
 	  "2:5: 'image' is not valid with backend sim" },

@@ -581,10 +581,12 @@ static void test_irq_msi_claim(void **state)
 	assert_true(env->claim->release);
 	assert_int_equal(env->claim->tag, 8);
 
-	/* Outside every window, past a window's end, of the wrong kind, empty, wrapping. */
-	assert_int_equal(ioreq_dev_claim(fx->dev, IOREQ_MMIO, 0xd0000000, 0x1000, false, 9), -EPERM);
-	assert_int_equal(ioreq_dev_claim(fx->dev, IOREQ_PIO, 0xcff0, 0x11, false, 9), -EPERM);
-	assert_int_equal(ioreq_dev_claim(fx->dev, IOREQ_PIO, 0xe0000000, 0x10, false, 9), -EPERM);
+	/* Outside every window: sent all the same, the broker refuses and reports it. */
+	assert_int_equal(ioreq_dev_claim(fx->dev, IOREQ_MMIO, 0xd0000000, 0x1000, false, 9), 0);
+	env = bk_recv(&fx->bk);
+	assert_int_equal(env->claim->range->start, 0xd0000000);
+	assert_int_equal(env->claim->tag, 9);
+	/* Empty, wrapping: not a range at all. */
 	assert_int_equal(ioreq_dev_claim(fx->dev, IOREQ_MMIO, 0xe0000000, 0, false, 9), -EINVAL);
 	assert_int_equal(ioreq_dev_claim(fx->dev, IOREQ_MMIO, UINT64_MAX, 2, false, 9), -EINVAL);
 }
@@ -1198,5 +1200,10 @@ int main(void)
 		cmocka_unit_test(test_usage),
 	};
 
-	return cmocka_run_group_tests_name("device", tests, NULL, NULL);
+	int failed = cmocka_run_group_tests_name("device", tests, NULL, NULL);
+
+	/* nng frees closed dialers and pipes in a background thread: let it
+	 * finish, or LeakSanitizer may catch them half-way. */
+	nng_fini();
+	return failed;
 }

@@ -1,0 +1,218 @@
+/* The demo guest: every access below leaves the vCPU, crosses the broker and
+ * is answered by a sandboxed device process (examples/demo.yaml).
+ *
+ *   - each vCPU greets (the UART, ioreq-dev-uart);
+ *   - vCPU 0 reads the date and time (the RTC, ioreq-dev-rtc), scans PCI
+ *     bus 0 (ioreq-dev-pci), programs the test device's BAR0 inside its
+ *     window, uses its scratch registers, rings its doorbell and takes its
+ *     INTx interrupt, then prints "demo: ok".
+ *
+ * An optional ID register at port DEMO_ID_PORT (examples/demo-two-vms.yaml
+ * gives each VM one) names the VM in every line: "demo[ID]: ...". Any
+ * failure prints why and exits non-zero. */
+#include "rt.h"
+
+#define DEMO_ID_PORT 0x510
+
+#define RTC_INDEX 0x70
+#define RTC_DATA 0x71
+#define RTC_SEC 0x00
+#define RTC_MIN 0x02
+#define RTC_HOUR 0x04
+#define RTC_DAY 0x07
+#define RTC_MONTH 0x08
+#define RTC_YEAR 0x09
+#define RTC_REG_A 0x0a
+#define RTC_REG_B 0x0b
+#define RTC_CENTURY 0x32
+#define RTC_A_UIP 0x80
+#define RTC_B_24H 0x02
+#define RTC_B_BINARY 0x04
+
+#define PCI_VENDOR 0x00
+#define PCI_DEVICE 0x02
+#define PCI_COMMAND 0x04
+#define PCI_CLASS_REV 0x08
+#define PCI_HEADER_TYPE 0x0e
+#define PCI_BAR0 0x10
+#define PCI_INTERRUPT_LINE 0x3c
+#define PCI_COMMAND_MEM 0x0002
+#define PCI_COMMAND_INTX_DISABLE 0x0400
+
+/* The test device (ioreq-dev-pci) and where the demo puts its BAR0: inside
+ * the MMIO window demo.yaml grants it. */
+#define TESTDEV_VENDOR 0x1234
+#define TESTDEV_DEVICE 0x11e8
+#define TESTDEV_BAR0 0xe0000000ull
+#define TESTDEV_IRQ 11
+#define TESTDEV_SCRATCH 0x00
+#define TESTDEV_SCRATCH_REGS 8
+#define TESTDEV_DOORBELL 0x20
+#define TESTDEV_IRQ_STATUS 0x24
+#define TESTDEV_DOORBELL_COUNT 0x28
+
+static char tag[16] = "demo";
+static volatile unsigned tagged, greeted;
+static volatile unsigned got_irq;
+static volatile uint32_t irq_status;
+
+static uint8_t rtc_read(uint8_t reg)
+{
+	outb(RTC_INDEX, reg);
+	return inb(RTC_DATA);
+}
+
+static unsigned bcd(uint8_t v, bool binary)
+{
+	return binary ? v : (v >> 4) * 10 + (v & 0xf);
+}
+
+struct rtc_time {
+	uint8_t sec, min, hour, day, month, year, century;
+};
+
+/* An update takes under 2 ms; an RTC stuck in one is read as it is. */
+#define RTC_UIP_TRIES 1000
+
+static void rtc_snapshot(struct rtc_time *t)
+{
+	for (unsigned i = 0; i < RTC_UIP_TRIES && rtc_read(RTC_REG_A) & RTC_A_UIP; i++)
+		rt_pause();
+	t->sec = rtc_read(RTC_SEC);
+	t->min = rtc_read(RTC_MIN);
+	t->hour = rtc_read(RTC_HOUR);
+	t->day = rtc_read(RTC_DAY);
+	t->month = rtc_read(RTC_MONTH);
+	t->year = rtc_read(RTC_YEAR);
+	t->century = rtc_read(RTC_CENTURY);
+}
+
+/* Reads until two snapshots agree (an update may land between reads), then
+ * decodes them in the mode register B says: BCD or binary, 12 or 24 hours. */
+static void print_rtc(void)
+{
+	struct rtc_time a, b;
+	unsigned hour, century;
+	uint8_t regb;
+	bool bin;
+
+	rtc_snapshot(&b);
+	do {
+		a = b;
+		rtc_snapshot(&b);
+	} while (a.sec != b.sec || a.min != b.min || a.hour != b.hour || a.day != b.day || a.month != b.month ||
+		 a.year != b.year || a.century != b.century);
+	regb = rtc_read(RTC_REG_B);
+	bin = regb & RTC_B_BINARY;
+	hour = bcd(b.hour & 0x7f, bin);
+	if (!(regb & RTC_B_24H))
+		hour = hour % 12 + (b.hour & 0x80 ? 12 : 0);
+	century = b.century && b.century != 0xff ? bcd(b.century, bin) : 20;
+	rt_printf("%s: rtc %02u%02u-%02u-%02u %02u:%02u:%02u\n", tag, century, bcd(b.year, bin), bcd(b.month, bin),
+		  bcd(b.day, bin), hour, bcd(b.min, bin), bcd(b.sec, bin));
+}
+
+/* Bus 0, every device, every function of a multi-function one. Returns the
+ * test device's BDF, or -1. */
+static int scan_pci(void)
+{
+	int found = -1;
+
+	for (unsigned dev = 0; dev < 32; dev++) {
+		for (unsigned fn = 0; fn < 8; fn++) {
+			uint32_t bdf = RT_BDF(0, dev, fn);
+			uint32_t id = rt_pci_read(bdf, PCI_VENDOR, 4);
+
+			if ((id & 0xffff) == 0xffff) {
+				if (fn == 0)
+					break;
+				continue;
+			}
+			rt_printf("%s: pci %02x:%02x.%x %04x:%04x class %06x\n", tag, 0u, dev, fn, id & 0xffff,
+				  id >> 16, rt_pci_read(bdf, PCI_CLASS_REV, 4) >> 8);
+			if ((id & 0xffff) == TESTDEV_VENDOR && id >> 16 == TESTDEV_DEVICE && found < 0)
+				found = (int)bdf;
+			if (fn == 0 && !(rt_pci_read(bdf, PCI_HEADER_TYPE, 1) & 0x80))
+				break;
+		}
+	}
+	return found;
+}
+
+/* Ring 0, vCPU 0: acknowledge the device (it lowers INTx) before the
+ * runtime's EOI. */
+static void testdev_irq(unsigned line)
+{
+	irq_status = mmio_read32(TESTDEV_BAR0 + TESTDEV_IRQ_STATUS);
+	mmio_write32(TESTDEV_BAR0 + TESTDEV_IRQ_STATUS, 1);
+	got_irq = 1;
+}
+
+static int use_testdev(uint32_t bdf)
+{
+	uint32_t size, count;
+	uint16_t cmd;
+
+	/* Size BAR0 the way firmware does, then place it in the window. */
+	rt_pci_write(bdf, PCI_BAR0, 4, 0xffffffff);
+	size = ~(rt_pci_read(bdf, PCI_BAR0, 4) & ~0xfu) + 1;
+	rt_pci_write(bdf, PCI_BAR0, 4, (uint32_t)TESTDEV_BAR0);
+	rt_pci_write(bdf, PCI_INTERRUPT_LINE, 1, TESTDEV_IRQ);
+	cmd = (uint16_t)rt_pci_read(bdf, PCI_COMMAND, 2);
+	rt_pci_write(bdf, PCI_COMMAND, 2, (cmd | PCI_COMMAND_MEM) & ~PCI_COMMAND_INTX_DISABLE);
+	rt_printf("%s: pci %02x:%02x.%x bar0 0x%x (%u bytes), memory decoding on\n", tag, bdf >> 8, bdf >> 3 & 31,
+		  bdf & 7, (uint32_t)TESTDEV_BAR0, size);
+
+	for (unsigned i = 0; i < TESTDEV_SCRATCH_REGS; i++)
+		mmio_write32(TESTDEV_BAR0 + TESTDEV_SCRATCH + 4 * i, 0xc0de0000u + i);
+	for (unsigned i = 0; i < TESTDEV_SCRATCH_REGS; i++) {
+		uint32_t v = mmio_read32(TESTDEV_BAR0 + TESTDEV_SCRATCH + 4 * i);
+
+		if (v != 0xc0de0000u + i) {
+			rt_printf("%s: scratch register %u reads 0x%x, wrote 0x%x\n", tag, i, v, 0xc0de0000u + i);
+			return 2;
+		}
+	}
+	rt_printf("%s: scratch registers ok\n", tag);
+
+	rt_irq_enable(TESTDEV_IRQ, testdev_irq);
+	mmio_write32(TESTDEV_BAR0 + TESTDEV_DOORBELL, 1);
+	rt_wait(&got_irq);
+	count = mmio_read32(TESTDEV_BAR0 + TESTDEV_DOORBELL_COUNT);
+	rt_printf("%s: doorbell rang, irq %u taken (status 0x%x), doorbell count %u\n", tag, TESTDEV_IRQ,
+		  irq_status, count);
+	return count == 1 ? 0 : 3;
+}
+
+int guest_main(unsigned cpu, unsigned ncpus)
+{
+	int bdf;
+
+	if (cpu == 0) {
+		uint32_t id = inl(DEMO_ID_PORT);
+
+		if (id != 0xffffffff)
+			rt_snprintf(tag, sizeof(tag), "demo[%u]", id);
+		__atomic_store_n(&tagged, 1, __ATOMIC_RELEASE);
+	}
+	while (!__atomic_load_n(&tagged, __ATOMIC_ACQUIRE))
+		rt_pause();
+	rt_printf("%s: hello from vcpu %u of %u\n", tag, cpu, ncpus);
+	__atomic_add_fetch(&greeted, 1, __ATOMIC_SEQ_CST);
+	if (cpu != 0)
+		return 0;
+	/* The rest in order, after every greeting. */
+	while (greeted < ncpus)
+		rt_pause();
+
+	print_rtc();
+	bdf = scan_pci();
+	if (bdf < 0) {
+		rt_printf("%s: no PCI device %04x:%04x on bus 0\n", tag, TESTDEV_VENDOR, TESTDEV_DEVICE);
+		return 1;
+	}
+	if (use_testdev((uint32_t)bdf))
+		return 1;
+	rt_printf("%s: ok\n", tag);
+	return 0;
+}

@@ -1,0 +1,254 @@
+/* A device that misbehaves on command, for the reliability tests. It speaks
+ * the wire protocol itself (not through libioreq-device, which would not let
+ * it lie) and serves reads of its ranges with --pattern until its --mode
+ * says otherwise:
+ *
+ *   serve            behave (the default)
+ *   crash-hello      exit 3 before connecting
+ *   crash-request N  abort() on receiving request N (holding it)
+ *   hang             never reply
+ *   reply-twice      reply to every request twice
+ *   reply-unknown    reply to an id the broker never issued
+ *   wide-value       reply to reads with a value wider than the access
+ *   garbage          send bytes that are no Envelope, on request N
+ *   oversized        send a message above the size limit, on request N
+ *   irq-flood        on request N, send 100000 interrupts on its first line
+ *   claim-outside    claim 0x1000 bytes at 0x10000000, then serve; reads
+ *                    of offset 4 return 100 + the broker's answer (0 or
+ *                    a negative errno)
+ *   reconnect N      on request N, hand the connection to another process:
+ *                    start a copy of itself that dials the same socket and
+ *                    says hello under the same name, then hang up
+ *
+ * With --once FILE the misbehaviour happens only if FILE does not exist
+ * yet (it is created): the restarted instance behaves. */
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pair1/pair.h>
+
+#include "wire.h"
+
+extern char **environ;
+
+static const char *mode = "serve";
+static unsigned long nth = 1;
+static uint64_t pattern = 0x11;
+static int32_t claim_error = 1;
+
+static uint64_t mask(uint64_t v, uint32_t size)
+{
+	return size >= 8 ? v : v & ((1ull << (size * 8)) - 1);
+}
+
+static int dial(const char *url, nng_socket *s)
+{
+	if (nng_pair1_open(s) || nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, WIRE_MAX_MSG))
+		return -1;
+	return nng_dial(*s, url, NULL, 0) ? -1 : 0;
+}
+
+static int recv_env(nng_socket s, struct wire_arena *a, Ioreq__Envelope **ret)
+{
+	nng_msg *msg;
+	int r;
+
+	if (nng_recvmsg(s, &msg, 0))
+		return -1;
+	wire_arena_reset(a);
+	r = wire_unpack(nng_msg_body(msg), nng_msg_len(msg), a, ret);
+	nng_msg_free(msg);
+	return r;
+}
+
+static int hello(nng_socket s, const char *name, struct wire_arena *a)
+{
+	Ioreq__Hello h = IOREQ__HELLO__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT, *in;
+
+	h.version = IOREQ__VERSION__VERSION_CURRENT;
+	h.device = (char *)name;
+	env.msg_case = IOREQ__ENVELOPE__MSG_HELLO;
+	env.hello = &h;
+	if (wire_send(s, &env, 0) < 0 || recv_env(s, a, &in) < 0)
+		return -1;
+	return in->msg_case == IOREQ__ENVELOPE__MSG_WELCOME ? 0 : -1;
+}
+
+static void reply(nng_socket s, uint64_t id, uint64_t value)
+{
+	Ioreq__Reply r = IOREQ__REPLY__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	r.id = id;
+	r.value = value;
+	env.msg_case = IOREQ__ENVELOPE__MSG_REPLY;
+	env.reply = &r;
+	wire_send(s, &env, 0);
+}
+
+static const char *self, *url, *name;
+
+/* Someone else (a child, another pid) takes over the device's identity. */
+static void reconnect_as_child(nng_socket s)
+{
+	char *argv[] = { (char *)self, "--socket", (char *)url, "--name", (char *)name, "--child", "1", NULL };
+	pid_t pid;
+
+	posix_spawn(&pid, self, NULL, NULL, argv, environ);
+	nng_close(s);
+	pause();
+}
+
+static void misbehave(nng_socket s, const Ioreq__Request *q)
+{
+	if (!strcmp(mode, "reconnect"))
+		reconnect_as_child(s);
+	if (!strcmp(mode, "crash-request"))
+		abort();
+	if (!strcmp(mode, "garbage")) {
+		static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 0x42, 0x00 };
+
+		nng_send(s, (void *)junk, sizeof(junk), 0);
+	} else if (!strcmp(mode, "oversized")) {
+		static uint8_t big[WIRE_MAX_MSG * 2];
+
+		nng_send(s, big, sizeof(big), 0);
+	} else if (!strcmp(mode, "irq-flood")) {
+		Ioreq__Interrupt irq = IOREQ__INTERRUPT__INIT;
+		Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+		irq.op = IOREQ__IRQ_OP__IRQ_PULSE;
+		irq.line = 5;
+		env.msg_case = IOREQ__ENVELOPE__MSG_INTERRUPT;
+		env.interrupt = &irq;
+		for (int i = 0; i < 100000; i++)
+			if (wire_send(s, &env, 0) < 0)
+				break;
+	}
+	reply(s, q->id, mask(pattern, q->size));
+}
+
+static void claim(nng_socket s)
+{
+	Ioreq__Range range = IOREQ__RANGE__INIT;
+	Ioreq__Claim c = IOREQ__CLAIM__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	range.kind = IOREQ__KIND__KIND_MMIO;
+	range.start = 0x10000000;
+	range.size = 0x1000;
+	c.range = &range;
+	c.tag = 7;
+	env.msg_case = IOREQ__ENVELOPE__MSG_CLAIM;
+	env.claim = &c;
+	wire_send(s, &env, 0);
+}
+
+static int serve(nng_socket s, struct wire_arena *a)
+{
+	Ioreq__Envelope *in;
+	unsigned long n = 0;
+
+	for (;;) {
+		const Ioreq__Request *q;
+
+		if (recv_env(s, a, &in) < 0)
+			return 1;
+		if (in->msg_case == IOREQ__ENVELOPE__MSG_SHUTDOWN)
+			return 0;
+		if (in->msg_case == IOREQ__ENVELOPE__MSG_CLAIM_RESULT) {
+			claim_error = in->claim_result->error;
+			continue;
+		}
+		if (in->msg_case != IOREQ__ENVELOPE__MSG_REQUEST)
+			continue;
+		q = in->request;
+		n++;
+		if (n == nth && strcmp(mode, "serve") && strcmp(mode, "hang") && strcmp(mode, "reply-twice") &&
+		    strcmp(mode, "reply-unknown") && strcmp(mode, "wide-value") && strcmp(mode, "claim-outside")) {
+			misbehave(s, q);
+			continue;
+		}
+		if (!strcmp(mode, "hang"))
+			continue;
+		if (!strcmp(mode, "reply-unknown")) {
+			reply(s, q->id + (1000000ull << 4), 0);
+			continue;
+		}
+		if (!strcmp(mode, "wide-value") && q->dir == IOREQ__DIRECTION__DIR_READ) {
+			reply(s, q->id, mask(~0ull, q->size) + 1 + mask(pattern, q->size));
+			continue;
+		}
+		if (!strcmp(mode, "claim-outside") && q->offset == 4) {
+			/* 100 + the errno: distinct from the fallback's all ones */
+			reply(s, q->id, (uint32_t)(100 + claim_error));
+			continue;
+		}
+		reply(s, q->id, q->dir == IOREQ__DIRECTION__DIR_READ ? mask(pattern, q->size) : 0);
+		if (!strcmp(mode, "reply-twice"))
+			reply(s, q->id, mask(pattern, q->size));
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static struct wire_arena arena;
+	const char *once = NULL;
+	bool child = false;
+	nng_socket s;
+
+	self = argv[0];
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--socket"))
+			url = argv[i + 1];
+		else if (!strcmp(argv[i], "--name"))
+			name = argv[i + 1];
+		else if (!strcmp(argv[i], "--mode"))
+			mode = argv[i + 1];
+		else if (!strcmp(argv[i], "--nth"))
+			nth = strtoul(argv[i + 1], NULL, 0);
+		else if (!strcmp(argv[i], "--pattern"))
+			pattern = strtoull(argv[i + 1], NULL, 0);
+		else if (!strcmp(argv[i], "--once"))
+			once = argv[i + 1];
+		else if (!strcmp(argv[i], "--child"))
+			child = true;
+	}
+	if (!url || !name)
+		return 2;
+	if (once) {
+		int fd = open(once, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+
+		if (fd < 0)
+			mode = "serve";
+		else
+			close(fd);
+	}
+	if (!strcmp(mode, "crash-hello"))
+		return 3;
+	if (dial(url, &s) < 0)
+		return 1;
+	if (child) {
+		/* The broker must refuse this process: it is not the one it started. */
+		nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 2000);
+		nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 2000);
+		if (hello(s, name, &arena) == 0) {
+			fprintf(stderr, "misbehave %s: accepted in another process's place\n", name);
+			return 4;
+		}
+		return 0;
+	}
+	if (hello(s, name, &arena) < 0)
+		return 1;
+	if (!strcmp(mode, "claim-outside"))
+		claim(s);
+	return serve(s, &arena);
+}
