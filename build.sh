@@ -31,6 +31,11 @@ cmake --build "$dir" -j"$(nproc)"
 case $what in
 build) ;;
 demo)
+	# A real guest on /dev/kvm; without KVM, the scripted vCPUs of the sim backend.
+	if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+		exec "$dir/bin/ioreq-brokerd" --quiet --config examples/demo.yaml --exit-with-vms
+	fi
+	echo "build.sh: /dev/kvm is not usable here: running the sim example instead" >&2
 	exec "$dir/bin/ioreq-brokerd" --config examples/sim/two-vms.yaml --exit-with-vms
 	;;
 test)

@@ -19,7 +19,7 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: ioreq-brokerd --config FILE [--exit-with-vms] [--verbose]\n"
+	fprintf(f, "Usage: ioreq-brokerd --config FILE [--exit-with-vms] [--verbose | --quiet]\n"
 		   "       ioreq-brokerd --check FILE\n"
 		   "\n"
 		   "  -c, --config FILE    run the VMs and devices that FILE declares\n"
@@ -27,6 +27,7 @@ static void usage(FILE *f)
 		   "  -x, --exit-with-vms  exit when every VM has stopped: 0 if all stopped with\n"
 		   "                       status 0, 1 otherwise\n"
 		   "  -v, --verbose        log debug messages\n"
+		   "  -q, --quiet          log only warnings and errors\n"
 		   "  -h, --help           show this help\n");
 }
 
@@ -133,6 +134,7 @@ int main(int argc, char **argv)
 		{ "check", required_argument, NULL, 'n' },
 		{ "exit-with-vms", no_argument, NULL, 'x' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
@@ -142,7 +144,7 @@ int main(int argc, char **argv)
 	struct cfg *c = NULL;
 	int opt, r;
 
-	while ((opt = getopt_long(argc, argv, "c:n:xvh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:n:xvqh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			path = optarg;
@@ -156,6 +158,9 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			log_set_level(LOG_DEBUG);
+			break;
+		case 'q':
+			log_set_level(LOG_WARNING);
 			break;
 		case 'h':
 			usage(stdout);
