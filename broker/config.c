@@ -131,7 +131,7 @@ static struct cfg_mark node_mark(const yaml_node_t *n)
 	return (struct cfg_mark){ .line = (int)n->start_mark.line + 1, .col = (int)n->start_mark.column + 1 };
 }
 
-static void verr(struct loader *l, const struct cfg_mark *m, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void verr(struct loader *l, const struct cfg_mark *m, const char *fmt, va_list ap)
 {
 	int n;
 
