@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stddef.h>
 
+#include "acrn.h"
 #include "kvm.h"
 #include "sim.h"
 
@@ -11,6 +12,8 @@ const struct hsm_ops *hsm_backend_ops(enum hsm_backend b)
 	switch (b) {
 	case HSM_BACKEND_SIM:
 		return &sim_ops;
+	case HSM_BACKEND_ACRN:
+		return &acrn_ops;
 	case HSM_BACKEND_KVM:
 		return &kvm_ops;
 	default:

@@ -4,6 +4,8 @@
  *   hsm_create         open + CREATE_VM (with the VM's 16-slot request page)
  *   hsm_create_client  CREATE_IOREQ_CLIENT (the default client)
  *   hsm_start          START_VM
+ *   hsm_pause          PAUSE_VM: the vCPUs stop (a request in flight stays)
+ *   hsm_reset          RESET_VM: the vCPUs start over at the next hsm_start
  *   hsm_attach         ATTACH_IOREQ_CLIENT: block until a slot is PROCESSING
  *                      for the default client; -ENODEV once it is destroyed
  *   hsm_complete       NOTIFY_REQUEST_FINISH for one vCPU's slot
@@ -15,10 +17,17 @@
  * The broker reads slots exactly like acrn-dm: processed == PROCESSING &&
  * !kernel_handled, dispatched by type. The request representation is the
  * kernel's own struct acrn_io_request.
+ *
+ * Reset, as acrn-dm does it: hsm_pause, hsm_clear, reset the devices,
+ * hsm_reset, hsm_start. Between hsm_pause and hsm_clear the broker finishes
+ * what it holds and takes nothing new: once hsm_clear has completed a
+ * request, a late hsm_complete of that vCPU would complete its next one
+ * (the kernel does not check).
  */
 #ifndef IOREQ_HSM_H
 #define IOREQ_HSM_H
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -72,6 +81,9 @@ struct hsm_ops {
 	int (*create)(const struct hsm_vm_params *p, struct hsm_vm **ret);
 	int (*create_client)(struct hsm_vm *vm);
 	int (*start)(struct hsm_vm *vm);
+	/* Optional (NULL: -EOPNOTSUPP). */
+	int (*pause)(struct hsm_vm *vm);
+	int (*reset)(struct hsm_vm *vm);
 	int (*attach)(struct hsm_vm *vm, const _Atomic uint32_t *held);
 	void (*kick)(struct hsm_vm *vm);
 	int (*complete)(struct hsm_vm *vm, unsigned vcpu);
@@ -102,6 +114,16 @@ static inline int hsm_create_client(struct hsm_vm *vm)
 static inline int hsm_start(struct hsm_vm *vm)
 {
 	return vm->ops->start(vm);
+}
+
+static inline int hsm_pause(struct hsm_vm *vm)
+{
+	return vm->ops->pause ? vm->ops->pause(vm) : -EOPNOTSUPP;
+}
+
+static inline int hsm_reset(struct hsm_vm *vm)
+{
+	return vm->ops->reset ? vm->ops->reset(vm) : -EOPNOTSUPP;
 }
 
 /* @held: vCPUs whose PROCESSING request the caller already holds, re-read

@@ -356,67 +356,156 @@ uint64_t sim_script_accesses(const struct sim_script *s)
 	return total;
 }
 
-/* ---- the VM ---- */
+/* ---- scripted vCPUs ---- */
 
-struct sim_vcpu {
-	struct sim_vm *vm;
+/* The vCPUs' run-control word, also their futex: RUN while started and not
+ * paused, STOP for good, and above them the reset generation. */
+#define CTL_RUN 1u
+#define CTL_STOP 2u
+#define CTL_GEN_SHIFT 2
+
+/* What a statement tells the script loop. */
+enum step {
+	STEP_GO,    /* carry on */
+	STEP_RESET, /* the VM was reset: start the script over */
+	STEP_STOP,  /* the VM is going away */
+};
+
+struct sim_cpu {
+	struct sim_cpus *cpus;
 	unsigned index;
 	pthread_t thread;
 	bool started;
 	struct sim_script *script;
-	unsigned reported;
+	uint32_t gen;      /* the reset generation this run belongs to */
+	unsigned reported; /* mismatches of this run */
 };
 
-struct sim_vm {
-	struct hsm_vm base;
+struct sim_cpus {
 	char name[64];
-	struct dispatch d;
-	struct acrn_io_request_buffer *page;
+	struct dispatch *d;
+	bool polling;
 	hsm_stop_fn on_stop;
 	hsm_report_fn report;
 	void *opaque;
-	_Atomic bool stopping;
-	_Atomic unsigned running;
-	_Atomic unsigned failed_vcpus;
+	_Atomic uint32_t ctl;
+	bool threads; /* created; sim_cpus_start's callers serialise it */
+	/* ended moves with the generation under this lock, so that a reset
+	 * racing with the end of a script neither loses nor double-counts it. */
+	pthread_mutex_t lock;
+	unsigned ended; /* vCPUs at the end of their script in this generation */
+	bool stopped;   /* on_stop was called */
 	_Atomic uint64_t accesses, mismatches, irq_ops, msis;
 	/* Line levels, each its own futex word so the irq statement can wait. */
 	_Atomic uint32_t irq_level[SIM_IRQ_LINES];
-	struct sim_vcpu vcpus[ACRN_IO_REQUEST_MAX];
+	struct sim_cpu cpu[ACRN_IO_REQUEST_MAX];
 };
 
 #define MAX_REPORTS_PER_VCPU 20
 
-static struct sim_vm *to_sim(struct hsm_vm *vm)
+static uint32_t ctl_gen(uint32_t v)
 {
-	return (struct sim_vm *)vm;
+	return v >> CTL_GEN_SHIFT;
 }
 
-static void vcpu_report(struct sim_vcpu *c, const struct sim_op *op, const char *fmt, ...)
+/* @ms < 0: no timeout. EAGAIN, EINTR and timeouts all make the caller look again. */
+static void futex_wait_ms(_Atomic uint32_t *word, uint32_t val, int64_t ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+	syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, ms < 0 ? NULL : &ts, NULL, 0);
+}
+
+static void futex_wake_all(_Atomic uint32_t *word)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wakes every vCPU wherever it waits, to look at the run control again. */
+static void cpus_wake(struct sim_cpus *s)
+{
+	futex_wake_all(&s->ctl);
+	for (unsigned i = 0; i < SIM_IRQ_LINES; i++)
+		futex_wake_all(&s->irq_level[i]);
+}
+
+/* Where the run control leaves this vCPU: stopped, reset since its run
+ * began, or free to go on. */
+static enum step cpu_check(struct sim_cpu *c, uint32_t v)
+{
+	if (v & CTL_STOP)
+		return STEP_STOP;
+	return ctl_gen(v) == c->gen ? STEP_GO : STEP_RESET;
+}
+
+/* Before each access: a paused vCPU waits here. */
+static enum step cpu_wait_run(struct sim_cpu *c)
+{
+	for (;;) {
+		uint32_t v = atomic_load(&c->cpus->ctl);
+		enum step st = cpu_check(c, v);
+
+		if (st != STEP_GO || (v & CTL_RUN))
+			return st;
+		futex_wait_ms(&c->cpus->ctl, v, -1);
+	}
+}
+
+/* After its script: the vCPU idles until a reset or the end. */
+static enum step cpu_wait_reset(struct sim_cpu *c)
+{
+	for (;;) {
+		uint32_t v = atomic_load(&c->cpus->ctl);
+		enum step st = cpu_check(c, v);
+
+		if (st != STEP_GO)
+			return st;
+		futex_wait_ms(&c->cpus->ctl, v, -1);
+	}
+}
+
+static void vcpu_report(struct sim_cpu *c, const struct sim_op *op, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-static void vcpu_report(struct sim_vcpu *c, const struct sim_op *op, const char *fmt, ...)
+static void vcpu_report(struct sim_cpu *c, const struct sim_op *op, const char *fmt, ...)
 {
+	struct sim_cpus *s = c->cpus;
 	char line[512];
 	va_list ap;
 	int n;
 
-	atomic_fetch_add(&c->vm->mismatches, 1);
-	if (!c->vm->report || c->reported++ >= MAX_REPORTS_PER_VCPU)
+	atomic_fetch_add(&s->mismatches, 1);
+	if (!s->report || c->reported++ >= MAX_REPORTS_PER_VCPU)
 		return;
-	n = snprintf(line, sizeof(line), "vm %s vcpu %u %s:%u: ", c->vm->name, c->index, c->script->name, op->line);
+	n = snprintf(line, sizeof(line), "vm %s vcpu %u %s:%u: ", s->name, c->index, c->script->name, op->line);
 	va_start(ap, fmt);
 	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
 	va_end(ap);
-	c->vm->report(c->vm->opaque, line);
+	s->report(s->opaque, line);
 }
 
-/* One access through the HSM, as the hypervisor would post it for an exit. */
-static uint64_t vcpu_access(struct sim_vcpu *c, uint32_t type, uint32_t dir, uint64_t addr, uint32_t size,
-			    uint64_t value)
+/* One access through the HSM, as the hypervisor would post it for an exit;
+ * *@ret is what a read returned. */
+static enum step vcpu_access(struct sim_cpu *c, uint32_t type, uint32_t dir, uint64_t addr, uint32_t size,
+			     uint64_t value, uint64_t *ret)
 {
-	struct acrn_io_request *req = &c->vm->page->req_slot[c->index];
+	struct sim_cpus *s = c->cpus;
+	struct acrn_io_request *req = &s->d->page->req_slot[c->index];
+	enum step st = cpu_wait_run(c);
 
+	if (st != STEP_GO)
+		return st;
 	req->type = type;
+	/* The hypervisor marks every request of a VM in polling mode. */
+	req->completion_polling = s->polling;
 	memset(&req->reqs, 0, sizeof(req->reqs));
 	if (type == ACRN_IOREQ_TYPE_PORTIO) {
 		req->reqs.pio_request.direction = dir;
@@ -429,18 +518,22 @@ static uint64_t vcpu_access(struct sim_vcpu *c, uint32_t type, uint32_t dir, uin
 		req->reqs.mmio_request.size = size;
 		req->reqs.mmio_request.value = value;
 	}
-	dispatch_submit(&c->vm->d, c->index);
-	dispatch_wait_complete(&c->vm->d, c->index);
-	atomic_fetch_add_explicit(&c->vm->accesses, 1, memory_order_relaxed);
+	dispatch_submit(s->d, c->index);
+	dispatch_wait_complete(s->d, c->index);
+	atomic_fetch_add_explicit(&s->accesses, 1, memory_order_relaxed);
 	/* The HSM may have rewritten a 0xCFC access into PCICFG: read it back by its type. */
 	switch (req->type) {
 	case ACRN_IOREQ_TYPE_PORTIO:
-		return req->reqs.pio_request.value & dispatch_all_ones(size);
+		*ret = req->reqs.pio_request.value & dispatch_all_ones(size);
+		break;
 	case ACRN_IOREQ_TYPE_PCICFG:
-		return req->reqs.pci_request.value & dispatch_all_ones(size);
+		*ret = req->reqs.pci_request.value & dispatch_all_ones(size);
+		break;
 	default:
-		return req->reqs.mmio_request.value & dispatch_all_ones(size);
+		*ret = req->reqs.mmio_request.value & dispatch_all_ones(size);
+		break;
 	}
+	return STEP_GO;
 }
 
 static const char *const type_names[] = {
@@ -449,7 +542,7 @@ static const char *const type_names[] = {
 	[ACRN_IOREQ_TYPE_PCICFG] = "pci",
 };
 
-static void check_read(struct sim_vcpu *c, const struct sim_op *op, uint64_t expect, uint64_t got)
+static void check_read(struct sim_cpu *c, const struct sim_op *op, uint64_t expect, uint64_t got)
 {
 	if (op->dir != ACRN_IOREQ_DIR_READ || op->value_mode == SIM_VALUE_ANY || got == expect)
 		return;
@@ -462,9 +555,10 @@ static void check_read(struct sim_vcpu *c, const struct sim_op *op, uint64_t exp
 			    type_names[op->type], op->addr, op->size, got, expect);
 }
 
-static void run_access(struct sim_vcpu *c, const struct sim_op *op, uint64_t iter)
+static enum step run_access(struct sim_cpu *c, const struct sim_op *op, uint64_t iter)
 {
 	uint64_t value = op->value, got;
+	enum step st;
 
 	if (op->value_mode == SIM_VALUE_SEQ)
 		value = ((uint64_t)c->index << 48 | iter) & dispatch_all_ones(op->size);
@@ -473,59 +567,69 @@ static void run_access(struct sim_vcpu *c, const struct sim_op *op, uint64_t ite
 		uint32_t bdf = op->addr, reg = op->arg;
 		uint32_t cf8 = 1u << 31 | (bdf >> 8) << 16 | (bdf & 0xff) << 8 | (reg & 0xfc) | (reg & 0xf00) << 16;
 
-		vcpu_access(c, ACRN_IOREQ_TYPE_PORTIO, ACRN_IOREQ_DIR_WRITE, 0xcf8, 4, cf8);
-		got = vcpu_access(c, ACRN_IOREQ_TYPE_PORTIO, op->dir, 0xcfc + (reg & 3), op->size, value);
+		st = vcpu_access(c, ACRN_IOREQ_TYPE_PORTIO, ACRN_IOREQ_DIR_WRITE, 0xcf8, 4, cf8, &got);
+		if (st == STEP_GO)
+			st = vcpu_access(c, ACRN_IOREQ_TYPE_PORTIO, op->dir, 0xcfc + (reg & 3), op->size, value, &got);
 	} else {
-		got = vcpu_access(c, op->type, op->dir, op->addr, op->size, value);
+		st = vcpu_access(c, op->type, op->dir, op->addr, op->size, value, &got);
 	}
-	check_read(c, op, value, got);
+	if (st == STEP_GO)
+		check_read(c, op, value, got);
+	return st;
 }
 
-static void futex_wait_ms(_Atomic uint32_t *word, uint32_t val, long ms)
+/* A sleep that a stop or a reset cuts short. */
+static enum step run_sleep(struct sim_cpu *c, unsigned ms)
 {
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+	int64_t deadline = now_ms() + ms;
 
-	syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
+	for (;;) {
+		uint32_t v = atomic_load(&c->cpus->ctl);
+		int64_t left = deadline - now_ms();
+		enum step st = cpu_check(c, v);
+
+		if (st != STEP_GO || left <= 0)
+			return st;
+		futex_wait_ms(&c->cpus->ctl, v, left);
+	}
 }
 
-static int64_t now_ms(void)
+static enum step run_irq_wait(struct sim_cpu *c, const struct sim_op *op)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void run_irq_wait(struct sim_vcpu *c, const struct sim_op *op)
-{
-	_Atomic uint32_t *level = &c->vm->irq_level[op->arg];
+	_Atomic uint32_t *level = &c->cpus->irq_level[op->arg];
 	int64_t deadline = now_ms() + 1000;
 	uint32_t v;
 
 	while ((v = atomic_load(level)) != op->value) {
 		int64_t left = deadline - now_ms();
+		enum step st = cpu_check(c, atomic_load(&c->cpus->ctl));
 
-		if (left <= 0 || atomic_load(&c->vm->stopping)) {
+		if (st != STEP_GO)
+			return st;
+		if (left <= 0) {
 			vcpu_report(c, op, "irq line %u stayed at %u, expected %u", op->arg, v, (unsigned)op->value);
-			return;
+			return STEP_GO;
 		}
 		futex_wait_ms(level, v, left);
 	}
+	return STEP_GO;
 }
 
-static void run_script(struct sim_vcpu *c)
+/* Runs the script from its first statement; STEP_GO once it has ended. */
+static enum step run_script(struct sim_cpu *c)
 {
 	const struct sim_script *s = c->script;
 	uint64_t iter[SIM_MAX_DEPTH + 1] = { 0 }, left[SIM_MAX_DEPTH + 1];
 	unsigned depth = 0;
+	enum step st = STEP_GO;
 
-	for (size_t pc = 0; pc < s->n_ops && !atomic_load_explicit(&c->vm->stopping, memory_order_relaxed); pc++) {
+	for (size_t pc = 0; pc < s->n_ops && st == STEP_GO; pc++) {
 		const struct sim_op *op = &s->ops[pc];
 
 		switch (op->op) {
 		case SIM_ACCESS:
 		case SIM_PCI:
-			run_access(c, op, iter[depth]);
+			st = run_access(c, op, iter[depth]);
 			break;
 		case SIM_REPEAT:
 			depth++;
@@ -533,6 +637,8 @@ static void run_script(struct sim_vcpu *c)
 			left[depth] = op->arg;
 			break;
 		case SIM_END:
+			/* A loop without accesses still notices a stop or a reset. */
+			st = cpu_check(c, atomic_load_explicit(&c->cpus->ctl, memory_order_relaxed));
 			if (--left[depth]) {
 				iter[depth]++;
 				pc = op->arg; /* the loop body starts after its repeat */
@@ -541,66 +647,203 @@ static void run_script(struct sim_vcpu *c)
 			}
 			break;
 		case SIM_SLEEP:
-			usleep(op->arg * 1000u);
+			st = run_sleep(c, op->arg);
 			break;
 		case SIM_IRQ:
-			run_irq_wait(c, op);
+			st = run_irq_wait(c, op);
 			break;
 		}
 	}
+	return st;
 }
 
-static void *vcpu_main(void *arg)
+/* The vCPU reached the end of its script; the last one stops the VM. */
+static void cpu_ended(struct sim_cpu *c)
 {
-	struct sim_vcpu *c = arg;
-	struct sim_vm *vm = c->vm;
+	struct sim_cpus *s = c->cpus;
+	bool last = false;
 
-	if (c->script) {
-		run_script(c);
-		if (c->reported)
-			atomic_fetch_add(&vm->failed_vcpus, 1);
-		if (c->reported > MAX_REPORTS_PER_VCPU && vm->report) {
-			char line[160];
+	if (c->reported > MAX_REPORTS_PER_VCPU && s->report) {
+		char line[160];
 
-			snprintf(line, sizeof(line), "vm %s vcpu %u: %u more mismatches not shown", vm->name, c->index,
-				 c->reported - MAX_REPORTS_PER_VCPU);
-			vm->report(vm->opaque, line);
+		snprintf(line, sizeof(line), "vm %s vcpu %u: %u more mismatches not shown", s->name, c->index,
+			 c->reported - MAX_REPORTS_PER_VCPU);
+		s->report(s->opaque, line);
+	}
+	pthread_mutex_lock(&s->lock);
+	/* After a reset this run counts for nothing: the vCPU starts over. */
+	if (ctl_gen(atomic_load(&s->ctl)) == c->gen && ++s->ended == s->d->vcpu_num && !s->stopped) {
+		s->stopped = true;
+		last = true;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (last && s->on_stop && !(atomic_load(&s->ctl) & CTL_STOP))
+		s->on_stop(s->opaque, atomic_load(&s->mismatches) ? 1 : 0);
+}
+
+static void *cpu_main(void *arg)
+{
+	struct sim_cpu *c = arg;
+	enum step st;
+
+	do {
+		c->gen = ctl_gen(atomic_load(&c->cpus->ctl));
+		c->reported = 0;
+		st = c->script ? run_script(c) : STEP_GO;
+		if (st == STEP_GO) {
+			cpu_ended(c);
+			st = cpu_wait_reset(c);
+		}
+	} while (st != STEP_STOP);
+	return NULL;
+}
+
+int sim_cpus_create(const struct sim_cpus_params *p, struct sim_cpus **ret)
+{
+	struct sim_cpus *s;
+	char err[256];
+	int r;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	snprintf(s->name, sizeof(s->name), "%s", p->name);
+	s->d = p->d;
+	s->polling = p->completion_polling;
+	s->on_stop = p->on_stop;
+	s->report = p->report;
+	s->opaque = p->opaque;
+	pthread_mutex_init(&s->lock, NULL);
+	for (unsigned i = 0; i < s->d->vcpu_num; i++) {
+		s->cpu[i].cpus = s;
+		s->cpu[i].index = i;
+		if (!p->scripts || !p->scripts[i])
+			continue;
+		r = sim_script_load(p->scripts[i], &s->cpu[i].script, err, sizeof(err));
+		if (r < 0) {
+			if (s->report)
+				s->report(s->opaque, err);
+			sim_cpus_free(s);
+			return r;
 		}
 	}
-	if (atomic_fetch_sub(&vm->running, 1) == 1 && vm->on_stop && !atomic_load(&vm->stopping))
-		vm->on_stop(vm->opaque, atomic_load(&vm->failed_vcpus) ? 1 : 0);
+	*ret = s;
+	return 0;
+}
+
+int sim_cpus_start(struct sim_cpus *s)
+{
+	int r;
+
+	atomic_fetch_or(&s->ctl, CTL_RUN);
+	futex_wake_all(&s->ctl);
+	if (s->threads)
+		return 0;
+	s->threads = true;
+	for (unsigned i = 0; i < s->d->vcpu_num; i++) {
+		r = -pthread_create(&s->cpu[i].thread, NULL, cpu_main, &s->cpu[i]);
+		if (r)
+			return r;
+		s->cpu[i].started = true;
+	}
+	return 0;
+}
+
+void sim_cpus_pause(struct sim_cpus *s)
+{
+	atomic_fetch_and(&s->ctl, ~CTL_RUN);
+}
+
+void sim_cpus_reset(struct sim_cpus *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->ended = 0;
+	atomic_fetch_add(&s->ctl, 1u << CTL_GEN_SHIFT);
+	pthread_mutex_unlock(&s->lock);
+	cpus_wake(s);
+}
+
+int sim_cpus_set_irqline(struct sim_cpus *s, uint32_t gsi, enum hsm_irq_op op)
+{
+	if (gsi >= SIM_IRQ_LINES || op > HSM_IRQ_PULSE_LOW)
+		return -EINVAL;
+	atomic_fetch_add(&s->irq_ops, 1);
+	/* A pulse leaves the line where it ends. */
+	atomic_store(&s->irq_level[gsi], op == HSM_IRQ_ASSERT || op == HSM_IRQ_PULSE_LOW);
+	futex_wake_all(&s->irq_level[gsi]);
+	return 0;
+}
+
+void sim_cpus_inject_msi(struct sim_cpus *s)
+{
+	atomic_fetch_add(&s->msis, 1);
+}
+
+void sim_cpus_stats(struct sim_cpus *s, struct sim_stats *ret)
+{
+	ret->accesses = atomic_load(&s->accesses);
+	ret->mismatches = atomic_load(&s->mismatches);
+	ret->irq_ops = atomic_load(&s->irq_ops);
+	ret->msis = atomic_load(&s->msis);
+}
+
+struct sim_cpus *sim_cpus_free(struct sim_cpus *s)
+{
+	if (!s)
+		return NULL;
+	atomic_fetch_or(&s->ctl, CTL_STOP);
+	cpus_wake(s);
+	for (unsigned i = 0; i < s->d->vcpu_num; i++) {
+		if (!s->cpu[i].started)
+			continue;
+		/* A vCPU may post one more request after each clear: repeat until it is gone. */
+		for (;;) {
+			dispatch_clear(s->d, 0);
+			if (pthread_tryjoin_np(s->cpu[i].thread, NULL) != EBUSY)
+				break;
+			usleep(1000);
+		}
+	}
+	for (unsigned i = 0; i < s->d->vcpu_num; i++)
+		sim_script_free(s->cpu[i].script);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
 	return NULL;
+}
+
+/* ---- the sim backend: a dispatcher and scripted vCPUs ---- */
+
+struct sim_vm {
+	struct hsm_vm base;
+	struct dispatch d;
+	struct sim_cpus *cpus;
+};
+
+static struct sim_vm *to_sim(struct hsm_vm *vm)
+{
+	return (struct sim_vm *)vm;
 }
 
 static void sim_destroy(struct hsm_vm *base)
 {
 	struct sim_vm *vm = to_sim(base);
 
-	atomic_store(&vm->stopping, true);
-	/* Wake irq waiters and complete whatever a vCPU still waits for. */
-	for (unsigned i = 0; i < SIM_IRQ_LINES; i++)
-		syscall(SYS_futex, &vm->irq_level[i], FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-	for (unsigned i = 0; i < vm->base.vcpu_num; i++) {
-		if (!vm->vcpus[i].started)
-			continue;
-		/* A vCPU may post one more request after each clear: repeat until it is gone. */
-		for (;;) {
-			dispatch_clear(&vm->d, 0);
-			if (pthread_tryjoin_np(vm->vcpus[i].thread, NULL) != EBUSY)
-				break;
-			usleep(1000);
-		}
-	}
-	for (unsigned i = 0; i < vm->base.vcpu_num; i++)
-		sim_script_free(vm->vcpus[i].script);
-	free(vm->page);
+	sim_cpus_free(vm->cpus);
+	free(vm->base.page);
 	free(vm);
 }
 
 static int sim_create(const struct hsm_vm_params *p, struct hsm_vm **ret)
 {
+	struct sim_cpus_params cp = {
+		.name = p->name,
+		.scripts = p->scripts,
+		.completion_polling = p->completion_polling,
+		.on_stop = p->on_stop,
+		.report = p->report,
+		.opaque = p->opaque,
+	};
 	struct sim_vm *vm;
-	char err[256];
 	int r;
 
 	vm = calloc(1, sizeof(*vm));
@@ -608,31 +851,18 @@ static int sim_create(const struct hsm_vm_params *p, struct hsm_vm **ret)
 		return -ENOMEM;
 	vm->base.ops = &sim_ops;
 	vm->base.vcpu_num = p->vcpus;
-	vm->on_stop = p->on_stop;
-	vm->report = p->report;
-	vm->opaque = p->opaque;
-	snprintf(vm->name, sizeof(vm->name), "%s", p->name);
-	vm->page = aligned_alloc(4096, sizeof(*vm->page));
-	if (!vm->page) {
+	vm->base.page = aligned_alloc(4096, sizeof(*vm->base.page));
+	if (!vm->base.page) {
 		r = -ENOMEM;
 		goto err;
 	}
-	vm->base.page = vm->page;
-	r = dispatch_init(&vm->d, vm->page, p->vcpus);
+	r = dispatch_init(&vm->d, vm->base.page, p->vcpus);
 	if (r)
 		goto err;
-	for (unsigned i = 0; i < p->vcpus; i++) {
-		vm->vcpus[i].vm = vm;
-		vm->vcpus[i].index = i;
-		if (!p->scripts || !p->scripts[i])
-			continue;
-		r = sim_script_load(p->scripts[i], &vm->vcpus[i].script, err, sizeof(err));
-		if (r) {
-			if (vm->report)
-				vm->report(vm->opaque, err);
-			goto err;
-		}
-	}
+	cp.d = &vm->d;
+	r = sim_cpus_create(&cp, &vm->cpus);
+	if (r)
+		goto err;
 	*ret = &vm->base;
 	return 0;
 err:
@@ -645,21 +875,20 @@ static int sim_create_client(struct hsm_vm *vm)
 	return dispatch_create_default(&to_sim(vm)->d);
 }
 
-static int sim_start(struct hsm_vm *base)
+static int sim_start(struct hsm_vm *vm)
 {
-	struct sim_vm *vm = to_sim(base);
-	int r;
+	return sim_cpus_start(to_sim(vm)->cpus);
+}
 
-	atomic_store(&vm->running, vm->base.vcpu_num);
-	for (unsigned i = 0; i < vm->base.vcpu_num; i++) {
-		r = -pthread_create(&vm->vcpus[i].thread, NULL, vcpu_main, &vm->vcpus[i]);
-		if (r) {
-			atomic_store(&vm->stopping, true);
-			atomic_fetch_sub(&vm->running, vm->base.vcpu_num - i);
-			return r;
-		}
-		vm->vcpus[i].started = true;
-	}
+static int sim_pause(struct hsm_vm *vm)
+{
+	sim_cpus_pause(to_sim(vm)->cpus);
+	return 0;
+}
+
+static int sim_reset(struct hsm_vm *vm)
+{
+	sim_cpus_reset(to_sim(vm)->cpus);
 	return 0;
 }
 
@@ -678,22 +907,14 @@ static int sim_complete(struct hsm_vm *vm, unsigned vcpu)
 	return dispatch_notify(&to_sim(vm)->d, vcpu);
 }
 
-static int sim_set_irqline(struct hsm_vm *base, uint32_t gsi, enum hsm_irq_op op)
+static int sim_set_irqline(struct hsm_vm *vm, uint32_t gsi, enum hsm_irq_op op)
 {
-	struct sim_vm *vm = to_sim(base);
-
-	if (gsi >= SIM_IRQ_LINES || op > HSM_IRQ_PULSE_LOW)
-		return -EINVAL;
-	atomic_fetch_add(&vm->irq_ops, 1);
-	/* A pulse leaves the line where it ends. */
-	atomic_store(&vm->irq_level[gsi], op == HSM_IRQ_ASSERT || op == HSM_IRQ_PULSE_LOW);
-	syscall(SYS_futex, &vm->irq_level[gsi], FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-	return 0;
+	return sim_cpus_set_irqline(to_sim(vm)->cpus, gsi, op);
 }
 
 static int sim_inject_msi(struct hsm_vm *vm, uint64_t addr, uint64_t data)
 {
-	atomic_fetch_add(&to_sim(vm)->msis, 1);
+	sim_cpus_inject_msi(to_sim(vm)->cpus);
 	return 0;
 }
 
@@ -708,14 +929,9 @@ static int sim_destroy_client(struct hsm_vm *vm)
 	return dispatch_destroy_default(&to_sim(vm)->d);
 }
 
-void sim_vm_stats(struct hsm_vm *base, struct sim_stats *ret)
+void sim_vm_stats(struct hsm_vm *vm, struct sim_stats *ret)
 {
-	struct sim_vm *vm = to_sim(base);
-
-	ret->accesses = atomic_load(&vm->accesses);
-	ret->mismatches = atomic_load(&vm->mismatches);
-	ret->irq_ops = atomic_load(&vm->irq_ops);
-	ret->msis = atomic_load(&vm->msis);
+	sim_cpus_stats(to_sim(vm)->cpus, ret);
 }
 
 const struct hsm_ops sim_ops = {
@@ -723,6 +939,8 @@ const struct hsm_ops sim_ops = {
 	.create = sim_create,
 	.create_client = sim_create_client,
 	.start = sim_start,
+	.pause = sim_pause,
+	.reset = sim_reset,
 	.attach = sim_attach,
 	.kick = sim_kick,
 	.complete = sim_complete,

@@ -25,10 +25,13 @@
 #ifndef IOREQ_SIM_H
 #define IOREQ_SIM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "hsm.h"
+
+struct dispatch;
 
 #define SIM_MAX_SCRIPT_BYTES (1u << 20)
 #define SIM_MAX_OPS 65536
@@ -52,7 +55,7 @@ struct sim_script *sim_script_free(struct sim_script *s);
 /* How many accesses the script performs when run (repeats expanded). */
 uint64_t sim_script_accesses(const struct sim_script *s);
 
-/* Counters of a sim VM, for tests. */
+/* Counters of scripted vCPUs, for tests. */
 struct sim_stats {
 	uint64_t accesses;
 	uint64_t mismatches;
@@ -61,5 +64,55 @@ struct sim_stats {
 };
 
 void sim_vm_stats(struct hsm_vm *vm, struct sim_stats *ret);
+
+/* The scripted vCPUs of one VM: a thread per vCPU that runs its script,
+ * posting each access into its slot of the dispatcher's page as a hypervisor
+ * does for an exit, and waiting for the completion. The sim backend and the
+ * fake ACRN HSM of the tests (tests/fake_hsm/) both run their vCPUs here.
+ *
+ * Run control follows the hypervisor's VM states:
+ *   start  START_VM: the vCPUs run (the first call creates their threads);
+ *   pause  PAUSE_VM: each vCPU stops before its next access; one that waits
+ *          for a completion keeps waiting (CLEAR_VM_IOREQ completes it);
+ *   reset  RESET_VM: each vCPU starts its script over once it runs again,
+ *          also a vCPU whose script had already ended.
+ * The sim backend maps its hsm ops onto these one to one. */
+struct sim_cpus;
+
+struct sim_cpus_params {
+	const char *name;               /* the VM's, for reports */
+	struct dispatch *d;             /* initialised; d->vcpu_num vCPUs */
+	const char *const *scripts;     /* d->vcpu_num paths, NULL for an idle vCPU; NULL: all idle */
+	bool completion_polling;        /* every request asks to be polled for (ACRN's polling mode) */
+	/* When every vCPU has reached the end of its script: status 0 if
+	 * every read returned what its script expected. At most once (not
+	 * again after a reset), and not once sim_cpus_free has begun. */
+	hsm_stop_fn on_stop;
+	hsm_report_fn report;           /* mismatches, script errors */
+	void *opaque;
+};
+
+/* Loads the scripts; nothing runs yet. A script that does not load is
+ * reported and returns its error. */
+int sim_cpus_create(const struct sim_cpus_params *p, struct sim_cpus **ret);
+
+/* The caller serialises these three. */
+int sim_cpus_start(struct sim_cpus *c);
+void sim_cpus_pause(struct sim_cpus *c);
+void sim_cpus_reset(struct sim_cpus *c);
+
+/* SET_IRQLINE, as the irq statement sees it: -EINVAL for a line beyond
+ * SIM_IRQ_LINES or an unknown operation. */
+int sim_cpus_set_irqline(struct sim_cpus *c, uint32_t gsi, enum hsm_irq_op op);
+
+/* INJECT_MSI: counted only. */
+void sim_cpus_inject_msi(struct sim_cpus *c);
+
+void sim_cpus_stats(struct sim_cpus *c, struct sim_stats *ret);
+
+/* Stops the vCPUs for good, completing whatever they wait for through the
+ * dispatcher, and joins them: once it returns, nothing touches the page.
+ * NULL is fine; returns NULL. */
+struct sim_cpus *sim_cpus_free(struct sim_cpus *c);
 
 #endif
