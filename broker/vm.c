@@ -460,6 +460,17 @@ static const enum hsm_backend backends[] = {
 	[CFG_BACKEND_ACRN] = HSM_BACKEND_ACRN,
 };
 
+/* Starts the VM thread on a VM that already has its default client. */
+static int start_thread(struct bvm *vm)
+{
+	int r = -pthread_create(&vm->thread, NULL, vm_thread, vm);
+
+	if (r < 0)
+		log_err("vm %s: cannot start its thread: %s", vm->cfg->name, strerror(-r));
+	vm->thread_started = r == 0;
+	return r;
+}
+
 /* The guest side: the HSM VM, its default client, the VM thread. */
 static int guest_start(struct bvm *vm)
 {
@@ -494,12 +505,9 @@ static int guest_start(struct bvm *vm)
 	pthread_rwlock_wrlock(&vm->routes);
 	vm->hsm = hsm;
 	pthread_rwlock_unlock(&vm->routes);
-	r = -pthread_create(&vm->thread, NULL, vm_thread, vm);
-	if (r < 0) {
-		log_err("vm %s: cannot start its thread: %s", cfg->name, strerror(-r));
+	r = start_thread(vm);
+	if (r < 0)
 		return r;
-	}
-	vm->thread_started = true;
 	atomic_store(&vm->stop_requested, false);
 	atomic_store(&vm->status, 0);
 	atomic_store(&vm->state, VM_RUNNING);
@@ -591,6 +599,41 @@ void vm_stop(struct bvm *vm)
 	pthread_mutex_unlock(&vm->life);
 }
 
+/* acrn-dm's reset, where the backend can pause: the guest keeps its VM.
+ * The VM thread goes with the default client, so that nothing is taken
+ * once the drain has begun; a new client comes back for the restart. */
+static int reset_in_place(struct bvm *vm)
+{
+	struct hsm_vm *hsm = vm->hsm;
+	int r;
+
+	r = hsm_pause(hsm);
+	if (r < 0)
+		return r;
+	hsm_destroy_client(hsm);
+	if (vm->thread_started)
+		pthread_join(vm->thread, NULL);
+	vm->thread_started = false;
+	drain(vm);
+	hsm_clear(hsm);
+	for (size_t i = 0; i < vm->n_devs; i++)
+		rpc_reset(vm->devs[i]);
+	r = hsm_reset(hsm);
+	if (r == 0)
+		r = hsm_create_client(hsm);
+	if (r == 0)
+		r = start_thread(vm);
+	if (r == 0) {
+		atomic_store(&vm->status, 0);
+		if (atomic_exchange(&vm->state, VM_RUNNING) != VM_RUNNING)
+			atomic_fetch_add(&vm->broker->vms_running, 1);
+		r = hsm_start(hsm);
+	}
+	if (r < 0)
+		log_err("vm %s: reset failed: %s", vm->cfg->name, strerror(-r));
+	return r;
+}
+
 int vm_reset(struct bvm *vm)
 {
 	int r;
@@ -600,11 +643,14 @@ int vm_reset(struct bvm *vm)
 		r = -ENOTCONN;
 		goto out;
 	}
-	/* As acrn-dm: stop the guest and drain, reset the devices, start again. */
-	guest_stop(vm);
-	for (size_t i = 0; i < vm->n_devs; i++)
-		rpc_reset(vm->devs[i]);
-	r = guest_start(vm);
+	r = reset_in_place(vm);
+	if (r == -EOPNOTSUPP) {
+		/* No pause (kvm): stop and drain, reset the devices, start a new guest. */
+		guest_stop(vm);
+		for (size_t i = 0; i < vm->n_devs; i++)
+			rpc_reset(vm->devs[i]);
+		r = guest_start(vm);
+	}
 	if (r == 0)
 		log_info("vm %s: reset", vm->cfg->name);
 out:

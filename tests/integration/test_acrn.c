@@ -302,6 +302,59 @@ static void test_two_vms_one_polling(void **state)
 	assert_requests(600);
 }
 
+/* ioreqctl vm reset on the acrn backend: acrn-dm's sequence (pause, clear,
+ * reset devices, reset, start), with the broker's default client taken
+ * down before the drain and back before the restart; the scripts run again. */
+static void test_reset_in_acrn_dm_order(void **state)
+{
+	const char *const expect[] = {
+		"OPEN O_RDWR|O_CLOEXEC",
+		"CREATE_VM name=beta vcpu_num=1 vm_flag=0x0 cpu_affinity=0x0 = 0",
+		"SET_MEMSEG type=0 gpa=0x0 len=0x4000000 attr=0x7 = 0",
+		"CREATE_IOREQ_CLIENT = 0",
+		"START_VM = 0",
+		"PAUSE_VM = 0",
+		"DESTROY_IOREQ_CLIENT = 0",
+		"CLEAR_VM_IOREQ = 0",
+		"RESET_VM = 0",
+		"CREATE_IOREQ_CLIENT = 0",
+		"START_VM = 0",
+		"PAUSE_VM = 0",
+		"DESTROY_IOREQ_CLIENT = 0",
+		"DESTROY_VM = 0",
+		"CLOSE",
+		NULL,
+	};
+	char sock[512], out[4096];
+	const char *cfg, *ctl[] = { IOREQ_BINDIR "/ioreqctl", "--socket", sock, "vm", "reset", "beta", NULL };
+	struct run r;
+
+	snprintf(sock, sizeof(sock), "%s/run/control", harness_tmpdir());
+	cfg = harness_write("reset.yaml",
+			    "broker: { runtime_dir: %s/run }\n"
+			    "vms:\n"
+			    "  - name: beta\n"
+			    "    backend: acrn\n"
+			    "    vcpus: 1\n"
+			    "    devices:\n"
+			    "      - { name: ram, program: ioreq-dev-ram, mmio: [\"0x1000+0x1000\"] }\n",
+			    harness_tmpdir());
+	start_with_fake(&r, cfg,
+			harness_write("rw.txt", "mmio read 0x1000 4 0\nmmio write 0x1000 4 0x55\nmmio read 0x1000 4 0x55\n"));
+	wait_scripts_ended(&r, 1, 60);
+	assert_int_equal(harness_exec(ctl, out, sizeof(out)), 0);
+	/* Again from the top, against a device that was reset too (reads 0 first). */
+	for (int i = 0; i < 500 && !strstr(slurp(log_path), "hsm1 START_VM = 0\n" "hsm1 ATTACH"); i++)
+		usleep(10 * 1000);
+	usleep(300 * 1000);
+	stop_broker(&r, 5);
+	assert_non_null(strstr(harness_log(&r), "vm beta: reset"));
+	assert_int_equal(harness_stat(&r, "vm beta device ram:", " mmio"), 6);
+	assert_null(strstr(slurp(result_path), "returned"));
+	load_lines(1);
+	assert_sequence(expect);
+}
+
 /* An idle VM: the VM thread sits in ATTACH; shutdown must not wait for it. */
 static void test_idle_vm_stops_at_once(void **state)
 {
@@ -349,6 +402,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_serves_requests_in_acrn_dm_order, teardown),
 		cmocka_unit_test_teardown(test_two_vms_one_polling, teardown),
+		cmocka_unit_test_teardown(test_reset_in_acrn_dm_order, teardown),
 		cmocka_unit_test_teardown(test_idle_vm_stops_at_once, teardown),
 		cmocka_unit_test_teardown(test_missing_device, teardown),
 	};
