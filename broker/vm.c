@@ -376,6 +376,9 @@ static void on_stop(void *opaque, int status)
 
 static void on_report(void *opaque, const char *line)
 {
+	struct bvm *vm = opaque;
+
+	atomic_store(&vm->reported, true);
 	log_err("%s", line);
 }
 
@@ -490,10 +493,13 @@ static int guest_start(struct bvm *vm)
 	struct hsm_vm *hsm;
 	int r;
 
+	atomic_store(&vm->reported, false);
 	r = hsm_create(backends[cfg->backend], &p, &hsm);
 	if (r < 0) {
-		log_err("vm %s: cannot create the VM on the %s backend: %s", cfg->name, cfg_backend_name(cfg->backend),
-			strerror(-r));
+		/* The backend says why in its own words when it can: log once. */
+		if (!atomic_load(&vm->reported))
+			log_err("vm %s: cannot create the VM on the %s backend: %s", cfg->name,
+				cfg_backend_name(cfg->backend), strerror(-r));
 		return r;
 	}
 	r = hsm_create_client(hsm);

@@ -68,6 +68,7 @@ struct bvm {
 	struct inflight inflight[ACRN_IO_REQUEST_MAX];
 	_Atomic int state;            /* enum vm_state */
 	_Atomic bool stop_requested;  /* a device with on_failure: stop-vm failed */
+	_Atomic bool reported;        /* the backend reported a problem itself */
 	_Atomic int status;
 	struct vm_stats stats;
 };
