@@ -99,7 +99,19 @@ struct hsm_vm {
 	const struct hsm_ops *ops;
 	struct acrn_io_request_buffer *page;
 	unsigned vcpu_num;
+	/* Backends that run the HSM's rules in this process (sim, kvm): their
+	 * dispatcher, behind the hsm_local_* ops below. NULL for acrn. */
+	struct dispatch *local;
 };
+
+/* The default client's ops of a backend with a local dispatcher: the
+ * ioctls of the ACRN HSM, as dispatch.h implements them (hsm_local.c). */
+int hsm_local_create_client(struct hsm_vm *vm);
+int hsm_local_attach(struct hsm_vm *vm, const _Atomic uint32_t *held);
+void hsm_local_kick(struct hsm_vm *vm);
+int hsm_local_complete(struct hsm_vm *vm, unsigned vcpu);
+int hsm_local_clear(struct hsm_vm *vm);
+int hsm_local_destroy_client(struct hsm_vm *vm);
 
 /* NULL when @b is not built into this binary. */
 const struct hsm_ops *hsm_backend_ops(enum hsm_backend b);

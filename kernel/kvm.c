@@ -720,6 +720,7 @@ static int kvm_create(const struct hsm_vm_params *p, struct hsm_vm **ret)
 		goto err;
 	}
 	g->base.page = g->page;
+	g->base.local = &g->d;
 	r = dispatch_init(&g->d, g->page, p->vcpus);
 	if (r)
 		goto err;
@@ -772,26 +773,6 @@ static int kvm_start(struct hsm_vm *base)
 	return 0;
 }
 
-static int kvm_create_client(struct hsm_vm *vm)
-{
-	return dispatch_create_default(&to_guest(vm)->d);
-}
-
-static int kvm_attach(struct hsm_vm *vm, const _Atomic uint32_t *held)
-{
-	return dispatch_attach_except(&to_guest(vm)->d, held);
-}
-
-static void kvm_kick(struct hsm_vm *vm)
-{
-	dispatch_kick(&to_guest(vm)->d);
-}
-
-static int kvm_complete(struct hsm_vm *vm, unsigned vcpu)
-{
-	return dispatch_notify(&to_guest(vm)->d, vcpu);
-}
-
 static int kvm_irq_line(struct kvm_guest *g, uint32_t gsi, uint32_t level)
 {
 	struct kvm_irq_level irq = { .irq = gsi, .level = level };
@@ -836,28 +817,17 @@ static int kvm_inject_msi(struct hsm_vm *base, uint64_t addr, uint64_t data)
 	return ioctl(to_guest(base)->vm_fd, KVM_SIGNAL_MSI, &msi) < 0 ? -errno : 0;
 }
 
-static int kvm_clear(struct hsm_vm *vm)
-{
-	dispatch_clear(&to_guest(vm)->d, DISPATCH_CLEAR_TIMEOUT_MS);
-	return 0;
-}
-
-static int kvm_destroy_client(struct hsm_vm *vm)
-{
-	return dispatch_destroy_default(&to_guest(vm)->d);
-}
-
 const struct hsm_ops kvm_ops = {
 	.name = "kvm",
 	.create = kvm_create,
-	.create_client = kvm_create_client,
+	.create_client = hsm_local_create_client,
 	.start = kvm_start,
-	.attach = kvm_attach,
-	.kick = kvm_kick,
-	.complete = kvm_complete,
+	.attach = hsm_local_attach,
+	.kick = hsm_local_kick,
+	.complete = hsm_local_complete,
 	.set_irqline = kvm_set_irqline,
 	.inject_msi = kvm_inject_msi,
-	.clear = kvm_clear,
-	.destroy_client = kvm_destroy_client,
+	.clear = hsm_local_clear,
+	.destroy_client = hsm_local_destroy_client,
 	.destroy = kvm_destroy,
 };

@@ -856,6 +856,7 @@ static int sim_create(const struct hsm_vm_params *p, struct hsm_vm **ret)
 		r = -ENOMEM;
 		goto err;
 	}
+	vm->base.local = &vm->d;
 	r = dispatch_init(&vm->d, vm->base.page, p->vcpus);
 	if (r)
 		goto err;
@@ -868,11 +869,6 @@ static int sim_create(const struct hsm_vm_params *p, struct hsm_vm **ret)
 err:
 	sim_destroy(&vm->base);
 	return r;
-}
-
-static int sim_create_client(struct hsm_vm *vm)
-{
-	return dispatch_create_default(&to_sim(vm)->d);
 }
 
 static int sim_start(struct hsm_vm *vm)
@@ -892,21 +888,6 @@ static int sim_reset(struct hsm_vm *vm)
 	return 0;
 }
 
-static int sim_attach(struct hsm_vm *vm, const _Atomic uint32_t *held)
-{
-	return dispatch_attach_except(&to_sim(vm)->d, held);
-}
-
-static void sim_kick(struct hsm_vm *vm)
-{
-	dispatch_kick(&to_sim(vm)->d);
-}
-
-static int sim_complete(struct hsm_vm *vm, unsigned vcpu)
-{
-	return dispatch_notify(&to_sim(vm)->d, vcpu);
-}
-
 static int sim_set_irqline(struct hsm_vm *vm, uint32_t gsi, enum hsm_irq_op op)
 {
 	return sim_cpus_set_irqline(to_sim(vm)->cpus, gsi, op);
@@ -918,17 +899,6 @@ static int sim_inject_msi(struct hsm_vm *vm, uint64_t addr, uint64_t data)
 	return 0;
 }
 
-static int sim_clear(struct hsm_vm *vm)
-{
-	dispatch_clear(&to_sim(vm)->d, DISPATCH_CLEAR_TIMEOUT_MS);
-	return 0;
-}
-
-static int sim_destroy_client(struct hsm_vm *vm)
-{
-	return dispatch_destroy_default(&to_sim(vm)->d);
-}
-
 void sim_vm_stats(struct hsm_vm *vm, struct sim_stats *ret)
 {
 	sim_cpus_stats(to_sim(vm)->cpus, ret);
@@ -937,16 +907,16 @@ void sim_vm_stats(struct hsm_vm *vm, struct sim_stats *ret)
 const struct hsm_ops sim_ops = {
 	.name = "sim",
 	.create = sim_create,
-	.create_client = sim_create_client,
+	.create_client = hsm_local_create_client,
 	.start = sim_start,
 	.pause = sim_pause,
 	.reset = sim_reset,
-	.attach = sim_attach,
-	.kick = sim_kick,
-	.complete = sim_complete,
+	.attach = hsm_local_attach,
+	.kick = hsm_local_kick,
+	.complete = hsm_local_complete,
 	.set_irqline = sim_set_irqline,
 	.inject_msi = sim_inject_msi,
-	.clear = sim_clear,
-	.destroy_client = sim_destroy_client,
+	.clear = hsm_local_clear,
+	.destroy_client = hsm_local_destroy_client,
 	.destroy = sim_destroy,
 };
