@@ -71,11 +71,20 @@ const char *harness_write(const char *name, const char *fmt, ...)
 
 void harness_start(struct run *r, const char *const *args)
 {
-	const char *argv[32];
+	const char *argv[40];
 	size_t n = 0;
 
+	/* IOREQ_VALGRIND=1: the broker runs under memcheck, and any error or
+	 * definite leak makes it exit 99. */
+	if (getenv("IOREQ_VALGRIND")) {
+		static const char *const vg[] = { "/usr/bin/valgrind", "-q", "--error-exitcode=99",
+						  "--leak-check=full", "--errors-for-leak-kinds=definite" };
+
+		for (size_t i = 0; i < sizeof(vg) / sizeof(vg[0]); i++)
+			argv[n++] = vg[i];
+	}
 	argv[n++] = IOREQ_BINDIR "/ioreq-brokerd";
-	while (*args && n < 31)
+	while (*args && n < 39)
 		argv[n++] = *args++;
 	argv[n] = NULL;
 	harness_start_argv(r, argv);
