@@ -32,7 +32,7 @@
  *           irqs: [4]                  0..255, no duplicates
  *           msi: false                 optional boolean (true | false)
  *           deadline_ms: 200           1..600000, default broker.deadline_ms
- *           sandbox: none              strict | none
+ *           sandbox: strict            strict (default) | none
  *           windows: {pio: [...], mmio: [...]}   where it may claim ranges
  *           output: stdout | FILE      its stdout (default /dev/null)
  *           on_failure: fallback       fallback | hold | stop-vm
@@ -1035,6 +1035,7 @@ static int parse_devices(struct loader *l, const struct field *f, yaml_node_t *v
 		struct cfg_device *dev = &vm->devices[i];
 
 		dev->mark = node_mark(e);
+		dev->sandbox = CFG_SANDBOX_STRICT;
 		dev->restart_limit = CFG_DEFAULT_RESTART_LIMIT;
 		dev->restart_window_ms = CFG_DEFAULT_RESTART_WINDOW_MS;
 		dev->max_inflight = CFG_DEFAULT_MAX_INFLIGHT;

@@ -78,7 +78,9 @@ static void pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 	pid_t expected;
 
 	if (ev == NNG_PIPE_EV_ADD_PRE) {
-		/* The kernel's SO_PEERCRED, so a process cannot claim another's pid. */
+		/* The kernel's SO_PEERCRED, so a process cannot claim another's
+		 * pid. Read in our pid namespace, it is the pid we cloned, which a
+		 * sandboxed device keeps: ioreq-launch becomes the device. */
 		nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_PID, &peer);
 		pthread_mutex_lock(&dev->lock);
 		expected = dev->pid;
@@ -418,11 +420,18 @@ static int open_streams(struct bdev *dev, int *ret_in, int *ret_out)
 int rpc_spawn(struct bdev *dev)
 {
 	const struct cfg_device *c = dev->cfg;
+	char launcher[PATH_MAX + 16];
+	const struct devsup_sandbox sb = {
+		.launcher = launcher,
+		.socket = dev->url + strlen("ipc://"),
+	};
+	bool strict = c->sandbox == CFG_SANDBOX_STRICT;
 	int r, fd_in, fd_out;
 	size_t n_args = 0;
 	char **argv;
 	pid_t pid;
 
+	snprintf(launcher, sizeof(launcher), "%s/ioreq-launch", dev->vm->broker->bindir);
 	while (c->args[n_args])
 		n_args++;
 	argv = calloc(n_args + 6, sizeof(*argv));
@@ -443,7 +452,7 @@ int rpc_spawn(struct bdev *dev)
 	pthread_mutex_lock(&dev->lock);
 	atomic_fetch_add(&dev->gen, 1);
 	atomic_store(&dev->state, BDEV_STARTING);
-	r = devsup_spawn(argv, fd_in, fd_out, &pid);
+	r = devsup_spawn(argv, fd_in, fd_out, strict ? &sb : NULL, &pid);
 	dev->pid = r < 0 ? 0 : pid;
 	pthread_mutex_unlock(&dev->lock);
 	free(argv);
@@ -451,9 +460,12 @@ int rpc_spawn(struct bdev *dev)
 	close_stream(fd_out, 1);
 	if (r < 0) {
 		atomic_store(&dev->state, BDEV_DOWN);
-		log_err("vm %s device %s: cannot start %s: %s", vm_of(dev), name_of(dev), c->program, strerror(-r));
+		log_err("vm %s device %s: cannot start %s%s%s: %s", vm_of(dev), name_of(dev), c->program,
+			strict ? " through " : "", strict ? launcher : "", strerror(-r));
 		return r;
 	}
+	if (!strict)
+		log_warn("vm %s device %s: sandbox none: running unconfined", vm_of(dev), name_of(dev));
 	log_info("vm %s device %s: started %s (pid %d)", vm_of(dev), name_of(dev), c->program, pid);
 	return 0;
 }

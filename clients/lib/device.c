@@ -6,8 +6,9 @@
  * since nng_sendmsg is thread-safe.
  *
  * A device serves exactly one broker connection: once that pipe is gone the
- * broker (or its view of this device) is gone with it, so every later pipe
- * is refused and ioreq_dev_serve returns -ECONNRESET. */
+ * broker (or its view of this device) is gone with it. The device then
+ * sends nothing more and serves nothing more: ioreq_dev_serve returns
+ * -ECONNRESET. A broker back at the same path did not welcome this device. */
 #include "ioreq/device.h"
 
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/pair1/pair.h>
 
+#include "sandbox.h"
 #include "wire.h"
 
 /* How long to wait for the broker's Welcome: it answers at once unless it is wedged. */
@@ -25,7 +27,7 @@
 /* A send only blocks while the previous message is still being written to
  * the pipe; this long means the broker stopped reading. */
 #define DEV_SEND_MS 1000
-/* The dialer redials after a disconnect; those pipes are refused anyway. */
+/* The dialer redials after a disconnect; those pipes carry nothing (see pipe_added). */
 #define DEV_RECONN_MIN_MS 100
 #define DEV_RECONN_MAX_MS 1000
 
@@ -35,8 +37,9 @@ struct ioreq_dev {
 	/* The one receive operation, reused: abortable from the pipe callback,
 	 * unlike nng_recvmsg, and no allocation per message. */
 	nng_aio *rx;
-	atomic_bool connected; /* a pipe has been accepted */
-	atomic_bool gone;      /* ... and removed */
+	atomic_bool connected; /* a pipe was added */
+	atomic_bool gone;      /* the broker's pipe went: stays set */
+	int pipe_id;           /* that pipe, known from the Welcome */
 
 	const struct ioreq_dev_ops *ops;
 	void *opaque;
@@ -144,29 +147,35 @@ int ioreq_dev_take_args(int *argc, char **argv, const char **ret_url, const char
 
 /* ---- transport ---- */
 
-static void pipe_added(nng_pipe p, nng_pipe_ev ev, void *arg)
+/* From a pipe callback, where nng_close is forbidden: wake the receiver
+ * instead. The flag is set first: dev_recv checks it after starting its
+ * receive, so an abort that finds nothing to abort is never lost. */
+static void mark_gone(struct ioreq_dev *dev)
 {
-	struct ioreq_dev *dev = arg;
-
-	/* The dialer redials once the broker's pipe is gone; whoever answers
-	 * did not send our Welcome, so it gets nothing. */
-	if (atomic_exchange(&dev->connected, true))
-		nng_pipe_close(p);
-}
-
-static void pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
-{
-	struct ioreq_dev *dev = arg;
-
-	/* nng_close is forbidden here; wake the receiver instead. The flag is
-	 * set first: dev_recv checks it after starting its receive, so an abort
-	 * that finds nothing to abort is never lost. */
 	atomic_store(&dev->gone, true);
 	nng_aio_abort(dev->rx, NNG_ECONNSHUT);
 }
 
+static void pipe_added(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct ioreq_dev *dev = arg;
+
+	/* The dialer dials again only once the broker's pipe is gone, so a
+	 * second pipe means the broker left. This runs before nng can send on
+	 * the new pipe. (Refusing it with nng_pipe_close would be neater, but
+	 * nng 1.5.2 leaks pipes refused here.) */
+	if (atomic_exchange(&dev->connected, true))
+		mark_gone(dev);
+}
+
+static void pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	mark_gone(arg);
+}
+
 static int dev_recv(struct ioreq_dev *dev, nng_duration timeout, nng_msg **ret)
 {
+	nng_msg *msg;
 	int r;
 
 	nng_aio_set_timeout(dev->rx, timeout);
@@ -181,8 +190,17 @@ static int dev_recv(struct ioreq_dev *dev, nng_duration timeout, nng_msg **ret)
 		r = wire_errno(r);
 		return r < 0 ? r : -EIO;
 	}
-	*ret = nng_aio_get_msg(dev->rx);
+	msg = nng_aio_get_msg(dev->rx);
 	nng_aio_set_msg(dev->rx, NULL);
+	/* A message sent before the loss is still the broker's; one from a
+	 * pipe the dialer made since is not, whatever it says. */
+	if (!dev->pipe_id)
+		dev->pipe_id = nng_pipe_id(nng_msg_get_pipe(msg));
+	if (nng_pipe_id(nng_msg_get_pipe(msg)) != dev->pipe_id) {
+		nng_msg_free(msg);
+		return -ECONNRESET;
+	}
+	*ret = msg;
 	return 0;
 }
 
@@ -206,6 +224,9 @@ static int dev_send(struct ioreq_dev *dev, const Ioreq__Envelope *env)
 {
 	int r;
 
+	/* pair1 sends on whatever pipe is up: the flag is what keeps anything
+	 * from reaching a broker that did not welcome us (a redial takes a
+	 * connect and a handshake, far longer than this check-then-send). */
 	if (atomic_load(&dev->gone))
 		return -ECONNRESET;
 	r = wire_send(dev->sock, env, 0);
@@ -301,6 +322,10 @@ int ioreq_dev_connect(const char *url, const char *name, const struct ioreq_dev_
 	dev->ops = ops;
 	dev->opaque = opaque;
 
+	/* Before nng starts its threads, so that they inherit it. */
+	r = sandbox_restrict_fs();
+	if (r < 0)
+		goto err;
 	r = dev_open(dev, url);
 	if (r < 0)
 		goto err;
@@ -317,6 +342,10 @@ int ioreq_dev_connect(const char *url, const char *name, const struct ioreq_dev_
 	if (r < 0)
 		goto err;
 	r = take_welcome(dev, in);
+	if (r < 0)
+		goto err;
+	/* Connected: from now on the device only serves. */
+	r = sandbox_lock();
 	if (r < 0)
 		goto err;
 

@@ -269,7 +269,8 @@ static void test_defaults(void **state)
 	assert_int_equal(d->n_pio + d->n_mmio + d->n_pci + d->n_irqs, 0);
 	assert_false(d->msi);
 	assert_int_equal(d->deadline_ms, CFG_DEFAULT_DEADLINE_MS);
-	assert_int_equal(d->sandbox, CFG_SANDBOX_NONE);
+	/* Every device is sandboxed unless its entry says otherwise. */
+	assert_int_equal(d->sandbox, CFG_SANDBOX_STRICT);
 	assert_int_equal(d->n_win_pio + d->n_win_mmio, 0);
 	assert_false(d->output_stdout);
 	assert_null(d->output_file);

@@ -50,16 +50,16 @@ struct broker {
 	struct wire_arena arena;
 };
 
-/* Listens on b->url; @removed, if set, counts the pipes that went away. */
-static void broker_listen(struct broker *b, atomic_int *removed)
+/* Listens on b->url; @added, if set, counts the pipes it accepts. */
+static void broker_listen(struct broker *b, atomic_int *added)
 {
 	assert_int_equal(nng_pair1_open(&b->sock), 0);
 	b->open = true;
 	assert_int_equal(nng_socket_set_size(b->sock, NNG_OPT_RECVMAXSZ, WIRE_MAX_MSG), 0);
 	assert_int_equal(nng_socket_set_ms(b->sock, NNG_OPT_RECVTIMEO, TIMEOUT_MS), 0);
 	assert_int_equal(nng_socket_set_ms(b->sock, NNG_OPT_SENDTIMEO, TIMEOUT_MS), 0);
-	if (removed)
-		assert_int_equal(nng_pipe_notify(b->sock, NNG_PIPE_EV_REM_POST, count_pipe, removed), 0);
+	if (added)
+		assert_int_equal(nng_pipe_notify(b->sock, NNG_PIPE_EV_ADD_POST, count_pipe, added), 0);
 	assert_int_equal(nng_listen(b->sock, b->url, NULL, 0), 0);
 }
 
@@ -253,13 +253,29 @@ struct fixture {
 	int ret;
 	bool irq_in_handler;
 	int irq_rc;
+	bool block;            /* reset waits for release, after posting in_handler */
+	sem_t in_handler, release;
 	unsigned resets;
 	unsigned claim_results;
 	uint32_t claim_tag;
 	int claim_error;
 
-	atomic_int bk_removed; /* pipes the broker saw go, once counted */
+	atomic_int bk_added; /* pipes the broker accepted, once counted */
 };
+
+static struct timespec deadline(int ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return ts;
+}
 
 static int h_access(struct ioreq_dev *dev, const struct ioreq_access *a, uint64_t *value, void *opaque)
 {
@@ -280,6 +296,12 @@ static void h_reset(struct ioreq_dev *dev, void *opaque)
 	struct fixture *fx = opaque;
 
 	fx->resets++;
+	if (fx->block) {
+		struct timespec ts = deadline(TIMEOUT_MS);
+
+		sem_post(&fx->in_handler);
+		sem_timedwait(&fx->release, &ts);
+	}
 }
 
 static void h_claim_result(struct ioreq_dev *dev, uint32_t tag, int error, void *opaque)
@@ -315,20 +337,6 @@ static void *device_thread(void *arg)
 	return NULL;
 }
 
-static struct timespec deadline(int ms)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	return ts;
-}
-
 /* Starts the device thread and receives its Hello; the Welcome is the test's. */
 static struct fixture *fixture_new(void **state, const struct ioreq_dev_ops *ops)
 {
@@ -338,6 +346,8 @@ static struct fixture *fixture_new(void **state, const struct ioreq_dev_ops *ops
 	*state = fx; /* from here on, teardown cleans up whatever fails */
 	fx->ops = ops;
 	sem_init(&fx->connected, 0, 0);
+	sem_init(&fx->in_handler, 0, 0);
+	sem_init(&fx->release, 0, 0);
 	broker_open(&fx->bk);
 	assert_int_equal(pthread_create(&fx->thread, NULL, device_thread, fx), 0);
 	fx->running = true;
@@ -381,12 +391,15 @@ static int teardown(void **state)
 		return 0;
 	if (fx->running) {
 		/* A failed test may leave the device serving: end it either way. */
+		sem_post(&fx->release);
 		broker_hangup(&fx->bk);
 		join(fx);
 	}
 	fx->dev = ioreq_dev_close(fx->dev);
 	broker_close(&fx->bk);
 	sem_destroy(&fx->connected);
+	sem_destroy(&fx->in_handler);
+	sem_destroy(&fx->release);
 	free(fx);
 	return 0;
 }
@@ -667,14 +680,52 @@ static void test_disconnect(void **state)
 	assert_int_equal(join(fx), -ECONNRESET);
 	/* Nobody to send to any more: fail fast rather than wait for a peer. */
 	assert_int_equal(ioreq_dev_irq(fx->dev, 4, IOREQ_IRQ_ASSERT), -ECONNRESET);
+}
 
-	/* The device's dialer finds a new listener at the same path, but that
-	 * one never sent our Welcome: the device drops the pipe unused. */
-	broker_listen(&fx->bk, &fx->bk_removed);
-	for (int ms = 0; ms < TIMEOUT_MS && !atomic_load(&fx->bk_removed); ms++)
+static void wait_count(atomic_int *n)
+{
+	for (int ms = 0; ms < TIMEOUT_MS && !atomic_load(n); ms++)
 		usleep(1000);
-	assert_true(atomic_load(&fx->bk_removed) > 0);
+	assert_true(atomic_load(n) > 0);
+}
+
+/* A broker back at the same path did not welcome the device: the dialer
+ * reaches it, but nothing is sent to it. */
+static void test_disconnect_redial(void **state)
+{
+	struct fixture *fx = *state;
+	nng_msg *msg;
+
+	broker_hangup(&fx->bk);
+	assert_int_equal(join(fx), -ECONNRESET);
+	broker_listen(&fx->bk, &fx->bk_added);
+	wait_count(&fx->bk_added);
 	assert_int_equal(ioreq_dev_irq(fx->dev, 4, IOREQ_IRQ_ASSERT), -ECONNRESET);
+	assert_int_equal(ioreq_dev_msi(fx->dev, 0xfee00000, 1), -ECONNRESET);
+	assert_int_equal(nng_recvmsg(fx->bk.sock, &msg, NNG_FLAG_NONBLOCK), NNG_EAGAIN);
+}
+
+/* A busy handler sees the loss late, and meanwhile the dialer redials. The
+ * listener it finds never sent our Welcome: what it sends is not served and
+ * it is told nothing. */
+static void test_disconnect_in_handler(void **state)
+{
+	struct fixture *fx = *state;
+	struct ioreq_access a = { .id = 31, .kind = IOREQ_PIO, .size = 1 };
+	struct timespec ts = deadline(TIMEOUT_MS);
+	nng_msg *msg;
+
+	fx->block = true;
+	bk_send_empty(&fx->bk, IOREQ__ENVELOPE__MSG_RESET);
+	assert_int_equal(sem_timedwait(&fx->in_handler, &ts), 0);
+	broker_hangup(&fx->bk);
+	broker_listen(&fx->bk, &fx->bk_added);
+	wait_count(&fx->bk_added);
+	bk_request(&fx->bk, &a);
+	sem_post(&fx->release);
+	assert_int_equal(join(fx), -ECONNRESET);
+	assert_int_equal(fx->calls[IOREQ_PIO], 0);
+	assert_int_equal(nng_recvmsg(fx->bk.sock, &msg, NNG_FLAG_NONBLOCK), NNG_EAGAIN);
 }
 
 static int fixture_free(struct fixture *fx)
@@ -1188,6 +1239,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disconnect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disconnect_redial, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disconnect_in_handler, setup, teardown),
 		cmocka_unit_test_teardown(test_broker_garbage, teardown),
 		cmocka_unit_test_teardown(test_handshake_fails, teardown),
 		cmocka_unit_test(test_connect_args),
