@@ -78,6 +78,7 @@ static void test_subcommands(void **state)
 				   "      - { name: ram, program: ioreq-dev-ram, mmio: [\"0x1000+0x100\"] }\n");
 	harness_start(&r, args);
 	assert_non_null(harness_wait_log(&r, "vm once: stopped with status 0", 30));
+	assert_non_null(harness_wait_log(&r, "vm loop: started", 30));
 
 	/* status: human and JSON agree with the configuration */
 	assert_int_equal(ctl("status", NULL), 0);

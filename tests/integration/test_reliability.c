@@ -77,7 +77,7 @@ static void test_crash_fallback(void **state)
 	assert_int_equal(run_vm(&r,
 				"repeat 4\n  pio read 0x80 4 0x11\nend\n"
 				"pio read 0x80 4 0xffffffff\n"
-				"sleep 1000\n"
+				"sleep 2500\n"
 				"repeat 10\n  pio read 0x80 4 0x11\nend\n",
 				dev),
 			 0);
@@ -204,7 +204,7 @@ static void test_lies_cut_off(void **state)
 			      "          args: [--mode, %s, --once, %s.%zu] }\n",
 			      i, MISBEHAVE, cases[i].port, cases[i].mode, once(), i);
 		m += snprintf(script + m, sizeof(script) - m,
-			      "pio read %s 1 0xff\nsleep 1000\npio read %s 1 0x11\n", cases[i].port, cases[i].port);
+			      "pio read %s 1 0xff\nsleep 2500\npio read %s 1 0x11\n", cases[i].port, cases[i].port);
 	}
 	assert_int_equal(run_vm(&r, script, devs), 0);
 	for (size_t i = 0; i < 4; i++) {
@@ -270,7 +270,7 @@ static void test_reconnect_as_someone_else(void **state)
 	assert_int_equal(run_vm(&r,
 				"repeat 2\n  pio read 0x80 1 0x11\nend\n"
 				"pio read 0x80 1 0xff\n"
-				"sleep 1000\n"
+				"sleep 2500\n"
 				"pio read 0x80 1 0x11\n",
 				dev),
 			 0);
