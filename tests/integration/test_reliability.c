@@ -231,7 +231,7 @@ static void test_irq_flood(void **state)
 		 "      - { name: bad, program: %s, pio: [\"0x80+4\"], irqs: [5], max_msg_rate: 1000,\n"
 		 "          restart_limit: 0, args: [--mode, irq-flood] }\n",
 		 MISBEHAVE);
-	assert_int_equal(run_vm(&r, "pio read 0x80 4 any\nsleep 500\npio read 0x80 4 0xffffffff\n", dev), 0);
+	assert_int_equal(run_vm(&r, "pio read 0x80 4 any\nsleep 2500\npio read 0x80 4 0xffffffff\n", dev), 0);
 	assert_non_null(strstr(harness_log(&r), "more than 1000 messages a second; dropping them"));
 	assert_non_null(strstr(harness_log(&r), "flooded the broker with messages: cut off"));
 	assert_true(harness_stat(&r, "vm v device bad:", " interrupts") <= 1000);
@@ -250,7 +250,7 @@ static void test_claim_outside(void **state)
 		 "          args: [--mode, claim-outside] }\n",
 		 MISBEHAVE);
 	/* 100 - EPERM */
-	assert_int_equal(run_vm(&r, "sleep 100\npio read 0x84 4 99\nmmio read 0x10000000 4 0xffffffff\n", dev), 0);
+	assert_int_equal(run_vm(&r, "sleep 1000\npio read 0x84 4 99\nmmio read 0x10000000 4 0xffffffff\n", dev), 0);
 	assert_non_null(strstr(harness_log(&r), "vm v device bad: refused a claim of mmio 0x10000000..0x10000fff: "
 						"outside its windows"));
 	assert_steady(&r);

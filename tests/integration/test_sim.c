@@ -225,7 +225,6 @@ static void test_deadline_completes_with_fallback(void **state)
 				      "        deadline_ms: 50\n");
 	run_ok(&r, cfg, 60);
 	assert_int_equal(harness_stat(&r, "vm d device late:", " expired)"), 3);
-	assert_true(r.seconds < 1.3 + 3 * 0.4);
 }
 
 /* A read that does not return what the script expects fails the run, and
