@@ -21,6 +21,10 @@
 extern char **environ;
 
 static char tmpdir[256];
+/* What harness_start_argv started, killed by harness_cleanup if a failed
+ * test left it running. */
+static pid_t started[64];
+static unsigned n_started;
 
 static double now(void)
 {
@@ -46,6 +50,13 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 
 void harness_cleanup(void)
 {
+	for (unsigned i = 0; i < n_started; i++) {
+		if (waitpid(started[i], NULL, WNOHANG) == 0) {
+			kill(started[i], SIGKILL);
+			waitpid(started[i], NULL, 0);
+		}
+	}
+	n_started = 0;
 	if (tmpdir[0])
 		nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	tmpdir[0] = '\0';
@@ -103,6 +114,8 @@ void harness_start_argv(struct run *r, const char *const *argv)
 	rc = posix_spawn(&r->pid, argv[0], &fa, NULL, (char *const *)argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	assert_int_equal(rc, 0);
+	if (n_started < sizeof(started) / sizeof(started[0]))
+		started[n_started++] = r->pid;
 	r->status = -1;
 	r->seconds = now();
 }
