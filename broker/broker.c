@@ -196,11 +196,12 @@ void broker_vm_stopped(struct broker *b, struct bvm *vm)
 {
 	int status = atomic_load(&vm->status);
 
+	/* Counted before it is logged: whoever reads the log line sees the count. */
+	atomic_fetch_sub(&b->vms_running, 1);
 	if (status)
 		log_err("vm %s: stopped with status %d", vm->cfg->name, status);
 	else
 		log_info("vm %s: stopped with status 0", vm->cfg->name);
-	atomic_fetch_sub(&b->vms_running, 1);
 }
 
 unsigned broker_vms_running(struct broker *b)

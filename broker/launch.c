@@ -62,6 +62,12 @@
  * source was cloned before the tmpfs covers it. */
 #define STAGING "/tmp"
 
+/* How each clone is mounted: what the device runs (its program, loader and
+ * libraries), what it only reads, and /dev/null, a device node. */
+#define ATTR_CODE (MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+#define ATTR_DATA (ATTR_CODE | MOUNT_ATTR_NOEXEC)
+#define ATTR_NULL (MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)
+
 /* A device program and the libraries it loads: a few dozen files at most. */
 #define MAX_BINDS 64
 #define LIST_MAX (64 * 1024)
@@ -200,7 +206,7 @@ static int parse_list_line(struct launch *l, const char *line, size_t n)
 	end = memmem(line, n, " (", 2);
 	if (!end || *line != '/')
 		return fail(l, ENOENT, "cannot find a library: %.*s", (int)n, line);
-	return add_bind(l, line, end - line, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+	return add_bind(l, line, end - line, ATTR_CODE);
 }
 
 /* The system loader in list mode maps the libraries and runs none of their
@@ -244,7 +250,7 @@ static int list_libraries(struct launch *l)
 	close(pfd[0]);
 	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		return fail(l, ENOEXEC, "%s --list failed", interp);
-	r = add_bind(l, interp, strlen(interp), MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+	r = add_bind(l, interp, strlen(interp), ATTR_CODE);
 	for (size_t i = 0; r == 0 && i < used;) {
 		char *nl = memchr(out + i, '\n', used - i);
 		size_t n = nl ? (size_t)(nl - (out + i)) : used - i;
@@ -259,21 +265,20 @@ static int list_libraries(struct launch *l)
 
 static int collect_binds(struct launch *l)
 {
+	static const char null[] = "/dev/null", cache[] = "/etc/ld.so.cache";
 	const char *slash = strrchr(l->socket, '/');
 	int r;
 
 	/* The socket's directory, not the socket: nng unlinks and binds it anew
 	 * when the broker listens again. Sockets ignore read-only mounts. */
-	r = add_bind(l, l->socket, slash - l->socket,
-		     MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+	r = add_bind(l, l->socket, slash - l->socket, ATTR_DATA);
 	if (r == 0)
-		r = add_bind(l, "/dev/null", strlen("/dev/null"), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
+		r = add_bind(l, null, strlen(null), ATTR_NULL);
 	if (r == 0)
-		r = add_bind(l, l->program, strlen(l->program), MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+		r = add_bind(l, l->program, strlen(l->program), ATTR_CODE);
 	/* The loader then finds each library where --list did. */
-	if (r == 0 && access("/etc/ld.so.cache", F_OK) == 0)
-		r = add_bind(l, "/etc/ld.so.cache", strlen("/etc/ld.so.cache"),
-			     MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+	if (r == 0 && access(cache, F_OK) == 0)
+		r = add_bind(l, cache, strlen(cache), ATTR_DATA);
 	if (r == 0)
 		r = list_libraries(l);
 	return r;

@@ -14,7 +14,7 @@ dpkg-deb -f "$deb" Depends | grep -q libprotobuf-c1 || fail "Depends lacks libpr
 
 root=$tmp/root
 dpkg -x "$deb" "$root"
-for f in usr/bin/ioreq-brokerd usr/bin/ioreqctl usr/bin/ioreq-dev-ram usr/bin/ioreq-dev-null \
+for f in usr/bin/ioreq-brokerd usr/bin/ioreqctl usr/bin/ioreq-launch usr/bin/ioreq-dev-ram usr/bin/ioreq-dev-null \
 	usr/lib/systemd/system/ioreq-broker.service usr/lib/systemd/system/ioreq-broker.socket \
 	usr/lib/sysusers.d/ioreq-broker.conf etc/ioreq-broker/broker.yaml usr/include/ioreq/device.h; do
 	[ -e "$root/$f" ] || fail "$f is not in the package"
