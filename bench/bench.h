@@ -1,0 +1,206 @@
+/* ioreq-bench: the benchmark's parts and what they share.
+ *
+ * The program is its own orchestra: the orchestrator (bench.c) starts one
+ * worker process per measurement ("ioreq-bench --worker CASE ..."), with the
+ * CPU placement already applied, so that every thread of the worker, nng's
+ * included, and every process the worker starts (a pong, a device) inherit
+ * it. A worker prints its results as "key value" lines on stdout.
+ *
+ *   pingpong.c    the limit (raw AF_UNIX) and the transport floor (bare nng)
+ *   brokerpath.c  the broker in-process: the broker path, its decomposition,
+ *                 the in-HSM baseline, throughput
+ *   daemon.c      runs the real ioreq-brokerd: the kvm guest, memory, and a
+ *                 cross-check of the broker path through a sim script
+ *   report.c      the tables and the JSON
+ *   util.c        clocks, placement, /proc readings, percentiles
+ */
+#ifndef IOREQ_BENCH_H
+#define IOREQ_BENCH_H
+
+#include <sched.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* What the benchmark's vCPUs read: served by ioreq-dev-null... */
+#define BENCH_DEV_PORT 0x510
+#define BENCH_DEV_PORT_RANGE "0x510+8"
+/* ...which answers this (a read's reply carries a value, as most do). */
+#define BENCH_PATTERN 0x5a5a5a5aull
+/* Routed to nobody: the broker completes it itself. */
+#define BENCH_UNCLAIMED_PORT 0x600
+
+/* Each latency and throughput case runs in ROUNDS rounds, interleaved with
+ * the other cases, and reports the median of its rounds: on a shared machine
+ * a burst of someone else's load then spoils a round, not a case. */
+#define ROUNDS 3
+/* How long each throughput round lasts. */
+#define TPUT_SECONDS 1.0
+#define TPUT_SECONDS_QUICK 0.2
+
+/* What a worker is told. */
+struct worker_args {
+	const char *kind;  /* the case, see bench.c */
+	unsigned iters;    /* timed round trips */
+	unsigned warmup;   /* untimed ones first */
+	size_t req_size;   /* bytes of a packed Request envelope */
+	size_t rep_size;   /* bytes of a packed Reply envelope */
+	unsigned vms;      /* throughput: VMs, each with one device */
+	unsigned vcpus;    /* throughput: vCPUs per VM */
+	double seconds;    /* throughput: how long */
+	const char *exe;   /* this program, for pongs */
+	const char *bindir; /* where ioreq-dev-null lives */
+};
+
+/* The orchestrator's view of one measurement: the worker's "key value"
+ * lines, or why there are none. */
+#define RESULT_MAX_KV 40
+
+struct result {
+	const char *id;        /* the case, as in the JSON */
+	const char *title;     /* what it measures, for the table */
+	const char *placement; /* "unpinned", "cpuN", or NULL */
+	unsigned vms, vcpus;   /* throughput rows */
+	bool ok;
+	char why[256];         /* !ok: skipped or failed, and why */
+	size_t n;
+	struct {
+		char key[32];
+		double value;
+	} kv[RESULT_MAX_KV];
+};
+
+void result_set(struct result *r, const char *key, double value);
+/* NAN when @key is missing. */
+double result_get(const struct result *r, const char *key);
+
+/* What every part of the orchestrator needs. */
+struct bench_ctx {
+	const char *exe;
+	char bindir[4096];
+	char tmp[256];     /* the orchestrator's temporary directory */
+	bool quick;
+	unsigned iters;    /* timed round trips per latency case */
+	cpu_set_t all;     /* "unpinned": the CPUs we were given */
+	cpu_set_t one;     /* "pinned": one of them, for every side */
+	int cpu;
+	char one_name[16]; /* "cpu0" */
+	size_t req_size, rep_size;
+	double tsc_ghz;    /* the host's TSC rate, for guest cycle counts */
+};
+
+/* ---- util.c ---- */
+
+int64_t bench_now_ns(void);
+
+/* A private temporary directory, removed (with what is in it) by bench_rmtree. */
+int bench_mkdtemp(char *buf, size_t len);
+void bench_rmtree(const char *dir);
+
+/* posix_spawn of @argv with @cpus as its affinity (NULL: ours), stdout on
+ * @out_fd, stderr on @err_fd and @pass_fd as fd 3 (each -1: inherited /
+ * none). */
+int bench_spawn(char *const argv[], const cpu_set_t *cpus, int out_fd, int err_fd, int pass_fd, pid_t *ret);
+
+/* The last non-empty line of the file at @path, for saying why a run failed. */
+void bench_last_line(const char *path, char *buf, size_t len);
+
+/* Waits up to @timeout_ms for @pid; kills it past that. Returns its wait
+ * status, or a negative errno. */
+int bench_wait(pid_t pid, int timeout_ms);
+
+/* The Request the broker sends for a 4-byte PIO read, and its Reply, packed
+ * with wire_pack: the message sizes of every ping-pong. */
+int bench_wire_sizes(size_t *ret_req, size_t *ret_rep);
+
+/* Context switches (voluntary + involuntary) and CPU time of every thread
+ * of @pid (0: this process) that is alive now. */
+struct proc_sample {
+	uint64_t csw;
+	uint64_t cpu_ns;
+};
+
+int proc_sample(pid_t pid, struct proc_sample *ret);
+
+/* A number from /proc/@pid/status ("VmRSS" in KiB, "Threads"), or a
+ * negative errno. */
+long proc_status(pid_t pid, const char *key);
+
+/* The children of @pid (every thread's), up to @max; returns how many. */
+size_t proc_children(pid_t pid, pid_t *ret, size_t max);
+
+/* Counters of the allocation counter (alloc_count.h), when it is preloaded. */
+struct alloc_sample {
+	bool valid;
+	uint64_t n[4]; /* by enum alloc_origin */
+};
+
+void alloc_sample(pid_t pid, struct alloc_sample *ret);
+
+/* Before and after a run of requests: prints, per request, the context
+ * switches and CPU time of this process ("req_") and of @peer ("rep_"), and
+ * their allocations by origin when the counter is preloaded. */
+struct meter {
+	pid_t peer;
+	struct proc_sample self, other;
+	struct alloc_sample aself, aother;
+};
+
+void meter_start(struct meter *m, pid_t peer);
+void meter_print(const struct meter *m, uint64_t requests);
+
+/* Sorts @ns (n samples, nanoseconds) and prints p50, p99, mean, min, max. */
+void latency_print(uint64_t *ns, size_t n);
+
+/* One "key value" line of a worker's output. */
+void out_kv(const char *key, double value);
+
+/* ---- the workers and their peers ---- */
+
+int pp_unix_worker(const struct worker_args *a);
+int pp_nng_worker(const struct worker_args *a, bool aio);
+int pp_unix_pong(int fd, size_t rep_size);
+int pp_nng_pong(const char *url, size_t rep_size);
+
+/* kind: "broker", "broker-nosandbox", "broker-unclaimed", "hsm-client",
+ * "throughput". */
+int bp_worker(const struct worker_args *a);
+
+/* ---- daemon.c: runs of the real ioreq-brokerd ---- */
+
+/* The broker path through a sim script: the mean per access from the wall
+ * time of two runs of different lengths. */
+void daemon_crosscheck(const struct bench_ctx *c, struct result *r);
+
+/* RSS of the broker per VM and per device, and of a device process. */
+void daemon_memory(const struct bench_ctx *c, struct result *r);
+
+/* A guest's in/out loop on /dev/kvm: (a) to the HSM's exit-port client,
+ * (b) to ioreq-dev-null, timed by the guest (rdtsc). */
+void daemon_kvm(const struct bench_ctx *c, const cpu_set_t *cpus, struct result *hsm, struct result *dev);
+
+/* ---- report.c ---- */
+
+struct report {
+	char date[64];
+	char commit[64];
+	char cpu_model[128];
+	char kernel[160];
+	unsigned ncpus;
+	const struct bench_ctx *ctx;
+	double seconds; /* the whole run */
+	struct result *lat;
+	size_t n_lat;
+	struct result *tput;
+	size_t n_tput;
+	struct result *alloc;
+	size_t n_alloc;
+	struct result *mem;
+	struct result *check;
+};
+
+void report_text(const struct report *r);
+void report_json(const struct report *r);
+
+#endif

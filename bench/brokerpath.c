@@ -1,0 +1,376 @@
+/* The broker in-process, on sim VMs whose vCPUs are the benchmark's threads.
+ *
+ * The broker is the real one: broker_create and broker_start on a generated
+ * YAML file, its VM thread, routing, the rpc engine, a real ioreq-dev-null
+ * it spawned (in its sandbox, the default), and the sim backend's VM with
+ * its dispatcher (kernel/dispatch.c). The sim vCPU threads run a script that
+ * only sleeps, so they never touch their slots; the benchmark's threads take
+ * their places and post each access exactly as a sim vCPU does for a script
+ * line (sim.c, vcpu_access): fill the slot, dispatch_submit,
+ * dispatch_wait_complete, on the VM's dispatcher (hsm_vm.local). So one
+ * sample is one guest access as its vCPU sees it:
+ *
+ *   vCPU: fill slot, dispatch_submit (futex wake) -> broker VM thread:
+ *   route, pack, nng_sendmsg -> nng -> ioreq-dev-null -> nng -> rx_done:
+ *   vm_complete -> dispatch_notify (futex wake) -> vCPU returns.
+ *
+ * Cases:
+ *   broker            reads of the device's port (the broker path), the
+ *                     device in its sandbox (the broker's default)
+ *   broker-nosandbox  the same with "sandbox: none" (no seccomp filter on
+ *                     the device's syscalls; the allocation counter needs it)
+ *   broker-unclaimed  reads of a port nobody serves: the broker's VM thread
+ *                     completes them itself (the path minus nng and device)
+ *   hsm-client        no broker: an in-HSM client (dispatch_add_client)
+ *                     answers in the vCPU's thread (the in-process baseline)
+ *   throughput        VMs x vCPUs reading the device port for a while
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "dispatch.h"
+#include "hsm.h"
+#include "log.h"
+#include "vm.h"
+
+#define MAX_VMS 4
+#define VCPU_WARMUP 200
+/* What the sim vCPU threads run meanwhile: a sleep of days. */
+#define PARK_SCRIPT "repeat 10000000\nsleep 60000\nend\n"
+
+/* ---- the vCPU side ---- */
+
+/* One 4-byte port read, as sim.c's vcpu_access posts it. */
+static uint32_t vcpu_read(struct dispatch *d, unsigned vcpu, uint16_t port)
+{
+	struct acrn_io_request *req = &d->page->req_slot[vcpu];
+
+	req->type = ACRN_IOREQ_TYPE_PORTIO;
+	req->completion_polling = 0;
+	memset(&req->reqs, 0, sizeof(req->reqs));
+	req->reqs.pio_request.direction = ACRN_IOREQ_DIR_READ;
+	req->reqs.pio_request.address = port;
+	req->reqs.pio_request.size = 4;
+	dispatch_submit(d, vcpu);
+	dispatch_wait_complete(d, vcpu);
+	return req->reqs.pio_request.value;
+}
+
+/* Times @iters reads after @warmup; *@bad counts reads that did not return @expect. */
+static void vcpu_latency(struct dispatch *d, uint16_t port, uint32_t expect, const struct worker_args *a,
+			 pid_t peer, uint64_t *ns)
+{
+	uint64_t bad = 0;
+	struct meter m;
+
+	for (unsigned i = 0; i < a->warmup; i++)
+		bad += vcpu_read(d, 0, port) != expect;
+	meter_start(&m, peer);
+	for (unsigned i = 0; i < a->iters; i++) {
+		int64_t t0 = bench_now_ns();
+
+		bad += vcpu_read(d, 0, port) != expect;
+		ns[i] = (uint64_t)(bench_now_ns() - t0);
+	}
+	meter_print(&m, a->iters);
+	latency_print(ns, a->iters);
+	out_kv("bad_values", (double)bad);
+}
+
+/* ---- the in-HSM baseline ---- */
+
+static void hsm_client_read(void *priv, unsigned vcpu, struct acrn_io_request *req)
+{
+	req->reqs.pio_request.value = (uint32_t)BENCH_PATTERN;
+}
+
+static int hsm_client_run(const struct worker_args *a, uint64_t *ns)
+{
+	struct acrn_io_request_buffer *page = aligned_alloc(4096, sizeof(*page));
+	struct dispatch d;
+	int r = -ENOMEM;
+
+	if (page)
+		r = dispatch_init(&d, page, 1);
+	if (r == 0)
+		r = dispatch_add_client(&d, "bench", ACRN_IOREQ_TYPE_PORTIO, BENCH_DEV_PORT, BENCH_DEV_PORT + 7,
+					hsm_client_read, NULL);
+	if (r == 0)
+		vcpu_latency(&d, BENCH_DEV_PORT, (uint32_t)BENCH_PATTERN, a, 0, ns);
+	free(page);
+	return r;
+}
+
+/* ---- the broker ---- */
+
+static int write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "we");
+
+	if (!f)
+		return -errno;
+	fputs(text, f);
+	return fclose(f) ? -errno : 0;
+}
+
+static int write_config(const char *dir, unsigned vms, unsigned vcpus, const char *sandbox, char *path, size_t len)
+{
+	char park[300];
+	FILE *f;
+	int r;
+
+	snprintf(park, sizeof(park), "%s/park.txt", dir);
+	r = write_file(park, PARK_SCRIPT);
+	if (r < 0)
+		return r;
+	snprintf(path, len, "%s/bench.yaml", dir);
+	f = fopen(path, "we");
+	if (!f)
+		return -errno;
+	fprintf(f, "broker:\n  runtime_dir: %s/run\nvms:\n", dir);
+	for (unsigned v = 0; v < vms; v++) {
+		fprintf(f, "  - name: vm%u\n    backend: sim\n    vcpus: %u\n    scripts: [", v, vcpus);
+		for (unsigned c = 0; c < vcpus; c++)
+			fprintf(f, "%spark.txt", c ? ", " : "");
+		fprintf(f,
+			"]\n"
+			"    devices:\n"
+			"      - name: dev\n"
+			"        program: ioreq-dev-null\n"
+			"        args: [--pattern, \"0x%llx\"]\n"
+			"        pio: [\"%s\"]\n"
+			"        sandbox: %s\n",
+			BENCH_PATTERN, BENCH_DEV_PORT_RANGE, sandbox);
+	}
+	return fclose(f) ? -errno : 0;
+}
+
+/* The device is sandboxed as the broker's default has it, except where the
+ * allocation counter must reach into it (its empty root has no counter). */
+static int broker_up(const char *dir, const struct worker_args *a, unsigned vms, unsigned vcpus,
+		     struct broker **ret)
+{
+	const char *sandbox = strcmp(a->kind, "broker-nosandbox") ? "strict" : "none";
+	char path[512], err[1024];
+	struct cfg *cfg;
+	int r;
+
+	r = write_config(dir, vms, vcpus, sandbox, path, sizeof(path));
+	if (r < 0)
+		return r;
+	r = cfg_load(path, a->bindir, &cfg, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "ioreq-bench: %s\n", err);
+		return r;
+	}
+	r = broker_create(cfg, a->bindir, ret);
+	if (r < 0)
+		return r;
+	r = broker_start(*ret);
+	for (unsigned v = 0; r == 0 && v < vms; v++) {
+		if (!(*ret)->vms[v]->hsm || !(*ret)->vms[v]->hsm->local)
+			r = -ENODEV;
+		else if (atomic_load(&(*ret)->vms[v]->devs[0]->state) != BDEV_READY)
+			r = -ENOTCONN;
+	}
+	if (r < 0) {
+		fprintf(stderr, "ioreq-bench: the broker did not start: %s\n", strerror(-r));
+		broker_destroy(*ret);
+	}
+	return r;
+}
+
+/* VM @vm's dispatcher: the sim backend's, where its vCPUs post. */
+static struct dispatch *vm_dispatch(struct broker *b, unsigned vm)
+{
+	return b->vms[vm]->hsm->local;
+}
+
+static pid_t device_pid(struct broker *b, unsigned vm)
+{
+	struct bdev *dev = b->vms[vm]->devs[0];
+	pid_t pid;
+
+	pthread_mutex_lock(&dev->lock);
+	pid = dev->pid;
+	pthread_mutex_unlock(&dev->lock);
+	return pid;
+}
+
+static uint64_t broker_fallbacks(struct broker *b)
+{
+	uint64_t n = 0;
+
+	for (size_t v = 0; v < b->n_vms; v++)
+		n += atomic_load(&b->vms[v]->stats.fallbacks);
+	return n;
+}
+
+static int broker_latency_run(const struct worker_args *a, const char *dir, bool unclaimed, uint64_t *ns)
+{
+	struct broker *b;
+	int r;
+
+	r = broker_up(dir, a, 1, 1, &b);
+	if (r < 0)
+		return r;
+	if (unclaimed)
+		vcpu_latency(vm_dispatch(b, 0), BENCH_UNCLAIMED_PORT, 0xffffffffu, a, 0, ns);
+	else
+		vcpu_latency(vm_dispatch(b, 0), BENCH_DEV_PORT, (uint32_t)BENCH_PATTERN, a, device_pid(b, 0), ns);
+	if (!unclaimed)
+		out_kv("fallbacks", (double)broker_fallbacks(b));
+	broker_destroy(b);
+	return 0;
+}
+
+/* ---- throughput ---- */
+
+struct tp_vcpu {
+	struct dispatch *d;
+	unsigned index;
+	pthread_t thread;
+	pthread_barrier_t *start;
+	_Atomic bool *stop;
+	uint64_t done, bad;
+};
+
+static void *tp_vcpu_main(void *arg)
+{
+	struct tp_vcpu *c = arg;
+
+	for (unsigned i = 0; i < VCPU_WARMUP; i++)
+		c->bad += vcpu_read(c->d, c->index, BENCH_DEV_PORT) != (uint32_t)BENCH_PATTERN;
+	pthread_barrier_wait(c->start);
+	while (!atomic_load_explicit(c->stop, memory_order_relaxed)) {
+		c->bad += vcpu_read(c->d, c->index, BENCH_DEV_PORT) != (uint32_t)BENCH_PATTERN;
+		c->done++;
+	}
+	return NULL;
+}
+
+static void cpu_of(pid_t pid, uint64_t *ns)
+{
+	struct proc_sample s;
+
+	if (proc_sample(pid, &s) == 0)
+		*ns += s.cpu_ns;
+}
+
+static int throughput_run(const struct worker_args *a, const char *dir)
+{
+	unsigned n = a->vms * a->vcpus, started = 0;
+	uint64_t done = 0, bad = 0, self0 = 0, self1 = 0, dev0 = 0, dev1 = 0;
+	pid_t devs[MAX_VMS];
+	pthread_barrier_t start;
+	_Atomic bool stop = false;
+	struct tp_vcpu *c;
+	struct broker *b;
+	int64_t t0 = 0, t1 = 0;
+	int r;
+
+	if (!a->vms || a->vms > MAX_VMS || !a->vcpus || a->vcpus > ACRN_IO_REQUEST_MAX)
+		return -EINVAL;
+	c = calloc(n, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	r = broker_up(dir, a, a->vms, a->vcpus, &b);
+	if (r < 0) {
+		free(c);
+		return r;
+	}
+	for (unsigned v = 0; v < a->vms; v++)
+		devs[v] = device_pid(b, v);
+	pthread_barrier_init(&start, NULL, n + 1);
+	for (unsigned i = 0; i < n; i++) {
+		c[i] = (struct tp_vcpu){
+			.d = vm_dispatch(b, i / a->vcpus),
+			.index = i % a->vcpus,
+			.start = &start,
+			.stop = &stop,
+		};
+		r = -pthread_create(&c[i].thread, NULL, tp_vcpu_main, &c[i]);
+		if (r < 0)
+			break;
+		started++;
+	}
+	if (started == n) {
+		pthread_barrier_wait(&start);
+		cpu_of(0, &self0);
+		for (unsigned v = 0; v < a->vms; v++)
+			cpu_of(devs[v], &dev0);
+		t0 = bench_now_ns();
+		usleep((useconds_t)(a->seconds * 1e6));
+		atomic_store(&stop, true);
+		t1 = bench_now_ns();
+		cpu_of(0, &self1);
+		for (unsigned v = 0; v < a->vms; v++)
+			cpu_of(devs[v], &dev1);
+	} else {
+		/* The ones that did start wait at the barrier: let them through. */
+		atomic_store(&stop, true);
+		for (unsigned i = started; i < n + 1; i++)
+			pthread_barrier_wait(&start);
+	}
+	for (unsigned i = 0; i < started; i++) {
+		pthread_join(c[i].thread, NULL);
+		done += c[i].done;
+		bad += c[i].bad;
+	}
+	if (started == n && done) {
+		out_kv("requests", (double)done);
+		out_kv("rate", (double)done / ((double)(t1 - t0) / 1e9));
+		out_kv("req_cpu_ns", (double)(self1 - self0) / done);
+		out_kv("rep_cpu_ns", (double)(dev1 - dev0) / done);
+		out_kv("cpu_busy", (double)(self1 - self0 + dev1 - dev0) / (double)(t1 - t0));
+		out_kv("bad_values", (double)bad);
+		out_kv("fallbacks", (double)broker_fallbacks(b));
+	}
+	pthread_barrier_destroy(&start);
+	broker_destroy(b);
+	free(c);
+	return r;
+}
+
+int bp_worker(const struct worker_args *a)
+{
+	uint64_t *ns = NULL;
+	char dir[256];
+	int r;
+
+	/* The broker's own info lines would only get in the way of the results. */
+	log_set_level(LOG_WARNING);
+	r = bench_mkdtemp(dir, sizeof(dir));
+	if (r < 0)
+		return r;
+	if (strcmp(a->kind, "throughput")) {
+		ns = calloc(a->iters ? a->iters : 1, sizeof(*ns));
+		if (!ns) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	if (!strcmp(a->kind, "broker") || !strcmp(a->kind, "broker-nosandbox"))
+		r = broker_latency_run(a, dir, false, ns);
+	else if (!strcmp(a->kind, "broker-unclaimed"))
+		r = broker_latency_run(a, dir, true, ns);
+	else if (!strcmp(a->kind, "hsm-client"))
+		r = hsm_client_run(a, ns);
+	else if (!strcmp(a->kind, "throughput"))
+		r = throughput_run(a, dir);
+	else
+		r = -EINVAL;
+out:
+	free(ns);
+	bench_rmtree(dir);
+	return r;
+}

@@ -1,0 +1,341 @@
+/* The run's results as tables (the README's) or as one JSON object. */
+#include "bench.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+void result_set(struct result *r, const char *key, double value)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (!strcmp(r->kv[i].key, key)) {
+			r->kv[i].value = value;
+			return;
+		}
+	if (r->n == RESULT_MAX_KV)
+		return;
+	snprintf(r->kv[r->n].key, sizeof(r->kv[r->n].key), "%s", key);
+	r->kv[r->n++].value = value;
+}
+
+double result_get(const struct result *r, const char *key)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (!strcmp(r->kv[i].key, key))
+			return r->kv[i].value;
+	return NAN;
+}
+
+/* The p50 of case @id at @placement, the denominator of a ratio. */
+static double base_p50(const struct report *rep, const char *id, const char *placement)
+{
+	for (size_t i = 0; i < rep->n_lat; i++) {
+		const struct result *r = &rep->lat[i];
+
+		if (r->ok && !strcmp(r->id, id) && r->placement && !strcmp(r->placement, placement))
+			return result_get(r, "p50_ns");
+	}
+	return NAN;
+}
+
+/* Ratios only mean something for what crosses the same host path: the
+ * guest's figures include KVM-PVM's exit cost. */
+static bool has_ratios(const struct result *r)
+{
+	return strncmp(r->id, "kvm-", 4);
+}
+
+static void ratios(const struct report *rep, const struct result *r, double *ret_unix, double *ret_nng)
+{
+	double p50 = result_get(r, "p50_ns");
+
+	*ret_unix = *ret_nng = NAN;
+	if (!r->ok || !has_ratios(r))
+		return;
+	*ret_unix = p50 / base_p50(rep, "unix", r->placement);
+	*ret_nng = p50 / base_p50(rep, "nng-aio", r->placement);
+}
+
+/* "12.3" or "-" for NAN, in @width columns. */
+static void num(double v, int width, int prec)
+{
+	if (isnan(v))
+		printf(" %*s", width, "-");
+	else
+		printf(" %*.*f", width, prec, v);
+}
+
+static void header(const struct report *r)
+{
+	const struct bench_ctx *c = r->ctx;
+
+	printf("ioreq-bench  %s  commit %s\n", r->date, r->commit);
+	printf("CPU: %s, %u CPUs; kernel %s\n", r->cpu_model, r->ncpus, r->kernel);
+	printf("Messages: Request envelope %zu bytes, Reply %zu bytes (wire_pack of a 4-byte PIO read and its reply)\n",
+	       c->req_size, c->rep_size);
+	printf("Placement: unpinned = every CPU we were given, the scheduler decides; %s = every thread of\n"
+	       "both sides (requester, broker, nng, device) pinned to that one CPU.\n",
+	       c->one_name);
+}
+
+/* The in-process broker path's unpinned mean, what the cross-check checks. */
+static double broker_mean(const struct report *rep)
+{
+	for (size_t i = 0; i < rep->n_lat; i++) {
+		const struct result *r = &rep->lat[i];
+
+		if (r->ok && !strcmp(r->id, "broker") && !strcmp(r->placement, "unpinned"))
+			return result_get(r, "mean_ns");
+	}
+	return NAN;
+}
+
+static void latency_table(const struct report *rep)
+{
+	const struct bench_ctx *c = rep->ctx;
+
+	printf("\nLatency: one round trip as the requesting thread sees it; each case in %d rounds of %u timed\n"
+	       "(kvm: %u) after %u warm-up, interleaved with the other cases; figures are medians over the rounds\n",
+	       ROUNDS, c->iters / ROUNDS, c->iters / ROUNDS / 4, c->iters / ROUNDS / 10);
+	printf("%-48s %-9s %8s %8s %7s %7s %11s %13s\n", "case", "placement", "p50 us", "p99 us", "x unix", "x nng",
+	       "csw/req", "cpu us/req");
+	printf("%-48s %-9s %8s %8s %7s %7s %5s %5s %6s %6s\n", "", "", "", "", "", "", "req", "rep", "req", "rep");
+	for (size_t i = 0; i < rep->n_lat; i++) {
+		const struct result *r = &rep->lat[i];
+		double xu, xn;
+
+		printf("%-48s %-9s", r->title, r->placement ? r->placement : "-");
+		if (!r->ok) {
+			printf(" skipped: %s\n", r->why);
+			continue;
+		}
+		ratios(rep, r, &xu, &xn);
+		num(result_get(r, "p50_ns") / 1e3, 8, 1);
+		num(result_get(r, "p99_ns") / 1e3, 8, 1);
+		num(xu, 7, 2);
+		num(xn, 7, 2);
+		num(result_get(r, "req_csw"), 5, 1);
+		num(result_get(r, "rep_csw"), 5, 1);
+		num(result_get(r, "req_cpu_ns") / 1e3, 6, 1);
+		num(result_get(r, "rep_cpu_ns") / 1e3, 6, 1);
+		if (result_get(r, "bad_values") > 0 || result_get(r, "fallbacks") > 0)
+			printf("  (%.0f wrong values, %.0f fallbacks)", result_get(r, "bad_values"),
+			       result_get(r, "fallbacks"));
+		if (result_get(r, "sandboxed") == 0)
+			printf("  (the device was not sandboxed)");
+		printf("\n");
+	}
+	if (rep->check) {
+		const struct result *r = rep->check;
+
+		printf("%-48s %-9s", "cross-check: ioreq-brokerd + sim script, mean", "unpinned");
+		if (r->ok)
+			printf(" %8.1f  (per access over %.0f; the broker path above: mean %.1f)\n",
+			       result_get(r, "mean_ns") / 1e3, result_get(r, "n"), broker_mean(rep) / 1e3);
+		else
+			printf(" failed: %s\n", r->why);
+	}
+	printf("x unix, x nng: p50 over the p50 of the raw AF_UNIX and the broker-like bare nng cases at the same\n"
+	       "placement. csw: context switches of every thread of the requesting (req) and answering (rep)\n"
+	       "process per round trip; cpu: their CPU time per round trip.\n");
+}
+
+static void throughput_table(const struct report *rep)
+{
+	double base = NAN;
+
+	if (!rep->n_tput)
+		return;
+	printf("\nThroughput: every vCPU reads the device port in a loop for %.1f s; one ioreq-dev-null per VM;\n"
+	       "unpinned; medians over %d interleaved rounds\n",
+	       rep->ctx->quick ? TPUT_SECONDS_QUICK : TPUT_SECONDS, ROUNDS);
+	printf("%4s %9s %6s %12s %10s %12s %12s %9s\n", "VMs", "vCPUs/VM", "vCPUs", "requests/s", "x 1 vCPU",
+	       "broker us/req", "device us/req", "CPUs busy");
+	for (size_t i = 0; i < rep->n_tput; i++) {
+		const struct result *r = &rep->tput[i];
+		double rate = result_get(r, "rate");
+
+		printf("%4u %9u %6u", r->vms, r->vcpus, r->vms * r->vcpus);
+		if (!r->ok) {
+			printf(" failed: %s\n", r->why);
+			continue;
+		}
+		if (isnan(base) && r->vms * r->vcpus == 1)
+			base = rate;
+		num(rate, 12, 0);
+		num(rate / base, 10, 2);
+		num(result_get(r, "req_cpu_ns") / 1e3, 12, 1);
+		num(result_get(r, "rep_cpu_ns") / 1e3, 12, 1);
+		num(result_get(r, "cpu_busy"), 9, 2);
+		if (result_get(r, "bad_values") > 0 || result_get(r, "fallbacks") > 0)
+			printf("  (%.0f wrong values, %.0f fallbacks)", result_get(r, "bad_values"),
+			       result_get(r, "fallbacks"));
+		printf("\n");
+	}
+	printf("broker us/req: CPU time of the broker process (vCPU threads included) per request;\n"
+	       "device us/req: of all device processes; CPUs busy: both, over the wall time.\n");
+}
+
+static void alloc_table(const struct report *rep)
+{
+	static const char *const o[] = { "exe", "nng", "libc", "other" };
+	char key[64];
+
+	if (!rep->n_alloc)
+		return;
+	printf("\nAllocations per request in steady state, counted by an LD_PRELOAD malloc counter by the calling\n"
+	       "object (exe: our code, the broker or libioreq-device; nng: libnng's own messages), %u requests\n",
+	       rep->ctx->iters / 2 ? rep->ctx->iters / 2 : 1);
+	printf("%-48s %27s   %27s\n", "", "requester process", "answering process");
+	printf("%-48s %6s %6s %6s %6s   %6s %6s %6s %6s\n", "case", "exe", "nng", "libc", "other", "exe", "nng", "libc",
+	       "other");
+	for (size_t i = 0; i < rep->n_alloc; i++) {
+		const struct result *r = &rep->alloc[i];
+
+		printf("%-48s", r->title);
+		if (!r->ok) {
+			printf(" failed: %s\n", r->why);
+			continue;
+		}
+		for (size_t s = 0; s < 2; s++) {
+			for (size_t k = 0; k < 4; k++) {
+				snprintf(key, sizeof(key), "%s_alloc_%s", s ? "rep" : "req", o[k]);
+				num(result_get(r, key), 6, 3);
+			}
+			if (!s)
+				printf("  ");
+		}
+		printf("\n");
+	}
+}
+
+static void memory_table(const struct report *rep)
+{
+	const struct result *r = rep->mem;
+
+	if (!r)
+		return;
+	printf("\nMemory: VmRSS of ioreq-brokerd (sim VMs, 1 vCPU each; the sim vCPU threads live in the broker)\n"
+	       "after 2000 reads per device\n");
+	if (!r->ok) {
+		printf("failed: %s\n", r->why);
+		return;
+	}
+	printf("%-40s %8.0f KiB  (%.0f threads)\n", "broker, 1 VM with 1 device", result_get(r, "broker_1vm_1dev_kb"),
+	       result_get(r, "broker_threads_1vm_1dev"));
+	printf("%-40s %+8.0f KiB  (from 1 to 4 VMs; %.0f threads with 4)\n", "per further VM (with its device)",
+	       result_get(r, "broker_per_vm_kb"), result_get(r, "broker_threads_4vm_1dev"));
+	printf("%-40s %+8.0f KiB  (from 1 to 9 devices; %.0f threads with 9)\n", "per further device",
+	       result_get(r, "broker_per_device_kb"), result_get(r, "broker_threads_1vm_9dev"));
+	printf("%-40s %8.0f KiB\n", "device process (ioreq-dev-null)", result_get(r, "device_kb"));
+}
+
+void report_text(const struct report *r)
+{
+	header(r);
+	latency_table(r);
+	throughput_table(r);
+	alloc_table(r);
+	memory_table(r);
+	printf("\nTotal run time %.0f s\n", r->seconds);
+}
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static void json_num(double v)
+{
+	if (isnan(v) || isinf(v))
+		printf("null");
+	else
+		printf("%.6g", v);
+}
+
+static void json_result(const struct report *rep, const struct result *r, bool lat)
+{
+	double xu, xn;
+
+	printf("{\"id\": ");
+	json_str(r->id);
+	printf(", \"title\": ");
+	json_str(r->title);
+	if (r->placement) {
+		printf(", \"placement\": ");
+		json_str(r->placement);
+	}
+	if (r->vms)
+		printf(", \"vms\": %u, \"vcpus_per_vm\": %u", r->vms, r->vcpus);
+	printf(", \"ok\": %s", r->ok ? "true" : "false");
+	if (!r->ok) {
+		printf(", \"why\": ");
+		json_str(r->why);
+	}
+	for (size_t i = 0; i < r->n; i++) {
+		printf(", ");
+		json_str(r->kv[i].key);
+		printf(": ");
+		json_num(r->kv[i].value);
+	}
+	if (lat && r->ok && has_ratios(r)) {
+		ratios(rep, r, &xu, &xn);
+		printf(", \"ratio_unix_p50\": ");
+		json_num(xu);
+		printf(", \"ratio_nng_p50\": ");
+		json_num(xn);
+	}
+	printf("}");
+}
+
+static void json_list(const struct report *rep, const char *name, const struct result *v, size_t n, bool lat)
+{
+	printf(",\n  ");
+	json_str(name);
+	printf(": [");
+	for (size_t i = 0; i < n; i++) {
+		printf(i ? ",\n    " : "\n    ");
+		json_result(rep, &v[i], lat);
+	}
+	printf("\n  ]");
+}
+
+void report_json(const struct report *r)
+{
+	const struct bench_ctx *c = r->ctx;
+
+	printf("{\n  \"date\": ");
+	json_str(r->date);
+	printf(",\n  \"commit\": ");
+	json_str(r->commit);
+	printf(",\n  \"cpu_model\": ");
+	json_str(r->cpu_model);
+	printf(",\n  \"ncpus\": %u,\n  \"kernel\": ", r->ncpus);
+	json_str(r->kernel);
+	printf(",\n  \"pinned_cpu\": %d, \"iters\": %u, \"quick\": %s, \"request_bytes\": %zu, \"reply_bytes\": %zu,"
+	       " \"seconds\": %.1f",
+	       c->cpu, c->iters, c->quick ? "true" : "false", c->req_size, c->rep_size, r->seconds);
+	json_list(r, "latency", r->lat, r->n_lat, true);
+	if (r->check) {
+		printf(",\n  \"crosscheck\": ");
+		json_result(r, r->check, false);
+	}
+	json_list(r, "throughput", r->tput, r->n_tput, false);
+	json_list(r, "allocations", r->alloc, r->n_alloc, false);
+	if (r->mem) {
+		printf(",\n  \"memory\": ");
+		json_result(r, r->mem, false);
+	}
+	printf("\n}\n");
+}
