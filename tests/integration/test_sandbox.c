@@ -128,7 +128,8 @@ static const char probe_script[] = "pio read 0x100 4 0           # open /etc/pas
 				   "pio read 0x120 4 1           # its pid: 1, in a pid namespace\n"
 				   "pio read 0x108 4 0           # exec /bin/sh\n"
 				   "pio read 0x224 4 0xffffffff  # ptrace its parent: killed\n"
-				   "pio read 0x328 4 0xffffffff  # signal a host process: killed\n";
+				   "pio read 0x328 4 0xffffffff  # signal a host process: killed\n"
+				   "sleep 500                    # the broker collects and logs both deaths\n";
 
 static const char *probe_config(const char *sandbox, bool unprivileged, const struct targets *t)
 {
