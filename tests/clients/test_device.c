@@ -689,6 +689,15 @@ static void wait_count(atomic_int *n)
 	assert_true(atomic_load(n) > 0);
 }
 
+/* Closing a socket whose dialer is connecting can leave the dialer and its
+ * new pipe unreclaimed in nng 1.5.2 (LeakSanitizer sees them at exit). With
+ * no listener left, the dialer's attempts fail before making a pipe. */
+static void quiesce(struct fixture *fx)
+{
+	broker_hangup(&fx->bk);
+	usleep(10 * 1000);
+}
+
 /* A broker back at the same path did not welcome the device: the dialer
  * reaches it, but nothing is sent to it. */
 static void test_disconnect_redial(void **state)
@@ -703,6 +712,7 @@ static void test_disconnect_redial(void **state)
 	assert_int_equal(ioreq_dev_irq(fx->dev, 4, IOREQ_IRQ_ASSERT), -ECONNRESET);
 	assert_int_equal(ioreq_dev_msi(fx->dev, 0xfee00000, 1), -ECONNRESET);
 	assert_int_equal(nng_recvmsg(fx->bk.sock, &msg, NNG_FLAG_NONBLOCK), NNG_EAGAIN);
+	quiesce(fx);
 }
 
 /* A busy handler sees the loss late, and meanwhile the dialer redials. The
@@ -731,6 +741,7 @@ static void test_disconnect_in_handler(void **state)
 	assert_int_equal(join(fx), -ECONNRESET);
 	assert_int_equal(fx->calls[IOREQ_PIO], 0);
 	assert_int_equal(nng_recvmsg(fx->bk.sock, &msg, NNG_FLAG_NONBLOCK), NNG_EAGAIN);
+	quiesce(fx);
 }
 
 static int fixture_free(struct fixture *fx)
