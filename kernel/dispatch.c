@@ -184,6 +184,8 @@ int dispatch_create_default(struct dispatch *d)
 	/* The vCPU bits stay: requests a destroyed client left unfinished are
 	 * still PROCESSING, and the new client is the one to finish them. */
 	do {
+		if (v & DISPATCH_CLOSED)
+			return -ENODEV;
 		if (dispatch_has_default(v))
 			return -EEXIST;
 	} while (
@@ -453,4 +455,22 @@ void dispatch_clear(struct dispatch *d, unsigned timeout_ms)
 			dispatch_complete_taken(&d->page->req_slot[i], true);
 	}
 	atomic_store(&d->clearing, false);
+}
+
+void dispatch_close(struct dispatch *d)
+{
+	uint32_t v = atomic_load(&d->dflt), gone;
+
+	/* The client and the vCPU bits go in the same step: a vCPU whose
+	 * dispatch_to_default came first left its bit for us to take, one
+	 * that comes later finds no client and completes its own request. */
+	gone = DISPATCH_DEFAULT_EXISTS | DISPATCH_VCPU_MASK;
+	while (!atomic_compare_exchange_weak(&d->dflt, &v,
+					     (v & ~gone) | DISPATCH_DEFAULT_DESTROYING | DISPATCH_CLOSED))
+		;
+	dispatch_futex_wake(&d->dflt, INT_MAX);
+	for (unsigned i = 0; i < d->vcpu_num; i++) {
+		if (v & (1u << i))
+			dispatch_complete_taken(&d->page->req_slot[i], true);
+	}
 }

@@ -793,16 +793,12 @@ struct sim_cpus *sim_cpus_free(struct sim_cpus *s)
 		return NULL;
 	atomic_fetch_or(&s->ctl, CTL_STOP);
 	cpus_wake(s);
+	/* A vCPU waiting for its request, or posting one more on its way to
+	 * the stop, is completed at once from here on. */
+	dispatch_close(s->d);
 	for (unsigned i = 0; i < s->d->vcpu_num; i++) {
-		if (!s->cpu[i].started)
-			continue;
-		/* A vCPU may post one more request after each clear: repeat until it is gone. */
-		for (;;) {
-			dispatch_clear(s->d, 0);
-			if (pthread_tryjoin_np(s->cpu[i].thread, NULL) != EBUSY)
-				break;
-			usleep(1000);
-		}
+		if (s->cpu[i].started)
+			pthread_join(s->cpu[i].thread, NULL);
 	}
 	for (unsigned i = 0; i < s->d->vcpu_num; i++)
 		sim_script_free(s->cpu[i].script);

@@ -2,6 +2,7 @@
  * stand in for vCPUs and for the default client; every wait is bounded. */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -824,6 +825,131 @@ static void test_no_default_client(void **state)
 	assert_int_equal(dispatch_pending(&d), 0);
 }
 
+/* ---- DESTROY_VM (dispatch_close) ---- */
+
+/* Closing ends the client's wait, releases a blocked vCPU with all ones,
+ * completes later requests at once and takes no client again. */
+static void test_close(void **state)
+{
+	struct waiter w = {0};
+	struct vcpu v;
+
+	assert_int_equal(dispatch_create_default(&d), 0);
+	vcpu_read(&v, 3, false);
+	wait_pending(1u << 3);
+	fill_mmio(0, ACRN_IOREQ_DIR_READ, 0x1000, 4, 0);
+	slot(0)->completion_polling = true;
+	dispatch_submit(&d, 0);
+	/* Take vCPU 3's request, so that the waiter blocks. */
+	{
+		_Atomic uint32_t held = (1u << 3) | (1u << 0);
+
+		w.held = &held;
+		w.except = true;
+		waiter_start(&w);
+		sleep_ms(BLOCKED_MS);
+		assert_int_equal(atomic_load(&w.done), 0);
+		dispatch_close(&d);
+		waiter_finish(&w, -ENODEV);
+	}
+	assert_true(flag_within(&v.done, DONE_MS));
+	assert_true(join_within(v.thread, DONE_MS));
+	assert_int_equal(v.value, ~0ull);
+	assert_int_equal(state_of(0), ACRN_IOREQ_STATE_COMPLETE);
+	assert_int_equal(slot(0)->reqs.mmio_request.value, 0xffffffff);
+	dispatch_wait_complete(&d, 0);
+	assert_int_equal(dispatch_pending(&d), 0);
+
+	fill_pio(1, ACRN_IOREQ_DIR_READ, 0x3f8, 1, 0);
+	submit_and_free(1);
+	assert_int_equal(slot(1)->reqs.pio_request.value, 0xff);
+	assert_int_equal(dispatch_create_default(&d), -ENODEV);
+	assert_int_equal(dispatch_attach(&d), -ENODEV);
+	assert_int_equal(dispatch_notify(&d, 1), 0);
+	assert_int_equal(state_of(1), ACRN_IOREQ_STATE_FREE);
+	/* A second close, and a clear after it, change nothing. */
+	dispatch_close(&d);
+	dispatch_clear(&d, 0);
+	assert_int_equal(dispatch_pending(&d), 0);
+}
+
+/* In-HSM clients still run after the close (the exit port must see its
+ * last write), and 0xCF8 is still kept: only the default client is gone. */
+static void test_close_keeps_inhsm_clients(void **state)
+{
+	struct handled h = {0};
+
+	assert_int_equal(dispatch_add_client(&d, "pio", ACRN_IOREQ_TYPE_PORTIO, 0x60, 0x60, handler, &h), 0);
+	dispatch_close(&d);
+	fill_pio(0, ACRN_IOREQ_DIR_READ, 0x60, 1, 0);
+	submit_and_free(0);
+	assert_int_equal(h.calls, 1);
+	assert_int_equal(slot(0)->reqs.pio_request.value, 0x5a5a5a5a);
+}
+
+#define CLOSE_VCPUS 4
+#define CLOSE_ROUNDS 200
+
+struct looper {
+	pthread_t thread;
+	unsigned index;
+	_Atomic int *stop;
+};
+
+/* A vCPU that exits without end, like a busy guest, until told to stop. */
+static void *looper_main(void *arg)
+{
+	struct looper *l = arg;
+
+	while (!atomic_load(l->stop)) {
+		fill_mmio(l->index, ACRN_IOREQ_DIR_READ, 0x1000, 8, 0);
+		dispatch_submit(&d, l->index);
+		dispatch_wait_complete(&d, l->index);
+	}
+	return NULL;
+}
+
+/* A client that answers everything, like the broker. */
+static void *answer_main(void *arg)
+{
+	while (dispatch_attach(&d) == 0) {
+		for (unsigned i = 0; i < CLOSE_VCPUS; i++) {
+			if (state_of(i) == ACRN_IOREQ_STATE_PROCESSING && !slot(i)->kernel_handled)
+				dispatch_notify(&d, i);
+		}
+	}
+	return NULL;
+}
+
+/* The teardown race of the kvm and sim backends: vCPUs keep posting while
+ * the VM is closed. Whatever the interleaving, none may block after the
+ * close, so each is joined at once (a clear instead of the close leaves a
+ * vCPU that posts just after it waiting for good). */
+static void test_close_races_busy_vcpus(void **state)
+{
+	for (unsigned round = 0; round < CLOSE_ROUNDS; round++) {
+		struct looper l[CLOSE_VCPUS];
+		_Atomic int stop = 0;
+		pthread_t client;
+
+		assert_int_equal(dispatch_init(&d, &page, CLOSE_VCPUS), 0);
+		assert_int_equal(dispatch_create_default(&d), 0);
+		assert_int_equal(pthread_create(&client, NULL, answer_main, NULL), 0);
+		for (unsigned i = 0; i < CLOSE_VCPUS; i++) {
+			l[i] = (struct looper){ .index = i, .stop = &stop };
+			assert_int_equal(pthread_create(&l[i].thread, NULL, looper_main, &l[i]), 0);
+		}
+		if (round % 2)
+			sched_yield();
+		dispatch_close(&d);
+		atomic_store(&stop, 1);
+		assert_true(join_within(client, DONE_MS));
+		for (unsigned i = 0; i < CLOSE_VCPUS; i++)
+			assert_true(join_within(l[i].thread, DONE_MS));
+		assert_int_equal(dispatch_pending(&d), 0);
+	}
+}
+
 /* ---- all together: vCPUs against an acrn-dm style default client ---- */
 
 #define STRESS_VCPUS 4
@@ -918,6 +1044,9 @@ int main(void)
 	    cmocka_unit_test_setup(test_clear_drain_window, setup),
 	    cmocka_unit_test_setup(test_clear_wakes_vcpu, setup),
 	    cmocka_unit_test_setup(test_no_default_client, setup),
+	    cmocka_unit_test_setup(test_close, setup),
+	    cmocka_unit_test_setup(test_close_keeps_inhsm_clients, setup),
+	    cmocka_unit_test_setup(test_close_races_busy_vcpus, setup),
 	    cmocka_unit_test_setup(test_stress, setup),
 	};
 
