@@ -138,6 +138,32 @@ int dispatch_notify(struct dispatch *d, unsigned vcpu);
  * destroyed. */
 void dispatch_clear(struct dispatch *d, unsigned timeout_ms);
 
+/* One access, whatever the kind of request that carries it: the only
+ * decode of a slot's union in kernel/. */
+struct dispatch_access {
+	uint32_t type;  /* ACRN_IOREQ_TYPE_PORTIO, _MMIO or _PCICFG */
+	uint32_t dir;   /* ACRN_IOREQ_DIR_READ or _WRITE */
+	uint64_t addr;  /* the port or the guest-physical address; 0 for PCICFG */
+	uint64_t size;  /* bytes, as the slot says (not checked here) */
+	uint64_t value; /* written, or read */
+};
+
+/* Reads @req's access by its type. -EINVAL, with *@ret untouched, for a
+ * type the HSM does not produce. */
+int dispatch_decode(const struct acrn_io_request *req, struct dispatch_access *ret);
+
+/* Stores the value of a read into @req's field for its type, truncated to
+ * that field (32 bits for PORTIO and PCICFG). Unknown types are left alone. */
+void dispatch_set_value(struct acrn_io_request *req, uint64_t value);
+
+/* The vCPU side of one access, as the hypervisor posts it for an exit:
+ * fills slot[@vcpu] with @a (PORTIO or MMIO; @polling becomes the slot's
+ * completion_polling), submits it, waits for its completion and frees the
+ * slot. Returns what a read returned, masked to @a->size and read back by
+ * the slot's final type (the HSM rewrites a 0xCFC access into PCICFG); for
+ * a write, whatever the slot holds then. */
+uint64_t dispatch_access(struct dispatch *d, unsigned vcpu, const struct dispatch_access *a, bool polling);
+
 /* DESTROY_VM, as the vCPU side needs it: in one atomic step the default
  * client goes for good (a blocked dispatch_attach returns -ENODEV, and
  * dispatch_create_default fails from now on) and what it held is taken; that

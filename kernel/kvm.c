@@ -167,33 +167,15 @@ static void kvm_end(struct kvm_guest *g, int status)
 static uint64_t kvm_cpu_access(struct kvm_cpu *c, uint32_t type, bool write, uint64_t addr, uint32_t size,
 			       uint64_t value)
 {
-	struct acrn_io_request *req = &c->g->page->req_slot[c->index];
-	uint32_t dir = write ? ACRN_IOREQ_DIR_WRITE : ACRN_IOREQ_DIR_READ;
+	struct dispatch_access a = {
+		.type = type,
+		.dir = write ? ACRN_IOREQ_DIR_WRITE : ACRN_IOREQ_DIR_READ,
+		.addr = addr,
+		.size = size,
+		.value = value,
+	};
 
-	req->type = type;
-	memset(&req->reqs, 0, sizeof(req->reqs));
-	if (type == ACRN_IOREQ_TYPE_PORTIO) {
-		req->reqs.pio_request.direction = dir;
-		req->reqs.pio_request.address = addr;
-		req->reqs.pio_request.size = size;
-		req->reqs.pio_request.value = (uint32_t)value;
-	} else {
-		req->reqs.mmio_request.direction = dir;
-		req->reqs.mmio_request.address = addr;
-		req->reqs.mmio_request.size = size;
-		req->reqs.mmio_request.value = value;
-	}
-	dispatch_submit(&c->g->d, c->index);
-	dispatch_wait_complete(&c->g->d, c->index);
-	/* The HSM rewrites a 0xCFC access into PCICFG: read it back by its type. */
-	switch (req->type) {
-	case ACRN_IOREQ_TYPE_PORTIO:
-		return req->reqs.pio_request.value & dispatch_all_ones(size);
-	case ACRN_IOREQ_TYPE_PCICFG:
-		return req->reqs.pci_request.value & dispatch_all_ones(size);
-	default:
-		return req->reqs.mmio_request.value & dispatch_all_ones(size);
-	}
+	return dispatch_access(&c->g->d, c->index, &a, false);
 }
 
 /* String I/O (rep ins/outs) comes as one exit with count elements side by

@@ -27,6 +27,7 @@
 
 #include <cmocka.h>
 
+#include "dispatch.h"
 #include "hsm.h"
 #include "kvm.h"
 
@@ -95,10 +96,10 @@ static bool all_warm(const struct round *rd)
 /* Reads see zero; writes are dropped. */
 static void answer(struct acrn_io_request *req)
 {
-	if (req->type == ACRN_IOREQ_TYPE_PORTIO && req->reqs.pio_request.direction == ACRN_IOREQ_DIR_READ)
-		req->reqs.pio_request.value = 0;
-	else if (req->type == ACRN_IOREQ_TYPE_MMIO && req->reqs.mmio_request.direction == ACRN_IOREQ_DIR_READ)
-		req->reqs.mmio_request.value = 0;
+	struct dispatch_access a;
+
+	if (!dispatch_decode(req, &a) && a.dir == ACRN_IOREQ_DIR_READ)
+		dispatch_set_value(req, 0);
 }
 
 /* The default client, scanning the slots as acrn-dm does. */
