@@ -82,23 +82,49 @@ static void dispatch_complete(struct acrn_io_request *req)
 		dispatch_futex_wake(&req->processed, INT_MAX);
 }
 
-/* A request nobody emulates: reads see a floating bus, writes are dropped. */
-static void dispatch_complete_ones(struct acrn_io_request *req)
+int dispatch_decode(const struct acrn_io_request *req, struct dispatch_access *ret)
+{
+	const struct acrn_pio_request *pio = &req->reqs.pio_request;
+	const struct acrn_mmio_request *mmio = &req->reqs.mmio_request;
+	const struct acrn_pci_request *pci = &req->reqs.pci_request;
+
+	switch (req->type) {
+	case ACRN_IOREQ_TYPE_PORTIO:
+		*ret = (struct dispatch_access){ req->type, pio->direction, pio->address, pio->size, pio->value };
+		return 0;
+	case ACRN_IOREQ_TYPE_MMIO:
+		*ret = (struct dispatch_access){ req->type, mmio->direction, mmio->address, mmio->size, mmio->value };
+		return 0;
+	case ACRN_IOREQ_TYPE_PCICFG:
+		*ret = (struct dispatch_access){ req->type, pci->direction, 0, pci->size, pci->value };
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+void dispatch_set_value(struct acrn_io_request *req, uint64_t value)
 {
 	switch (req->type) {
 	case ACRN_IOREQ_TYPE_PORTIO:
-		if (req->reqs.pio_request.direction == ACRN_IOREQ_DIR_READ)
-			req->reqs.pio_request.value = (uint32_t)dispatch_all_ones(req->reqs.pio_request.size);
-		break;
-	case ACRN_IOREQ_TYPE_PCICFG:
-		if (req->reqs.pci_request.direction == ACRN_IOREQ_DIR_READ)
-			req->reqs.pci_request.value = (uint32_t)dispatch_all_ones(req->reqs.pci_request.size);
+		req->reqs.pio_request.value = (uint32_t)value;
 		break;
 	case ACRN_IOREQ_TYPE_MMIO:
-		if (req->reqs.mmio_request.direction == ACRN_IOREQ_DIR_READ)
-			req->reqs.mmio_request.value = dispatch_all_ones(req->reqs.mmio_request.size);
+		req->reqs.mmio_request.value = value;
+		break;
+	case ACRN_IOREQ_TYPE_PCICFG:
+		req->reqs.pci_request.value = (uint32_t)value;
 		break;
 	}
+}
+
+/* A request nobody emulates: reads see a floating bus, writes are dropped. */
+static void dispatch_complete_ones(struct acrn_io_request *req)
+{
+	struct dispatch_access a;
+
+	if (!dispatch_decode(req, &a) && a.dir == ACRN_IOREQ_DIR_READ)
+		dispatch_set_value(req, dispatch_all_ones(a.size));
 	dispatch_complete(req);
 }
 
@@ -184,6 +210,8 @@ int dispatch_create_default(struct dispatch *d)
 	/* The vCPU bits stay: requests a destroyed client left unfinished are
 	 * still PROCESSING, and the new client is the one to finish them. */
 	do {
+		if (v & DISPATCH_CLOSED)
+			return -ENODEV;
 		if (dispatch_has_default(v))
 			return -EEXIST;
 	} while (
@@ -264,23 +292,13 @@ static bool dispatch_in_range(const struct dispatch_client *c, uint64_t addr, ui
 
 static struct dispatch_client *dispatch_find_client(struct dispatch *d, const struct acrn_io_request *req)
 {
-	uint64_t addr, size;
+	struct dispatch_access a;
 
-	switch (req->type) {
-	case ACRN_IOREQ_TYPE_PORTIO:
-		addr = req->reqs.pio_request.address;
-		size = req->reqs.pio_request.size;
-		break;
-	case ACRN_IOREQ_TYPE_MMIO:
-		addr = req->reqs.mmio_request.address;
-		size = req->reqs.mmio_request.size;
-		break;
-	default:
-		/* PCICFG always goes to the default client. */
+	/* PCICFG always goes to the default client: no client has its type. */
+	if (dispatch_decode(req, &a))
 		return NULL;
-	}
 	for (unsigned i = 0; i < d->n_clients; i++) {
-		if (d->clients[i].type == req->type && dispatch_in_range(&d->clients[i], addr, size))
+		if (d->clients[i].type == a.type && dispatch_in_range(&d->clients[i], a.addr, a.size))
 			return &d->clients[i];
 	}
 	return NULL;
@@ -351,6 +369,33 @@ void dispatch_wait_complete(struct dispatch *d, unsigned vcpu)
 		}
 	}
 	dispatch_set_state(req, ACRN_IOREQ_STATE_FREE);
+}
+
+uint64_t dispatch_access(struct dispatch *d, unsigned vcpu, const struct dispatch_access *a, bool polling)
+{
+	struct acrn_io_request *req = &d->page->req_slot[vcpu];
+	struct dispatch_access done;
+
+	req->type = a->type;
+	req->completion_polling = polling;
+	memset(&req->reqs, 0, sizeof(req->reqs));
+	if (a->type == ACRN_IOREQ_TYPE_PORTIO) {
+		req->reqs.pio_request.direction = a->dir;
+		req->reqs.pio_request.address = a->addr;
+		req->reqs.pio_request.size = a->size;
+	} else {
+		req->reqs.mmio_request.direction = a->dir;
+		req->reqs.mmio_request.address = a->addr;
+		req->reqs.mmio_request.size = a->size;
+	}
+	dispatch_set_value(req, a->value);
+	dispatch_submit(d, vcpu);
+	dispatch_wait_complete(d, vcpu);
+	/* Read before the vCPU's next request reuses the slot: it is ours
+	 * again since the wait freed it. */
+	if (dispatch_decode(req, &done))
+		return dispatch_all_ones(a->size);
+	return done.value & dispatch_all_ones(a->size);
 }
 
 static int dispatch_wait_default(struct dispatch *d, const _Atomic uint32_t *held)
@@ -453,4 +498,22 @@ void dispatch_clear(struct dispatch *d, unsigned timeout_ms)
 			dispatch_complete_taken(&d->page->req_slot[i], true);
 	}
 	atomic_store(&d->clearing, false);
+}
+
+void dispatch_close(struct dispatch *d)
+{
+	uint32_t v = atomic_load(&d->dflt), gone;
+
+	/* The client and the vCPU bits go in the same step: a vCPU whose
+	 * dispatch_to_default came first left its bit for us to take, one
+	 * that comes later finds no client and completes its own request. */
+	gone = DISPATCH_DEFAULT_EXISTS | DISPATCH_VCPU_MASK;
+	while (!atomic_compare_exchange_weak(&d->dflt, &v,
+					     (v & ~gone) | DISPATCH_DEFAULT_DESTROYING | DISPATCH_CLOSED))
+		;
+	dispatch_futex_wake(&d->dflt, INT_MAX);
+	for (unsigned i = 0; i < d->vcpu_num; i++) {
+		if (v & (1u << i))
+			dispatch_complete_taken(&d->page->req_slot[i], true);
+	}
 }

@@ -61,9 +61,10 @@ struct dispatch_client {
 
 /* The default client's word, also its futex: bits 0..15 are the kernel's
  * ioreqs_map (one per vCPU with a request for it, set until NOTIFY or CLEAR
- * takes it), bits 16..29 count dispatch_kick calls (wrapping), plus: */
+ * takes it), bits 16..28 count dispatch_kick calls (wrapping), plus: */
 #define DISPATCH_KICK_SHIFT 16
-#define DISPATCH_KICK_MASK (0x3fffu << DISPATCH_KICK_SHIFT)
+#define DISPATCH_KICK_MASK (0x1fffu << DISPATCH_KICK_SHIFT)
+#define DISPATCH_CLOSED (1u << 29)
 #define DISPATCH_DEFAULT_EXISTS (1u << 30)
 #define DISPATCH_DEFAULT_DESTROYING (1u << 31)
 
@@ -89,8 +90,9 @@ int dispatch_init(struct dispatch *d, struct acrn_io_request_buffer *page, unsig
 int dispatch_add_client(struct dispatch *d, const char *name, uint32_t type, uint64_t start, uint64_t end,
 			dispatch_handler_fn handler, void *priv);
 
-/* CREATE_IOREQ_CLIENT: -EEXIST when there is one already. Requests that a
- * destroyed client left PROCESSING are handed to the new one. */
+/* CREATE_IOREQ_CLIENT: -EEXIST when there is one already, -ENODEV once
+ * the dispatcher is closed. Requests that a destroyed client left
+ * PROCESSING are handed to the new one. */
 int dispatch_create_default(struct dispatch *d);
 
 /* DESTROY_IOREQ_CLIENT: wakes a blocked dispatch_attach with -ENODEV.
@@ -135,6 +137,40 @@ int dispatch_notify(struct dispatch *d, unsigned vcpu);
  * is completed here (reads with all ones), even after the client was
  * destroyed. */
 void dispatch_clear(struct dispatch *d, unsigned timeout_ms);
+
+/* One access, whatever the kind of request that carries it: the only
+ * decode of a slot's union in kernel/. */
+struct dispatch_access {
+	uint32_t type;  /* ACRN_IOREQ_TYPE_PORTIO, _MMIO or _PCICFG */
+	uint32_t dir;   /* ACRN_IOREQ_DIR_READ or _WRITE */
+	uint64_t addr;  /* the port or the guest-physical address; 0 for PCICFG */
+	uint64_t size;  /* bytes, as the slot says (not checked here) */
+	uint64_t value; /* written, or read */
+};
+
+/* Reads @req's access by its type. -EINVAL, with *@ret untouched, for a
+ * type the HSM does not produce. */
+int dispatch_decode(const struct acrn_io_request *req, struct dispatch_access *ret);
+
+/* Stores the value of a read into @req's field for its type, truncated to
+ * that field (32 bits for PORTIO and PCICFG). Unknown types are left alone. */
+void dispatch_set_value(struct acrn_io_request *req, uint64_t value);
+
+/* The vCPU side of one access, as the hypervisor posts it for an exit:
+ * fills slot[@vcpu] with @a (PORTIO or MMIO; @polling becomes the slot's
+ * completion_polling), submits it, waits for its completion and frees the
+ * slot. Returns what a read returned, masked to @a->size and read back by
+ * the slot's final type (the HSM rewrites a 0xCFC access into PCICFG); for
+ * a write, whatever the slot holds then. */
+uint64_t dispatch_access(struct dispatch *d, unsigned vcpu, const struct dispatch_access *a, bool polling);
+
+/* DESTROY_VM, as the vCPU side needs it: in one atomic step the default
+ * client goes for good (a blocked dispatch_attach returns -ENODEV, and
+ * dispatch_create_default fails from now on) and what it held is taken; that
+ * is completed with all ones, and so is every request submitted later. Once
+ * it returns no vCPU can block in dispatch_wait_complete again, so a backend
+ * can join its vCPU threads without a retry loop. */
+void dispatch_close(struct dispatch *d);
 
 /* The vCPUs with a request waiting for the default client. */
 static inline uint32_t dispatch_pending(struct dispatch *d)

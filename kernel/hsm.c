@@ -7,18 +7,17 @@
 #include "kvm.h"
 #include "sim.h"
 
+static const struct hsm_ops *const backends[] = {
+	[HSM_BACKEND_SIM] = &sim_ops,
+	[HSM_BACKEND_KVM] = &kvm_ops,
+	[HSM_BACKEND_ACRN] = &acrn_ops,
+};
+
 const struct hsm_ops *hsm_backend_ops(enum hsm_backend b)
 {
-	switch (b) {
-	case HSM_BACKEND_SIM:
-		return &sim_ops;
-	case HSM_BACKEND_ACRN:
-		return &acrn_ops;
-	case HSM_BACKEND_KVM:
-		return &kvm_ops;
-	default:
+	if ((unsigned)b >= sizeof(backends) / sizeof(backends[0]))
 		return NULL;
-	}
+	return backends[b];
 }
 
 int hsm_create(enum hsm_backend b, const struct hsm_vm_params *p, struct hsm_vm **ret)

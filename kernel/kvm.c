@@ -7,8 +7,13 @@
  * Stopping: whoever stops the VM (the exit port, a crash, hsm_destroy) sets
  * `stopping`, sets every vCPU's immediate_exit (for a thread about to enter
  * KVM_RUN) and signals the threads that run (for those inside it). A vCPU
- * waiting for its request sleeps in the dispatcher; hsm_destroy completes
- * those with dispatch_clear.
+ * waiting for its request sleeps in the dispatcher; hsm_destroy closes the
+ * dispatcher, which completes those and every later request at once.
+ *
+ * Teardown order (hsm_destroy): stop every vCPU, close the dispatcher, join
+ * every vCPU thread, and only then unmap and close what the vCPUs used. Any
+ * thread may kick every vCPU (kvm_end), so no vCPU's kvm_run page may go
+ * while another vCPU thread still runs.
  */
 #include "kvm.h"
 
@@ -162,33 +167,15 @@ static void kvm_end(struct kvm_guest *g, int status)
 static uint64_t kvm_cpu_access(struct kvm_cpu *c, uint32_t type, bool write, uint64_t addr, uint32_t size,
 			       uint64_t value)
 {
-	struct acrn_io_request *req = &c->g->page->req_slot[c->index];
-	uint32_t dir = write ? ACRN_IOREQ_DIR_WRITE : ACRN_IOREQ_DIR_READ;
+	struct dispatch_access a = {
+		.type = type,
+		.dir = write ? ACRN_IOREQ_DIR_WRITE : ACRN_IOREQ_DIR_READ,
+		.addr = addr,
+		.size = size,
+		.value = value,
+	};
 
-	req->type = type;
-	memset(&req->reqs, 0, sizeof(req->reqs));
-	if (type == ACRN_IOREQ_TYPE_PORTIO) {
-		req->reqs.pio_request.direction = dir;
-		req->reqs.pio_request.address = addr;
-		req->reqs.pio_request.size = size;
-		req->reqs.pio_request.value = (uint32_t)value;
-	} else {
-		req->reqs.mmio_request.direction = dir;
-		req->reqs.mmio_request.address = addr;
-		req->reqs.mmio_request.size = size;
-		req->reqs.mmio_request.value = value;
-	}
-	dispatch_submit(&c->g->d, c->index);
-	dispatch_wait_complete(&c->g->d, c->index);
-	/* The HSM rewrites a 0xCFC access into PCICFG: read it back by its type. */
-	switch (req->type) {
-	case ACRN_IOREQ_TYPE_PORTIO:
-		return req->reqs.pio_request.value & dispatch_all_ones(size);
-	case ACRN_IOREQ_TYPE_PCICFG:
-		return req->reqs.pci_request.value & dispatch_all_ones(size);
-	default:
-		return req->reqs.mmio_request.value & dispatch_all_ones(size);
-	}
+	return dispatch_access(&c->g->d, c->index, &a, false);
 }
 
 /* String I/O (rep ins/outs) comes as one exit with count elements side by
@@ -297,17 +284,10 @@ static void kvm_cpu_unexpected(struct kvm_cpu *c)
 	kvm_cpu_crash(c, what);
 }
 
-static void *kvm_cpu_main(void *arg)
+/* Runs the vCPU until the VM stops. */
+static void kvm_cpu_run(struct kvm_cpu *c)
 {
-	struct kvm_cpu *c = arg;
 	struct kvm_guest *g = c->g;
-	sigset_t kick;
-
-	sigemptyset(&kick);
-	sigaddset(&kick, KVM_KICK_SIGNAL);
-	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
-	c->self = pthread_self();
-	atomic_store(&c->running, true);
 
 	while (!atomic_load(&g->stopping)) {
 		if (ioctl(c->fd, KVM_RUN, 0) < 0) {
@@ -317,7 +297,7 @@ static void *kvm_cpu_main(void *arg)
 				continue;
 			snprintf(what, sizeof(what), "KVM_RUN failed: %s", strerror(errno));
 			kvm_cpu_crash(c, what);
-			break;
+			return;
 		}
 		switch (c->run->exit_reason) {
 		case KVM_EXIT_IO:
@@ -330,9 +310,27 @@ static void *kvm_cpu_main(void *arg)
 			/* HLT included: with the in-kernel LAPIC, KVM waits
 			 * for the interrupt itself and never exits for it. */
 			kvm_cpu_unexpected(c);
-			return NULL;
+			return;
 		}
 	}
+}
+
+static void *kvm_cpu_main(void *arg)
+{
+	struct kvm_cpu *c = arg;
+	sigset_t kick;
+
+	sigemptyset(&kick);
+	sigaddset(&kick, KVM_KICK_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+	c->self = pthread_self();
+	atomic_store(&c->running, true);
+	kvm_cpu_run(c);
+	/* Under kick_lock: a stopper that saw `running` signals a thread
+	 * that still exists. */
+	pthread_mutex_lock(&c->g->kick_lock);
+	atomic_store(&c->running, false);
+	pthread_mutex_unlock(&c->g->kick_lock);
 	return NULL;
 }
 
@@ -650,32 +648,28 @@ static void kvm_destroy(struct hsm_vm *base)
 
 	/* No on_stop once the broker takes the VM down. */
 	atomic_store(&g->ended, true);
+	/* One kick is enough: immediate_exit stays set, so a vCPU that
+	 * enters KVM_RUN after it returns at once, and one inside is
+	 * signalled. */
 	kvm_stop_cpus(g);
+	/* What a vCPU waits for, and whatever it posts on its way out (the
+	 * rest of a string I/O or an MMIO split), completes at once. */
+	dispatch_close(&g->d);
+	for (unsigned i = 0; i < g->base.vcpu_num; i++) {
+		if (g->cpus[i].created)
+			pthread_join(g->cpus[i].thread, NULL);
+		g->cpus[i].created = false;
+	}
+	/* No vCPU thread is left to kick another: their pages can go. */
 	for (unsigned i = 0; i < g->base.vcpu_num; i++) {
 		struct kvm_cpu *c = &g->cpus[i];
 
-		/* A vCPU may post one more request after each clear, and may
-		 * miss a kick between its checks: repeat both until it is gone. */
-		while (c->created) {
-			int r;
-
-			dispatch_clear(&g->d, 0);
-			pthread_mutex_lock(&g->kick_lock);
-			r = pthread_tryjoin_np(c->thread, NULL);
-			if (r != EBUSY) {
-				c->created = false;
-				atomic_store(&c->running, false);
-			}
-			pthread_mutex_unlock(&g->kick_lock);
-			if (r == EBUSY) {
-				kvm_stop_cpus(g);
-				usleep(1000);
-			}
-		}
 		if (c->run)
 			munmap(c->run, g->run_size);
+		c->run = NULL;
 		if (c->fd >= 0)
 			close(c->fd);
+		c->fd = -1;
 	}
 	if (g->vm_fd >= 0)
 		close(g->vm_fd);

@@ -498,41 +498,14 @@ static enum step vcpu_access(struct sim_cpu *c, uint32_t type, uint32_t dir, uin
 			     uint64_t value, uint64_t *ret)
 {
 	struct sim_cpus *s = c->cpus;
-	struct acrn_io_request *req = &s->d->page->req_slot[c->index];
+	struct dispatch_access a = { .type = type, .dir = dir, .addr = addr, .size = size, .value = value };
 	enum step st = cpu_wait_run(c);
 
 	if (st != STEP_GO)
 		return st;
-	req->type = type;
 	/* The hypervisor marks every request of a VM in polling mode. */
-	req->completion_polling = s->polling;
-	memset(&req->reqs, 0, sizeof(req->reqs));
-	if (type == ACRN_IOREQ_TYPE_PORTIO) {
-		req->reqs.pio_request.direction = dir;
-		req->reqs.pio_request.address = addr;
-		req->reqs.pio_request.size = size;
-		req->reqs.pio_request.value = (uint32_t)value;
-	} else {
-		req->reqs.mmio_request.direction = dir;
-		req->reqs.mmio_request.address = addr;
-		req->reqs.mmio_request.size = size;
-		req->reqs.mmio_request.value = value;
-	}
-	dispatch_submit(s->d, c->index);
-	dispatch_wait_complete(s->d, c->index);
+	*ret = dispatch_access(s->d, c->index, &a, s->polling);
 	atomic_fetch_add_explicit(&s->accesses, 1, memory_order_relaxed);
-	/* The HSM may have rewritten a 0xCFC access into PCICFG: read it back by its type. */
-	switch (req->type) {
-	case ACRN_IOREQ_TYPE_PORTIO:
-		*ret = req->reqs.pio_request.value & dispatch_all_ones(size);
-		break;
-	case ACRN_IOREQ_TYPE_PCICFG:
-		*ret = req->reqs.pci_request.value & dispatch_all_ones(size);
-		break;
-	default:
-		*ret = req->reqs.mmio_request.value & dispatch_all_ones(size);
-		break;
-	}
 	return STEP_GO;
 }
 
@@ -793,16 +766,12 @@ struct sim_cpus *sim_cpus_free(struct sim_cpus *s)
 		return NULL;
 	atomic_fetch_or(&s->ctl, CTL_STOP);
 	cpus_wake(s);
+	/* A vCPU waiting for its request, or posting one more on its way to
+	 * the stop, is completed at once from here on. */
+	dispatch_close(s->d);
 	for (unsigned i = 0; i < s->d->vcpu_num; i++) {
-		if (!s->cpu[i].started)
-			continue;
-		/* A vCPU may post one more request after each clear: repeat until it is gone. */
-		for (;;) {
-			dispatch_clear(s->d, 0);
-			if (pthread_tryjoin_np(s->cpu[i].thread, NULL) != EBUSY)
-				break;
-			usleep(1000);
-		}
+		if (s->cpu[i].started)
+			pthread_join(s->cpu[i].thread, NULL);
 	}
 	for (unsigned i = 0; i < s->d->vcpu_num; i++)
 		sim_script_free(s->cpu[i].script);

@@ -110,9 +110,10 @@ void sim_cpus_inject_msi(struct sim_cpus *c);
 
 void sim_cpus_stats(struct sim_cpus *c, struct sim_stats *ret);
 
-/* Stops the vCPUs for good, completing whatever they wait for through the
- * dispatcher, and joins them: once it returns, nothing touches the page.
- * NULL is fine; returns NULL. */
+/* Stops the vCPUs for good, closes the dispatcher (dispatch_close: what
+ * they wait for and whatever they post from now on completes at once), and
+ * joins them: once it returns, nothing touches the page. The dispatcher
+ * takes no default client again. NULL is fine; returns NULL. */
 struct sim_cpus *sim_cpus_free(struct sim_cpus *c);
 
 #endif

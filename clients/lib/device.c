@@ -5,16 +5,25 @@
  * and sends the Reply; interrupts and claims may be sent from any thread,
  * since nng_sendmsg is thread-safe.
  *
- * A device serves exactly one broker connection: once that pipe is gone the
- * broker (or its view of this device) is gone with it. The device then
- * sends nothing more and serves nothing more: ioreq_dev_serve returns
- * -ECONNRESET. A broker back at the same path did not welcome this device. */
+ * A device serves exactly one broker connection, the one its Welcome came
+ * on: once that pipe is gone the broker (or its view of this device) is gone
+ * with it. The device then sends nothing more and serves nothing more:
+ * ioreq_dev_serve returns -ECONNRESET. A broker back at the same path did
+ * not welcome this device.
+ *
+ * Before the Welcome, a lost connection is not the end: the broker may drop
+ * a connection it cannot take yet (its pair1 socket still busy with a peer
+ * it is refusing). The dialer dials again, and the Hello goes again on the
+ * new pipe, once per pipe (a broker cuts off a device that says Hello
+ * twice). */
 #include "ioreq/device.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/pair1/pair.h>
@@ -24,6 +33,10 @@
 
 /* How long to wait for the broker's Welcome: it answers at once unless it is wedged. */
 #define DEV_WELCOME_MS 10000
+/* A broker that dropped our connection during the handshake takes the next
+ * one at once; one that is gone never does. The dialer tries at 100, 300
+ * and 700 ms (DEV_RECONN_*) within this. */
+#define DEV_REJOIN_MS 1000
 /* A send only blocks while the previous message is still being written to
  * the pipe; this long means the broker stopped reading. */
 #define DEV_SEND_MS 1000
@@ -37,9 +50,15 @@ struct ioreq_dev {
 	/* The one receive operation, reused: abortable from the pipe callback,
 	 * unlike nng_recvmsg, and no allocation per message. */
 	nng_aio *rx;
-	atomic_bool connected; /* a pipe was added */
 	atomic_bool gone;      /* the broker's pipe went: stays set */
-	int pipe_id;           /* that pipe, known from the Welcome */
+
+	/* The pipes, as nng's pipe callbacks report them. */
+	pthread_mutex_t lock;
+	pthread_cond_t changed; /* live or the counts moved (CLOCK_MONOTONIC) */
+	bool lock_init;
+	uint32_t live;          /* the pipe between its ADD_POST and REM_POST, or 0 */
+	unsigned events;        /* ADD_POST and REM_POST events */
+	uint32_t pipe_id;       /* the pipe the Welcome came on; 0 until then */
 
 	const struct ioreq_dev_ops *ops;
 	void *opaque;
@@ -156,68 +175,115 @@ static void mark_gone(struct ioreq_dev *dev)
 	nng_aio_abort(dev->rx, NNG_ECONNSHUT);
 }
 
-static void pipe_added(nng_pipe p, nng_pipe_ev ev, void *arg)
+/* Pipe events run in nng's threads. Before the Welcome each one wakes the
+ * handshake (the condition variable, and an abort of its receive: nng's
+ * cancel path takes only the socket's own locks, never dev->lock); after
+ * it, only the Welcome's pipe matters. */
+static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	struct ioreq_dev *dev = arg;
+	uint32_t id = nng_pipe_id(p);
+	bool handshaking, lost = false;
 
-	/* The dialer dials again only once the broker's pipe is gone, so a
-	 * second pipe means the broker left. This runs before nng can send on
-	 * the new pipe. (Refusing it with nng_pipe_close would be neater, but
-	 * nng 1.5.2 leaks pipes refused here.) */
-	if (atomic_exchange(&dev->connected, true))
+	pthread_mutex_lock(&dev->lock);
+	handshaking = !dev->pipe_id;
+	switch (ev) {
+	case NNG_PIPE_EV_ADD_PRE:
+		/* After the Welcome the dialer dials again only once the
+		 * broker's pipe is gone, so another pipe means the broker
+		 * left. This runs before nng can send on the new pipe.
+		 * (Refusing it with nng_pipe_close would be neater, but nng
+		 * 1.5.2 leaks pipes refused here.) */
+		lost = !handshaking && id != dev->pipe_id;
+		break;
+	case NNG_PIPE_EV_ADD_POST:
+		dev->live = id;
+		dev->events++;
+		break;
+	case NNG_PIPE_EV_REM_POST:
+		if (dev->live == id)
+			dev->live = 0;
+		dev->events++;
+		lost = !handshaking && id == dev->pipe_id;
+		break;
+	default:
+		break;
+	}
+	/* Under the lock, so that the wake-up cannot land after the
+	 * handshake took its Welcome, on the first receive of serving. */
+	if (handshaking && ev != NNG_PIPE_EV_ADD_PRE)
+		nng_aio_abort(dev->rx, NNG_ECONNSHUT);
+	pthread_cond_broadcast(&dev->changed);
+	pthread_mutex_unlock(&dev->lock);
+	if (lost)
 		mark_gone(dev);
 }
 
-static void pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
+/* Starts the one receive, with @timeout; a receive that must not start
+ * (gone, or the pipes moved past @events during the handshake) is aborted
+ * with NNG_ECONNSHUT, after it started: so that an abort from a pipe
+ * callback is never lost between the check and the start. Returns nng's
+ * result; the message is left in dev->rx. */
+static int dev_recv_aio(struct ioreq_dev *dev, nng_duration timeout, const unsigned *events)
 {
-	mark_gone(arg);
-}
-
-static int dev_recv(struct ioreq_dev *dev, nng_duration timeout, nng_msg **ret)
-{
-	nng_msg *msg;
-	int r;
+	bool moved = false;
 
 	nng_aio_set_timeout(dev->rx, timeout);
 	nng_recv_aio(dev->sock, dev->rx);
-	if (atomic_load(&dev->gone))
+	if (events) {
+		pthread_mutex_lock(&dev->lock);
+		moved = dev->events != *events;
+		pthread_mutex_unlock(&dev->lock);
+	}
+	if (moved || atomic_load(&dev->gone))
 		nng_aio_abort(dev->rx, NNG_ECONNSHUT);
 	nng_aio_wait(dev->rx);
-	r = nng_aio_result(dev->rx);
+	return nng_aio_result(dev->rx);
+}
+
+static nng_msg *dev_take_msg(struct ioreq_dev *dev, uint32_t *ret_pipe)
+{
+	nng_msg *msg = nng_aio_get_msg(dev->rx);
+
+	nng_aio_set_msg(dev->rx, NULL);
+	*ret_pipe = nng_pipe_id(nng_msg_get_pipe(msg));
+	return msg;
+}
+
+/* Unpacks @msg (freed) into dev->arena (valid until the next). */
+static int dev_unpack(struct ioreq_dev *dev, nng_msg *msg, Ioreq__Envelope **ret)
+{
+	int r;
+
+	wire_arena_reset(&dev->arena);
+	r = wire_unpack(nng_msg_body(msg), nng_msg_len(msg), &dev->arena, ret);
+	nng_msg_free(msg);
+	/* The broker is trusted to speak the protocol: anything else is a bug there. */
+	return r < 0 ? -EPROTO : 0;
+}
+
+/* Receives one Envelope from the broker that welcomed us. */
+static int dev_recv_env(struct ioreq_dev *dev, nng_duration timeout, Ioreq__Envelope **ret)
+{
+	uint32_t pipe;
+	nng_msg *msg;
+	int r;
+
+	r = dev_recv_aio(dev, timeout, NULL);
 	if (r) {
 		if (atomic_load(&dev->gone))
 			return -ECONNRESET;
 		r = wire_errno(r);
 		return r < 0 ? r : -EIO;
 	}
-	msg = nng_aio_get_msg(dev->rx);
-	nng_aio_set_msg(dev->rx, NULL);
+	msg = dev_take_msg(dev, &pipe);
 	/* A message sent before the loss is still the broker's; one from a
 	 * pipe the dialer made since is not, whatever it says. */
-	if (!dev->pipe_id)
-		dev->pipe_id = nng_pipe_id(nng_msg_get_pipe(msg));
-	if (nng_pipe_id(nng_msg_get_pipe(msg)) != dev->pipe_id) {
+	if (pipe != dev->pipe_id) {
 		nng_msg_free(msg);
 		return -ECONNRESET;
 	}
-	*ret = msg;
-	return 0;
-}
-
-/* Receives and unpacks one Envelope into dev->arena (valid until the next). */
-static int dev_recv_env(struct ioreq_dev *dev, nng_duration timeout, Ioreq__Envelope **ret)
-{
-	nng_msg *msg;
-	int r;
-
-	r = dev_recv(dev, timeout, &msg);
-	if (r < 0)
-		return r;
-	wire_arena_reset(&dev->arena);
-	r = wire_unpack(nng_msg_body(msg), nng_msg_len(msg), &dev->arena, ret);
-	nng_msg_free(msg);
-	/* The broker is trusted to speak the protocol: anything else is a bug there. */
-	return r < 0 ? -EPROTO : 0;
+	return dev_unpack(dev, msg, ret);
 }
 
 static int dev_send(struct ioreq_dev *dev, const Ioreq__Envelope *env)
@@ -277,9 +343,126 @@ static int take_welcome(struct ioreq_dev *dev, const Ioreq__Envelope *env)
 	return 0;
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* One wait for a pipe event, under dev->lock: false once @until_ms
+ * (CLOCK_MONOTONIC) has passed. */
+static bool dev_wait(struct ioreq_dev *dev, uint64_t until_ms)
+{
+	struct timespec ts = { .tv_sec = (time_t)(until_ms / 1000), .tv_nsec = (long)(until_ms % 1000) * 1000000 };
+
+	return pthread_cond_timedwait(&dev->changed, &dev->lock, &ts) != ETIMEDOUT;
+}
+
+/* Says Hello on dev->live, or on no pipe at all (-EAGAIN: that pipe is
+ * going). Called with dev->lock held, which makes that exact: pair1 has one
+ * pipe at a time, dev->live stays its pipe until its REM_POST (which waits
+ * for the lock) lets nng stop it, and no later pipe can start before its
+ * ADD_PRE (which waits too) has run. A non-blocking send neither waits nor
+ * runs pipe callbacks in this thread. */
+static int send_hello(struct ioreq_dev *dev)
+{
+	Ioreq__Hello hello = IOREQ__HELLO__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	hello.version = IOREQ__VERSION__VERSION_CURRENT;
+	hello.device = dev->name;
+	env.msg_case = IOREQ__ENVELOPE__MSG_HELLO;
+	env.hello = &hello;
+	/* Now or never: pair1 would otherwise keep the Hello for whichever
+	 * pipe comes next, where it could follow the Hello we send there. */
+	return wire_send(dev->sock, &env, NNG_FLAG_NONBLOCK);
+}
+
+/* Hello on each new pipe until a Welcome comes back on the pipe that
+ * carried our Hello; *@ret is that message, unpacked. */
+static int dev_handshake(struct ioreq_dev *dev, Ioreq__Envelope **ret)
+{
+	const uint64_t end = now_ms() + DEV_WELCOME_MS;
+	uint32_t hello_on = 0;
+
+	for (;;) {
+		uint64_t until = end, now = now_ms();
+		unsigned events;
+		uint32_t live, pipe;
+		nng_msg *msg;
+		bool ours;
+		int r;
+
+		if (now >= end)
+			return -ETIMEDOUT;
+		/* The first pipe comes from the dial; after a loss, a broker
+		 * that is still there takes the redial at once. */
+		if (hello_on && now + DEV_REJOIN_MS < until)
+			until = now + DEV_REJOIN_MS;
+		pthread_mutex_lock(&dev->lock);
+		while (!dev->live && dev_wait(dev, until))
+			;
+		live = dev->live;
+		events = dev->events;
+		r = 0;
+		if (live && live != hello_on) {
+			r = send_hello(dev);
+			if (!r)
+				hello_on = live;
+			while (r == -EAGAIN && dev->events == events && dev_wait(dev, end))
+				; /* @live is on its way out */
+		}
+		pthread_mutex_unlock(&dev->lock);
+		if (!live)
+			return hello_on ? -ECONNRESET : -ETIMEDOUT;
+		if (r == -EAGAIN)
+			continue;
+		if (r < 0)
+			return r;
+
+		now = now_ms();
+		if (now >= end)
+			return -ETIMEDOUT;
+		r = dev_recv_aio(dev, (nng_duration)(end - now), &events);
+		if (r == NNG_ECONNSHUT) /* a pipe came or went: look again */
+			continue;
+		if (r) {
+			r = wire_errno(r);
+			return r < 0 ? r : -EIO;
+		}
+		msg = dev_take_msg(dev, &pipe);
+		/* The Welcome counts only on the pipe it answers, and only if
+		 * that pipe is still up: from here on losing it is the end. */
+		pthread_mutex_lock(&dev->lock);
+		ours = pipe == hello_on && dev->live == hello_on;
+		if (ours)
+			dev->pipe_id = hello_on;
+		pthread_mutex_unlock(&dev->lock);
+		if (!ours) {
+			nng_msg_free(msg);
+			continue;
+		}
+		return dev_unpack(dev, msg, ret);
+	}
+}
+
 static int dev_open(struct ioreq_dev *dev, const char *url)
 {
+	pthread_condattr_t ca;
 	int r;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_mutex_init(&dev->lock, NULL);
+	r = -pthread_cond_init(&dev->changed, &ca);
+	pthread_condattr_destroy(&ca);
+	if (r) {
+		pthread_mutex_destroy(&dev->lock);
+		return r;
+	}
+	dev->lock_init = true;
 
 	r = nng_pair1_open(&dev->sock);
 	if (r)
@@ -294,8 +477,9 @@ static int dev_open(struct ioreq_dev *dev, const char *url)
 	    (r = nng_socket_set_ms(dev->sock, NNG_OPT_SENDTIMEO, DEV_SEND_MS)) ||
 	    (r = nng_socket_set_ms(dev->sock, NNG_OPT_RECONNMINT, DEV_RECONN_MIN_MS)) ||
 	    (r = nng_socket_set_ms(dev->sock, NNG_OPT_RECONNMAXT, DEV_RECONN_MAX_MS)) ||
-	    (r = nng_pipe_notify(dev->sock, NNG_PIPE_EV_ADD_PRE, pipe_added, dev)) ||
-	    (r = nng_pipe_notify(dev->sock, NNG_PIPE_EV_REM_POST, pipe_removed, dev)))
+	    (r = nng_pipe_notify(dev->sock, NNG_PIPE_EV_ADD_PRE, pipe_event, dev)) ||
+	    (r = nng_pipe_notify(dev->sock, NNG_PIPE_EV_ADD_POST, pipe_event, dev)) ||
+	    (r = nng_pipe_notify(dev->sock, NNG_PIPE_EV_REM_POST, pipe_event, dev)))
 		return wire_errno(r);
 
 	/* Synchronous: fails at once if nobody listens, instead of retrying. */
@@ -306,8 +490,6 @@ static int dev_open(struct ioreq_dev *dev, const char *url)
 int ioreq_dev_connect(const char *url, const char *name, const struct ioreq_dev_ops *ops, void *opaque,
 		      struct ioreq_dev **ret)
 {
-	Ioreq__Hello hello = IOREQ__HELLO__INIT;
-	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
 	Ioreq__Envelope *in;
 	struct ioreq_dev *dev;
 	int r;
@@ -330,15 +512,7 @@ int ioreq_dev_connect(const char *url, const char *name, const struct ioreq_dev_
 	if (r < 0)
 		goto err;
 
-	hello.version = IOREQ__VERSION__VERSION_CURRENT;
-	hello.device = dev->name;
-	env.msg_case = IOREQ__ENVELOPE__MSG_HELLO;
-	env.hello = &hello;
-	r = dev_send(dev, &env);
-	if (r < 0)
-		goto err;
-
-	r = dev_recv_env(dev, DEV_WELCOME_MS, &in);
+	r = dev_handshake(dev, &in);
 	if (r < 0)
 		goto err;
 	r = take_welcome(dev, in);
@@ -371,6 +545,10 @@ struct ioreq_dev *ioreq_dev_close(struct ioreq_dev *dev)
 		nng_close(dev->sock);
 	if (dev->rx)
 		nng_aio_free(dev->rx);
+	if (dev->lock_init) {
+		pthread_cond_destroy(&dev->changed);
+		pthread_mutex_destroy(&dev->lock);
+	}
 	free(dev);
 	return NULL;
 }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,10 +23,28 @@
 extern char **environ;
 
 static char tmpdir[256];
-/* What harness_start_argv started, killed by harness_cleanup if a failed
- * test left it running. */
-static pid_t started[64];
-static unsigned n_started;
+
+/* Every program harness_start_argv started in the current test, and every
+ * file harness_keep_log named: printed if the test fails; the programs
+ * still running are killed by harness_cleanup. */
+#define MAX_LOGGED 256
+enum logged_state {
+	LOGGED_FILE,    /* not a program */
+	LOGGED_RUNNING, /* not reaped yet */
+	LOGGED_EXITED,  /* reaped: status */
+	LOGGED_KILLED,  /* killed by the harness after the test */
+};
+static struct logged {
+	char label[200];
+	char path[512];
+	pid_t pid;
+	enum logged_state state;
+	int status;
+} logged[MAX_LOGGED];
+static unsigned n_logged;
+
+static struct harness_case *current;
+static unsigned n_skipped;
 
 static double now(void)
 {
@@ -48,18 +68,159 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 	return remove(path);
 }
 
-void harness_cleanup(void)
+static struct logged *logged_add(const char *label, const char *path)
 {
-	for (unsigned i = 0; i < n_started; i++) {
-		if (waitpid(started[i], NULL, WNOHANG) == 0) {
-			kill(started[i], SIGKILL);
-			waitpid(started[i], NULL, 0);
+	struct logged *l;
+
+	if (n_logged == MAX_LOGGED)
+		return NULL;
+	l = &logged[n_logged++];
+	snprintf(l->label, sizeof(l->label), "%s", label);
+	snprintf(l->path, sizeof(l->path), "%s", path);
+	l->pid = 0;
+	l->state = LOGGED_FILE;
+	l->status = -1;
+	return l;
+}
+
+static struct logged *logged_find(pid_t pid)
+{
+	for (unsigned i = 0; i < n_logged; i++)
+		if (logged[i].pid == pid && logged[i].state != LOGGED_FILE)
+			return &logged[i];
+	return NULL;
+}
+
+/* A failed test may leave programs running: they go before their logs
+ * are read, so that the logs are whole. */
+static void kill_leftovers(void)
+{
+	for (unsigned i = 0; i < n_logged; i++) {
+		struct logged *l = &logged[i];
+		int status;
+
+		if (l->state != LOGGED_RUNNING)
+			continue;
+		if (waitpid(l->pid, &status, WNOHANG) == 0) {
+			kill(l->pid, SIGKILL);
+			waitpid(l->pid, &status, 0);
+			l->state = LOGGED_KILLED;
+		} else {
+			l->state = LOGGED_EXITED;
+			l->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 		}
 	}
-	n_started = 0;
+}
+
+static void dump_file(const char *path)
+{
+	char buf[8192];
+	FILE *f = fopen(path, "r");
+	size_t n;
+	char last = '\n';
+
+	if (!f) {
+		fprintf(stderr, "(cannot open %s: %s)\n", path, strerror(errno));
+		return;
+	}
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+		fwrite(buf, 1, n, stderr);
+		last = buf[n - 1];
+	}
+	fclose(f);
+	if (last != '\n')
+		fputc('\n', stderr);
+}
+
+/* The whole of every log of the test, straight to stderr (print_error
+ * would cut it at 1 KiB). */
+static void dump_logs(void)
+{
+	fprintf(stderr, "---- the test failed: the whole log of each program it started follows ----\n");
+	for (unsigned i = 0; i < n_logged; i++) {
+		const struct logged *l = &logged[i];
+
+		switch (l->state) {
+		case LOGGED_FILE:
+			fprintf(stderr, "---- %s ----\n", l->label);
+			break;
+		case LOGGED_EXITED:
+			fprintf(stderr, "---- log of %s (pid %d, exit status %d) ----\n", l->label, (int)l->pid, l->status);
+			break;
+		case LOGGED_RUNNING:
+		case LOGGED_KILLED:
+			fprintf(stderr, "---- log of %s (pid %d, still running: killed by the harness) ----\n", l->label,
+				(int)l->pid);
+			break;
+		}
+		dump_file(l->path);
+		fprintf(stderr, "---- end of %s ----\n", l->label);
+	}
+	if (n_logged == MAX_LOGGED)
+		fprintf(stderr, "---- (the harness keeps the first %d logs only) ----\n", MAX_LOGGED);
+	fflush(stderr);
+}
+
+void harness_cleanup(void)
+{
+	kill_leftovers();
+	n_logged = 0;
 	if (tmpdir[0])
 		nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	tmpdir[0] = '\0';
+}
+
+void harness_case_run(void **state)
+{
+	struct harness_case *c = *state;
+
+	current = c;
+	c->returned = false;
+	c->skipped = false;
+	c->fn(&c->state);
+	c->returned = true;
+}
+
+int harness_case_teardown(void **state)
+{
+	struct harness_case *c = *state;
+
+	/* Neither returned nor skipped: an assertion, fail() or a signal
+	 * jumped out of it. */
+	if (!c->returned && !c->skipped) {
+		kill_leftovers();
+		dump_logs();
+	}
+	harness_cleanup();
+	current = NULL;
+	return 0;
+}
+
+int harness_exit_status(int failures)
+{
+	if (failures)
+		return 1;
+	return n_skipped ? 77 : 0;
+}
+
+void harness_skip(const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	print_message("skipped: %s\n", why);
+	n_skipped++;
+	if (current)
+		current->skipped = true;
+	skip();
+}
+
+void harness_keep_log(const char *label, const char *path)
+{
+	logged_add(label, path);
 }
 
 const char *harness_write(const char *name, const char *fmt, ...)
@@ -101,45 +262,76 @@ void harness_start(struct run *r, const char *const *args)
 	harness_start_argv(r, argv);
 }
 
+/* "name arg arg ..." with the program's directory left out. */
+static void label_of(const char *const *argv, char *buf, size_t len)
+{
+	const char *base = strrchr(argv[0], '/');
+	size_t n = (size_t)snprintf(buf, len, "%s", base ? base + 1 : argv[0]);
+
+	for (size_t i = 1; argv[i] && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, " %s", argv[i]);
+}
+
 void harness_start_argv(struct run *r, const char *const *argv)
 {
 	static int seq;
 	posix_spawn_file_actions_t fa;
+	struct logged *l;
+	char label[200];
 	int rc;
 
-	snprintf(r->log, sizeof(r->log), "%s/broker-%d.log", harness_tmpdir(), seq++);
+	snprintf(r->log, sizeof(r->log), "%s/run-%d.log", harness_tmpdir(), seq++);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 1, r->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	posix_spawn_file_actions_adddup2(&fa, 1, 2);
 	rc = posix_spawn(&r->pid, argv[0], &fa, NULL, (char *const *)argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	assert_int_equal(rc, 0);
-	if (n_started < sizeof(started) / sizeof(started[0]))
-		started[n_started++] = r->pid;
+	label_of(argv, label, sizeof(label));
+	l = logged_add(label, r->log);
+	if (l) {
+		l->pid = r->pid;
+		l->state = LOGGED_RUNNING;
+	}
 	r->status = -1;
 	r->seconds = now();
+}
+
+/* True once @pid has exited (not reaped), false after @timeout_s. */
+static bool exited_within(pid_t pid, double timeout_s)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	double until = now() + timeout_s;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int n;
+
+	assert_true(fd >= 0);
+	do {
+		double left = until - now();
+
+		n = poll(&p, 1, left > 0 ? (int)(left * 1000) + 1 : 0);
+	} while (n < 0 && errno == EINTR);
+	close(fd);
+	return n > 0;
 }
 
 void harness_wait(struct run *r, double timeout_s)
 {
 	double start = r->seconds;
+	struct logged *l = logged_find(r->pid);
 	int status;
 
-	for (;;) {
-		pid_t p = waitpid(r->pid, &status, WNOHANG);
-
-		if (p == r->pid)
-			break;
-		if (now() - start > timeout_s) {
-			kill(r->pid, SIGKILL);
-			waitpid(r->pid, &status, 0);
-			print_error("broker did not finish in %.0f s; its log:\n%s\n", timeout_s, harness_log(r));
-			fail();
-		}
-		usleep(5000);
+	if (!exited_within(r->pid, timeout_s - (now() - start))) {
+		print_error("%s did not finish in %.0f s\n", l ? l->label : "the program", timeout_s);
+		fail();
 	}
+	assert_int_equal(waitpid(r->pid, &status, 0), r->pid);
 	r->seconds = now() - start;
 	r->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	if (l) {
+		l->state = LOGGED_EXITED;
+		l->status = r->status;
+	}
 }
 
 int harness_run(struct run *r, const char *const *args, double timeout_s)
@@ -225,6 +417,6 @@ int harness_exec(const char *const *argv, char *out, size_t len)
 	harness_wait(&r, 60);
 	log = harness_log(&r);
 	snprintf(out, len, "%s", log);
-	unlink(r.log);
+	/* The log stays: if the test fails, it is printed with the others. */
 	return r.status;
 }

@@ -1,10 +1,54 @@
 /* What the integration suites share: a scratch directory, files in it, and
- * the real ioreq-brokerd started on a config, with its log captured. */
+ * the real ioreq-brokerd started on a config, with its log captured.
+ *
+ * A suite registers each test with harness_test(fn) and ends main with
+ * harness_run_group(name, tests). Then:
+ *  - when a test fails (an assertion, a signal, a harness timeout), the
+ *    harness prints the whole log of every program it started in that test,
+ *    once, after killing what still runs; passing tests print nothing. A
+ *    failure message therefore names what went wrong and leaves the log to
+ *    the harness (cmocka's print_error cuts text at 1 KiB);
+ *  - a test that cannot run here calls harness_skip(why); the executable
+ *    then exits 77 (CTest's SKIP_RETURN_CODE) unless a test failed, so a
+ *    missing /dev/kvm shows as "Skipped", never as "Passed". */
 #ifndef IOREQ_TEST_HARNESS_H
 #define IOREQ_TEST_HARNESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
+
+/* What harness_test wraps: the suite's test function, and how it ended. */
+struct harness_case {
+	void (*fn)(void **state);
+	void *state;
+	bool returned; /* fn returned: it neither failed nor skipped */
+	bool skipped;
+};
+
+void harness_case_run(void **state);
+int harness_case_teardown(void **state);
+
+/* A cmocka test entry for @f: runs it, then dumps the logs if it failed
+ * and cleans up (harness_cleanup). Use inside a function (main): the
+ * bookkeeping lives in a compound literal of that scope. */
+#define harness_test(f)                                                                                    \
+	{                                                                                                  \
+		.name = #f, .test_func = harness_case_run, .teardown_func = harness_case_teardown,         \
+		.initial_state = &(struct harness_case){ .fn = (f) },                                       \
+	}
+
+/* Runs @tests (an array) and returns the exit status for CTest: 1 if any
+ * test failed, else 77 if any called harness_skip, else 0. */
+#define harness_run_group(name, tests) harness_exit_status(cmocka_run_group_tests_name(name, tests, NULL, NULL))
+int harness_exit_status(int failures);
+
+/* This test cannot run here: prints why (printf-style) and skips it. */
+void harness_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A file that belongs with the logs (a fake's report, a device's output):
+ * printed with them if the current test fails. */
+void harness_keep_log(const char *label, const char *path);
 
 struct run {
 	pid_t pid;
@@ -31,7 +75,7 @@ void harness_start_argv(struct run *r, const char *const *argv);
  * what it printed on stdout and stderr in @out. */
 int harness_exec(const char *const *argv, char *out, size_t len);
 
-/* Waits up to @timeout_s; on timeout kills the broker and fails the test. */
+/* Waits up to @timeout_s; on timeout kills the program and fails the test. */
 void harness_wait(struct run *r, double timeout_s);
 
 /* Runs to completion: start + wait. Returns the exit status. */

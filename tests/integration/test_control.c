@@ -19,12 +19,6 @@
 static char out[1 << 16];
 static char sock[512];
 
-static int teardown(void **state)
-{
-	harness_cleanup();
-	return 0;
-}
-
 /* ioreqctl --socket SOCK ARGS...; returns its exit status, output in out. */
 static int ctl(const char *first, ...)
 {
@@ -248,10 +242,8 @@ static void test_socket_activation(void **state)
 	char fdname[] = "--fdname=control";
 	struct run r;
 
-	if (access(activate, X_OK) < 0) {
-		print_message("skipped: %s is not installed (package systemd)\n", activate);
-		skip();
-	}
+	if (access(activate, X_OK) < 0)
+		harness_skip("%s is not installed (package systemd)", activate);
 	harness_write("forever.txt", FOREVER);
 	cfg = config("a.yaml", "  - name: on-demand\n"
 			       "    backend: sim\n"
@@ -283,10 +275,10 @@ static void test_socket_activation(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_subcommands, teardown),
-		cmocka_unit_test_teardown(test_reload, teardown),
-		cmocka_unit_test_teardown(test_socket_activation, teardown),
+		harness_test(test_subcommands),
+		harness_test(test_reload),
+		harness_test(test_socket_activation),
 	};
 
-	return cmocka_run_group_tests_name("integration-control", tests, NULL, NULL);
+	return harness_run_group("integration-control", tests);
 }

@@ -20,12 +20,6 @@
 #define STEADY_SCRIPT "repeat 3000\n  mmio write 0x2000 8 seq\n  mmio read 0x2000 8 seq\nend\n"
 #define STEADY_DEVICE "      - { name: ram, program: ioreq-dev-ram, mmio: [\"0x2000+8\"] }\n"
 
-static int teardown(void **state)
-{
-	harness_cleanup();
-	return 0;
-}
-
 /* One VM "v": vCPU 0 runs @script against the devices in @devices (YAML
  * list entries), vCPU 1 runs STEADY_SCRIPT against ioreq-dev-ram. */
 static int run_vm(struct run *r, const char *script, const char *devices)
@@ -317,18 +311,18 @@ static void test_sigterm_under_load(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_crash_fallback, teardown),
-		cmocka_unit_test_teardown(test_crash_hold, teardown),
-		cmocka_unit_test_teardown(test_stop_vm, teardown),
-		cmocka_unit_test_teardown(test_restart_limit, teardown),
-		cmocka_unit_test_teardown(test_hang, teardown),
-		cmocka_unit_test_teardown(test_reply_twice, teardown),
-		cmocka_unit_test_teardown(test_lies_cut_off, teardown),
-		cmocka_unit_test_teardown(test_irq_flood, teardown),
-		cmocka_unit_test_teardown(test_claim_outside, teardown),
-		cmocka_unit_test_teardown(test_reconnect_as_someone_else, teardown),
-		cmocka_unit_test_teardown(test_sigterm_under_load, teardown),
+		harness_test(test_crash_fallback),
+		harness_test(test_crash_hold),
+		harness_test(test_stop_vm),
+		harness_test(test_restart_limit),
+		harness_test(test_hang),
+		harness_test(test_reply_twice),
+		harness_test(test_lies_cut_off),
+		harness_test(test_irq_flood),
+		harness_test(test_claim_outside),
+		harness_test(test_reconnect_as_someone_else),
+		harness_test(test_sigterm_under_load),
 	};
 
-	return cmocka_run_group_tests_name("integration-reliability", tests, NULL, NULL);
+	return harness_run_group("integration-reliability", tests);
 }

@@ -717,8 +717,6 @@ static void test_no_device(void **state)
 	struct hsm_vm_params p = params("alpha", 1, false);
 	struct hsm_vm *vm;
 
-	if (access(ACRN_HSM_PATH, F_OK) == 0)
-		skip();
 	n_reports = 0;
 	assert_int_equal(hsm_create(HSM_BACKEND_ACRN, &p, &vm), -ENOENT);
 	assert_int_equal(n_reports, 1);
@@ -750,8 +748,15 @@ int main(int argc, char **argv)
 	};
 	int r;
 
-	if (argc > 1 && !strcmp(argv[1], "--no-device"))
+	if (argc > 1 && !strcmp(argv[1], "--no-device")) {
+		/* CTest's SKIP_RETURN_CODE: a skip, not a pass. */
+		if (access(ACRN_HSM_PATH, F_OK) == 0) {
+			printf("skipped: %s exists: this test needs a machine without an ACRN Service VM\n",
+			       ACRN_HSM_PATH);
+			return 77;
+		}
 		return cmocka_run_group_tests_name("acrn without a device", without_fake, NULL, NULL);
+	}
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/ioreq-acrn.XXXXXX");
 	if (!mkdtemp(tmpdir))
 		return 1;

@@ -2,6 +2,7 @@
  * stand in for vCPUs and for the default client; every wait is bounded. */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -824,6 +825,307 @@ static void test_no_default_client(void **state)
 	assert_int_equal(dispatch_pending(&d), 0);
 }
 
+/* ---- one access: decode, value, the vCPU side ---- */
+
+/* The union's three layouts, each read by its own type. */
+static void test_decode(void **state)
+{
+	struct dispatch_access a;
+
+	fill_pio(0, ACRN_IOREQ_DIR_WRITE, 0x3f8, 2, 0xbeef);
+	assert_int_equal(dispatch_decode(slot(0), &a), 0);
+	assert_int_equal(a.type, ACRN_IOREQ_TYPE_PORTIO);
+	assert_int_equal(a.dir, ACRN_IOREQ_DIR_WRITE);
+	assert_int_equal(a.addr, 0x3f8);
+	assert_int_equal(a.size, 2);
+	assert_int_equal(a.value, 0xbeef);
+
+	fill_mmio(1, ACRN_IOREQ_DIR_READ, 0xfee00000, 8, 0x0123456789abcdefull);
+	assert_int_equal(dispatch_decode(slot(1), &a), 0);
+	assert_int_equal(a.type, ACRN_IOREQ_TYPE_MMIO);
+	assert_int_equal(a.dir, ACRN_IOREQ_DIR_READ);
+	assert_int_equal(a.addr, 0xfee00000);
+	assert_int_equal(a.size, 8);
+	assert_int_equal(a.value, 0x0123456789abcdefull);
+
+	memset(&slot(2)->reqs, 0xee, sizeof(slot(2)->reqs));
+	slot(2)->type = ACRN_IOREQ_TYPE_PCICFG;
+	slot(2)->reqs.pci_request.direction = ACRN_IOREQ_DIR_READ;
+	slot(2)->reqs.pci_request.size = 4;
+	slot(2)->reqs.pci_request.value = 0x80861234;
+	assert_int_equal(dispatch_decode(slot(2), &a), 0);
+	assert_int_equal(a.type, ACRN_IOREQ_TYPE_PCICFG);
+	assert_int_equal(a.dir, ACRN_IOREQ_DIR_READ);
+	assert_int_equal(a.addr, 0);
+	assert_int_equal(a.size, 4);
+	assert_int_equal(a.value, 0x80861234);
+
+	/* A type the HSM never produces: an error, and nothing written. */
+	memset(&a, 0x77, sizeof(a));
+	slot(3)->type = 3;
+	assert_int_equal(dispatch_decode(slot(3), &a), -EINVAL);
+	assert_int_equal(a.type, 0x77777777);
+}
+
+/* Each kind's value field, at its width; the fields around it untouched. */
+static void test_set_value(void **state)
+{
+	fill_pio(0, ACRN_IOREQ_DIR_READ, 0x60, 1, 0);
+	dispatch_set_value(slot(0), 0x1122334455667788ull);
+	assert_int_equal(slot(0)->reqs.pio_request.value, 0x55667788);
+	assert_int_equal(slot(0)->reqs.pio_request.address, 0x60);
+
+	fill_mmio(1, ACRN_IOREQ_DIR_READ, 0x1000, 8, 0);
+	dispatch_set_value(slot(1), 0x1122334455667788ull);
+	assert_int_equal(slot(1)->reqs.mmio_request.value, 0x1122334455667788ull);
+
+	memset(&slot(2)->reqs, 0, sizeof(slot(2)->reqs));
+	slot(2)->type = ACRN_IOREQ_TYPE_PCICFG;
+	slot(2)->reqs.pci_request.bus = 7;
+	dispatch_set_value(slot(2), 0x1122334455667788ull);
+	assert_int_equal(slot(2)->reqs.pci_request.value, 0x55667788);
+	assert_int_equal(slot(2)->reqs.pci_request.bus, 7);
+
+	memset(&slot(3)->reqs, 0, sizeof(slot(3)->reqs));
+	slot(3)->type = 3;
+	dispatch_set_value(slot(3), ~0ull);
+	for (size_t i = 0; i < sizeof(slot(3)->reqs); i++)
+		assert_int_equal(((const uint8_t *)&slot(3)->reqs)[i], 0);
+}
+
+/* An in-HSM client answers in the caller's thread; the value comes back
+ * masked to the access size, and the slot is free again. */
+static void test_access_inhsm(void **state)
+{
+	struct dispatch_access rd = { ACRN_IOREQ_TYPE_PORTIO, ACRN_IOREQ_DIR_READ, 0x61, 1, 0 };
+	struct dispatch_access wr = { ACRN_IOREQ_TYPE_MMIO, ACRN_IOREQ_DIR_WRITE, 0x2000, 8, 0x0102030405060708ull };
+	struct handled h = {0};
+
+	assert_int_equal(dispatch_add_client(&d, "kbd", ACRN_IOREQ_TYPE_PORTIO, 0x60, 0x63, handler, &h), 0);
+	assert_int_equal(dispatch_add_client(&d, "mem", ACRN_IOREQ_TYPE_MMIO, 0x2000, 0x2fff, handler, &h), 0);
+	/* Leftovers of a previous request must not leak into this one. */
+	memset(&slot(2)->reqs, 0xff, sizeof(slot(2)->reqs));
+	assert_int_equal(dispatch_access(&d, 2, &rd, false), 0x5a);
+	assert_int_equal(h.calls, 1);
+	assert_int_equal(h.addr, 0x61);
+	assert_int_equal(slot(2)->reqs.pio_request.size, 1);
+	assert_int_equal(state_of(2), ACRN_IOREQ_STATE_FREE);
+
+	dispatch_access(&d, 2, &wr, false);
+	assert_int_equal(h.calls, 2);
+	assert_int_equal(h.addr, 0x2000);
+	assert_int_equal(slot(2)->reqs.mmio_request.value, 0x0102030405060708ull);
+	assert_int_equal(state_of(2), ACRN_IOREQ_STATE_FREE);
+}
+
+/* Nobody to answer: all ones of the access's width. */
+static void test_access_unclaimed(void **state)
+{
+	struct dispatch_access pio = { ACRN_IOREQ_TYPE_PORTIO, ACRN_IOREQ_DIR_READ, 0x200, 2, 0 };
+	struct dispatch_access mmio = { ACRN_IOREQ_TYPE_MMIO, ACRN_IOREQ_DIR_READ, 0xd1000000, 8, 0 };
+
+	assert_int_equal(dispatch_access(&d, 0, &pio, false), 0xffff);
+	assert_int_equal(dispatch_access(&d, 0, &mmio, true), ~0ull);
+}
+
+struct accessor {
+	pthread_t thread;
+	unsigned vcpu;
+	struct dispatch_access a;
+	bool polling;
+	_Atomic int done;
+	uint64_t value;
+};
+
+static void *accessor_main(void *arg)
+{
+	struct accessor *x = arg;
+
+	x->value = dispatch_access(&d, x->vcpu, &x->a, x->polling);
+	atomic_store(&x->done, 1);
+	return NULL;
+}
+
+static void accessor_start(struct accessor *x)
+{
+	atomic_init(&x->done, 0);
+	assert_int_equal(pthread_create(&x->thread, NULL, accessor_main, x), 0);
+}
+
+/* Through the default client: the slot carries what the vCPU asked for
+ * (polling included), the vCPU waits, and the client's value comes back. */
+static void test_access_default_client(void **state)
+{
+	struct accessor x = { .vcpu = 1, .a = { ACRN_IOREQ_TYPE_MMIO, ACRN_IOREQ_DIR_READ, 0xfee00000, 4, 0 },
+			      .polling = true };
+	struct dispatch_access seen;
+
+	assert_int_equal(dispatch_create_default(&d), 0);
+	accessor_start(&x);
+	wait_pending(1u << 1);
+	while (state_of(1) != ACRN_IOREQ_STATE_PROCESSING)
+		sched_yield();
+	assert_int_equal(dispatch_decode(slot(1), &seen), 0);
+	assert_int_equal(seen.type, ACRN_IOREQ_TYPE_MMIO);
+	assert_int_equal(seen.addr, 0xfee00000);
+	assert_int_equal(seen.size, 4);
+	assert_int_equal(slot(1)->completion_polling, 1);
+	sleep_ms(BLOCKED_MS);
+	assert_int_equal(atomic_load(&x.done), 0);
+	/* More than the access is wide: the vCPU sees only its 4 bytes. */
+	dispatch_set_value(slot(1), 0xaaaabbbbccccddddull);
+	assert_int_equal(dispatch_notify(&d, 1), 0);
+	assert_true(flag_within(&x.done, DONE_MS));
+	assert_true(join_within(x.thread, DONE_MS));
+	assert_int_equal(x.value, 0xccccdddd);
+}
+
+/* A 0xCFC access comes back as PCICFG: its value is read by that type. */
+static void test_access_reads_back_pcicfg(void **state)
+{
+	struct dispatch_access cf8 = { ACRN_IOREQ_TYPE_PORTIO, ACRN_IOREQ_DIR_WRITE, 0xcf8, 4, 0x80001800 };
+	struct accessor x = { .vcpu = 0, .a = { ACRN_IOREQ_TYPE_PORTIO, ACRN_IOREQ_DIR_READ, 0xcfe, 2, 0 } };
+
+	assert_int_equal(dispatch_create_default(&d), 0);
+	dispatch_access(&d, 0, &cf8, false);
+	accessor_start(&x);
+	wait_pending(1u << 0);
+	while (state_of(0) != ACRN_IOREQ_STATE_PROCESSING)
+		sched_yield();
+	assert_int_equal(slot(0)->type, ACRN_IOREQ_TYPE_PCICFG);
+	assert_int_equal(slot(0)->reqs.pci_request.dev, 3);
+	assert_int_equal(slot(0)->reqs.pci_request.reg, 2);
+	slot(0)->reqs.pci_request.value = 0x12345678;
+	assert_int_equal(dispatch_notify(&d, 0), 0);
+	assert_true(join_within(x.thread, DONE_MS));
+	assert_int_equal(x.value, 0x5678);
+}
+
+/* ---- DESTROY_VM (dispatch_close) ---- */
+
+/* Closing ends the client's wait, releases a blocked vCPU with all ones,
+ * completes later requests at once and takes no client again. */
+static void test_close(void **state)
+{
+	struct waiter w = {0};
+	struct vcpu v;
+
+	assert_int_equal(dispatch_create_default(&d), 0);
+	vcpu_read(&v, 3, false);
+	wait_pending(1u << 3);
+	fill_mmio(0, ACRN_IOREQ_DIR_READ, 0x1000, 4, 0);
+	slot(0)->completion_polling = true;
+	dispatch_submit(&d, 0);
+	/* Take vCPU 3's request, so that the waiter blocks. */
+	{
+		_Atomic uint32_t held = (1u << 3) | (1u << 0);
+
+		w.held = &held;
+		w.except = true;
+		waiter_start(&w);
+		sleep_ms(BLOCKED_MS);
+		assert_int_equal(atomic_load(&w.done), 0);
+		dispatch_close(&d);
+		waiter_finish(&w, -ENODEV);
+	}
+	assert_true(flag_within(&v.done, DONE_MS));
+	assert_true(join_within(v.thread, DONE_MS));
+	assert_int_equal(v.value, ~0ull);
+	assert_int_equal(state_of(0), ACRN_IOREQ_STATE_COMPLETE);
+	assert_int_equal(slot(0)->reqs.mmio_request.value, 0xffffffff);
+	dispatch_wait_complete(&d, 0);
+	assert_int_equal(dispatch_pending(&d), 0);
+
+	fill_pio(1, ACRN_IOREQ_DIR_READ, 0x3f8, 1, 0);
+	submit_and_free(1);
+	assert_int_equal(slot(1)->reqs.pio_request.value, 0xff);
+	assert_int_equal(dispatch_create_default(&d), -ENODEV);
+	assert_int_equal(dispatch_attach(&d), -ENODEV);
+	assert_int_equal(dispatch_notify(&d, 1), 0);
+	assert_int_equal(state_of(1), ACRN_IOREQ_STATE_FREE);
+	/* A second close, and a clear after it, change nothing. */
+	dispatch_close(&d);
+	dispatch_clear(&d, 0);
+	assert_int_equal(dispatch_pending(&d), 0);
+}
+
+/* In-HSM clients still run after the close (the exit port must see its
+ * last write), and 0xCF8 is still kept: only the default client is gone. */
+static void test_close_keeps_inhsm_clients(void **state)
+{
+	struct handled h = {0};
+
+	assert_int_equal(dispatch_add_client(&d, "pio", ACRN_IOREQ_TYPE_PORTIO, 0x60, 0x60, handler, &h), 0);
+	dispatch_close(&d);
+	fill_pio(0, ACRN_IOREQ_DIR_READ, 0x60, 1, 0);
+	submit_and_free(0);
+	assert_int_equal(h.calls, 1);
+	assert_int_equal(slot(0)->reqs.pio_request.value, 0x5a5a5a5a);
+}
+
+#define CLOSE_VCPUS 4
+#define CLOSE_ROUNDS 200
+
+struct looper {
+	pthread_t thread;
+	unsigned index;
+	_Atomic int *stop;
+};
+
+/* A vCPU that exits without end, like a busy guest, until told to stop. */
+static void *looper_main(void *arg)
+{
+	struct looper *l = arg;
+
+	while (!atomic_load(l->stop)) {
+		fill_mmio(l->index, ACRN_IOREQ_DIR_READ, 0x1000, 8, 0);
+		dispatch_submit(&d, l->index);
+		dispatch_wait_complete(&d, l->index);
+	}
+	return NULL;
+}
+
+/* A client that answers everything, like the broker. */
+static void *answer_main(void *arg)
+{
+	while (dispatch_attach(&d) == 0) {
+		for (unsigned i = 0; i < CLOSE_VCPUS; i++) {
+			if (state_of(i) == ACRN_IOREQ_STATE_PROCESSING && !slot(i)->kernel_handled)
+				dispatch_notify(&d, i);
+		}
+	}
+	return NULL;
+}
+
+/* The teardown race of the kvm and sim backends: vCPUs keep posting while
+ * the VM is closed. Whatever the interleaving, none may block after the
+ * close, so each is joined at once (a clear instead of the close leaves a
+ * vCPU that posts just after it waiting for good). */
+static void test_close_races_busy_vcpus(void **state)
+{
+	for (unsigned round = 0; round < CLOSE_ROUNDS; round++) {
+		struct looper l[CLOSE_VCPUS];
+		_Atomic int stop = 0;
+		pthread_t client;
+
+		assert_int_equal(dispatch_init(&d, &page, CLOSE_VCPUS), 0);
+		assert_int_equal(dispatch_create_default(&d), 0);
+		assert_int_equal(pthread_create(&client, NULL, answer_main, NULL), 0);
+		for (unsigned i = 0; i < CLOSE_VCPUS; i++) {
+			l[i] = (struct looper){ .index = i, .stop = &stop };
+			assert_int_equal(pthread_create(&l[i].thread, NULL, looper_main, &l[i]), 0);
+		}
+		if (round % 2)
+			sched_yield();
+		dispatch_close(&d);
+		atomic_store(&stop, 1);
+		assert_true(join_within(client, DONE_MS));
+		for (unsigned i = 0; i < CLOSE_VCPUS; i++)
+			assert_true(join_within(l[i].thread, DONE_MS));
+		assert_int_equal(dispatch_pending(&d), 0);
+	}
+}
+
 /* ---- all together: vCPUs against an acrn-dm style default client ---- */
 
 #define STRESS_VCPUS 4
@@ -918,6 +1220,15 @@ int main(void)
 	    cmocka_unit_test_setup(test_clear_drain_window, setup),
 	    cmocka_unit_test_setup(test_clear_wakes_vcpu, setup),
 	    cmocka_unit_test_setup(test_no_default_client, setup),
+	    cmocka_unit_test_setup(test_decode, setup),
+	    cmocka_unit_test_setup(test_set_value, setup),
+	    cmocka_unit_test_setup(test_access_inhsm, setup),
+	    cmocka_unit_test_setup(test_access_unclaimed, setup),
+	    cmocka_unit_test_setup(test_access_default_client, setup),
+	    cmocka_unit_test_setup(test_access_reads_back_pcicfg, setup),
+	    cmocka_unit_test_setup(test_close, setup),
+	    cmocka_unit_test_setup(test_close_keeps_inhsm_clients, setup),
+	    cmocka_unit_test_setup(test_close_races_busy_vcpus, setup),
 	    cmocka_unit_test_setup(test_stress, setup),
 	};
 
