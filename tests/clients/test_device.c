@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +27,7 @@
 #include <nng/protocol/pair1/pair.h>
 
 #include "ioreq/device.h"
+#include "sandbox.h"
 #include "wire.h"
 
 extern char **environ;
@@ -1215,6 +1217,27 @@ static void test_null_delay(void **state)
 	shutdown_ok(p);
 }
 
+/* Started sandboxed (IOREQ_SANDBOX=strict), the library makes the device
+ * non-dumpable first thing: a second layer behind ioreq-launch's unreadable
+ * executable, for a device started some other way. */
+static void test_sandbox_not_dumpable(void **state)
+{
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		setenv("IOREQ_SANDBOX", "strict", 1);
+		if (prctl(PR_GET_DUMPABLE) != 1)
+			_exit(2);
+		if (sandbox_restrict_fs() < 0)
+			_exit(3);
+		_exit(prctl(PR_GET_DUMPABLE) == 0 ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(status, 0);
+}
+
 static void test_usage(void **state)
 {
 	static const struct {
@@ -1259,6 +1282,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_disconnect_in_handler, setup, teardown),
 		cmocka_unit_test_teardown(test_broker_garbage, teardown),
 		cmocka_unit_test_teardown(test_handshake_fails, teardown),
+		cmocka_unit_test(test_sandbox_not_dumpable),
 		cmocka_unit_test(test_connect_args),
 		cmocka_unit_test(test_take_args),
 		cmocka_unit_test_teardown(test_ram, proc_teardown),
