@@ -43,6 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/sched.h>
+
 #include <cmocka.h>
 
 #include "harness.h"
@@ -616,11 +618,23 @@ static void assert_refused(const struct run *r, const char *name, const char *pr
 	assert_non_null(strstr(harness_log(r), needle));
 }
 
-static void assert_nothing_worked(const struct run *r)
+/* No probe of device @name worked (NULL: of any device). */
+static void assert_nothing_worked(const struct run *r, const char *name)
 {
-	if (strstr(harness_log(r), ": WORKED"))
-		print_error("a probe worked; log:\n%s\n", harness_log(r));
-	assert_null(strstr(harness_log(r), ": WORKED"));
+	const char *log = harness_log(r);
+	char prefix[128];
+
+	snprintf(prefix, sizeof(prefix), "ioreq-test-hostile %s: ", name ? name : "");
+	for (const char *hit = strstr(log, ": WORKED"); hit; hit = strstr(hit + 1, ": WORKED")) {
+		const char *line = hit;
+
+		while (line > log && line[-1] != '\n')
+			line--;
+		if (name && strncmp(line, prefix, strlen(prefix)))
+			continue;
+		print_error("a probe worked: %.*s; log:\n%s\n", (int)(hit - line), line, log);
+		fail();
+	}
 }
 
 /* The launcher's seccomp baseline and namespaces hold for a program that
@@ -644,7 +658,7 @@ static void check_hostile_probes(bool unprivileged)
 	stop_broker(&r);
 	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++)
 		assert_refused(&r, "bad", probes[i]);
-	assert_nothing_worked(&r);
+	assert_nothing_worked(&r, NULL);
 }
 
 static void test_hostile_probes(void **state)
@@ -745,7 +759,7 @@ static void test_needed_cannot_bind_directories(void **state)
 	assert_refused(&r, "root", "open /etc/passwd");
 	assert_refused(&r, "root", "open the host file");
 	assert_refused(&r, "dir", "open the host file");
-	assert_nothing_worked(&r);
+	assert_nothing_worked(&r, NULL);
 	if (!strstr(harness_log(&r), error))
 		print_error("no \"%s\"; log:\n%s\n", error, harness_log(&r));
 	assert_non_null(strstr(harness_log(&r), error));
@@ -758,18 +772,32 @@ static void test_needed_cannot_bind_directories(void **state)
 
 /* ---- a terminal ---- */
 
+/* The session and terminal of process @pid, from /proc/PID/stat. */
+static void session_of(pid_t pid, unsigned long *ret_session, unsigned long *ret_tty)
+{
+	char path[64], line[1024];
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	slurp(path, line, sizeof(line));
+	assert_int_equal(sscanf(strrchr(line, ')') + 2, "%*c %*d %*d %lu %lu", ret_session, ret_tty), 2);
+}
+
 /* The broker runs with a pty as its controlling terminal, stdin and
  * stdout, as when an operator starts it by hand; its device gets stdin and
  * stdout and tries TIOCSTI on them, on stderr and on /dev/tty. Nothing may
- * reach the terminal's input. */
+ * reach the terminal's input. An unconfined device (sandbox: none, which
+ * runs as root here, so TIOCSTI on a terminal it holds would work) has no
+ * controlling terminal either: no /dev/tty. */
 static void test_no_terminal(void **state)
 {
 	char devices[512], log[600], buf[64];
-	const char *cfg;
+	unsigned long session, tty;
+	const char *cfg, *line;
 	struct termios raw;
 	struct timespec ts;
 	struct run r;
 	int master, slave;
+	pid_t plain;
 
 	master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
 	assert_true(master >= 0);
@@ -783,17 +811,19 @@ static void test_no_terminal(void **state)
 	assert_int_equal(tcsetattr(slave, TCSANOW, &raw), 0);
 
 	snprintf(devices, sizeof(devices),
-		 "      - { name: tty, program: %s, input: stdin, output: stdout, pio: [\"0x100+8\"] }\n", HOSTILE);
+		 "      - { name: tty, program: %s, input: stdin, output: stdout, pio: [\"0x100+8\"] }\n"
+		 "      - { name: plain, program: %s, args: [--stay], pio: [\"0x108+8\"], sandbox: none }\n",
+		 HOSTILE, HOSTILE);
 	cfg = hostile_config(false, devices);
 	snprintf(log, sizeof(log), "%s/tty-broker.log", harness_tmpdir());
 	r.pid = fork();
 	assert_true(r.pid >= 0);
 	if (r.pid == 0) {
 		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		int tty = open(ptsname(master), O_RDWR | O_NOCTTY);
+		int term = open(ptsname(master), O_RDWR | O_NOCTTY);
 
-		if (fd < 0 || tty < 0 || setsid() < 0 || ioctl(tty, TIOCSCTTY, 0) < 0 || dup2(tty, 0) < 0 ||
-		    dup2(tty, 1) < 0 || dup2(fd, 2) < 0)
+		if (fd < 0 || term < 0 || setsid() < 0 || ioctl(term, TIOCSCTTY, 0) < 0 || dup2(term, 0) < 0 ||
+		    dup2(term, 1) < 0 || dup2(fd, 2) < 0)
 			_exit(126);
 		execl(BIN "/ioreq-brokerd", "ioreq-brokerd", "--config", cfg, (char *)NULL);
 		_exit(127);
@@ -803,12 +833,20 @@ static void test_no_terminal(void **state)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	r.seconds = ts.tv_sec + ts.tv_nsec / 1e9;
 	wait_hostile_done(&r, "tty");
+	wait_hostile_done(&r, "plain");
+	line = harness_wait_log(&r, "vm h device plain: started ", 0);
+	assert_non_null(line);
+	plain = (pid_t)atoi(strstr(line, "(pid ") + 5);
+	session_of(plain, &session, &tty);
 	stop_broker(&r);
 	assert_refused(&r, "tty", "TIOCSTI on fd 0");
 	assert_refused(&r, "tty", "TIOCSTI on fd 1");
 	assert_refused(&r, "tty", "TIOCSTI on fd 2");
 	assert_refused(&r, "tty", "TIOCSTI on /dev/tty");
-	assert_nothing_worked(&r);
+	assert_nothing_worked(&r, "tty");
+	assert_refused(&r, "plain", "TIOCSTI on /dev/tty");
+	assert_int_equal(session, (unsigned long)plain);
+	assert_int_equal(tty, 0);
 	assert_int_equal(read(slave, buf, sizeof(buf)), -1);
 	assert_int_equal(errno, EAGAIN);
 	close(slave);
@@ -849,18 +887,16 @@ static int try_to_trace(pid_t pid, uid_t uid)
 static void check_locked_up(pid_t dev, const char *status)
 {
 	static const char *const caps[] = { "CapPrm:", "CapEff:", "CapBnd:" };
-	char v[64], stat_line[1024], path[64];
 	unsigned long tty, session;
+	char v[64];
 	uid_t uid;
 
 	assert_string_equal(status_field(status, "NoNewPrivs:", v, sizeof(v)), "1");
 	assert_string_equal(status_field(status, "Seccomp:", v, sizeof(v)), "2");
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
 		assert_string_equal(status_field(status, caps[i], v, sizeof(v)), "0000000000000000");
-	/* Its own session, no controlling terminal (fields 6 and 7). */
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)dev);
-	slurp(path, stat_line, sizeof(stat_line));
-	assert_int_equal(sscanf(strrchr(stat_line, ')') + 2, "%*c %*d %*d %lu %lu", &session, &tty), 2);
+	/* Its own session, no controlling terminal. */
+	session_of(dev, &session, &tty);
 	assert_int_equal(session, (unsigned long)dev);
 	assert_int_equal(tty, 0);
 	/* Every device used to be 65534 on the host; try that and its own. */
@@ -921,6 +957,157 @@ static void test_program_in_private_directory(void **state)
 	assert_int_equal(r.status, 0);
 }
 
+/* ---- the launcher alone ---- */
+
+/* ioreq-launch started as the broker starts it (devsup.c): cloned into new
+ * mount, pid, ipc, net and uts namespaces, given our pidfd, @extra options
+ * and the fds in @keep; its stdin and stdout /dev/null, its stderr appended
+ * to @log. Runs @program with @arg (or none). Returns the pid. */
+static pid_t launch_direct(const char *const *extra, const int *keep, size_t n_keep, const char *log,
+			   const char *program, const char *arg)
+{
+	static char sock[600];
+	static int self = -1;
+	struct clone_args ca = {
+		.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUTS,
+		.exit_signal = SIGCHLD,
+	};
+	char pidfd[16];
+	const char *argv[32];
+	size_t n = 0;
+	long pid;
+
+	/* A socket where the broker's would be, in a directory of root's. */
+	if (strncmp(sock, harness_tmpdir(), strlen(harness_tmpdir()))) {
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+		int fd;
+
+		snprintf(sock, sizeof(sock), "%s/direct", harness_tmpdir());
+		assert_int_equal(mkdir(sock, 0700), 0);
+		strcat(sock, "/sock");
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", sock);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+		close(fd);
+	}
+	if (self < 0)
+		self = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	assert_true(self >= 0);
+	snprintf(pidfd, sizeof(pidfd), "%d", self);
+	argv[n++] = BIN "/ioreq-launch";
+	argv[n++] = "--socket";
+	argv[n++] = sock;
+	argv[n++] = "--broker-pidfd";
+	argv[n++] = pidfd;
+	argv[n++] = "--user";
+	argv[n++] = "65534:65534";
+	while (extra && *extra)
+		argv[n++] = *extra++;
+	argv[n++] = "--";
+	argv[n++] = program;
+	if (arg)
+		argv[n++] = arg;
+	argv[n] = NULL;
+	pid = syscall(SYS_clone3, &ca, sizeof(ca));
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int out = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		if (out < 0 || null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(out, 2) < 0 ||
+		    fcntl(self, F_SETFD, 0) < 0)
+			_exit(126);
+		for (size_t i = 0; i < n_keep; i++)
+			if (fcntl(keep[i], F_SETFD, 0) < 0)
+				_exit(126);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	return (pid_t)pid;
+}
+
+static char *read_text(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, len - 1);
+
+	if (fd >= 0)
+		close(fd);
+	buf[n < 0 ? 0 : n] = '\0';
+	return buf;
+}
+
+/* --cgroup-fd: the device is in the group before any of its code runs. */
+static void test_launch_joins_cgroup(void **state)
+{
+	const char *base = access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0 ? "/sys/fs/cgroup"
+										       : "/sys/fs/cgroup/pids";
+	char cg[256], fd_arg[16], log[600], text[4096], path[64];
+	const char *extra[] = { "--cgroup-fd", fd_arg, NULL };
+	int fd, status;
+	pid_t pid;
+
+	snprintf(cg, sizeof(cg), "%s/ioreq-test-launch-%d", base, (int)getpid());
+	if (mkdir(cg, 0755) < 0) {
+		print_message("cannot create a cgroup under %s (%s): skipped\n", base, strerror(errno));
+		return;
+	}
+	fd = open(cg, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	snprintf(fd_arg, sizeof(fd_arg), "%d", fd);
+	snprintf(log, sizeof(log), "%s/direct.log", harness_tmpdir());
+	pid = launch_direct(extra, &fd, 1, log, HOSTILE, "--stay");
+	for (int i = 0; i < 2000 && !strstr(read_text(log, text, sizeof(text)), ": done"); i++)
+		usleep(5000);
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	read_text(path, text, sizeof(text));
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	close(fd);
+	for (int i = 0; i < 200 && rmdir(cg) < 0 && errno == EBUSY; i++)
+		usleep(5000);
+	if (!strstr(text, strrchr(cg, '/')))
+		print_error("the device is not in %s: %s; launcher log:\n%s\n", cg, text,
+			    read_text(log, text, sizeof(text)));
+	assert_non_null(strstr(text, strrchr(cg, '/')));
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* What a launch costs, to the program's exit: ioreq-dev-null (its
+ * interpreter, eight libraries, ld.so.cache) started without arguments,
+ * which prints its usage and exits 2. */
+static void test_launch_time(void **state)
+{
+	enum { RUNS = 50 };
+	char log[600], text[4096];
+	double t[RUNS];
+
+	snprintf(log, sizeof(log), "%s/time.log", harness_tmpdir());
+	for (int i = 0; i < RUNS; i++) {
+		struct timespec a, b;
+		int status;
+		pid_t pid;
+
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		pid = launch_direct(NULL, NULL, 0, log, BIN "/ioreq-dev-null", NULL);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 2)
+			print_error("status 0x%x; log:\n%s\n", status, read_text(log, text, sizeof(text)));
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+		t[i] = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
+	}
+	qsort(t, RUNS, sizeof(t[0]), cmp_double);
+	print_message("%d launches of ioreq-dev-null: median %.2f ms, min %.2f ms, max %.2f ms\n", RUNS, t[RUNS / 2],
+		      t[0], t[RUNS - 1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -937,6 +1124,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_no_terminal, teardown),
 		cmocka_unit_test_teardown(test_hostile_seen_from_outside, teardown),
 		cmocka_unit_test_teardown(test_program_in_private_directory, teardown),
+		cmocka_unit_test_teardown(test_launch_joins_cgroup, teardown),
+		cmocka_unit_test_teardown(test_launch_time, teardown),
 	};
 
 	return cmocka_run_group_tests_name("integration-sandbox", tests, NULL, NULL);
