@@ -99,21 +99,20 @@ int trusted_open(const char *path, enum trusted_kind kind, const struct trusted_
 	real = realpath(path, NULL);
 	if (!real) {
 		r = -errno;
-		snprintf(why, len, "cannot be resolved: %s", strerror(-r));
+		snprintf(why, len, "cannot be resolved");
 		return r;
 	}
 	fd = (int)syscall(SYS_openat2, AT_FDCWD, real, &how, sizeof(how));
 	if (fd < 0) {
 		r = -errno;
 		/* ELOOP: a symlink appeared where realpath found none. */
-		snprintf(why, len, "%s %s: %s", r == -ELOOP ? "changed while being opened, at" : "cannot be opened as",
-			 real, strerror(-r));
+		snprintf(why, len, "%s %s", r == -ELOOP ? "changed while being opened, at" : "cannot be opened as", real);
 		free(real);
 		return r;
 	}
 	if (fstat(fd, ret_st) < 0) {
 		r = -errno;
-		snprintf(more, sizeof(more), "cannot be examined: %s", strerror(-r));
+		snprintf(more, sizeof(more), "cannot be examined");
 	} else {
 		r = check(ret_st, kind, o, more, sizeof(more));
 	}

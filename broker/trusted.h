@@ -40,7 +40,8 @@ int trusted_owners_get(struct trusted_owners *ret);
  * group nor others (except /dev/null, which is checked by device number).
  * Returns 0 with the fd in *ret_fd and its status in *ret_st; -ENOENT or
  * -ENOTDIR when the path does not exist; another negative errno with the
- * reason in @why ("is a directory", "is owned by uid 1000", ...). */
+ * reason in @why, which the errno completes ("is a directory, not a
+ * regular file", "is owned by uid 1000, ...", "cannot be resolved"). */
 int trusted_open(const char *path, enum trusted_kind kind, const struct trusted_owners *o, int *ret_fd,
 		 struct stat *ret_st, char *why, size_t len);
 
