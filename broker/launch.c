@@ -126,6 +126,8 @@ struct bind {
 	unsigned attr;    /* MOUNT_ATTR_* set on the clone */
 	int tree;         /* open_tree's detached clone */
 	bool dir;
+	bool walk_only;   /* another spelling of a mounted path: only its
+			   * directories are needed */
 };
 
 struct launch {
@@ -248,8 +250,13 @@ static int add_bind(struct launch *l, const char *path, int fd, unsigned attr, b
 		b = &l->binds[i];
 		if (!strcmp(b->norm, norm) && fstat(b->fd, &other) == 0 && other.st_dev == st.st_dev &&
 		    other.st_ino == st.st_ino) {
-			free(norm);
-			return 0;
+			if (!strcmp(b->path, path)) {
+				free(norm);
+				return 0;
+			}
+			/* "lib/../lib/x.so": ld.so walks through lib/. */
+			dir = false;
+			break;
 		}
 		/* A mount on or under another would hide it, or write into it. */
 		if (!strcmp(b->norm, norm) || (b->dir && inside(norm, b->norm)) || (dir && inside(b->norm, norm))) {
@@ -262,7 +269,10 @@ static int add_bind(struct launch *l, const char *path, int fd, unsigned attr, b
 		free(norm);
 		return fail(l, E2BIG, "too many files to bind");
 	}
-	l->binds[l->n_binds++] = (struct bind){ .path = path, .norm = norm, .fd = fd, .attr = attr, .tree = -1, .dir = dir };
+	l->binds[l->n_binds] = (struct bind){ .path = path, .norm = norm, .fd = fd, .attr = attr, .tree = -1, .dir = dir };
+	for (size_t i = 0; i < l->n_binds; i++)
+		l->binds[l->n_binds].walk_only |= !strcmp(l->binds[i].norm, norm);
+	l->n_binds++;
 	return 0;
 }
 
@@ -359,6 +369,8 @@ static int make_mountpoint(const struct bind *b)
 		}
 		p = end;
 	}
+	if (b->walk_only)
+		return 0;
 	snprintf(buf, sizeof(buf), "%s%s", STAGING, b->norm);
 	if (b->dir)
 		return mkdir(buf, 0755) < 0 && errno != EEXIST ? -errno : 0;
@@ -376,7 +388,7 @@ static int build_root(struct launch *l)
 	int r;
 
 	for (size_t i = 0; i < l->n_binds; i++) {
-		r = clone_tree(l, &l->binds[i]);
+		r = l->binds[i].walk_only ? 0 : clone_tree(l, &l->binds[i]);
 		if (r < 0)
 			return r;
 	}
@@ -394,6 +406,8 @@ static int build_root(struct launch *l)
 		r = make_mountpoint(b);
 		if (r < 0)
 			return fail(l, -r, "cannot make a mount point for %s", b->path);
+		if (b->walk_only)
+			continue;
 		snprintf(target, sizeof(target), "%s%s", STAGING, b->norm);
 		if (move_mount(b->tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
 			return fail(l, errno, "cannot mount %s", b->path);

@@ -543,15 +543,17 @@ static void hostile_with_interp(const char *dst, const char *interp)
 	free(img);
 }
 
-/* A copy of ioreq-test-hostile whose DT_RUNPATH (room left by its link
- * options) becomes a DT_NEEDED entry for @name, after libc's. */
-static void hostile_with_needed(const char *dst, const char *name)
+/* A copy of ioreq-test-hostile with DT_NEEDED entries for @names (one or
+ * two) after libc's: its DT_RUNPATH (room left by its link options) holds
+ * their strings and becomes the first, its DT_DEBUG the second. */
+static void hostile_with_needed(const char *dst, const char *const *names, size_t n)
 {
-	Elf64_Dyn *dyn, *runpath = NULL;
-	uint64_t strtab = 0;
-	size_t len;
+	Elf64_Dyn *dyn, *runpath = NULL, *debug = NULL;
+	uint64_t strtab = 0, off;
+	size_t len, room;
 	uint8_t *img;
 	Elf64_Phdr *ph;
+	char *str;
 
 	copy_file(HOSTILE, dst, 0755);
 	img = slurp_file(dst, &len);
@@ -560,17 +562,28 @@ static void hostile_with_needed(const char *dst, const char *name)
 	for (size_t i = 0; dyn[i].d_tag != DT_NULL; i++) {
 		if (dyn[i].d_tag == DT_RUNPATH)
 			runpath = &dyn[i];
+		if (dyn[i].d_tag == DT_DEBUG)
+			debug = &dyn[i];
 		if (dyn[i].d_tag == DT_STRTAB)
 			strtab = dyn[i].d_un.d_ptr;
 	}
 	assert_non_null(runpath);
+	assert_true(n == 1 || debug);
 	/* A PIE's string table: its address is its file offset in the first
 	 * PT_LOAD, which maps the start of the file. */
 	ph = phdr(img, PT_LOAD);
-	strtab = strtab - ph->p_vaddr + ph->p_offset;
-	assert_true(strlen(name) <= strlen((char *)img + strtab + runpath->d_un.d_val));
-	strcpy((char *)img + strtab + runpath->d_un.d_val, name);
-	runpath->d_tag = DT_NEEDED;
+	str = (char *)img + strtab - ph->p_vaddr + ph->p_offset;
+	off = runpath->d_un.d_val;
+	room = strlen(str + off);
+	for (size_t i = 0; i < n; i++) {
+		Elf64_Dyn *d = i == 0 ? runpath : debug;
+
+		assert_true(off + strlen(names[i]) <= runpath->d_un.d_val + room);
+		strcpy(str + off, names[i]);
+		d->d_tag = DT_NEEDED;
+		d->d_un.d_val = off;
+		off += strlen(names[i]) + 1;
+	}
 	spit_file(dst, img, len);
 	free(img);
 }
@@ -735,13 +748,13 @@ static void test_needed_cannot_bind_directories(void **state)
 	}
 
 	snprintf(path, sizeof(path), "%s/h-root", tmp);
-	hostile_with_needed(path, root_name);
+	hostile_with_needed(path, (const char *[]){ root_name }, 1);
 	snprintf(path, sizeof(path), "%s/h-dir", tmp);
-	hostile_with_needed(path, dir_name);
+	hostile_with_needed(path, (const char *[]){ dir_name }, 1);
 	snprintf(path, sizeof(path), "%s/h-slash", tmp);
-	hostile_with_needed(path, "/");
+	hostile_with_needed(path, (const char *[]){ "/" }, 1);
 	snprintf(path, sizeof(path), "%s/h-tmp", tmp);
-	hostile_with_needed(path, tmp);
+	hostile_with_needed(path, (const char *[]){ tmp }, 1);
 	snprintf(devices, sizeof(devices),
 		 "      - { name: root, program: %s/h-root, args: [--host-file, %s/secret], pio: [\"0x100+8\"] }\n"
 		 "      - { name: dir, program: %s/h-dir, args: [--host-file, %s/s/secret], pio: [\"0x108+8\"] }\n"
@@ -768,6 +781,35 @@ static void test_needed_cannot_bind_directories(void **state)
 	assert_non_null(strstr(harness_log(&r), error));
 	assert_null(strstr(harness_log(&r), "ioreq-test-hostile slash: done"));
 	assert_null(strstr(harness_log(&r), "ioreq-test-hostile tmp: done"));
+}
+
+/* One library under two spellings, one through a directory that holds
+ * nothing ("$ORIGIN/../sub" from a library's directory): ld.so in the
+ * sandbox opens both, and walks through that directory to the second. */
+static void test_needed_paths_with_dotdot(void **state)
+{
+	char tmp[256], lib[512], alias[512], path[600], devices[1024];
+	const char *cfg;
+	struct run r;
+
+	snprintf(tmp, sizeof(tmp), "%s", harness_tmpdir());
+	snprintf(path, sizeof(path), "%s/o", tmp);
+	assert_int_equal(mkdir(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/o/sub", tmp);
+	assert_int_equal(mkdir(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/o/e", tmp);
+	assert_int_equal(mkdir(path, 0755), 0);
+	snprintf(lib, sizeof(lib), "%s/o/sub/libdl.so.2", tmp);
+	snprintf(alias, sizeof(alias), "%s/o/e/../sub/libdl.so.2", tmp);
+	copy_file("/lib/x86_64-linux-gnu/libdl.so.2", lib, 0644);
+	snprintf(path, sizeof(path), "%s/h-dots", tmp);
+	hostile_with_needed(path, (const char *[]){ lib, alias }, 2);
+	snprintf(devices, sizeof(devices), "      - { name: dots, program: %s, pio: [\"0x100+8\"] }\n", path);
+	cfg = hostile_config(false, devices);
+	start_broker(&r, cfg, false);
+	wait_hostile_done(&r, "dots");
+	stop_broker(&r);
+	assert_nothing_worked(&r, NULL);
 }
 
 /* ---- a terminal ---- */
@@ -1121,6 +1163,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_hostile_probes_unprivileged, teardown),
 		cmocka_unit_test_teardown(test_interp_never_runs, teardown),
 		cmocka_unit_test_teardown(test_needed_cannot_bind_directories, teardown),
+		cmocka_unit_test_teardown(test_needed_paths_with_dotdot, teardown),
 		cmocka_unit_test_teardown(test_no_terminal, teardown),
 		cmocka_unit_test_teardown(test_hostile_seen_from_outside, teardown),
 		cmocka_unit_test_teardown(test_program_in_private_directory, teardown),
