@@ -257,7 +257,9 @@ static size_t ldso_list(const char *program, char **out, size_t max)
 	size_t n = 0;
 	FILE *p;
 
-	snprintf(cmd, sizeof(cmd), "%s --list '%s'", LDSO, program);
+	/* What the device's environment holds: nothing (no LD_LIBRARY_PATH,
+	 * no LD_PRELOAD). */
+	snprintf(cmd, sizeof(cmd), "env -i %s --list '%s'", LDSO, program);
 	p = popen(cmd, "r");
 	assert_non_null(p);
 	while (fgets(line, sizeof(line), p)) {
@@ -344,10 +346,21 @@ static void compare_dir(const char *path, unsigned *count)
 	closedir(d);
 }
 
+/* ld.so reads /etc/ld.so.preload, which the sandbox does not have. */
+static bool ldso_comparable(void)
+{
+	if (access("/etc/ld.so.preload", F_OK) < 0)
+		return true;
+	print_message("/etc/ld.so.preload exists: ld.so --list would list more than the sandbox loads; skipped\n");
+	return false;
+}
+
 static void test_our_programs(void **state)
 {
 	unsigned n = 0;
 
+	if (!ldso_comparable())
+		return;
 	compare_dir(IOREQ_BINDIR, &n);
 	compare_dir(IOREQ_BINDIR "/../tests", &n);
 	assert_true(n >= 8);
@@ -361,6 +374,8 @@ static void test_system_programs(void **state)
 	};
 	unsigned n = 0;
 
+	if (!ldso_comparable())
+		return;
 	for (size_t i = 0; i < sizeof(programs) / sizeof(programs[0]); i++) {
 		if (access(programs[i], X_OK) < 0 || !has_interp(programs[i]))
 			continue;
