@@ -251,7 +251,9 @@ static int spawn_plain(char *const argv[], int fd_in, int fd_out, pid_t *ret_pid
 	/* The broker blocks its signals in every thread; the device must not inherit that. */
 	sigemptyset(&none);
 	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	/* A session of its own: no controlling terminal (no /dev/tty, no
+	 * signals from the operator's keyboard). */
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
 	sigemptyset(&def);
 	sigaddset(&def, SIGPIPE);
 	sigaddset(&def, SIGTERM);

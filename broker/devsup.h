@@ -24,7 +24,8 @@ struct devsup_sandbox {
  * stdout; it shares the broker's stderr and keeps no other fd. With @sb, in
  * its sandbox (see ioreq-launch): it runs as the broker's uid, or as nobody
  * when the broker is root, and dies with the broker. Without, as a plain
- * child. Returns 0 with the pid in *ret_pid, or a negative errno. */
+ * child. Either way in a session of its own, without a controlling
+ * terminal. Returns 0 with the pid in *ret_pid, or a negative errno. */
 int devsup_spawn(char *const argv[], int fd_in, int fd_out, const struct devsup_sandbox *sb, pid_t *ret_pid);
 
 /* Collects one exited child without blocking: 0 with *ret_pid and its wait

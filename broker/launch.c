@@ -1,6 +1,6 @@
 /* ioreq-launch: puts one device program in its sandbox, then becomes it.
  *
- *   ioreq-launch --socket PATH --broker-pidfd FD [--user UID:GID] -- PROGRAM [ARGS...]
+ *   ioreq-launch --socket PATH --broker-pidfd FD [--user UID:GID] [--cgroup-fd FD]... -- PROGRAM [ARGS...]
  *
  * ioreq-brokerd is multithreaded and nng is not fork-safe, so the broker does
  * no more than clone3 (new mount, pid, ipc, net and uts namespaces; when it
@@ -10,24 +10,42 @@
  * so the pid the broker authorises on the socket, waits for and kills is the
  * device itself, and when it dies its whole pid namespace dies with it.
  *
+ * No code of PROGRAM runs before the last step, which is inside the sandbox:
+ * what it loads is found by reading ELF headers (elfdeps.c), never by running
+ * its loader, and every file it names is opened as an fd, checked and bound
+ * from that fd (trusted.c).
+ *
  * The steps, in an order each one needs:
- *  1. list what PROGRAM loads (its PT_INTERP, run with --list) while the
- *     host's filesystem is still there;
- *  2. clone read-only mounts of PATH's directory, PROGRAM, its loader and
- *     libraries, /etc/ld.so.cache and /dev/null; open_tree keeps them
- *     detached, so that no later mount can hide their sources;
- *  3. mount an empty tmpfs, put each clone at its own path (the socket's URL
- *     and the loader's search work unchanged), make it read-only, and pivot
- *     into it; the old root is detached;
- *  4. with --user (the broker is root), become that unprivileged host uid;
- *     then enter a user namespace of our own, as uid 65534 with no
- *     capability in any set: the namespaces above belong to the broker's
- *     user namespace, so nothing in them is ours to change;
- *  5. rlimits, no_new_privs, die with the broker, keep fds 0-2 only, exec.
+ *  1. a session of our own: the device has no controlling terminal, so none
+ *     to type into (TIOCSTI);
+ *  2. into the cgroups of --cgroup-fd while we may write there, so that all
+ *     that follows is charged to the device;
+ *  3. PROGRAM copied into a sealed memfd of mode 0111: the device executes
+ *     it but cannot read it, so the kernel starts it non-dumpable (exec's
+ *     would_dump()), and what it runs cannot change under it;
+ *  4. from that copy's ELF headers, its interpreter, its libraries and
+ *     ld.so.cache; each, PATH's directory and /dev/null opened as O_PATH
+ *     without following a symlink, and checked: regular files of root or
+ *     ours, writable by neither group nor others; PATH's directory likewise;
+ *     /dev/null by its device number;
+ *  5. with --user (the broker is root), PATH's directory lets that gid in
+ *     and its socket goes to that uid;
+ *  6. a detached read-only mount cloned from each fd (open_tree), so that no
+ *     path is resolved again; an empty tmpfs gets each clone at the path
+ *     where ld.so or the kernel opens it (a library at its soname path even
+ *     when the host's is a symlink to a versioned file), is made read-only,
+ *     and we pivot into it; the old root is detached;
+ *  7. a user namespace of our own where the device is uid 65534, mapped to
+ *     --user's ids (else to ours): a helper child that is still privileged
+ *     outside writes the maps, so that the namespace belongs to us, not to
+ *     the device's uid, which then holds no capability over it (a process
+ *     of that uid could otherwise ptrace the device); no capability in any
+ *     set;
+ *  8. rlimits, no_new_privs, die with the broker, keep fds 0-2 only, the
+ *     seccomp baseline (baseline.c), execveat of the memfd.
  *
  * Failures are reported on stderr (the broker's) and end with status 127.
  */
-#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -41,9 +59,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -51,26 +71,34 @@
 
 #include <linux/capability.h>
 
+#include "baseline.h"
+#include "elfdeps.h"
 #include "log.h"
+#include "trusted.h"
 
 #define LAUNCH_FAILED 127
 
 /* Inside its user namespace every device is nobody. */
 #define SANDBOX_ID 65534
 
+/* Linux 6.3: an executable memfd must say so where vm.memfd_noexec asks. */
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+
 /* Where the new root is assembled: any directory will do, since every
  * source was cloned before the tmpfs covers it. */
 #define STAGING "/tmp"
 
-/* How each clone is mounted: what the device runs (its program, loader and
+/* How each clone is mounted: what the device runs (its loader and
  * libraries), what it only reads, and /dev/null, a device node. */
 #define ATTR_CODE (MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
 #define ATTR_DATA (ATTR_CODE | MOUNT_ATTR_NOEXEC)
 #define ATTR_NULL (MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)
 
-/* A device program and the libraries it loads: a few dozen files at most. */
-#define MAX_BINDS 64
-#define LIST_MAX (64 * 1024)
+/* The interpreter, the libraries, ld.so.cache, PATH's directory, /dev/null. */
+#define MAX_BINDS (ELFDEPS_MAX_OBJECTS + 4)
+#define MAX_CGROUPS 4
 
 static const struct rlimit_set {
 	int resource;
@@ -92,10 +120,14 @@ static const struct rlimit_set {
 };
 
 struct bind {
-	char path[PATH_MAX];
-	unsigned attr; /* MOUNT_ATTR_* set on the clone */
-	int tree;      /* open_tree's detached clone */
+	const char *path; /* in the sandbox, as ld.so or the kernel spells it */
+	char *norm;       /* the same, "." and ".." resolved: the mount point */
+	int fd;           /* O_PATH on the checked host file (not ours to close) */
+	unsigned attr;    /* MOUNT_ATTR_* set on the clone */
+	int tree;         /* open_tree's detached clone */
 	bool dir;
+	bool walk_only;   /* another spelling of a mounted path: only its
+			   * directories are needed */
 };
 
 struct launch {
@@ -103,10 +135,18 @@ struct launch {
 	const char *program;
 	char **argv;
 	int broker_pidfd;
+	int cgroups[MAX_CGROUPS];
+	size_t n_cgroups;
 	bool set_user;
 	uid_t uid;
 	gid_t gid;
 	int proc_self; /* our /proc/PID, for the id maps after the root is gone */
+	struct trusted_owners owners;
+	int exe;       /* the sealed copy of PROGRAM */
+	struct elfdeps *deps;
+	char sock_dir[PATH_MAX];
+	int sock_dir_fd;
+	int null_fd;
 	struct bind binds[MAX_BINDS];
 	size_t n_binds;
 };
@@ -119,7 +159,7 @@ static int fail(const struct launch *l, int err, const char *fmt, ...) __attribu
 
 static int fail(const struct launch *l, int err, const char *fmt, ...)
 {
-	char what[PATH_MAX + 128];
+	char what[2 * PATH_MAX];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -129,191 +169,210 @@ static int fail(const struct launch *l, int err, const char *fmt, ...)
 	return -err;
 }
 
-/* ---- 1. what PROGRAM loads ---- */
+/* ---- 1. and 2. the session and the cgroups ---- */
 
-/* The loader named by PROGRAM's PT_INTERP; "" for a static program. */
-static int read_interp(struct launch *l, char *interp, size_t len)
+static int join_cgroups(struct launch *l)
 {
-	Elf64_Ehdr eh;
-	Elf64_Phdr ph;
-	int fd, r = 0;
+	for (size_t i = 0; i < l->n_cgroups; i++) {
+		int fd = openat(l->cgroups[i], "cgroup.procs", O_WRONLY | O_CLOEXEC);
 
-	interp[0] = '\0';
-	fd = open(l->program, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return fail(l, errno, "cannot open");
-	if (pread(fd, &eh, sizeof(eh), 0) != sizeof(eh) || memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
-	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(ph)) {
-		r = fail(l, ENOEXEC, "not a 64-bit ELF program");
-		goto out;
+		if (fd < 0 || write(fd, "0", 1) != 1)
+			return fail(l, errno, "cannot join the cgroup of fd %d", l->cgroups[i]);
+		close(fd);
+		close(l->cgroups[i]);
 	}
-	for (unsigned i = 0; i < eh.e_phnum; i++) {
-		if (pread(fd, &ph, sizeof(ph), eh.e_phoff + (off_t)i * sizeof(ph)) != sizeof(ph)) {
-			r = fail(l, ENOEXEC, "truncated program headers");
-			goto out;
-		}
-		if (ph.p_type != PT_INTERP)
-			continue;
-		if (ph.p_filesz < 2 || ph.p_filesz > len ||
-		    pread(fd, interp, ph.p_filesz, ph.p_offset) != (ssize_t)ph.p_filesz ||
-		    interp[ph.p_filesz - 1] != '\0' || interp[0] != '/') {
-			r = fail(l, ENOEXEC, "bad PT_INTERP");
-			goto out;
-		}
-		break;
-	}
-out:
-	close(fd);
-	return r;
-}
-
-static int add_bind(struct launch *l, const char *path, size_t len, unsigned attr)
-{
-	struct bind *b;
-
-	if (len == 0 || len >= sizeof(b->path) || path[0] != '/')
-		return fail(l, EINVAL, "cannot use the path '%.*s'", (int)len, path);
-	for (size_t i = 0; i < l->n_binds; i++)
-		if (strlen(l->binds[i].path) == len && !memcmp(l->binds[i].path, path, len))
-			return 0;
-	if (l->n_binds == MAX_BINDS)
-		return fail(l, E2BIG, "loads too many libraries");
-	b = &l->binds[l->n_binds++];
-	memcpy(b->path, path, len);
-	b->path[len] = '\0';
-	b->attr = attr;
-	b->tree = -1;
 	return 0;
 }
 
-/* One line of the loader's list: "\tlibc.so.6 => /lib/.../libc.so.6 (0x...)",
- * "\t/lib64/ld-linux-x86-64.so.2 (0x...)", or the vDSO, which has no file. */
-static int parse_list_line(struct launch *l, const char *line, size_t n)
-{
-	const char *arrow = memmem(line, n, " => ", 4), *end;
+/* ---- 3. the program ---- */
 
-	if (arrow) {
-		n -= arrow + 4 - line;
-		line = arrow + 4;
-	} else {
-		while (n && (*line == '\t' || *line == ' ')) {
-			line++;
-			n--;
+static int copy_program(struct launch *l)
+{
+	const char *base = strrchr(l->program, '/') + 1;
+	char why[PATH_MAX + 128];
+	struct stat st;
+	off_t done = 0;
+	int fd, in, r;
+
+	r = trusted_open(l->program, TRUSTED_FILE, &l->owners, &fd, &st, why, sizeof(why));
+	if (r < 0)
+		return fail(l, -r, "%s", why);
+	in = trusted_reopen(fd);
+	close(fd);
+	if (in < 0)
+		return fail(l, -in, "cannot read it");
+	l->exe = memfd_create(base, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+	if (l->exe < 0 && errno == EINVAL)
+		l->exe = memfd_create(base, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (l->exe < 0) {
+		r = fail(l, errno, "cannot create a memfd for it");
+		goto out;
+	}
+	while (done < st.st_size) {
+		ssize_t n = sendfile(l->exe, in, NULL, st.st_size - done);
+
+		if (n <= 0) {
+			r = fail(l, n < 0 ? errno : EIO, "cannot copy it");
+			goto out;
 		}
-		if (!n || *line != '/')
-			return 0;
+		done += n;
 	}
-	end = memmem(line, n, " (", 2);
-	if (!end || *line != '/')
-		return fail(l, ENOENT, "cannot find a library: %.*s", (int)n, line);
-	return add_bind(l, line, end - line, ATTR_CODE);
-}
-
-/* The system loader in list mode maps the libraries and runs none of their
- * code; it reads the host's filesystem, hence before anything else. */
-static int list_libraries(struct launch *l)
-{
-	static char out[LIST_MAX];
-	char interp[PATH_MAX];
-	char *argv[] = { interp, "--list", (char *)l->program, NULL };
-	size_t used = 0;
-	int pfd[2], status, r;
-	pid_t pid;
-
-	r = read_interp(l, interp, sizeof(interp));
-	if (r < 0 || !interp[0])
-		return r;
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return fail(l, errno, "cannot list its libraries");
-	pid = fork();
-	if (pid < 0) {
-		r = errno;
-		close(pfd[0]);
-		close(pfd[1]);
-		return fail(l, r, "cannot list its libraries");
-	}
-	if (pid == 0) {
-		dup2(pfd[1], STDOUT_FILENO);
-		execve(interp, argv, device_env);
-		_exit(LAUNCH_FAILED);
-	}
-	close(pfd[1]);
-	for (;;) {
-		ssize_t n = read(pfd[0], out + used, sizeof(out) - 1 - used);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		used += n;
-	}
-	close(pfd[0]);
-	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return fail(l, ENOEXEC, "%s --list failed", interp);
-	r = add_bind(l, interp, strlen(interp), ATTR_CODE);
-	for (size_t i = 0; r == 0 && i < used;) {
-		char *nl = memchr(out + i, '\n', used - i);
-		size_t n = nl ? (size_t)(nl - (out + i)) : used - i;
-
-		r = parse_list_line(l, out + i, n);
-		i += n + 1;
-	}
+	/* Executable, not readable: the kernel then starts it non-dumpable. */
+	if (fchmod(l->exe, 0111) < 0 ||
+	    fcntl(l->exe, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0)
+		r = fail(l, errno, "cannot seal its copy");
+out:
+	close(in);
 	return r;
 }
 
-/* ---- 2. and 3. the root ---- */
+/* ---- 4. what goes into the root ---- */
 
-static int collect_binds(struct launch *l)
+static bool inside(const char *path, const char *dir)
 {
-	static const char null[] = "/dev/null", cache[] = "/etc/ld.so.cache";
+	size_t n = strlen(dir);
+
+	return !strncmp(path, dir, n) && path[n] == '/';
+}
+
+static int add_bind(struct launch *l, const char *path, int fd, unsigned attr, bool dir)
+{
+	char buf[PATH_MAX], *norm;
+	struct stat st, other;
+	struct bind *b;
+
+	if (elfdeps_normalize(path, buf, sizeof(buf)) < 0 || !strcmp(buf, "/") || fstat(fd, &st) < 0)
+		return fail(l, EINVAL, "cannot bind %s", path);
+	norm = strdup(buf);
+	if (!norm)
+		return fail(l, ENOMEM, "cannot bind %s", path);
+	for (size_t i = 0; i < l->n_binds; i++) {
+		b = &l->binds[i];
+		if (!strcmp(b->norm, norm) && fstat(b->fd, &other) == 0 && other.st_dev == st.st_dev &&
+		    other.st_ino == st.st_ino) {
+			if (!strcmp(b->path, path)) {
+				free(norm);
+				return 0;
+			}
+			/* "lib/../lib/x.so": ld.so walks through lib/. */
+			dir = false;
+			break;
+		}
+		/* A mount on or under another would hide it, or write into it. */
+		if (!strcmp(b->norm, norm) || (b->dir && inside(norm, b->norm)) || (dir && inside(b->norm, norm))) {
+			fail(l, EEXIST, "%s and %s cannot both be in the sandbox", path, b->path);
+			free(norm);
+			return -EEXIST;
+		}
+	}
+	if (l->n_binds == MAX_BINDS) {
+		free(norm);
+		return fail(l, E2BIG, "too many files to bind");
+	}
+	l->binds[l->n_binds] = (struct bind){ .path = path, .norm = norm, .fd = fd, .attr = attr, .tree = -1, .dir = dir };
+	for (size_t i = 0; i < l->n_binds; i++)
+		l->binds[l->n_binds].walk_only |= !strcmp(l->binds[i].norm, norm);
+	l->n_binds++;
+	return 0;
+}
+
+static int open_socket_dir(struct launch *l)
+{
 	const char *slash = strrchr(l->socket, '/');
+	char why[PATH_MAX + 128];
+	struct stat st;
 	int r;
 
 	/* The socket's directory, not the socket: nng unlinks and binds it anew
 	 * when the broker listens again. Sockets ignore read-only mounts. */
-	r = add_bind(l, l->socket, slash - l->socket, ATTR_DATA);
-	if (r == 0)
-		r = add_bind(l, null, strlen(null), ATTR_NULL);
-	if (r == 0)
-		r = add_bind(l, l->program, strlen(l->program), ATTR_CODE);
-	/* The loader then finds each library where --list did. */
-	if (r == 0 && access(cache, F_OK) == 0)
-		r = add_bind(l, cache, strlen(cache), ATTR_DATA);
-	if (r == 0)
-		r = list_libraries(l);
+	if (slash == l->socket || (size_t)(slash - l->socket) >= sizeof(l->sock_dir) || !strcmp(slash, "/.") ||
+	    !strcmp(slash, "/.."))
+		return fail(l, EINVAL, "cannot use the socket path %s", l->socket);
+	snprintf(l->sock_dir, sizeof(l->sock_dir), "%.*s", (int)(slash - l->socket), l->socket);
+	r = trusted_open(l->sock_dir, TRUSTED_DIR, &l->owners, &l->sock_dir_fd, &st, why, sizeof(why));
+	if (r < 0)
+		return fail(l, -r, "the socket's directory %s %s", l->sock_dir, why);
+	return add_bind(l, l->sock_dir, l->sock_dir_fd, ATTR_DATA, true);
+}
+
+static int collect_binds(struct launch *l)
+{
+	char why[PATH_MAX + 256];
+	struct stat st;
+	int r;
+
+	r = elfdeps_resolve(l->exe, l->program, &elfdeps_system, &l->owners, &l->deps, why, sizeof(why));
+	if (r < 0)
+		return fail(l, -r, "%s", why);
+	r = open_socket_dir(l);
+	if (r < 0)
+		return r;
+	r = trusted_open("/dev/null", TRUSTED_DEVNULL, &l->owners, &l->null_fd, &st, why, sizeof(why));
+	if (r < 0)
+		return fail(l, -r, "/dev/null %s", why);
+	r = add_bind(l, "/dev/null", l->null_fd, ATTR_NULL, false);
+	for (size_t i = 0; r == 0 && i < l->deps->n_files; i++) {
+		const struct elfdeps_file *f = &l->deps->files[i];
+
+		r = add_bind(l, f->path, f->fd, strcmp(f->path, elfdeps_system.cache) ? ATTR_CODE : ATTR_DATA, false);
+	}
 	return r;
 }
+
+/* ---- 6. the root ---- */
 
 static int clone_tree(struct launch *l, struct bind *b)
 {
 	struct mount_attr attr = { .attr_set = b->attr };
-	struct stat st;
 
-	b->tree = open_tree(AT_FDCWD, b->path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	b->tree = open_tree(b->fd, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
 	if (b->tree < 0)
 		return fail(l, errno, "cannot clone a mount of %s", b->path);
 	if (mount_setattr(b->tree, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
 		return fail(l, errno, "cannot restrict the mount of %s", b->path);
-	if (fstat(b->tree, &st) < 0)
-		return fail(l, errno, "cannot stat %s", b->path);
-	b->dir = S_ISDIR(st.st_mode);
 	return 0;
 }
 
-/* mkdir -p of @path's parents (and of @path itself if @dir) under STAGING. */
-static int make_mountpoint(const char *path, bool dir)
+/* Creates under STAGING the directories the kernel walks through for
+ * @b->path in the sandbox, where ".." follows a real directory ("$ORIGIN/..":
+ * the directory must exist), and the mount point, b->norm. */
+static int make_mountpoint(const struct bind *b)
 {
 	char buf[sizeof(STAGING) + PATH_MAX];
+	size_t base = strlen(STAGING), n = base;
 	int fd;
 
-	snprintf(buf, sizeof(buf), "%s%s", STAGING, path);
-	for (char *p = buf + sizeof(STAGING); (p = strchr(p, '/')); p++) {
-		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
+	memcpy(buf, STAGING, base + 1);
+	for (const char *p = b->path; *p;) {
+		const char *end;
+		size_t c;
+
+		while (*p == '/')
+			p++;
+		end = strchrnul(p, '/');
+		c = end - p;
+		if (!*end)
+			break;
+		if (c == 2 && p[0] == '.' && p[1] == '.') {
+			while (n > base && buf[--n] != '/')
+				;
+			buf[n] = '\0';
+		} else if (c > 0 && !(c == 1 && p[0] == '.')) {
+			if (n + 1 + c >= sizeof(buf))
+				return -ENAMETOOLONG;
+			buf[n++] = '/';
+			memcpy(buf + n, p, c);
+			n += c;
+			buf[n] = '\0';
+			if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+				return -errno;
+		}
+		p = end;
 	}
-	if (dir)
+	if (b->walk_only)
+		return 0;
+	snprintf(buf, sizeof(buf), "%s%s", STAGING, b->norm);
+	if (b->dir)
 		return mkdir(buf, 0755) < 0 && errno != EEXIST ? -errno : 0;
 	fd = open(buf, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -329,7 +388,7 @@ static int build_root(struct launch *l)
 	int r;
 
 	for (size_t i = 0; i < l->n_binds; i++) {
-		r = clone_tree(l, &l->binds[i]);
+		r = l->binds[i].walk_only ? 0 : clone_tree(l, &l->binds[i]);
 		if (r < 0)
 			return r;
 	}
@@ -338,13 +397,18 @@ static int build_root(struct launch *l)
 		return fail(l, errno, "cannot make the mounts private");
 	if (mount("tmpfs", STAGING, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=256k") < 0)
 		return fail(l, errno, "cannot mount the sandbox's root");
+	/* The broker's umask (the unit's 0077) would hide the mount points
+	 * from the device's uid. */
+	umask(0);
 	for (size_t i = 0; i < l->n_binds; i++) {
 		struct bind *b = &l->binds[i];
 
-		r = make_mountpoint(b->path, b->dir);
+		r = make_mountpoint(b);
 		if (r < 0)
 			return fail(l, -r, "cannot make a mount point for %s", b->path);
-		snprintf(target, sizeof(target), "%s%s", STAGING, b->path);
+		if (b->walk_only)
+			continue;
+		snprintf(target, sizeof(target), "%s%s", STAGING, b->norm);
 		if (move_mount(b->tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
 			return fail(l, errno, "cannot mount %s", b->path);
 		close(b->tree);
@@ -360,62 +424,86 @@ static int build_root(struct launch *l)
 	return 0;
 }
 
-/* ---- 4. who the device is ---- */
+/* ---- 5. and 7. who the device is ---- */
 
-/* The broker runs as root: the device's directory and socket go to the
- * unprivileged uid that will connect to them. */
+/* The broker runs as root: its socket goes to the device's uid, and its
+ * directory, still the broker's, lets the device's gid through (and the
+ * next instance's, after a restart, with the same check). */
 static int hand_over_socket(struct launch *l)
 {
-	const char *slash = strrchr(l->socket, '/');
-	char dir[PATH_MAX];
+	const char *name = strrchr(l->socket, '/') + 1;
+	int fd = trusted_reopen(l->sock_dir_fd), r = 0;
 
-	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - l->socket), l->socket);
-	if (chown(dir, l->uid, l->gid) < 0 || chown(l->socket, l->uid, l->gid) < 0)
-		return fail(l, errno, "cannot hand %s to uid %u", l->socket, (unsigned)l->uid);
-	return 0;
-}
-
-static int become_user(struct launch *l)
-{
-	if (setgroups(0, NULL) < 0 || setresgid(l->gid, l->gid, l->gid) < 0 ||
-	    setresuid(l->uid, l->uid, l->uid) < 0)
-		return fail(l, errno, "cannot become uid %u", (unsigned)l->uid);
-	/* Changing uid made us non-dumpable, which gives our /proc files to
-	 * root: we could not write our own id maps. */
-	if (prctl(PR_SET_DUMPABLE, 1) < 0)
-		return fail(l, errno, "cannot stay dumpable");
-	return 0;
-}
-
-static int write_proc(const struct launch *l, const char *file, const char *text)
-{
-	ssize_t n = (ssize_t)strlen(text);
-	int fd, r = 0;
-
-	fd = openat(l->proc_self, file, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, text, n) != n)
-		r = fail(l, errno, "cannot write /proc/self/%s", file);
+	if (fd < 0 || fchown(fd, -1, l->gid) < 0 || fchmod(fd, 0710) < 0 ||
+	    fchownat(fd, name, l->uid, l->gid, AT_SYMLINK_NOFOLLOW) < 0)
+		r = fail(l, fd < 0 ? -fd : errno, "cannot hand %s to uid %u", l->socket, (unsigned)l->uid);
 	if (fd >= 0)
 		close(fd);
 	return r;
 }
 
-/* A user namespace where we are SANDBOX_ID, mapped to whom we are now: an
- * unprivileged process may map exactly its own ids (and no groups). */
+/* The helper: still where we were, so allowed to map any of our ids into
+ * the namespace we enter; it writes the maps once we are in it. */
+static _Noreturn void write_maps(const struct launch *l, int ready)
+{
+	static const char *const files[] = { "setgroups", "gid_map", "uid_map" };
+	const char *text[3];
+	char uid_map[32], gid_map[32], c;
+
+	snprintf(uid_map, sizeof(uid_map), "%u %u 1", SANDBOX_ID, (unsigned)(l->set_user ? l->uid : geteuid()));
+	snprintf(gid_map, sizeof(gid_map), "%u %u 1", SANDBOX_ID, (unsigned)(l->set_user ? l->gid : getegid()));
+	text[0] = "deny";
+	text[1] = gid_map;
+	text[2] = uid_map;
+	/* EOF: the launcher could not unshare and reports it. */
+	if (read(ready, &c, 1) != 1)
+		_exit(1);
+	for (size_t i = 0; i < 3; i++) {
+		ssize_t n = (ssize_t)strlen(text[i]);
+		int fd = openat(l->proc_self, files[i], O_WRONLY | O_CLOEXEC);
+
+		if (fd < 0 || write(fd, text[i], n) != n) {
+			fail(l, errno, "cannot write the user namespace's %s", files[i]);
+			_exit(1);
+		}
+		close(fd);
+	}
+	_exit(0);
+}
+
 static int enter_user_ns(struct launch *l)
 {
-	char uid_map[32], gid_map[32];
-	int r;
+	int p[2], status, r = 0;
+	pid_t pid;
 
-	snprintf(uid_map, sizeof(uid_map), "%u %u 1", SANDBOX_ID, (unsigned)geteuid());
-	snprintf(gid_map, sizeof(gid_map), "%u %u 1", SANDBOX_ID, (unsigned)getegid());
+	/* The broker's supplementary groups, while we may (an unprivileged
+	 * broker's user namespace denies setgroups). */
+	if (l->set_user && setgroups(0, NULL) < 0)
+		return fail(l, errno, "cannot drop the supplementary groups");
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return fail(l, errno, "cannot create a pipe");
+	pid = fork();
+	if (pid == 0) {
+		close(p[1]);
+		write_maps(l, p[0]);
+	}
+	close(p[0]);
+	if (pid < 0) {
+		close(p[1]);
+		return fail(l, errno, "cannot start a helper");
+	}
 	if (unshare(CLONE_NEWUSER) < 0)
-		return fail(l, errno, "cannot create a user namespace");
-	r = write_proc(l, "setgroups", "deny");
-	if (r == 0)
-		r = write_proc(l, "uid_map", uid_map);
-	if (r == 0)
-		r = write_proc(l, "gid_map", gid_map);
+		r = fail(l, errno, "cannot create a user namespace");
+	else if (write(p[1], "", 1) != 1)
+		r = fail(l, errno, "cannot wake the helper");
+	close(p[1]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (r == 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0))
+		r = fail(l, EPERM, "cannot map the user namespace's ids");
+	if (r == 0 && (setresgid(SANDBOX_ID, SANDBOX_ID, SANDBOX_ID) < 0 ||
+		       setresuid(SANDBOX_ID, SANDBOX_ID, SANDBOX_ID) < 0))
+		r = fail(l, errno, "cannot become uid %u in the user namespace", SANDBOX_ID);
 	return r;
 }
 
@@ -433,7 +521,7 @@ static int drop_capabilities(struct launch *l)
 	return 0;
 }
 
-/* ---- 5. the last steps ---- */
+/* ---- 8. the last steps ---- */
 
 static int set_limits(struct launch *l)
 {
@@ -465,29 +553,30 @@ static int launch(struct launch *l)
 {
 	int r;
 
+	/* A process group leader cannot: the broker's clone is none. */
+	if (setsid() < 0)
+		return fail(l, errno, "cannot start a session");
+	r = join_cgroups(l);
+	if (r < 0)
+		return r;
 	l->proc_self = open("/proc/self", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (l->proc_self < 0)
 		return fail(l, errno, "cannot open /proc/self");
-	if (l->set_user) {
+	r = trusted_owners_get(&l->owners);
+	if (r < 0)
+		return fail(l, -r, "cannot read /proc/self/uid_map");
+	r = copy_program(l);
+	if (r == 0)
+		r = collect_binds(l);
+	/* Through /proc/self/fd, which the new root does not have. */
+	if (r == 0 && l->set_user)
 		r = hand_over_socket(l);
-		if (r < 0)
-			return r;
-	}
-	r = collect_binds(l);
-	if (r < 0)
-		return r;
-	r = build_root(l);
-	if (r < 0)
-		return r;
-	if (l->set_user) {
-		r = become_user(l);
-		if (r < 0)
-			return r;
-	}
-	r = enter_user_ns(l);
-	if (r < 0)
-		return r;
-	r = drop_capabilities(l);
+	if (r == 0)
+		r = build_root(l);
+	if (r == 0)
+		r = enter_user_ns(l);
+	if (r == 0)
+		r = drop_capabilities(l);
 	if (r < 0)
 		return r;
 	/* After the user namespace: RLIMIT_NPROC then counts this device's
@@ -503,14 +592,25 @@ static int launch(struct launch *l)
 	umask(077);
 	/* The broker handed us 0, 1 and 2; ours are close-on-exec. */
 	close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
-	execve(l->program, l->argv, device_env);
+	r = baseline_install();
+	if (r < 0)
+		return fail(l, -r, "cannot install the seccomp baseline");
+	execveat(l->exe, "", l->argv, device_env, AT_EMPTY_PATH);
 	return fail(l, errno, "cannot execute");
 }
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: ioreq-launch --socket PATH --broker-pidfd FD [--user UID:GID] -- PROGRAM [ARGS...]\n");
+	fprintf(stderr, "usage: ioreq-launch --socket PATH --broker-pidfd FD [--user UID:GID] [--cgroup-fd FD]... "
+			"-- PROGRAM [ARGS...]\n");
 	exit(LAUNCH_FAILED);
+}
+
+static int parse_fd(const char *arg, int *ret)
+{
+	char end;
+
+	return sscanf(arg, "%d%c", ret, &end) == 1 && *ret >= 3 ? 0 : -EINVAL;
 }
 
 static int parse_args(int argc, char **argv, struct launch *l)
@@ -519,6 +619,7 @@ static int parse_args(int argc, char **argv, struct launch *l)
 		{ "socket", required_argument, NULL, 's' },
 		{ "broker-pidfd", required_argument, NULL, 'p' },
 		{ "user", required_argument, NULL, 'u' },
+		{ "cgroup-fd", required_argument, NULL, 'c' },
 		{},
 	};
 	unsigned uid, gid;
@@ -532,7 +633,7 @@ static int parse_args(int argc, char **argv, struct launch *l)
 			l->socket = optarg;
 			break;
 		case 'p':
-			if (sscanf(optarg, "%d%c", &l->broker_pidfd, &end) != 1 || l->broker_pidfd < 3)
+			if (parse_fd(optarg, &l->broker_pidfd) < 0)
 				return -EINVAL;
 			break;
 		case 'u':
@@ -541,6 +642,10 @@ static int parse_args(int argc, char **argv, struct launch *l)
 			l->set_user = true;
 			l->uid = uid;
 			l->gid = gid;
+			break;
+		case 'c':
+			if (l->n_cgroups == MAX_CGROUPS || parse_fd(optarg, &l->cgroups[l->n_cgroups++]) < 0)
+				return -EINVAL;
 			break;
 		default:
 			return -EINVAL;

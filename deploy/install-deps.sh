@@ -5,7 +5,8 @@ set -eu
 
 PACKAGES="build-essential cmake pkg-config git
 libnng-dev libprotobuf-c-dev protobuf-c-compiler
-libsystemd-dev systemd libcmocka-dev libyaml-dev libseccomp-dev linux-libc-dev"
+libsystemd-dev systemd libcmocka-dev libyaml-dev libseccomp-dev linux-libc-dev
+libelf-dev"
 # --fuzz: clang and its libFuzzer runtime, for tests/fuzz/run.sh
 [ "${1:-}" = --fuzz ] && PACKAGES="$PACKAGES clang libclang-rt-14-dev"
 

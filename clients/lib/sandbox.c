@@ -15,27 +15,25 @@
 #include <linux/landlock.h>
 #include <seccomp.h>
 
-#ifdef __SANITIZE_ADDRESS__
-#include <sanitizer/lsan_interface.h>
-
-static bool locked;
-
-/* LeakSanitizer checks at exit by stopping the world with clone, ptrace and
- * /proc: a sandboxed device has none of them, and would die of SIGSYS.
- * It asks this hook first; unconfined devices and the library's tests
- * are still checked. */
-int __lsan_is_turned_off(void)
-{
-	return locked;
-}
-#endif
-
 static bool wanted(void)
 {
 	const char *v = getenv("IOREQ_SANDBOX");
 
 	return v && !strcmp(v, "strict");
 }
+
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/lsan_interface.h>
+
+/* LeakSanitizer checks at exit by stopping the world with clone, ptrace and
+ * /proc: a sandboxed device has none of them (ioreq-launch's seccomp
+ * baseline refuses ptrace from the start; ours kills). It asks this hook
+ * first; unconfined devices and the library's tests are still checked. */
+int __lsan_is_turned_off(void)
+{
+	return wanted();
+}
+#endif
 
 /* ---- Landlock ---- */
 
@@ -66,6 +64,11 @@ int sandbox_restrict_fs(void)
 
 	if (!wanted())
 		return 0;
+	/* ioreq-launch started us non-dumpable already (an unreadable
+	 * executable); this holds should a device be started otherwise: no
+	 * process of our uid may ptrace us or take our fds (pidfd_getfd). */
+	if (prctl(PR_SET_DUMPABLE, 0) < 0)
+		return -errno;
 	/* Landlock and seccomp both require it of an unprivileged process. */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return -errno;
@@ -190,8 +193,5 @@ int sandbox_lock(void)
 	if (r == 0)
 		r = seccomp_load(ctx);
 	seccomp_release(ctx);
-#ifdef __SANITIZE_ADDRESS__
-	locked = r == 0;
-#endif
 	return r;
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +30,7 @@
 #include <nng/protocol/pair1/pair.h>
 
 #include "ioreq/device.h"
+#include "sandbox.h"
 #include "wire.h"
 
 extern char **environ;
@@ -1334,6 +1336,27 @@ static void test_null_delay(void **state)
 	shutdown_ok(p);
 }
 
+/* Started sandboxed (IOREQ_SANDBOX=strict), the library makes the device
+ * non-dumpable first thing: a second layer behind ioreq-launch's unreadable
+ * executable, for a device started some other way. */
+static void test_sandbox_not_dumpable(void **state)
+{
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		setenv("IOREQ_SANDBOX", "strict", 1);
+		if (prctl(PR_GET_DUMPABLE) != 1)
+			_exit(2);
+		if (sandbox_restrict_fs() < 0)
+			_exit(3);
+		_exit(prctl(PR_GET_DUMPABLE) == 0 ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(status, 0);
+}
+
 static void test_usage(void **state)
 {
 	static const struct {
@@ -1380,6 +1403,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_handshake_fails, teardown),
 		cmocka_unit_test_teardown(test_hello_again_after_refused_pipe, teardown),
 		cmocka_unit_test_teardown(test_hello_again_after_dropped_pipe, teardown),
+		cmocka_unit_test(test_sandbox_not_dumpable),
 		cmocka_unit_test(test_connect_args),
 		cmocka_unit_test(test_take_args),
 		cmocka_unit_test_teardown(test_ram, proc_teardown),
