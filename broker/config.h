@@ -3,7 +3,8 @@
  * Every error is reported as "FILE:LINE:COLUMN: message" (1-based) and nothing
  * is returned unless the whole file is valid: unknown or duplicate keys,
  * duplicate names, overlapping ranges within a VM, empty or wrapping ranges,
- * bad BDFs and bad sizes are all errors. The schema is in README.md. */
+ * bad BDFs and bad sizes are all errors. The schema, with every key's range and
+ * default, is the tables in config.c. */
 #ifndef IOREQ_CONFIG_H
 #define IOREQ_CONFIG_H
 
@@ -12,9 +13,6 @@
 #include <stdint.h>
 
 #define CFG_MAX_VCPUS 16
-#define CFG_DEFAULT_DEADLINE_MS 500
-#define CFG_DEFAULT_EXIT_PORT 0xf4
-#define CFG_DEFAULT_MEMORY (64ull << 20)
 
 enum cfg_backend {
 	CFG_BACKEND_SIM,
@@ -28,11 +26,6 @@ enum cfg_on_failure {
 	CFG_ON_FAILURE_HOLD,     /* keep them (bounded by the deadline) for the restarted device */
 	CFG_ON_FAILURE_STOP_VM,  /* stop the VM */
 };
-
-#define CFG_DEFAULT_RESTART_LIMIT 5
-#define CFG_DEFAULT_RESTART_WINDOW_MS 60000
-#define CFG_DEFAULT_MAX_INFLIGHT 16
-#define CFG_DEFAULT_MAX_MSG_RATE 10000
 
 enum cfg_sandbox {
 	CFG_SANDBOX_NONE,

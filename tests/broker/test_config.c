@@ -257,7 +257,7 @@ static void test_defaults(void **state)
 	char p[512];
 
 	assert_null(c->runtime_dir);
-	assert_int_equal(c->deadline_ms, CFG_DEFAULT_DEADLINE_MS);
+	assert_int_equal(c->deadline_ms, 500);
 	/* sim always has one script slot per vCPU; none given: all idle */
 	assert_non_null(c->vms[0].scripts);
 	assert_null(c->vms[0].scripts[0]);
@@ -268,7 +268,7 @@ static void test_defaults(void **state)
 	assert_null(d->args[0]);
 	assert_int_equal(d->n_pio + d->n_mmio + d->n_pci + d->n_irqs, 0);
 	assert_false(d->msi);
-	assert_int_equal(d->deadline_ms, CFG_DEFAULT_DEADLINE_MS);
+	assert_int_equal(d->deadline_ms, 500);
 	/* Every device is sandboxed unless its entry says otherwise. */
 	assert_int_equal(d->sandbox, CFG_SANDBOX_STRICT);
 	assert_int_equal(d->n_win_pio + d->n_win_mmio, 0);
@@ -277,10 +277,10 @@ static void test_defaults(void **state)
 	assert_false(d->input_stdin);
 	assert_true(c->vms[0].autostart);
 	assert_int_equal(d->on_failure, CFG_ON_FAILURE_FALLBACK);
-	assert_int_equal(d->restart_limit, CFG_DEFAULT_RESTART_LIMIT);
-	assert_int_equal(d->restart_window_ms, CFG_DEFAULT_RESTART_WINDOW_MS);
-	assert_int_equal(d->max_inflight, CFG_DEFAULT_MAX_INFLIGHT);
-	assert_int_equal(d->max_msg_rate, CFG_DEFAULT_MAX_MSG_RATE);
+	assert_int_equal(d->restart_limit, 5);
+	assert_int_equal(d->restart_window_ms, 60000);
+	assert_int_equal(d->max_inflight, 16);
+	assert_int_equal(d->max_msg_rate, 10000);
 	cfg_free(c);
 }
 
@@ -318,7 +318,7 @@ static void test_backend_keys(void **state)
 	assert_true(c->vms[0].devices[0].input_stdin);
 	assert_int_equal(c->vms[1].memory, 1ull << 30);
 	assert_true(c->vms[1].completion_polling);
-	assert_int_equal(c->vms[1].exit_port, CFG_DEFAULT_EXIT_PORT);
+	assert_int_equal(c->vms[1].exit_port, 0xf4);
 	cfg_free(c);
 }
 
@@ -418,15 +418,15 @@ static const struct bad bad[] = {
 	  "3:14: unknown backend 'xen' (expected sim, kvm or acrn)" },
 	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 0\n", "4:12: 'vcpus' must be between 1 and 16" },
 	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 17\n", "4:12: 'vcpus' must be between 1 and 16" },
-	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: -1\n", "4:12: expected an unsigned integer" },
-	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 2x\n", "4:12: expected an unsigned integer" },
-	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 0x\n", "4:12: expected an unsigned integer" },
+	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: -1\n", "4:12: expected an unsigned integer for 'vcpus'" },
+	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 2x\n", "4:12: expected an unsigned integer for 'vcpus'" },
+	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 0x\n", "4:12: expected an unsigned integer for 'vcpus'" },
 	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 18446744073709551616\n",
-	  "4:12: expected an unsigned integer" },
+	  "4:12: expected an unsigned integer for 'vcpus'" },
 	{ "vms:\n  - name: a\n    backend: sim\n    vcpus: 2\n    scripts: [a.txt]\n",
 	  "5:14: expected 2 scripts (one per vCPU), got 1" },
 	{ "vms:\n  - name: a\n    scripts: [a.txt]\n    backend: acrn\n    vcpus: 1\n",
-	  "3:14: 'scripts' is only valid with backend sim" },
+	  "3:14: 'scripts' is not valid with backend acrn" },
 	{ "vms:\n  - name: a\n    backend: sim\n    vcpus: 2\n    scripts: [~, missing.txt]\n",
 	  "5:18: cannot read script 'missing.txt': No such file or directory" },
 	{ "vms:\n  - name: a\n    backend: sim\n    vcpus: 1\n    scripts: [sub]\n",
@@ -453,9 +453,9 @@ static const struct bad bad[] = {
 	{ DEV "        msi: yes\n", "8:14: expected a boolean (true or false) for 'msi'" },
 	{ DEV "        deadline_ms: 600001\n", "8:22: 'deadline_ms' must be between 1 and 600000" },
 	{ "broker:\n  deadline_ms: 0\n" VM, "2:16: 'deadline_ms' must be between 1 and 600000" },
-	{ DEV "        irqs: [4, 256]\n", "8:19: irq 256 out of range (0..255)" },
+	{ DEV "        irqs: [4, 256]\n", "8:19: 'irqs' must be between 0 and 255" },
 	{ DEV "        irqs: [4, 5, 4]\n", "8:22: duplicate irq 4" },
-	{ DEV "        irqs: [x]\n", "8:16: expected an unsigned integer" },
+	{ DEV "        irqs: [x]\n", "8:16: expected an unsigned integer for 'irqs'" },
 	/* ranges */
 	{ DEV "        pio: [\"0x60-0x64\"]\n",
 	  "8:15: invalid pio range '0x60-0x64' (expected START+SIZE, START..END or {start, size|end})" },
@@ -474,7 +474,7 @@ static const struct bad bad[] = {
 	  "8:15: pio range 0x10000..0x10000 goes beyond 0xffff" },
 	{ DEV "        pio: [{start: 1, size: 1, end: 1}]\n", "8:15: a range needs exactly one of 'size' and 'end'" },
 	{ DEV "        pio: [{start: 1}]\n", "8:15: a range needs exactly one of 'size' and 'end'" },
-	{ DEV "        pio: [{start: -1, size: 1}]\n", "8:23: expected an unsigned integer" },
+	{ DEV "        pio: [{start: -1, size: 1}]\n", "8:23: expected an unsigned integer for 'start'" },
 	{ DEV "        pio: [\"0x60..0x6f\"]\n" DEV_B "        pio: [\"0x3f8+8\", \"0x60..0x64\"]\n",
 	  "11:26: pio range 0x60..0x64 of device 'b' overlaps 0x60..0x6f of device 'a'" },
 	{ DEV "        mmio: [\"0xfe000000+0x1000\", \"0xfe000fff+1\"]\n",
@@ -496,8 +496,8 @@ static const struct bad bad[] = {
 	{ DEV "        windows: {pio: [\"0xff00+0x200\"]}\n",
 	  "8:25: pio window range 0xff00..0x100ff goes beyond 0xffff" },
 	{ DEV "        output: \"\"\n", "8:17: 'output' must be stdout or a file name" },
-	{ DEV "        input: /dev/tty\n", "8:16: 'input' must be stdin" },
-	{ DEV "        sandbox: loose\n", "8:18: unknown sandbox 'loose' (expected strict or none)" },
+	{ DEV "        input: /dev/tty\n", "8:16: unknown input '/dev/tty' (expected stdin)" },
+	{ DEV "        sandbox: loose\n", "8:18: unknown sandbox 'loose' (expected none or strict)" },
 	{ DEV "        on_failure: retry\n", "8:21: unknown on_failure 'retry' (expected fallback, hold or stop-vm)" },
 	{ DEV "        max_inflight: 17\n", "8:23: 'max_inflight' must be between 1 and 16" },
 	{ DEV "        restart_window_ms: 0\n", "8:28: 'restart_window_ms' must be between 1 and 86400000" },
@@ -511,9 +511,9 @@ static const struct bad bad[] = {
 	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 1\n", "2:5: missing required key 'image' in vm (backend kvm)" },
 	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 1\n    image: nope.elf\n",
 	  "5:12: cannot read image 'nope.elf': No such file or directory" },
-	{ VM "    memory: 12X\n", "5:13: expected a size for 'memory' (bytes, or with K, M or G)" },
-	{ VM "    memory: 4K\n", "5:13: 'memory' must be at least 1M and a multiple of 4K" },
-	{ VM "    memory: 1048577\n", "5:13: 'memory' must be at least 1M and a multiple of 4K" },
+	{ VM "    memory: 12X\n", "5:13: expected a size (bytes, or with K, M or G) for 'memory'" },
+	{ VM "    memory: 4K\n", "5:13: 'memory' must be a multiple of 4K between 1M and 64G" },
+	{ VM "    memory: 1048577\n", "5:13: 'memory' must be a multiple of 4K between 1M and 64G" },
 	{ VM "    autostart: maybe\n", "5:16: expected a boolean (true or false) for 'autostart'" },
 };
 
@@ -574,6 +574,65 @@ static void test_err_buffer(void **state)
 	assert_null(c);
 }
 
+/* Reload keeps a running VM only if cfg_vm_equal finds nothing changed: every
+ * key counts, a key set to its default does not, nor does where things sit in the file. */
+static void test_vm_equal(void **state)
+{
+	static const char base[] = "vms:\n"
+				   "  - name: v\n"
+				   "    backend: kvm\n"
+				   "    vcpus: 1\n"
+				   "    image: img.elf\n"
+				   "%s"
+				   "    devices:\n"
+				   "      - name: d\n"
+				   "        program: ioreq-dev-test\n"
+				   "        pio: [\"0x60+4\"]\n"
+				   "        windows: {mmio: [\"0xc0000000+0x1000\"]}\n"
+				   "%s";
+	static const struct {
+		const char *vm, *dev, *what; /* what: NULL if equal */
+	} cases[] = {
+		{ "", "", NULL },
+		{ "# a comment moves every mark\n", "", NULL },
+		{ "", "        restart_limit: 5\n        max_inflight: 16\n        sandbox: strict\n", NULL },
+		{ "", "        max_msg_rate: 9999\n", "device 'd' changed" },
+		{ "", "        on_failure: hold\n", "device 'd' changed" },
+		{ "", "        args: [x]\n", "device 'd' changed" },
+		{ "", "        deadline_ms: 499\n", "device 'd' changed" },
+		{ "", "        output: stdout\n", "device 'd' changed" },
+		{ "", "        input: stdin\n", "device 'd' changed" },
+		{ "", "      - {name: e, program: ioreq-dev-test}\n", "devices added" },
+		{ "    memory: 128M\n", "", "memory" },
+		{ "    exit_port: 0x501\n", "", "exit_port" },
+		{ "    autostart: false\n", "", "autostart" },
+	};
+	struct cfg *a, *b;
+	char text[1024], what[64];
+
+	snprintf(text, sizeof(text), base, "", "");
+	a = load_ok(text);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), base, cases[i].vm, cases[i].dev);
+		b = load_ok(text);
+		strcpy(what, "-");
+		if (cfg_vm_equal(&a->vms[0], &b->vms[0], what, sizeof(what)) != !cases[i].what ||
+		    (cases[i].what && strcmp(what, cases[i].what)))
+			fail_msg("case %zu: want %s, got %s\n%s", i, cases[i].what ? cases[i].what : "equal", what, text);
+		/* and the other way round */
+		if (cfg_vm_equal(&b->vms[0], &a->vms[0], NULL, 0) != !cases[i].what)
+			fail_msg("case %zu reversed\n%s", i, text);
+		cfg_free(b);
+	}
+	snprintf(text, sizeof(text), base, "", "");
+	b = load_ok(text);
+	b->vms[0].devices[0].win_mmio[0].end++;
+	assert_false(cfg_vm_equal(&a->vms[0], &b->vms[0], what, sizeof(what)));
+	assert_string_equal(what, "device 'd' changed");
+	cfg_free(b);
+	cfg_free(a);
+}
+
 static void test_free_and_names(void **state)
 {
 	assert_null(cfg_free(NULL));
@@ -588,6 +647,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_vm_equal),
 		cmocka_unit_test(test_backend_keys),
 		cmocka_unit_test(test_deadline_order),
 		cmocka_unit_test(test_same_ranges_two_vms),
