@@ -6,7 +6,8 @@
  * take it, whether it is required, its range and default, and its line in the
  * reference. The code around them is generic: set_defaults() applies the
  * defaults, walk_map() the rules on keys, free_obj() and first_difference()
- * free and compare (reload).
+ * free and compare (reload), and cfg_print_reference() prints the reference
+ * that README.md carries (test_config fails when the two differ).
  *
  * Errors are "FILE:LINE:COLUMN: message": a bad value is reported at the value,
  * an unknown or duplicate key at the key, a missing key, or one the VM's
@@ -1407,4 +1408,93 @@ bool cfg_vm_equal(const struct cfg_vm *a, const struct cfg_vm *b, char *what, si
 	if (a->n_devices != b->n_devices)
 		return differs(what, len, "%s", "devices added");
 	return true;
+}
+
+/* ---- the reference ---- */
+
+static void print_backends(FILE *out, unsigned mask)
+{
+	for (unsigned b = 0, first = 1; b < ARRAY_SIZE(backend_v); b++) {
+		if (mask & 1u << b) {
+			fprintf(out, "%s%s", first ? "" : ", ", backend_v[b]);
+			first = 0;
+		}
+	}
+}
+
+static void print_field(FILE *out, const struct field *f, bool backends)
+{
+	char a[64], b[32], c[32];
+
+	fprintf(out, "| `%s` | ", f->key);
+	if (f->value) {
+		fputs(f->value, out);
+	} else if (f->parse == parse_bool) {
+		fputs("true, false", out);
+	} else if (f->parse == parse_enum) {
+		join_names(a, sizeof(a), f->arg);
+		fputs(a, out);
+	} else {
+		format_num(b, sizeof(b), f, f->min);
+		format_num(c, sizeof(c), f, f->max);
+		fprintf(out, "%s..%s", b, c);
+		format_num(a, sizeof(a), f, f->align);
+		if (f->align)
+			fprintf(out, ", a multiple of %s", a);
+	}
+	fputs(" | ", out);
+	if (f->required == ALL) {
+		fputs("required", out);
+	} else if (f->required) {
+		fputs("required with ", out);
+		print_backends(out, f->required);
+	} else if (f->dflt) {
+		fputs(f->dflt, out);
+	} else if (f->parse == parse_bool) {
+		fputs(f->def ? "true" : "false", out);
+	} else if (f->parse == parse_enum) {
+		fputs(((const struct names *)f->arg)->v[f->def], out);
+	} else {
+		format_num(a, sizeof(a), f, f->def);
+		fputs(a, out);
+	}
+	fputs(" | ", out);
+	if (backends) {
+		if (f->backends)
+			print_backends(out, f->backends);
+		else
+			fputs("all", out);
+		fputs(" | ", out);
+	}
+	fprintf(out, "%s |\n", f->doc ? f->doc : "");
+}
+
+static void print_schema(FILE *out, const struct schema *s)
+{
+	bool backends = false;
+
+	for (const struct field *f = s->fields; f < s->fields + s->n; f++)
+		backends |= f->backends != 0;
+	fprintf(out, "\n#### %s\n\n| key | value | default |%s meaning |\n| --- | --- | --- |%s --- |\n", s->title,
+		backends ? " backends |" : "", backends ? " --- |" : "");
+	for (const struct field *f = s->fields; f < s->fields + s->n; f++)
+		print_field(out, f, backends);
+	for (const struct field *f = s->fields; f < s->fields + s->n; f++) {
+		if (f->kind == K_MAP)
+			print_schema(out, f->arg);
+		else if (f->kind == K_LIST)
+			print_schema(out, ((const struct list *)f->arg)->schema);
+	}
+}
+
+int cfg_print_reference(FILE *out)
+{
+	fputs("Every key, from the loader's own tables (`ioreq-brokerd --print-config-reference`).\n"
+	      "Integers are decimal or 0x hex; sizes are bytes or take a K, M or G suffix. An address\n"
+	      "range is \"START+SIZE\", \"START..END\" (inclusive), {start: S, size: N} or {start: S, end: E};\n"
+	      "a PCI function is BB:DD.F or 0000:BB:DD.F (hex). Relative paths are relative to the\n"
+	      "configuration file's directory.\n",
+	      out);
+	print_schema(out, &top_schema);
+	return fflush(out) || ferror(out) ? -EIO : 0;
 }

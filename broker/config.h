@@ -4,13 +4,14 @@
  * is returned unless the whole file is valid: unknown or duplicate keys,
  * duplicate names, overlapping ranges within a VM, empty or wrapping ranges,
  * bad BDFs and bad sizes are all errors. The schema, with every key's range and
- * default, is the tables in config.c. */
+ * default, is the tables in config.c; cfg_print_reference() prints them. */
 #ifndef IOREQ_CONFIG_H
 #define IOREQ_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define CFG_MAX_VCPUS 16
 
@@ -114,5 +115,9 @@ const char *cfg_backend_name(enum cfg_backend b);
 /* Whether two VM entries configure the same VM. If not, names the first
  * difference ("vcpus", "device 'uart0'", ...) in @what. */
 bool cfg_vm_equal(const struct cfg_vm *a, const struct cfg_vm *b, char *what, size_t len);
+
+/* Writes the configuration reference (Markdown: every key, its values,
+ * default and meaning), the text README.md carries. -EIO if writing failed. */
+int cfg_print_reference(FILE *f);
 
 #endif

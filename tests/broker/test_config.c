@@ -633,6 +633,57 @@ static void test_vm_equal(void **state)
 	cfg_free(a);
 }
 
+static char *read_file(const char *path)
+{
+	char *text = NULL, buf[4096];
+	size_t len, n;
+	FILE *in = fopen(path, "re"), *out = open_memstream(&text, &len);
+
+	assert_non_null(in);
+	assert_non_null(out);
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		assert_int_equal(fwrite(buf, 1, n, out), n);
+	fclose(in);
+	assert_int_equal(fclose(out), 0);
+	return text;
+}
+
+/* README.md's reference is what the loader's tables print, so it cannot
+ * drift from the code: edit the tables in config.c, then paste the output of
+ * `ioreq-brokerd --print-config-reference` between the markers. */
+static void test_reference_in_readme(void **state)
+{
+	static const char begin[] = "<!-- BEGIN config-reference", end[] = "<!-- END config-reference -->";
+	char *readme = read_file(IOREQ_SRCDIR "/README.md"), *ref = NULL, *a, *b;
+	size_t len, line = 1;
+	FILE *f = open_memstream(&ref, &len);
+
+	assert_non_null(f);
+	assert_int_equal(cfg_print_reference(f), 0);
+	assert_int_equal(fclose(f), 0);
+	a = strstr(readme, begin);
+	assert_non_null(a);
+	a = strchr(a, '\n');
+	assert_non_null(a);
+	b = strstr(++a, end);
+	assert_non_null(b);
+	for (size_t i = 0; i < len && a + i < b; i++) {
+		if (a[i] != ref[i])
+			fail_msg("README.md's configuration reference differs from the loader's at its line %zu: "
+				 "paste the output of `ioreq-brokerd --print-config-reference` between the markers",
+				 line);
+		line += ref[i] == '\n';
+	}
+	if ((size_t)(b - a) != len)
+		fail_msg("README.md's configuration reference differs from the loader's in length (%zu, want %zu): "
+			 "paste the output of `ioreq-brokerd --print-config-reference` between the markers",
+			 (size_t)(b - a), len);
+	/* every row documents its key */
+	assert_null(strstr(ref, "|  |"));
+	free(ref);
+	free(readme);
+}
+
 static void test_free_and_names(void **state)
 {
 	assert_null(cfg_free(NULL));
@@ -648,6 +699,7 @@ int main(void)
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_vm_equal),
+		cmocka_unit_test(test_reference_in_readme),
 		cmocka_unit_test(test_backend_keys),
 		cmocka_unit_test(test_deadline_order),
 		cmocka_unit_test(test_same_ranges_two_vms),
