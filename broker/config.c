@@ -17,8 +17,10 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,7 @@
 #define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
 #define DEADLINE_MS_MAX 600000
 #define PIO_MAX 0xffffu
+#define ID_MAX 0xfffffffeu /* (uid_t)-1 means "unchanged" to setresuid and chown */
 #define KEYS_MAX 32        /* keys of one mapping: walk_map's bookkeeping */
 #define ALL 0xff           /* every backend */
 #define BACKEND(b) (1u << CFG_BACKEND_##b)
@@ -316,11 +319,16 @@ static void join_names(char *buf, size_t len, const struct names *nm)
 
 /* ---- numbers ---- */
 
+static int parse_ids(struct loader *l, const struct field *f, yaml_node_t *val, void *obj);
+
 static void store(const struct field *f, void *obj, uint64_t v)
 {
 	void *p = at(obj, f->off);
 
-	if (f->size == sizeof(bool)) {
+	if (f->parse == parse_ids) { /* a pair of uint32_t: first << 32 | count */
+		((struct cfg *)obj)->device_id_first = (uint32_t)(v >> 32);
+		((struct cfg *)obj)->device_id_count = (uint32_t)v;
+	} else if (f->size == sizeof(bool)) {
 		*(bool *)p = v;
 	} else if (f->size == sizeof(uint32_t)) { /* also the enums */
 		*(uint32_t *)p = (uint32_t)v;
@@ -693,6 +701,53 @@ static int parse_output(struct loader *l, const struct field *f, yaml_node_t *va
 	return dev->output_file ? 0 : oom(l);
 }
 
+/* ---- device ids ---- */
+
+/* The first user, then group, whose id is in @first..@last, named in @buf. */
+static bool id_taken(uint32_t first, uint32_t last, char *buf, size_t len)
+{
+	struct passwd *pw;
+	struct group *gr;
+	bool taken = false;
+
+	setpwent();
+	while (!taken && (pw = getpwent()))
+		if (pw->pw_uid >= first && pw->pw_uid <= last)
+			taken = snprintf(buf, len, "user '%s' (uid %u)", pw->pw_name, (unsigned)pw->pw_uid) > 0;
+	endpwent();
+	setgrent();
+	while (!taken && (gr = getgrent()))
+		if (gr->gr_gid >= first && gr->gr_gid <= last)
+			taken = snprintf(buf, len, "group '%s' (gid %u)", gr->gr_name, (unsigned)gr->gr_gid) > 0;
+	endgrent();
+	return taken;
+}
+
+/* Ids that must belong to nobody else: a device instance running as an
+ * existing user could reach that user's files and processes. */
+static int parse_ids(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	uint64_t start, n, end;
+	bool is_count;
+	char who[320];
+
+	if (!is_string(val) || !parse_range_string(scalar(val), &start, &n, &is_count))
+		return fail(l, val, "invalid '%s' range (expected %s)", f->key, f->value);
+	if (is_count && !n)
+		return fail(l, val, "empty '%s' range (count 0)", f->key);
+	if (is_count ? start > ID_MAX || n - 1 > ID_MAX - start : n > ID_MAX)
+		return fail(l, val, "'%s' must end at or below %u", f->key, ID_MAX);
+	end = is_count ? start + n - 1 : n;
+	if (end < start)
+		return fail(l, val, "'%s' range end %" PRIu64 " is below its start %" PRIu64, f->key, end, start);
+	if (start == 0)
+		return fail(l, val, "'%s' must not contain 0 (root)", f->key);
+	if (id_taken((uint32_t)start, (uint32_t)end, who, sizeof(who)))
+		return fail(l, val, "'%s' %" PRIu64 "..%" PRIu64 " contains %s", f->key, start, end, who);
+	store(f, obj, start << 32 | (end - start + 1));
+	return 0;
+}
+
 /* ---- mappings and sequences ---- */
 
 static void set_defaults(const struct schema *s, void *obj)
@@ -999,6 +1054,8 @@ static int check_overlap(struct loader *l, const struct field *f, const struct c
 _Static_assert(sizeof(enum cfg_backend) == sizeof(uint32_t) && sizeof(enum cfg_sandbox) == sizeof(uint32_t) &&
 		       sizeof(enum cfg_on_failure) == sizeof(uint32_t),
 	       "enums are stored as uint32_t");
+_Static_assert(offsetof(struct cfg, device_id_count) == offsetof(struct cfg, device_id_first) + sizeof(uint32_t),
+	       "device_ids are compared as one 8-byte value");
 
 static const char *const sandbox_v[] = { [CFG_SANDBOX_NONE] = "none", [CFG_SANDBOX_STRICT] = "strict" };
 static const char *const on_failure_v[] = {
@@ -1122,6 +1179,12 @@ static const struct field broker_fields[] = {
 	  .doc = "who may use the control socket besides root and the broker's own user" },
 	{ "deadline_ms", NUM(struct cfg, deadline_ms, 1, DEADLINE_MS_MAX, 500),
 	  .doc = "the devices' default request deadline" },
+	{ "device_ids", .parse = parse_ids, .kind = K_NUM, .off = offsetof(struct cfg, device_id_first),
+	  .size = 2 * sizeof(uint32_t), .def = 458752ull << 32 | 65536, .value = "START+COUNT or START..END",
+	  .doc = "host uids (each also the gid) for device instances, one each; must not contain 0 or an existing "
+		 "user or group" },
+	{ "cgroup", STR(struct cfg, cgroup, parse_path), .value = "absolute path", .dflt = "chosen by the broker",
+	  .doc = "the cgroup under which each device instance gets its own" },
 };
 
 static const struct schema broker_schema = { "broker", "`broker`: the broker's own settings", SCHEMA(broker_fields) };
@@ -1450,6 +1513,8 @@ static void print_field(FILE *out, const struct field *f, bool backends)
 		print_backends(out, f->required);
 	} else if (f->dflt) {
 		fputs(f->dflt, out);
+	} else if (f->parse == parse_ids) {
+		fprintf(out, "%" PRIu64 "+%" PRIu64, f->def >> 32, f->def & UINT32_MAX);
 	} else if (f->parse == parse_bool) {
 		fputs(f->def ? "true" : "false", out);
 	} else if (f->parse == parse_enum) {

@@ -97,6 +97,9 @@ struct cfg {
 	char *control_socket; /* NULL: RUNTIME_DIR/control */
 	char *control_group;  /* NULL: only root and the broker's own user */
 	uint32_t deadline_ms;
+	/* Each device instance runs as its own uid = gid from this range. */
+	uint32_t device_id_first, device_id_count;
+	char *cgroup; /* where device instances get their cgroups; NULL: chosen by the broker */
 	struct cfg_vm *vms;
 	size_t n_vms;
 };

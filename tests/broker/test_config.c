@@ -4,7 +4,9 @@
  * nothing else being built. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -281,7 +283,83 @@ static void test_defaults(void **state)
 	assert_int_equal(d->restart_window_ms, 60000);
 	assert_int_equal(d->max_inflight, 16);
 	assert_int_equal(d->max_msg_rate, 10000);
+	assert_int_equal(c->device_id_first, 458752);
+	assert_int_equal(c->device_id_count, 65536);
+	assert_null(c->cgroup);
 	cfg_free(c);
+}
+
+/* The keys of the device sandbox's ids and cgroup, at their bounds. */
+static void test_limits(void **state)
+{
+	struct cfg *c = load_ok("broker:\n"
+				"  device_ids: 3000000000..3000000999\n"
+				"  cgroup: /sys/fs/cgroup/ioreq.slice\n"
+				"vms:\n"
+				"  - name: v\n"
+				"    backend: acrn\n"
+				"    vcpus: 1\n");
+
+	assert_true(c->device_id_first == 3000000000u);
+	assert_int_equal(c->device_id_count, 1000);
+	assert_string_equal(c->cgroup, "/sys/fs/cgroup/ioreq.slice");
+	cfg_free(c);
+
+	/* START+COUNT, up to the last usable id */
+	c = load_ok("broker: {device_ids: 4294967195+100}\nvms: [{name: v, backend: acrn, vcpus: 1}]\n");
+	assert_true(c->device_id_first == 4294967195u);
+	assert_int_equal(c->device_id_count, 100);
+	cfg_free(c);
+}
+
+/* A device instance must never run as somebody else: a range holding an
+ * existing user's uid, or a group's gid, is refused at the value, naming it.
+ * 65534 (nobody, nogroup on Debian) where it exists, else whatever is there. */
+static void test_device_ids_taken(void **state)
+{
+	char text[256], want[512], err[512];
+	struct passwd *pw = getpwuid(65534);
+	struct group *gr;
+	struct cfg *c;
+	uid_t uid;
+
+	if (!pw) {
+		setpwent();
+		while ((pw = getpwent()) && (pw->pw_uid == 0 || pw->pw_uid > 0xfffffffeu))
+			;
+		endpwent();
+	}
+	if (!pw)
+		skip();
+	/* the first user in passwd order with that uid is the one named */
+	uid = pw->pw_uid;
+	setpwent();
+	while ((pw = getpwent()) && pw->pw_uid != uid)
+		;
+	snprintf(want, sizeof(want), "%s:2:15: 'device_ids' %u..%u contains user '%s' (uid %u)", yaml,
+		 (unsigned)uid - 1, (unsigned)uid + 1, pw->pw_name, (unsigned)uid);
+	endpwent();
+	snprintf(text, sizeof(text), "broker:\n  device_ids: %u..%u\nvms: [{name: v, backend: acrn, vcpus: 1}]\n",
+		 (unsigned)uid - 1, (unsigned)uid + 1);
+	assert_int_equal(load(text, &c, err, sizeof(err)), -EINVAL);
+	assert_null(c);
+	assert_string_equal(err, want);
+
+	/* a group whose gid no user has as uid */
+	setgrent();
+	while ((gr = getgrent()) && (gr->gr_gid == 0 || gr->gr_gid > 0xfffffffeu || getpwuid(gr->gr_gid)))
+		;
+	if (gr) {
+		snprintf(want, sizeof(want), "%s:1:22: 'device_ids' %u..%u contains group '%s' (gid %u)", yaml,
+			 (unsigned)gr->gr_gid, (unsigned)gr->gr_gid, gr->gr_name, (unsigned)gr->gr_gid);
+		snprintf(text, sizeof(text), "broker: {device_ids: %u+1}\nvms: [{name: v, backend: acrn, vcpus: 1}]\n",
+			 (unsigned)gr->gr_gid);
+	}
+	endgrent();
+	if (!gr)
+		return;
+	assert_int_equal(load(text, &c, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, want);
 }
 
 /* The keys of the kvm and acrn backends, windows, and a device's streams. */
@@ -515,6 +593,18 @@ static const struct bad bad[] = {
 	{ VM "    memory: 4K\n", "5:13: 'memory' must be a multiple of 4K between 1M and 64G" },
 	{ VM "    memory: 1048577\n", "5:13: 'memory' must be a multiple of 4K between 1M and 64G" },
 	{ VM "    autostart: maybe\n", "5:16: expected a boolean (true or false) for 'autostart'" },
+	/* the device sandbox: its ids and cgroup */
+	{ "broker:\n  device_ids: 0+10\n" VM, "2:15: 'device_ids' must not contain 0 (root)" },
+	{ "broker:\n  device_ids: 0..9\n" VM, "2:15: 'device_ids' must not contain 0 (root)" },
+	{ "broker:\n  device_ids: 4294967290+10\n" VM, "2:15: 'device_ids' must end at or below 4294967294" },
+	{ "broker:\n  device_ids: 4294967200..4294967295\n" VM, "2:15: 'device_ids' must end at or below 4294967294" },
+	{ "broker:\n  device_ids: 0xffffffffffffffff+2\n" VM, "2:15: 'device_ids' must end at or below 4294967294" },
+	{ "broker:\n  device_ids: 70000+0\n" VM, "2:15: empty 'device_ids' range (count 0)" },
+	{ "broker:\n  device_ids: 70000..60000\n" VM, "2:15: 'device_ids' range end 60000 is below its start 70000" },
+	{ "broker:\n  device_ids: 70000\n" VM,
+	  "2:15: invalid 'device_ids' range (expected START+COUNT or START..END)" },
+	{ "broker:\n  device_ids: [1]\n" VM, "2:15: invalid 'device_ids' range (expected START+COUNT or START..END)" },
+	{ "broker:\n  cgroup: ioreq\n" VM, "2:11: 'cgroup' must be an absolute path" },
 };
 
 static void test_bad(void **state)
@@ -698,6 +788,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_device_ids_taken),
 		cmocka_unit_test(test_vm_equal),
 		cmocka_unit_test(test_reference_in_readme),
 		cmocka_unit_test(test_backend_keys),
