@@ -73,7 +73,7 @@ enum kind {
 	K_LIST,    /* a sequence of mappings, like K_ARRAY; .arg is its struct list */
 };
 
-enum unit { U_NUM, U_HEX, U_SIZE };
+enum unit { U_NUM, U_HEX, U_SIZE, U_PERCENT };
 
 /* One key of a mapping. */
 struct field {
@@ -352,13 +352,14 @@ static void format_num(char *buf, size_t len, const struct field *f, uint64_t v)
 	if (f->unit == U_HEX)
 		snprintf(buf, len, "0x%" PRIx64, v);
 	else
-		snprintf(buf, len, "%" PRIu64, v);
+		snprintf(buf, len, "%" PRIu64 "%s", v, f->unit == U_PERCENT ? "%" : "");
 }
 
 static const char *const unit_text[] = {
 	[U_NUM] = "an unsigned integer",
 	[U_HEX] = "an unsigned integer",
 	[U_SIZE] = "a size (bytes, or with K, M or G)",
+	[U_PERCENT] = "a percentage (N% or N)",
 };
 
 /* A number in @f's unit and range. */
@@ -375,6 +376,8 @@ static int get_number(struct loader *l, const struct field *f, const yaml_node_t
 	len = n->data.scalar.length;
 	if (f->unit == U_SIZE && len > 1 && (p = memchr(suffix, s[len - 1], 3))) {
 		mult = 1ull << (10 * (p - suffix + 1));
+		len--;
+	} else if (f->unit == U_PERCENT && len > 1 && s[len - 1] == '%') {
 		len--;
 	}
 	if (!parse_u64(s, len, &v) || v > UINT64_MAX / mult)
@@ -1109,6 +1112,15 @@ static const struct field device_fields[] = {
 	  .doc = "requests in flight at once; more complete with the fallback" },
 	{ "max_msg_rate", NUM(DEV, max_msg_rate, 1, 10000000, 10000),
 	  .doc = "messages per second it may send beyond replies (interrupts, claims)" },
+	{ "max_claims", NUM(DEV, max_claims, 0, 256, 16), .doc = "BAR ranges an instance may hold at once" },
+	{ "max_violations", NUM(DEV, max_violations, 1, 100000, 100),
+	  .doc = "soft protocol violations (late or duplicate replies, denied interrupts, refused claims, messages "
+		 "over max_msg_rate) an instance may commit within a minute before it is cut off" },
+	{ "memory_max", NUM(DEV, memory_max, 4 * MIB, 1024 * GIB, 256 * MIB), .unit = U_SIZE,
+	  .doc = "memory limit of an instance's cgroup" },
+	{ "pids_max", NUM(DEV, pids_max, 16, 4096, 64), .doc = "tasks (threads count) limit of an instance's cgroup" },
+	{ "cpu_max", NUM(DEV, cpu_max, 1, 100 * 1024, 100), .unit = U_PERCENT,
+	  .doc = "CPU limit of an instance's cgroup, in percent of one CPU" },
 	{ "output", .parse = parse_output, .kind = K_OUTPUT, AT(DEV, output_file), .value = "stdout or a file",
 	  .dflt = "/dev/null", .doc = "its stdout: the broker's, or a file (appended, relative to this file)" },
 	{ "input", ENUM(DEV, input_stdin, input_v, false), .dflt = "/dev/null", .doc = "its stdin: the broker's" },

@@ -63,6 +63,12 @@ struct cfg_device {
 	uint32_t restart_window_ms; /* ...before the device is marked failed */
 	uint32_t max_inflight;      /* requests in flight at once; more get the fallback */
 	uint32_t max_msg_rate;      /* messages per second it may send beyond replies */
+	uint32_t max_claims;        /* BAR ranges an instance may hold at once */
+	uint32_t max_violations;    /* soft protocol violations per minute before it is cut off */
+	/* The instance's cgroup limits. */
+	uint64_t memory_max;        /* bytes */
+	uint32_t pids_max;          /* tasks */
+	uint32_t cpu_max;           /* percent of one CPU */
 	/* Where the device may claim ranges at run time (PCI BARs). */
 	struct cfg_range *win_pio;
 	size_t n_win_pio;

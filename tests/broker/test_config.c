@@ -286,10 +286,15 @@ static void test_defaults(void **state)
 	assert_int_equal(c->device_id_first, 458752);
 	assert_int_equal(c->device_id_count, 65536);
 	assert_null(c->cgroup);
+	assert_true(d->memory_max == 256ull << 20);
+	assert_int_equal(d->pids_max, 64);
+	assert_int_equal(d->cpu_max, 100);
+	assert_int_equal(d->max_claims, 16);
+	assert_int_equal(d->max_violations, 100);
 	cfg_free(c);
 }
 
-/* The keys of the device sandbox's ids and cgroup, at their bounds. */
+/* The keys of the device sandbox's ids and cgroup limits, at their bounds. */
 static void test_limits(void **state)
 {
 	struct cfg *c = load_ok("broker:\n"
@@ -298,11 +303,30 @@ static void test_limits(void **state)
 				"vms:\n"
 				"  - name: v\n"
 				"    backend: acrn\n"
-				"    vcpus: 1\n");
+				"    vcpus: 1\n"
+				"    devices:\n"
+				"      - {name: a, program: ioreq-dev-test, memory_max: 1024G, pids_max: 4096, cpu_max: 250%,\n"
+				"         max_claims: 0, max_violations: 100000}\n"
+				"      - {name: b, program: ioreq-dev-test, memory_max: 4194304, pids_max: 16, cpu_max: 1,\n"
+				"         max_claims: 256, max_violations: 1}\n"
+				"      - {name: c, program: ioreq-dev-test, memory_max: 4096K, cpu_max: 102400%}\n");
+	struct cfg_device *d = c->vms[0].devices;
 
 	assert_true(c->device_id_first == 3000000000u);
 	assert_int_equal(c->device_id_count, 1000);
 	assert_string_equal(c->cgroup, "/sys/fs/cgroup/ioreq.slice");
+	assert_true(d[0].memory_max == 1ull << 40);
+	assert_int_equal(d[0].pids_max, 4096);
+	assert_int_equal(d[0].cpu_max, 250);
+	assert_int_equal(d[0].max_claims, 0);
+	assert_int_equal(d[0].max_violations, 100000);
+	assert_true(d[1].memory_max == 4ull << 20);
+	assert_int_equal(d[1].pids_max, 16);
+	assert_int_equal(d[1].cpu_max, 1);
+	assert_int_equal(d[1].max_claims, 256);
+	assert_int_equal(d[1].max_violations, 1);
+	assert_true(d[2].memory_max == 4ull << 20);
+	assert_int_equal(d[2].cpu_max, 102400);
 	cfg_free(c);
 
 	/* START+COUNT, up to the last usable id */
@@ -605,6 +629,19 @@ static const struct bad bad[] = {
 	  "2:15: invalid 'device_ids' range (expected START+COUNT or START..END)" },
 	{ "broker:\n  device_ids: [1]\n" VM, "2:15: invalid 'device_ids' range (expected START+COUNT or START..END)" },
 	{ "broker:\n  cgroup: ioreq\n" VM, "2:11: 'cgroup' must be an absolute path" },
+	{ DEV "        memory_max: 3M\n", "8:21: 'memory_max' must be between 4M and 1024G" },
+	{ DEV "        memory_max: 1025G\n", "8:21: 'memory_max' must be between 4M and 1024G" },
+	{ DEV "        memory_max: 1T\n", "8:21: expected a size (bytes, or with K, M or G) for 'memory_max'" },
+	{ DEV "        pids_max: 15\n", "8:19: 'pids_max' must be between 16 and 4096" },
+	{ DEV "        pids_max: 4097\n", "8:19: 'pids_max' must be between 16 and 4096" },
+	{ DEV "        cpu_max: 0%\n", "8:18: 'cpu_max' must be between 1% and 102400%" },
+	{ DEV "        cpu_max: 102401\n", "8:18: 'cpu_max' must be between 1% and 102400%" },
+	{ DEV "        cpu_max: 50 %\n", "8:18: expected a percentage (N% or N) for 'cpu_max'" },
+	{ DEV "        cpu_max: 1.5\n", "8:18: expected a percentage (N% or N) for 'cpu_max'" },
+	{ DEV "        max_claims: 257\n", "8:21: 'max_claims' must be between 0 and 256" },
+	{ DEV "        max_claims: 16M\n", "8:21: expected an unsigned integer for 'max_claims'" },
+	{ DEV "        max_violations: 0\n", "8:25: 'max_violations' must be between 1 and 100000" },
+	{ DEV "        max_violations: 100001\n", "8:25: 'max_violations' must be between 1 and 100000" },
 };
 
 static void test_bad(void **state)
@@ -688,6 +725,13 @@ static void test_vm_equal(void **state)
 		{ "", "        restart_limit: 5\n        max_inflight: 16\n        sandbox: strict\n", NULL },
 		{ "", "        max_msg_rate: 9999\n", "device 'd' changed" },
 		{ "", "        on_failure: hold\n", "device 'd' changed" },
+		{ "", "        memory_max: 256M\n        pids_max: 64\n        cpu_max: 100%\n", NULL },
+		{ "", "        max_claims: 16\n        max_violations: 100\n", NULL },
+		{ "", "        memory_max: 128M\n", "device 'd' changed" },
+		{ "", "        pids_max: 65\n", "device 'd' changed" },
+		{ "", "        cpu_max: 50%\n", "device 'd' changed" },
+		{ "", "        max_claims: 0\n", "device 'd' changed" },
+		{ "", "        max_violations: 99\n", "device 'd' changed" },
 		{ "", "        args: [x]\n", "device 'd' changed" },
 		{ "", "        deadline_ms: 499\n", "device 'd' changed" },
 		{ "", "        output: stdout\n", "device 'd' changed" },
