@@ -1,62 +1,27 @@
 /* The broker's configuration: one YAML file, loaded strictly.
  *
- * Schema (a key not listed here is an error; so is a key given twice):
- *
- *   broker:                            optional mapping
- *     runtime_dir: /run/ioreq-broker   optional absolute path; NULL when absent
- *     control_socket: /run/ioreq-broker/control   optional absolute path
- *     control_group: ioreq             optional: who else may use the control socket
- *     deadline_ms: 500                 optional, 1..600000 (CFG_DEFAULT_DEADLINE_MS)
- *   vms:                               required, non-empty sequence
- *     - name: vm0                      required, [A-Za-z0-9_.-]{1,31}, unique
- *       backend: sim                   required: sim | kvm | acrn
- *       vcpus: 2                       required, 1..CFG_MAX_VCPUS
- *       scripts: [a.txt, ~]            sim only, one entry per vCPU: a readable
- *                                      file (relative to this file's directory,
- *                                      or absolute) or null for an idle vCPU
- *       memory: 64M                    kvm, acrn: guest RAM (bytes, K, M, G)
- *       image: guest.elf               kvm, required: a readable file
- *       exit_port: 0xf4                kvm: the port that stops the VM
- *       completion_polling: false      acrn: vCPUs poll for completion
- *       autostart: true                start with the broker
- *       devices:                       optional sequence
- *         - name: ram0                 required, same charset, unique in the VM
- *           program: ioreq-dev-ram     required; a bare name is looked up in
- *                                      bindir, then in $PATH; a name with a '/'
- *                                      is relative to this file's directory
- *           args: ["--size", "64"]     optional sequence of strings
- *           pio: ["0x3f8+8", "0x60..0x64", {start: 0x70, size: 2},
- *                 {start: 0x80, end: 0x8f}]    ports, end <= 0xffff
- *           mmio: ["0xfe000000+0x1000"]        same forms, must not wrap
- *           pci: ["00:01.0", "0000:00:02.1"]   BB:DD.F, hex, segment 0000 only
- *           irqs: [4]                  0..255, no duplicates
- *           msi: false                 optional boolean (true | false)
- *           deadline_ms: 200           1..600000, default broker.deadline_ms
- *           sandbox: strict            strict (default) | none
- *           windows: {pio: [...], mmio: [...]}   where it may claim ranges
- *           output: stdout | FILE      its stdout (default /dev/null)
- *           on_failure: fallback       fallback | hold | stop-vm
- *           restart_limit: 5           restarts within restart_window_ms (60000)
- *                                      before the device is marked failed
- *           max_inflight: 16           requests in flight at once (1..16)
- *           max_msg_rate: 10000        interrupts and claims per second
- *           input: stdin               its stdin (default /dev/null)
- *
- * Integers are decimal or 0x-prefixed hex. START..END is inclusive. Ranges of
- * one VM must not overlap, whichever devices declare them; two VMs may use the
- * same ranges. Script and program paths are stored resolved (realpath).
+ * The schema is the field tables near the end of this file, one per mapping
+ * (top level, broker, vm, device, windows, range). A row is all there is to
+ * know about a key: its parser and where the value goes, the backends that
+ * take it, whether it is required, its range and default, and its line in the
+ * reference. The code around them is generic: set_defaults() applies the
+ * defaults, walk_map() the rules on keys, free_obj() and first_difference()
+ * free and compare (reload), and cfg_print_reference() prints the reference
+ * that README.md carries (test_config fails when the two differ).
  *
  * Errors are "FILE:LINE:COLUMN: message": a bad value is reported at the value,
- * an unknown or duplicate key at the key, a missing key at the mapping that
- * lacks it. The first error in document order wins and nothing is returned. */
+ * an unknown or duplicate key at the key, a missing key, or one the VM's
+ * backend does not take, at the mapping that lacks or has it. The first error
+ * in document order wins and nothing is returned. */
 #include "config.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <pwd.h>
 #include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -65,64 +30,107 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-#define CFG_MAX_DEADLINE_MS 600000
-#define CFG_NAME_MAX 31
-#define CFG_PIO_MAX 0xffffu
-#define CFG_IRQ_MAX 255
+#define NAME_LEN_MAX 31
+#define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
+#define DEADLINE_MS_MAX 600000
+#define PIO_MAX 0xffffu
+#define ID_MAX 0xfffffffeu /* (uid_t)-1 means "unchanged" to setresuid and chown */
+#define KEYS_MAX 32        /* keys of one mapping: walk_map's bookkeeping */
+#define ALL 0xff           /* every backend */
+#define BACKEND(b) (1u << CFG_BACKEND_##b)
+#define KIB (1ull << 10)
+#define MIB (1ull << 20)
+#define GIB (1ull << 30)
+
+struct list;
 
 struct loader {
-	const char *path;     /* as given, for messages */
-	char *dir;            /* resolved directory of the file */
-	const char *bindir;   /* may be NULL */
+	const char *path;   /* as given, for messages */
+	char *dir;          /* resolved directory of the file */
+	const char *bindir; /* may be NULL */
 	char *err;
 	size_t errlen;
 	yaml_document_t doc;
-	struct cfg *cfg;
-	struct cfg_vm *vm;    /* VM being parsed */
-	yaml_node_t *scripts; /* its scripts: checked once backend and vcpus are known */
+	/* The sequence whose element is being read: names are unique in it, and
+	 * a device's ranges must not overlap its elder siblings'. */
+	const struct list *list;
+	char *elems;
 };
 
 struct field;
+typedef int parse_fn(struct loader *l, const struct field *f, yaml_node_t *val, void *obj);
 
-typedef int (*field_parse_fn)(struct loader *l, const struct field *f, yaml_node_t *val, void *obj);
+/* How a stored value is freed and compared. */
+enum kind {
+	K_NUM,     /* .size bytes at .off, compared as they are */
+	K_STR,     /* char * */
+	K_STRV,    /* NULL-terminated char ** */
+	K_ARRAY,   /* array at .off of .stride-byte elements, compared on their first .size bytes;
+		    * its length (size_t) at .n_off */
+	K_SCRIPTS, /* struct cfg_vm's char *[vcpus] */
+	K_OUTPUT,  /* struct cfg_device's output_file (at .off) and output_stdout */
+	K_MAP,     /* a nested mapping stored in the same object; .arg is its schema */
+	K_LIST,    /* a sequence of mappings, like K_ARRAY; .arg is its struct list */
+};
 
-/* One key of a mapping. Handlers of plain values store at @off in the object
- * (integers checked against @min..@max); others find what they need in @arg. */
+enum unit { U_NUM, U_HEX, U_SIZE, U_PERCENT };
+
+/* One key of a mapping. */
 struct field {
 	const char *key;
-	field_parse_fn parse;
-	bool required;
-	size_t off;
-	uint64_t min, max;
-	const void *arg;
+	parse_fn *parse;
+	enum kind kind;
+	size_t off, size, n_off, stride;
+	uint64_t min, max, def, align; /* numbers; lists: .min is the least length */
+	enum unit unit;
+	const void *arg;                /* the parser's */
+	uint8_t backends;               /* vm keys: the backends that take it; 0: all */
+	uint8_t required;               /* the backends that need it; ALL: every one */
+	bool late;                      /* parsed after the other keys, and also when absent */
+	const char *value, *dflt, *doc; /* the reference's columns, where not derived */
 };
 
 struct schema {
-	const char *what; /* "unknown key 'x' in <what>" */
+	const char *what;  /* "unknown key 'x' in <what>" */
+	const char *title; /* its heading in the reference */
 	const struct field *fields;
+	size_t n;
+	uint8_t (*backend)(const void *obj); /* the bit of a read object's backend */
+	int (*finish)(struct loader *l, yaml_node_t *map, void *obj);
+};
+
+/* Also a compile-time check that walk_map can keep track of every key. */
+#define SCHEMA(f) .fields = (f), .n = ARRAY_SIZE(f) + 0 * sizeof(char[ARRAY_SIZE(f) <= KEYS_MAX ? 1 : -1])
+
+struct list {
+	const struct schema *schema;
+	size_t size, mark_off; /* of an element, and where its struct cfg_mark is */
+	const char *what;      /* "duplicate <what> name" */
+};
+
+struct names {
+	const char *const *v; /* by value; NULL: not a valid spelling */
 	size_t n;
 };
 
-#define SCHEMA(w, f) { .what = (w), .fields = (f), .n = ARRAY_SIZE(f) }
-
-/* A kind of address range a device claims, and where a device keeps it. */
+/* A kind of address range a device claims. */
 struct range_kind {
 	const char *name;
 	uint64_t max;
-	size_t arr, n; /* offsetof the array and its length in struct cfg_device */
-	bool bdf;
+	bool bdf;       /* PCI functions */
+	bool exclusive; /* may not overlap another range of the VM */
 };
 
-static const char *const backend_names[] = {
+static const char *const backend_v[] = {
 	[CFG_BACKEND_SIM] = "sim",
 	[CFG_BACKEND_KVM] = "kvm",
 	[CFG_BACKEND_ACRN] = "acrn",
 };
 
-static const char *const sandbox_names[] = {
-	[CFG_SANDBOX_NONE] = "none",
-	[CFG_SANDBOX_STRICT] = "strict",
-};
+static const char *backend_of_mask(unsigned mask)
+{
+	return cfg_backend_name((enum cfg_backend)__builtin_ctz(mask));
+}
 
 /* ---- errors ---- */
 
@@ -131,7 +139,8 @@ static struct cfg_mark node_mark(const yaml_node_t *n)
 	return (struct cfg_mark){ .line = (int)n->start_mark.line + 1, .col = (int)n->start_mark.column + 1 };
 }
 
-__attribute__((format(printf, 3, 0))) static void verr(struct loader *l, const struct cfg_mark *m, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void verr(struct loader *l, const struct cfg_mark *m, const char *fmt,
+							va_list ap)
 {
 	int n;
 
@@ -155,16 +164,7 @@ __attribute__((format(printf, 3, 4))) static int fail_at(struct loader *l, struc
 	return -EINVAL;
 }
 
-__attribute__((format(printf, 3, 4))) static int fail(struct loader *l, const yaml_node_t *n, const char *fmt, ...)
-{
-	struct cfg_mark m = node_mark(n);
-	va_list ap;
-
-	va_start(ap, fmt);
-	verr(l, &m, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
+#define fail(l, n, ...) fail_at(l, node_mark(n), __VA_ARGS__)
 
 /* For errors that have no position in the file. */
 __attribute__((format(printf, 3, 4))) static int fail_file(struct loader *l, int r, const char *fmt, ...)
@@ -182,7 +182,7 @@ static int oom(struct loader *l)
 	return fail_file(l, -ENOMEM, "out of memory");
 }
 
-/* ---- node helpers ---- */
+/* ---- nodes and plain values ---- */
 
 static yaml_node_t *node_at(struct loader *l, yaml_node_item_t i)
 {
@@ -199,7 +199,6 @@ static const char *scalar(const yaml_node_t *n)
 static bool is_null(const yaml_node_t *n)
 {
 	static const char *const spellings[] = { "", "~", "null", "Null", "NULL" };
-	size_t i;
 
 	if (n->type != YAML_SCALAR_NODE)
 		return false;
@@ -207,7 +206,7 @@ static bool is_null(const yaml_node_t *n)
 		return true;
 	if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
 		return false;
-	for (i = 0; i < ARRAY_SIZE(spellings); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(spellings); i++)
 		if (!strcmp(scalar(n), spellings[i]))
 			return true;
 	return false;
@@ -242,9 +241,9 @@ static yaml_node_t *seq_item(struct loader *l, const yaml_node_t *seq, size_t i)
 	return node_at(l, seq->data.sequence.items.start[i]);
 }
 
-static void *alloc_array(size_t n, size_t size)
+static void *at(const void *obj, size_t off)
 {
-	return calloc(n ? n : 1, size);
+	return (char *)obj + off;
 }
 
 /* Decimal or 0x hex, nothing else: no sign, no blanks, no octal. */
@@ -265,10 +264,8 @@ static bool parse_u64(const char *s, size_t len, uint64_t *ret)
 
 		if (s[i] >= '0' && s[i] <= '9')
 			d = s[i] - '0';
-		else if (base == 16 && s[i] >= 'a' && s[i] <= 'f')
-			d = s[i] - 'a' + 10;
-		else if (base == 16 && s[i] >= 'A' && s[i] <= 'F')
-			d = s[i] - 'A' + 10;
+		else if (base == 16 && isxdigit((unsigned char)s[i]))
+			d = (s[i] | 0x20) - 'a' + 10;
 		else
 			return false;
 		if (v > (UINT64_MAX - d) / base)
@@ -279,86 +276,206 @@ static bool parse_u64(const char *s, size_t len, uint64_t *ret)
 	return true;
 }
 
-static int get_uint(struct loader *l, const yaml_node_t *n, uint64_t *ret)
+static bool parse_u64_trim(const char *s, size_t len, uint64_t *ret)
 {
-	if (!is_string(n) || !parse_u64(scalar(n), n->data.scalar.length, ret))
-		return fail(l, n, "expected an unsigned integer");
-	return 0;
-}
-
-/* ---- the mapping walker ---- */
-
-/* Calls the handler of every key of @map in document order, then checks that
- * the required keys were there. @ret_seen (optional) gets a bit per field. */
-static int walk_map(struct loader *l, yaml_node_t *map, const struct schema *s, void *obj, uint32_t *ret_seen)
-{
-	yaml_node_pair_t *p;
-	uint32_t seen = 0;
-	size_t i;
-	int r;
-
-	if (map->type != YAML_MAPPING_NODE)
-		return fail(l, map, "expected a mapping for %s", s->what);
-	for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
-		yaml_node_t *k = node_at(l, p->key), *v = node_at(l, p->value);
-
-		if (!is_string(k))
-			return fail(l, k, "expected a string key in %s", s->what);
-		for (i = 0; i < s->n; i++)
-			if (!strcmp(scalar(k), s->fields[i].key))
-				break;
-		if (i == s->n)
-			return fail(l, k, "unknown key '%s' in %s", scalar(k), s->what);
-		if (seen & (UINT32_C(1) << i))
-			return fail(l, k, "duplicate key '%s'", scalar(k));
-		seen |= UINT32_C(1) << i;
-		r = s->fields[i].parse(l, &s->fields[i], v, obj);
-		if (r < 0)
-			return r;
+	while (len && *s == ' ') {
+		s++;
+		len--;
 	}
-	for (i = 0; i < s->n; i++)
-		if (s->fields[i].required && !(seen & (UINT32_C(1) << i)))
-			return fail(l, map, "missing required key '%s' in %s", s->fields[i].key, s->what);
-	if (ret_seen)
-		*ret_seen = seen;
-	return 0;
+	while (len && s[len - 1] == ' ')
+		len--;
+	return parse_u64(s, len, ret);
 }
 
-/* ---- generic handlers ---- */
+/* "START+N" (*is_size) or "START..END". */
+static bool parse_range_string(const char *s, uint64_t *start, uint64_t *n, bool *is_size)
+{
+	const char *sep = strstr(s, "..");
+	size_t seplen = 2;
 
-static int parse_u32(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+	*is_size = !sep;
+	if (!sep) {
+		sep = strchr(s, '+');
+		seplen = 1;
+	}
+	return sep && parse_u64_trim(s, sep - s, start) && parse_u64_trim(sep + seplen, strlen(sep + seplen), n);
+}
+
+/* "a, b or c"; NULL entries are skipped. */
+static void join_names(char *buf, size_t len, const struct names *nm)
+{
+	size_t total = 0, k = 0, used = 0;
+
+	for (size_t i = 0; i < nm->n; i++)
+		total += nm->v[i] != NULL;
+	buf[0] = '\0';
+	for (size_t i = 0; i < nm->n && used < len; i++) {
+		if (!nm->v[i])
+			continue;
+		used += snprintf(buf + used, len - used, "%s%s", !k ? "" : k == total - 1 ? " or " : ", ", nm->v[i]);
+		k++;
+	}
+}
+
+/* ---- numbers ---- */
+
+static int parse_ids(struct loader *l, const struct field *f, yaml_node_t *val, void *obj);
+
+static void store(const struct field *f, void *obj, uint64_t v)
+{
+	void *p = at(obj, f->off);
+
+	if (f->parse == parse_ids) { /* a pair of uint32_t: first << 32 | count */
+		((struct cfg *)obj)->device_id_first = (uint32_t)(v >> 32);
+		((struct cfg *)obj)->device_id_count = (uint32_t)v;
+	} else if (f->size == sizeof(bool)) {
+		*(bool *)p = v;
+	} else if (f->size == sizeof(uint32_t)) { /* also the enums */
+		*(uint32_t *)p = (uint32_t)v;
+	} else {
+		*(uint64_t *)p = v;
+	}
+}
+
+static void format_num(char *buf, size_t len, const struct field *f, uint64_t v)
+{
+	static const char suffix[] = "GMK";
+
+	for (int i = 0; f->unit == U_SIZE && v && i < 3; i++) {
+		unsigned shift = 30 - 10 * i;
+
+		if (!(v & ((1ull << shift) - 1))) {
+			snprintf(buf, len, "%" PRIu64 "%c", v >> shift, suffix[i]);
+			return;
+		}
+	}
+	if (f->unit == U_HEX)
+		snprintf(buf, len, "0x%" PRIx64, v);
+	else
+		snprintf(buf, len, "%" PRIu64 "%s", v, f->unit == U_PERCENT ? "%" : "");
+}
+
+static const char *const unit_text[] = {
+	[U_NUM] = "an unsigned integer",
+	[U_HEX] = "an unsigned integer",
+	[U_SIZE] = "a size (bytes, or with K, M or G)",
+	[U_PERCENT] = "a percentage (N% or N)",
+};
+
+/* A number in @f's unit and range. */
+static int get_number(struct loader *l, const struct field *f, const yaml_node_t *n, uint64_t *ret)
+{
+	static const char suffix[] = "KMG";
+	const char *s, *p;
+	uint64_t v, mult = 1;
+	size_t len;
+
+	if (!is_string(n))
+		goto bad;
+	s = scalar(n);
+	len = n->data.scalar.length;
+	if (f->unit == U_SIZE && len > 1 && (p = memchr(suffix, s[len - 1], 3))) {
+		mult = 1ull << (10 * (p - suffix + 1));
+		len--;
+	} else if (f->unit == U_PERCENT && len > 1 && s[len - 1] == '%') {
+		len--;
+	}
+	if (!parse_u64(s, len, &v) || v > UINT64_MAX / mult)
+		goto bad;
+	v *= mult;
+	if (v < f->min || v > f->max || (f->align && v % f->align)) {
+		char lo[32], hi[32], al[32];
+
+		format_num(lo, sizeof(lo), f, f->min);
+		format_num(hi, sizeof(hi), f, f->max);
+		format_num(al, sizeof(al), f, f->align);
+		if (f->align)
+			return fail(l, n, "'%s' must be a multiple of %s between %s and %s", f->key, al, lo, hi);
+		return fail(l, n, "'%s' must be between %s and %s", f->key, lo, hi);
+	}
+	*ret = v;
+	return 0;
+bad:
+	return fail(l, n, "expected %s for '%s'", unit_text[f->unit], f->key);
+}
+
+static int parse_uint(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
 {
 	uint64_t v;
-	int r;
+	int r = get_number(l, f, val, &v);
 
-	r = get_uint(l, val, &v);
-	if (r < 0)
-		return r;
-	if (v < f->min || v > f->max)
-		return fail(l, val, "'%s' must be between %" PRIu64 " and %" PRIu64, f->key, f->min, f->max);
-	*(uint32_t *)((char *)obj + f->off) = (uint32_t)v;
-	return 0;
-}
-
-static int parse_u64_field(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
-{
-	return get_uint(l, val, (uint64_t *)((char *)obj + f->off));
+	if (r == 0)
+		store(f, obj, v);
+	return r;
 }
 
 static int parse_bool(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
 {
-	bool *b = (bool *)((char *)obj + f->off);
-
-	if (is_string(val) && !strcmp(scalar(val), "true"))
-		*b = true;
-	else if (is_string(val) && !strcmp(scalar(val), "false"))
-		*b = false;
-	else
+	if (!is_string(val) || (strcmp(scalar(val), "true") && strcmp(scalar(val), "false")))
 		return fail(l, val, "expected a boolean (true or false) for '%s'", f->key);
+	store(f, obj, scalar(val)[0] == 't');
 	return 0;
 }
 
-static int parse_name(struct loader *l, const struct field *f, yaml_node_t *val, char **ret)
+/* One of the spellings in @f->arg, stored as its index. */
+static int parse_enum(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	const struct names *nm = f->arg;
+	const char *s;
+	char list[64];
+	int r;
+
+	r = get_string(l, val, f->key, &s);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < nm->n; i++) {
+		if (nm->v[i] && !strcmp(nm->v[i], s)) {
+			store(f, obj, i);
+			return 0;
+		}
+	}
+	join_names(list, sizeof(list), nm);
+	return fail(l, val, "unknown %s '%s' (expected %s)", f->key, s, list);
+}
+
+/* ---- strings and files ---- */
+
+static int store_string(struct loader *l, const struct field *f, void *obj, const char *s)
+{
+	char **dst = at(obj, f->off);
+
+	*dst = strdup(s);
+	return *dst ? 0 : oom(l);
+}
+
+static int parse_str(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	const char *s;
+	int r;
+
+	r = get_string(l, val, f->key, &s);
+	if (r < 0)
+		return r;
+	if (!*s)
+		return fail(l, val, "'%s' must not be empty", f->key);
+	return store_string(l, f, obj, s);
+}
+
+static int parse_path(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	const char *s;
+	int r;
+
+	r = get_string(l, val, f->key, &s);
+	if (r < 0)
+		return r;
+	if (s[0] != '/')
+		return fail(l, val, "'%s' must be an absolute path", f->key);
+	return store_string(l, f, obj, s);
+}
+
+/* Unique among the elements of the sequence being read. */
+static int parse_name(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
 {
 	const char *s;
 	size_t n;
@@ -367,38 +484,17 @@ static int parse_name(struct loader *l, const struct field *f, yaml_node_t *val,
 	r = get_string(l, val, f->key, &s);
 	if (r < 0)
 		return r;
-	n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-");
-	if (n == 0 || n > CFG_NAME_MAX || s[n])
-		return fail(l, val, "invalid name '%s' (1 to %d characters from A-Z a-z 0-9 _ . -)", s,
-			    CFG_NAME_MAX);
-	*ret = strdup(s);
-	return *ret ? 0 : oom(l);
-}
+	n = strspn(s, NAME_CHARS);
+	if (n == 0 || n > NAME_LEN_MAX || s[n])
+		return fail(l, val, "invalid name '%s' (1 to %d characters from A-Z a-z 0-9 _ . -)", s, NAME_LEN_MAX);
+	for (char *e = l->elems; e < (char *)obj; e += l->list->size) {
+		const struct cfg_mark *m = at(e, l->list->mark_off);
 
-/* Index of @s in @names, or -1. */
-static int lookup_name(const char *const *names, size_t n, const char *s)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (names[i] && !strcmp(names[i], s))
-			return (int)i;
-	return -1;
-}
-
-/* ---- files ---- */
-
-static char *join_path(const char *dir, size_t dirlen, const char *name)
-{
-	size_t n = strlen(name);
-	char *p = malloc(dirlen + 1 + n + 1);
-
-	if (!p)
-		return NULL;
-	memcpy(p, dir, dirlen);
-	p[dirlen] = '/';
-	memcpy(p + dirlen + 1, name, n + 1);
-	return p;
+		if (!strcmp(*(char **)at(e, f->off), s))
+			return fail(l, val, "duplicate %s name '%s' (first at %d:%d)", l->list->what, s, m->line,
+				    m->col);
+	}
+	return store_string(l, f, obj, s);
 }
 
 /* Resolves @p, relative to the configuration's directory unless absolute. */
@@ -408,8 +504,7 @@ static int resolve(struct loader *l, const char *p, char **ret)
 	int r = 0;
 
 	if (p[0] != '/') {
-		joined = join_path(l->dir, strlen(l->dir), p);
-		if (!joined)
+		if (asprintf(&joined, "%s/%s", l->dir, p) < 0)
 			return -ENOMEM;
 		p = joined;
 	}
@@ -418,6 +513,68 @@ static int resolve(struct loader *l, const char *p, char **ret)
 		r = -errno;
 	free(joined);
 	return r;
+}
+
+/* A readable regular file named by @n, resolved into *@ret. */
+static int load_file(struct loader *l, const char *what, const yaml_node_t *n, char **ret)
+{
+	const char *s = scalar(n);
+	struct stat st;
+	int r;
+
+	r = resolve(l, s, ret);
+	if (r == -ENOMEM)
+		return oom(l);
+	if (r == 0 && (stat(*ret, &st) < 0 || access(*ret, R_OK) < 0))
+		r = -errno;
+	if (r < 0)
+		return fail(l, n, "cannot read %s '%s': %s", what, s, strerror(-r));
+	if (!S_ISREG(st.st_mode))
+		return fail(l, n, "%s '%s' is not a regular file", what, s);
+	return 0;
+}
+
+static int parse_image(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	const char *s;
+	int r;
+
+	r = get_string(l, val, f->key, &s);
+	return r < 0 ? r : load_file(l, "image", val, at(obj, f->off));
+}
+
+/* Late: needs backend and vcpus. sim always gets one entry per vCPU, idle
+ * (NULL) unless a script is given. */
+static int parse_scripts(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	struct cfg_vm *vm = obj;
+	size_t n;
+	int r;
+
+	if (vm->backend != CFG_BACKEND_SIM)
+		return 0;
+	vm->scripts = calloc(vm->vcpus, sizeof(*vm->scripts));
+	if (!vm->scripts)
+		return oom(l);
+	if (!val)
+		return 0;
+	r = get_seq(l, val, f->key, &n);
+	if (r < 0)
+		return r;
+	if (n != vm->vcpus)
+		return fail(l, val, "expected %u scripts (one per vCPU), got %zu", vm->vcpus, n);
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *e = seq_item(l, val, i);
+
+		if (is_null(e))
+			continue;
+		if (!is_string(e))
+			return fail(l, e, "expected a script path or null");
+		r = load_file(l, "script", e, &vm->scripts[i]);
+		if (r < 0)
+			return r;
+	}
+	return 0;
 }
 
 /* 0 with *ret resolved if @p is an executable regular file; -ENOENT if it is
@@ -438,10 +595,10 @@ static int exec_file(const char *p, char **ret)
  * execvp, a match that cannot be executed does not stop the search). */
 static int try_dir(const char *dir, size_t dirlen, const char *name, char **ret)
 {
-	char *p = join_path(dir, dirlen, name);
+	char *p;
 	int r;
 
-	if (!p)
+	if (asprintf(&p, "%.*s/%s", (int)dirlen, dir, name) < 0)
 		return -ENOMEM;
 	r = exec_file(p, ret);
 	free(p);
@@ -471,146 +628,296 @@ static int search_program(struct loader *l, const char *name, char **ret)
 	return -ENOENT;
 }
 
-/* ---- broker ---- */
-
-/* An absolute path, stored at @off. */
-static int parse_abs_path(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+static int parse_program(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
 {
-	char **dst = (char **)((char *)obj + f->off);
+	char **dst = at(obj, f->off);
 	const char *s;
 	int r;
 
 	r = get_string(l, val, f->key, &s);
 	if (r < 0)
 		return r;
-	if (s[0] != '/')
-		return fail(l, val, "'%s' must be an absolute path", f->key);
-	*dst = strdup(s);
-	return *dst ? 0 : oom(l);
+	if (strchr(s, '/')) {
+		char *p;
+
+		r = resolve(l, s, &p);
+		if (r == 0) {
+			r = exec_file(p, dst);
+			free(p);
+		}
+	} else {
+		r = search_program(l, s, dst);
+	}
+	if (r == -ENOMEM)
+		return oom(l);
+	if (r == -EACCES)
+		return fail(l, val, "program '%s' is not an executable file", s);
+	if (r < 0)
+		return fail(l, val, "program '%s' not found", s);
+	return 0;
 }
 
-static int parse_group(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+static int parse_args(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
 {
-	struct cfg *c = obj;
+	char ***dst = at(obj, f->off);
+	const char *s;
+	size_t n;
+	int r;
+
+	r = get_seq(l, val, f->key, &n);
+	if (r < 0)
+		return r;
+	*dst = calloc(n + 1, sizeof(**dst));
+	if (!*dst)
+		return oom(l);
+	for (size_t i = 0; i < n; i++) {
+		r = get_string(l, seq_item(l, val, i), f->key, &s);
+		if (r < 0)
+			return r;
+		(*dst)[i] = strdup(s);
+		if (!(*dst)[i])
+			return oom(l);
+	}
+	return 0;
+}
+
+/* "output: stdout" (the broker's) or a file, created if needed, relative to this file. */
+static int parse_output(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	struct cfg_device *dev = obj;
 	const char *s;
 	int r;
 
 	r = get_string(l, val, f->key, &s);
 	if (r < 0)
 		return r;
+	if (!strcmp(s, "stdout")) {
+		dev->output_stdout = true;
+		return 0;
+	}
 	if (!*s)
-		return fail(l, val, "'%s' must name a group", f->key);
-	c->control_group = strdup(s);
-	return c->control_group ? 0 : oom(l);
+		return fail(l, val, "'%s' must be stdout or a file name", f->key);
+	if (s[0] == '/')
+		dev->output_file = strdup(s);
+	else if (asprintf(&dev->output_file, "%s/%s", l->dir, s) < 0)
+		dev->output_file = NULL;
+	return dev->output_file ? 0 : oom(l);
 }
 
-static const struct field broker_fields[] = {
-	{ .key = "runtime_dir", .parse = parse_abs_path, .off = offsetof(struct cfg, runtime_dir) },
-	{ .key = "control_socket", .parse = parse_abs_path, .off = offsetof(struct cfg, control_socket) },
-	{ .key = "control_group", .parse = parse_group },
-	{ .key = "deadline_ms",
-	  .parse = parse_u32,
-	  .off = offsetof(struct cfg, deadline_ms),
-	  .min = 1,
-	  .max = CFG_MAX_DEADLINE_MS },
-};
+/* ---- device ids ---- */
 
-static const struct schema broker_schema = SCHEMA("broker", broker_fields);
-
-static int parse_broker(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+/* The first user, then group, whose id is in @first..@last, named in @buf. */
+static bool id_taken(uint32_t first, uint32_t last, char *buf, size_t len)
 {
-	return walk_map(l, val, &broker_schema, obj, NULL);
+	struct passwd *pw;
+	struct group *gr;
+	bool taken = false;
+
+	setpwent();
+	while (!taken && (pw = getpwent()))
+		if (pw->pw_uid >= first && pw->pw_uid <= last)
+			taken = snprintf(buf, len, "user '%s' (uid %u)", pw->pw_name, (unsigned)pw->pw_uid) > 0;
+	endpwent();
+	setgrent();
+	while (!taken && (gr = getgrent()))
+		if (gr->gr_gid >= first && gr->gr_gid <= last)
+			taken = snprintf(buf, len, "group '%s' (gid %u)", gr->gr_name, (unsigned)gr->gr_gid) > 0;
+	endgrent();
+	return taken;
+}
+
+/* Ids that must belong to nobody else: a device instance running as an
+ * existing user could reach that user's files and processes. */
+static int parse_ids(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	uint64_t start, n, end;
+	bool is_count;
+	char who[320];
+
+	if (!is_string(val) || !parse_range_string(scalar(val), &start, &n, &is_count))
+		return fail(l, val, "invalid '%s' range (expected %s)", f->key, f->value);
+	if (is_count && !n)
+		return fail(l, val, "empty '%s' range (count 0)", f->key);
+	if (is_count ? start > ID_MAX || n - 1 > ID_MAX - start : n > ID_MAX)
+		return fail(l, val, "'%s' must end at or below %u", f->key, ID_MAX);
+	end = is_count ? start + n - 1 : n;
+	if (end < start)
+		return fail(l, val, "'%s' range end %" PRIu64 " is below its start %" PRIu64, f->key, end, start);
+	if (start == 0)
+		return fail(l, val, "'%s' must not contain 0 (root)", f->key);
+	if (id_taken((uint32_t)start, (uint32_t)end, who, sizeof(who)))
+		return fail(l, val, "'%s' %" PRIu64 "..%" PRIu64 " contains %s", f->key, start, end, who);
+	store(f, obj, start << 32 | (end - start + 1));
+	return 0;
+}
+
+/* ---- mappings and sequences ---- */
+
+static void set_defaults(const struct schema *s, void *obj)
+{
+	for (const struct field *f = s->fields; f < s->fields + s->n; f++) {
+		if (f->kind == K_MAP)
+			set_defaults(f->arg, obj);
+		else if (f->def)
+			store(f, obj, f->def);
+	}
+}
+
+/* Parses every key of @map in document order (late keys last), then checks
+ * the keys against the object's backend and the required ones. @ret_seen
+ * (optional) gets a bit per field. */
+static int walk_map(struct loader *l, yaml_node_t *map, const struct schema *s, void *obj, uint32_t *ret_seen)
+{
+	yaml_node_t *vals[KEYS_MAX] = { 0 };
+	const struct field *f;
+	unsigned backend;
+	uint32_t seen = 0;
+	size_t i;
+	int r;
+
+	if (map->type != YAML_MAPPING_NODE)
+		return fail(l, map, "expected a mapping for %s", s->what);
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = node_at(l, p->key), *v = node_at(l, p->value);
+
+		if (!is_string(k))
+			return fail(l, k, "expected a string key in %s", s->what);
+		for (i = 0; i < s->n && strcmp(scalar(k), s->fields[i].key); i++)
+			;
+		if (i == s->n)
+			return fail(l, k, "unknown key '%s' in %s", scalar(k), s->what);
+		if (vals[i])
+			return fail(l, k, "duplicate key '%s'", scalar(k));
+		vals[i] = v;
+		seen |= UINT32_C(1) << i;
+		if (!s->fields[i].late && (r = s->fields[i].parse(l, &s->fields[i], v, obj)) < 0)
+			return r;
+	}
+	backend = s->backend ? s->backend(obj) : ALL;
+	for (i = 0, f = s->fields; i < s->n; i++, f++) {
+		if (vals[i] && f->backends && !(f->backends & backend))
+			return fail(l, f->late ? vals[i] : map, "'%s' is not valid with backend %s", f->key,
+				    backend_of_mask(backend));
+		if (!vals[i] && f->required == ALL)
+			return fail(l, map, "missing required key '%s' in %s", f->key, s->what);
+		if (!vals[i] && (f->required & backend))
+			return fail(l, map, "missing required key '%s' in %s (backend %s)", f->key, s->what,
+				    backend_of_mask(backend));
+	}
+	for (i = 0, f = s->fields; i < s->n; i++, f++)
+		if (f->late && (r = f->parse(l, f, vals[i], obj)) < 0)
+			return r;
+	if (ret_seen)
+		*ret_seen = seen;
+	return s->finish ? s->finish(l, map, obj) : 0;
+}
+
+static int parse_map(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	return walk_map(l, val, f->arg, obj, NULL);
+}
+
+/* A sequence of mappings into an array at f->off, its length at f->n_off. */
+static int parse_list(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	const struct list *li = f->arg, *saved_list = l->list;
+	char *saved_elems = l->elems, *arr;
+	size_t n;
+	int r;
+
+	r = get_seq(l, val, f->key, &n);
+	if (r < 0)
+		return r;
+	if (n < f->min)
+		return fail(l, val, "'%s' must not be empty", f->key);
+	arr = calloc(n ? n : 1, li->size);
+	if (!arr)
+		return oom(l);
+	*(void **)at(obj, f->off) = arr;
+	*(size_t *)at(obj, f->n_off) = n;
+	l->list = li;
+	l->elems = arr;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		yaml_node_t *e = seq_item(l, val, i);
+		char *elem = arr + i * li->size;
+
+		*(struct cfg_mark *)at(elem, li->mark_off) = node_mark(e);
+		set_defaults(li->schema, elem);
+		r = walk_map(l, e, li->schema, elem, NULL);
+	}
+	l->list = saved_list;
+	l->elems = saved_elems;
+	return r;
+}
+
+/* A sequence of scalars into an array of f->stride-byte elements at f->off,
+ * its length at f->n_off, @item parsing each. */
+static int parse_array(struct loader *l, const struct field *f, yaml_node_t *val, void *obj,
+		       int (*item)(struct loader *l, const struct field *f, yaml_node_t *n, char *arr, size_t i))
+{
+	size_t n, *count = at(obj, f->n_off);
+	char **arr = at(obj, f->off);
+	int r;
+
+	r = get_seq(l, val, f->key, &n);
+	if (r < 0)
+		return r;
+	*arr = calloc(n ? n : 1, f->stride);
+	if (!*arr)
+		return oom(l);
+	for (size_t i = 0; i < n; i++) {
+		r = item(l, f, seq_item(l, val, i), *arr, i);
+		if (r < 0)
+			return r;
+		*count = i + 1;
+	}
+	return 0;
+}
+
+static int irq_item(struct loader *l, const struct field *f, yaml_node_t *n, char *arr, size_t i)
+{
+	uint32_t *irqs = (uint32_t *)arr;
+	uint64_t v;
+	int r;
+
+	r = get_number(l, f, n, &v);
+	if (r < 0)
+		return r;
+	for (size_t j = 0; j < i; j++)
+		if (irqs[j] == v)
+			return fail(l, n, "duplicate irq %" PRIu64, v);
+	irqs[i] = (uint32_t)v;
+	return 0;
+}
+
+static int parse_irqs(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	return parse_array(l, f, val, obj, irq_item);
 }
 
 /* ---- ranges ---- */
-
-static const struct range_kind pio_kind = {
-	.name = "pio",
-	.max = CFG_PIO_MAX,
-	.arr = offsetof(struct cfg_device, pio),
-	.n = offsetof(struct cfg_device, n_pio),
-};
-
-static const struct range_kind mmio_kind = {
-	.name = "mmio",
-	.max = UINT64_MAX,
-	.arr = offsetof(struct cfg_device, mmio),
-	.n = offsetof(struct cfg_device, n_mmio),
-};
-
-static const struct range_kind pci_kind = {
-	.name = "pci",
-	.arr = offsetof(struct cfg_device, pci),
-	.n = offsetof(struct cfg_device, n_pci),
-	.bdf = true,
-};
-
-static const struct range_kind *const range_kinds[] = { &pio_kind, &mmio_kind, &pci_kind };
-
-static const struct range_kind win_pio_kind = {
-	.name = "pio window",
-	.max = CFG_PIO_MAX,
-	.arr = offsetof(struct cfg_device, win_pio),
-	.n = offsetof(struct cfg_device, n_win_pio),
-};
-
-static const struct range_kind win_mmio_kind = {
-	.name = "mmio window",
-	.max = UINT64_MAX,
-	.arr = offsetof(struct cfg_device, win_mmio),
-	.n = offsetof(struct cfg_device, n_win_mmio),
-};
-
-static struct cfg_range **dev_ranges(struct cfg_device *d, const struct range_kind *k, size_t **ret_n)
-{
-	*ret_n = (size_t *)((char *)d + k->n);
-	return (struct cfg_range **)((char *)d + k->arr);
-}
 
 struct range_spec {
 	uint64_t start, size, end;
 };
 
-static const struct field range_fields[] = {
-	{ .key = "start", .parse = parse_u64_field, .required = true, .off = offsetof(struct range_spec, start) },
-	{ .key = "size", .parse = parse_u64_field, .off = offsetof(struct range_spec, size) },
-	{ .key = "end", .parse = parse_u64_field, .off = offsetof(struct range_spec, end) },
-};
-
-static const struct schema range_schema = SCHEMA("range", range_fields);
-
 #define RANGE_FORMS "START+SIZE, START..END or {start, size|end}"
+#define U64(m) .parse = parse_uint, .kind = K_NUM, .off = offsetof(struct range_spec, m), .size = 8, .max = UINT64_MAX
+
+static const struct field range_fields[] = {
+	{ "start", U64(start), .required = ALL },
+	{ "size", U64(size) },
+	{ "end", U64(end) },
+};
 #define RANGE_SIZE_BIT (UINT32_C(1) << 1)
 #define RANGE_END_BIT (UINT32_C(1) << 2)
 
-static bool parse_u64_trim(const char *s, size_t len, uint64_t *ret)
-{
-	while (len && *s == ' ') {
-		s++;
-		len--;
-	}
-	while (len && s[len - 1] == ' ')
-		len--;
-	return parse_u64(s, len, ret);
-}
-
-/* "START+SIZE" or "START..END". */
-static bool parse_range_string(const char *s, uint64_t *start, uint64_t *n, bool *is_size)
-{
-	const char *sep = strstr(s, "..");
-	size_t seplen = 2;
-
-	*is_size = !sep;
-	if (!sep) {
-		sep = strchr(s, '+');
-		seplen = 1;
-	}
-	return sep && parse_u64_trim(s, sep - s, start) && parse_u64_trim(sep + seplen, strlen(sep + seplen), n);
-}
+static const struct schema range_schema = { "range", NULL, SCHEMA(range_fields) };
 
 static int parse_range(struct loader *l, const struct range_kind *k, yaml_node_t *n, struct cfg_range *ret)
 {
-	uint64_t start, end;
+	uint64_t start, v, end;
+	bool is_size;
 
 	if (n->type == YAML_MAPPING_NODE) {
 		struct range_spec rs = { 0 };
@@ -622,39 +929,25 @@ static int parse_range(struct loader *l, const struct range_kind *k, yaml_node_t
 			return r;
 		if (!(seen & RANGE_SIZE_BIT) == !(seen & RANGE_END_BIT))
 			return fail(l, n, "a range needs exactly one of 'size' and 'end'");
+		is_size = seen & RANGE_SIZE_BIT;
 		start = rs.start;
-		if (seen & RANGE_SIZE_BIT) {
-			if (!rs.size)
-				return fail(l, n, "empty %s range (size 0)", k->name);
-			if (rs.size - 1 > UINT64_MAX - start)
-				return fail(l, n, "%s range 0x%" PRIx64 "+0x%" PRIx64 " wraps around", k->name, start,
-					    rs.size);
-			end = start + (rs.size - 1);
-		} else {
-			end = rs.end;
-		}
-	} else if (is_string(n)) {
-		uint64_t v;
-		bool is_size;
-
-		if (!parse_range_string(scalar(n), &start, &v, &is_size))
-			return fail(l, n, "invalid %s range '%s' (expected " RANGE_FORMS ")", k->name, scalar(n));
-		if (is_size && !v)
-			return fail(l, n, "empty %s range (size 0)", k->name);
-		if (is_size && v - 1 > UINT64_MAX - start)
-			return fail(l, n, "%s range 0x%" PRIx64 "+0x%" PRIx64 " wraps around", k->name, start, v);
-		end = is_size ? start + (v - 1) : v;
-	} else {
+		v = is_size ? rs.size : rs.end;
+	} else if (!is_string(n)) {
 		return fail(l, n, "expected a %s range (" RANGE_FORMS ")", k->name);
+	} else if (!parse_range_string(scalar(n), &start, &v, &is_size)) {
+		return fail(l, n, "invalid %s range '%s' (expected " RANGE_FORMS ")", k->name, scalar(n));
 	}
+	if (is_size && !v)
+		return fail(l, n, "empty %s range (size 0)", k->name);
+	if (is_size && v - 1 > UINT64_MAX - start)
+		return fail(l, n, "%s range 0x%" PRIx64 "+0x%" PRIx64 " wraps around", k->name, start, v);
+	end = is_size ? start + (v - 1) : v;
 	if (end < start)
 		return fail(l, n, "%s range end 0x%" PRIx64 " is below its start 0x%" PRIx64, k->name, end, start);
 	if (end > k->max)
 		return fail(l, n, "%s range 0x%" PRIx64 "..0x%" PRIx64 " goes beyond 0x%" PRIx64, k->name, start, end,
 			    k->max);
-	ret->start = start;
-	ret->end = end;
-	ret->mark = node_mark(n);
+	*ret = (struct cfg_range){ .start = start, .end = end, .mark = node_mark(n) };
 	return 0;
 }
 
@@ -693,29 +986,17 @@ bad:
 	return fail(l, n, "invalid PCI address '%s' (expected BB:DD.F or 0000:BB:DD.F, hex)", s);
 }
 
-static int parse_ranges(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+static int range_item(struct loader *l, const struct field *f, yaml_node_t *n, char *arr, size_t i)
 {
 	const struct range_kind *k = f->arg;
-	struct cfg_range **arr;
-	size_t i, n, *count;
-	int r;
+	struct cfg_range *r = (struct cfg_range *)arr + i;
 
-	r = get_seq(l, val, f->key, &n);
-	if (r < 0)
-		return r;
-	arr = dev_ranges(obj, k, &count);
-	*arr = alloc_array(n, sizeof(**arr));
-	if (!*arr)
-		return oom(l);
-	*count = n;
-	for (i = 0; i < n; i++) {
-		yaml_node_t *e = seq_item(l, val, i);
+	return k->bdf ? parse_bdf(l, n, r) : parse_range(l, k, n, r);
+}
 
-		r = k->bdf ? parse_bdf(l, e, &(*arr)[i]) : parse_range(l, k, e, &(*arr)[i]);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+static int parse_ranges(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	return parse_array(l, f, val, obj, range_item);
 }
 
 static void format_range(char *buf, size_t len, const struct range_kind *k, const struct cfg_range *r)
@@ -727,572 +1008,209 @@ static void format_range(char *buf, size_t len, const struct range_kind *k, cons
 		snprintf(buf, len, "0x%" PRIx64 "..0x%" PRIx64, r->start, r->end);
 }
 
-/* The first range declared before @r (devices 0..@di of @vm, @r belonging to
- * device @di) that overlaps it. Quadratic: configurations are small, and
- * "first in document order" is what the operator wants to read. */
-static const struct cfg_range *find_overlap(struct cfg_vm *vm, size_t di, const struct range_kind *k,
-					    const struct cfg_range *r, const struct cfg_device **ret_dev)
+/* @r of @dev against the ranges of the same field declared before it, in
+ * this device and its elder siblings. Quadratic: configurations are small,
+ * and "first in document order" is what the operator wants to read. */
+static int check_overlap(struct loader *l, const struct field *f, const struct cfg_device *dev,
+			 const struct cfg_range *r)
 {
-	size_t d, i, *n;
-
-	for (d = 0; d <= di; d++) {
-		struct cfg_range *v = *dev_ranges(&vm->devices[d], k, &n);
-
-		for (i = 0; i < *n && &v[i] != r; i++) {
-			if (v[i].start <= r->end && r->start <= v[i].end) {
-				*ret_dev = &vm->devices[d];
-				return &v[i];
-			}
-		}
-	}
-	return NULL;
-}
-
-static int overlap_error(struct loader *l, const struct range_kind *k, const struct cfg_device *dev,
-			 const struct cfg_range *r, const struct cfg_device *other, const struct cfg_range *o)
-{
+	const struct range_kind *k = f->arg;
 	char a[48], b[48];
 
-	format_range(a, sizeof(a), k, r);
-	format_range(b, sizeof(b), k, o);
-	if (k->bdf)
-		return fail_at(l, r->mark, "duplicate PCI address %s of device '%s' (already claimed by device '%s')",
-			       a, dev->name, other->name);
-	return fail_at(l, r->mark, "%s range %s of device '%s' overlaps %s of device '%s'", k->name, a, dev->name,
-		       b, other->name);
-}
+	for (const struct cfg_device *d = (const void *)l->elems; d <= dev; d++) {
+		const struct cfg_range *v = *(struct cfg_range **)at(d, f->off);
+		size_t n = *(size_t *)at(d, f->n_off);
 
-/* Runs once device @di is complete, so that the messages can name it. */
-static int check_overlaps(struct loader *l, struct cfg_vm *vm, size_t di)
-{
-	struct cfg_device *dev = &vm->devices[di];
-	size_t ki, i, *n;
-
-	for (ki = 0; ki < ARRAY_SIZE(range_kinds); ki++) {
-		const struct range_kind *k = range_kinds[ki];
-		struct cfg_range *v = *dev_ranges(dev, k, &n);
-
-		for (i = 0; i < *n; i++) {
-			const struct cfg_device *other;
-			const struct cfg_range *o = find_overlap(vm, di, k, &v[i], &other);
-
-			if (o)
-				return overlap_error(l, k, dev, &v[i], other, o);
+		for (size_t i = 0; i < n && &v[i] != r; i++) {
+			if (v[i].start > r->end || r->start > v[i].end)
+				continue;
+			format_range(a, sizeof(a), k, r);
+			format_range(b, sizeof(b), k, &v[i]);
+			if (k->bdf)
+				return fail_at(l, r->mark, "duplicate PCI address %s of device '%s' (already claimed by "
+					       "device '%s')", a, dev->name, d->name);
+			return fail_at(l, r->mark, "%s range %s of device '%s' overlaps %s of device '%s'", k->name, a,
+				       dev->name, b, d->name);
 		}
 	}
 	return 0;
 }
 
-/* ---- devices ---- */
+/* ---- the schema ---- */
 
-static int parse_dev_name(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
-{
-	struct cfg_device *dev = obj;
-	struct cfg_device *d;
-	int r;
+#define AT(T, m) .off = offsetof(T, m), .size = sizeof(((T *)0)->m)
+#define NUM(T, m, lo, hi, d) .parse = parse_uint, .kind = K_NUM, AT(T, m), .min = (lo), .max = (hi), .def = (d)
+#define BOOL(T, m, d) .parse = parse_bool, .kind = K_NUM, AT(T, m), .def = (d)
+#define ENUM(T, m, v, d) \
+	.parse = parse_enum, .kind = K_NUM, AT(T, m), .arg = &(const struct names){ v, ARRAY_SIZE(v) }, .def = (d)
+#define STR(T, m, fn) .parse = (fn), .kind = K_STR, AT(T, m)
+#define LIST(T, m, li) \
+	.parse = parse_list, .kind = K_LIST, .off = offsetof(T, m), .n_off = offsetof(T, n_##m), .arg = (li)
+#define RANGES(m, ...)                                                                                  \
+	.parse = parse_ranges, .kind = K_ARRAY, .off = offsetof(DEV, m), .n_off = offsetof(DEV, n_##m), \
+	.size = offsetof(struct cfg_range, mark), .stride = sizeof(struct cfg_range),                  \
+	.arg = &(const struct range_kind){ __VA_ARGS__ }
+#define DEV struct cfg_device
+#define VM struct cfg_vm
+#define NAME_TEXT "1 to 31 of A-Z a-z 0-9 _ . -"
 
-	r = parse_name(l, f, val, &dev->name);
-	if (r < 0)
-		return r;
-	for (d = l->vm->devices; d < dev; d++)
-		if (!strcmp(d->name, dev->name))
-			return fail(l, val, "duplicate device name '%s' (first at %d:%d)", dev->name, d->mark.line,
-				    d->mark.col);
-	return 0;
-}
+_Static_assert(sizeof(enum cfg_backend) == sizeof(uint32_t) && sizeof(enum cfg_sandbox) == sizeof(uint32_t) &&
+		       sizeof(enum cfg_on_failure) == sizeof(uint32_t),
+	       "enums are stored as uint32_t");
+_Static_assert(offsetof(struct cfg, device_id_count) == offsetof(struct cfg, device_id_first) + sizeof(uint32_t),
+	       "device_ids are compared as one 8-byte value");
 
-static int parse_program(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
-{
-	struct cfg_device *dev = obj;
-	const char *s;
-	int r;
-
-	r = get_string(l, val, f->key, &s);
-	if (r < 0)
-		return r;
-	if (strchr(s, '/')) {
-		char *p;
-
-		r = resolve(l, s, &p);
-		if (r == 0) {
-			r = exec_file(p, &dev->program);
-			free(p);
-		}
-	} else {
-		r = search_program(l, s, &dev->program);
-	}
-	if (r == -ENOMEM)
-		return oom(l);
-	if (r == -EACCES)
-		return fail(l, val, "program '%s' is not an executable file", s);
-	if (r < 0)
-		return fail(l, val, "program '%s' not found", s);
-	return 0;
-}
-
-static int parse_args(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
-{
-	struct cfg_device *dev = obj;
-	size_t i, n;
-	int r;
-
-	r = get_seq(l, val, f->key, &n);
-	if (r < 0)
-		return r;
-	dev->args = calloc(n + 1, sizeof(*dev->args));
-	if (!dev->args)
-		return oom(l);
-	for (i = 0; i < n; i++) {
-		yaml_node_t *e = seq_item(l, val, i);
-		const char *s;
-
-		r = get_string(l, e, f->key, &s);
-		if (r < 0)
-			return r;
-		dev->args[i] = strdup(s);
-		if (!dev->args[i])
-			return oom(l);
-	}
-	return 0;
-}
-
-static int parse_irqs(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
-{
-	struct cfg_device *dev = obj;
-	size_t i, j, n;
-	int r;
-
-	r = get_seq(l, val, f->key, &n);
-	if (r < 0)
-		return r;
-	dev->irqs = alloc_array(n, sizeof(*dev->irqs));
-	if (!dev->irqs)
-		return oom(l);
-	for (i = 0; i < n; i++) {
-		yaml_node_t *e = seq_item(l, val, i);
-		uint64_t v;
-
-		r = get_uint(l, e, &v);
-		if (r < 0)
-			return r;
-		if (v > CFG_IRQ_MAX)
-			return fail(l, e, "irq %" PRIu64 " out of range (0..%d)", v, CFG_IRQ_MAX);
-		for (j = 0; j < i; j++)
-			if (dev->irqs[j] == v)
-				return fail(l, e, "duplicate irq %" PRIu64, v);
-		dev->irqs[i] = (uint32_t)v;
-		dev->n_irqs = i + 1;
-	}
-	return 0;
-}
-
-static int parse_sandbox(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
-{
-	struct cfg_device *dev = obj;
-	const char *s;
-	int r, i;
-
-	r = get_string(l, val, f->key, &s);
-	if (r < 0)
-		return r;
-	i = lookup_name(sandbox_names, ARRAY_SIZE(sandbox_names), s);
-	if (i < 0)
-		return fail(l, val, "unknown sandbox '%s' (expected strict or none)", s);
-	dev->sandbox = (enum cfg_sandbox)i;
-	return 0;
-}
-
-static const char *const on_failure_names[] = {
+static const char *const sandbox_v[] = { [CFG_SANDBOX_NONE] = "none", [CFG_SANDBOX_STRICT] = "strict" };
+static const char *const on_failure_v[] = {
 	[CFG_ON_FAILURE_FALLBACK] = "fallback",
 	[CFG_ON_FAILURE_HOLD] = "hold",
 	[CFG_ON_FAILURE_STOP_VM] = "stop-vm",
 };
-
-static int parse_on_failure(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
-{
-	struct cfg_device *dev = obj;
-	const char *s;
-	int r, i;
-
-	r = get_string(l, val, f->key, &s);
-	if (r < 0)
-		return r;
-	i = lookup_name(on_failure_names, ARRAY_SIZE(on_failure_names), s);
-	if (i < 0)
-		return fail(l, val, "unknown on_failure '%s' (expected fallback, hold or stop-vm)", s);
-	dev->on_failure = (enum cfg_on_failure)i;
-	return 0;
-}
+static const char *const input_v[] = { [true] = "stdin" };
 
 static const struct field window_fields[] = {
-	{ .key = "pio", .parse = parse_ranges, .arg = &win_pio_kind },
-	{ .key = "mmio", .parse = parse_ranges, .arg = &win_mmio_kind },
+	{ "pio", RANGES(win_pio, .name = "pio window", .max = PIO_MAX), .value = "list of port ranges",
+	  .dflt = "none", .doc = "port ranges its BARs may be placed in" },
+	{ "mmio", RANGES(win_mmio, .name = "mmio window", .max = UINT64_MAX), .value = "list of address ranges",
+	  .dflt = "none", .doc = "MMIO ranges its BARs may be placed in" },
 };
 
-static const struct schema window_schema = SCHEMA("windows", window_fields);
-
-static int parse_windows(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
-{
-	return walk_map(l, val, &window_schema, obj, NULL);
-}
-
-/* "stdout" (the broker's) or a file, created if needed, relative to this file. */
-static int parse_output(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
-{
-	struct cfg_device *dev = obj;
-	const char *s;
-	int r;
-
-	r = get_string(l, val, f->key, &s);
-	if (r < 0)
-		return r;
-	if (!strcmp(s, "stdout")) {
-		dev->output_stdout = true;
-		return 0;
-	}
-	if (!*s)
-		return fail(l, val, "'%s' must be stdout or a file name", f->key);
-	if (s[0] == '/')
-		dev->output_file = strdup(s);
-	else if (asprintf(&dev->output_file, "%s/%s", l->dir, s) < 0)
-		dev->output_file = NULL;
-	return dev->output_file ? 0 : oom(l);
-}
-
-static int parse_input(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
-{
-	struct cfg_device *dev = obj;
-	const char *s;
-	int r;
-
-	r = get_string(l, val, f->key, &s);
-	if (r < 0)
-		return r;
-	if (strcmp(s, "stdin"))
-		return fail(l, val, "'%s' must be stdin", f->key);
-	dev->input_stdin = true;
-	return 0;
-}
+static const struct schema window_schema = {
+	"windows", "`vms[].devices[].windows`: where a device may claim ranges at run time", SCHEMA(window_fields)
+};
 
 static const struct field device_fields[] = {
-	{ .key = "name", .parse = parse_dev_name, .required = true },
-	{ .key = "program", .parse = parse_program, .required = true },
-	{ .key = "args", .parse = parse_args },
-	{ .key = "pio", .parse = parse_ranges, .arg = &pio_kind },
-	{ .key = "mmio", .parse = parse_ranges, .arg = &mmio_kind },
-	{ .key = "pci", .parse = parse_ranges, .arg = &pci_kind },
-	{ .key = "irqs", .parse = parse_irqs },
-	{ .key = "msi", .parse = parse_bool, .off = offsetof(struct cfg_device, msi) },
+	{ "name", STR(DEV, name, parse_name), .required = ALL, .value = NAME_TEXT, .doc = "unique within the VM" },
+	{ "program", STR(DEV, program, parse_program), .required = ALL, .value = "program name or path",
+	  .doc = "a bare name is looked up next to ioreq-brokerd, then in $PATH; a path with a / is relative to "
+		 "this file" },
+	{ "args", .parse = parse_args, .kind = K_STRV, AT(DEV, args), .value = "list of strings", .dflt = "none",
+	  .doc = "the program's own arguments" },
+	{ "pio", RANGES(pio, .name = "pio", .max = PIO_MAX, .exclusive = true),
+	  .value = "list of port ranges (up to 0xffff)", .dflt = "none", .doc = "port ranges it serves" },
+	{ "mmio", RANGES(mmio, .name = "mmio", .max = UINT64_MAX, .exclusive = true), .value = "list of address ranges",
+	  .dflt = "none", .doc = "MMIO ranges it serves" },
+	{ "pci", RANGES(pci, .name = "pci", .bdf = true, .exclusive = true), .value = "list of PCI functions",
+	  .dflt = "none", .doc = "PCI functions whose configuration space it serves" },
+	{ "irqs", .parse = parse_irqs, .kind = K_ARRAY, .off = offsetof(DEV, irqs), .n_off = offsetof(DEV, n_irqs),
+	  .size = sizeof(uint32_t), .stride = sizeof(uint32_t), .max = 255, .value = "list of 0..255, no duplicates",
+	  .dflt = "none", .doc = "IRQ lines (GSIs) it may drive" },
+	{ "msi", BOOL(DEV, msi, false), .doc = "may it inject MSIs" },
+	{ "windows", .parse = parse_map, .kind = K_MAP, .arg = &window_schema, .value = "mapping (below)",
+	  .dflt = "none", .doc = "where it may claim ranges at run time (PCI BARs)" },
 	/* 0 until the end of the file: broker.deadline_ms may come later */
-	{ .key = "deadline_ms",
-	  .parse = parse_u32,
-	  .off = offsetof(struct cfg_device, deadline_ms),
-	  .min = 1,
-	  .max = CFG_MAX_DEADLINE_MS },
-	{ .key = "sandbox", .parse = parse_sandbox },
-	{ .key = "windows", .parse = parse_windows },
-	{ .key = "on_failure", .parse = parse_on_failure },
-	{ .key = "restart_limit",
-	  .parse = parse_u32,
-	  .off = offsetof(struct cfg_device, restart_limit),
-	  .max = 1000 },
-	{ .key = "restart_window_ms",
-	  .parse = parse_u32,
-	  .off = offsetof(struct cfg_device, restart_window_ms),
-	  .min = 1,
-	  .max = 86400000 },
-	{ .key = "max_inflight",
-	  .parse = parse_u32,
-	  .off = offsetof(struct cfg_device, max_inflight),
-	  .min = 1,
-	  .max = CFG_MAX_VCPUS },
-	{ .key = "max_msg_rate",
-	  .parse = parse_u32,
-	  .off = offsetof(struct cfg_device, max_msg_rate),
-	  .min = 1,
-	  .max = 10000000 },
-	{ .key = "output", .parse = parse_output },
-	{ .key = "input", .parse = parse_input },
+	{ "deadline_ms", NUM(DEV, deadline_ms, 1, DEADLINE_MS_MAX, 0), .dflt = "broker.deadline_ms",
+	  .doc = "how long a request waits for its reply before it completes with the fallback" },
+	{ "sandbox", ENUM(DEV, sandbox, sandbox_v, CFG_SANDBOX_STRICT),
+	  .doc = "strict: its own namespaces, uid, cgroup and seccomp filter; none: a plain child, for debugging" },
+	{ "on_failure", ENUM(DEV, on_failure, on_failure_v, CFG_ON_FAILURE_FALLBACK),
+	  .doc = "when it fails, its requests complete with the fallback, wait for its restart, or the VM stops" },
+	{ "restart_limit", NUM(DEV, restart_limit, 0, 1000, 5),
+	  .doc = "restarts within restart_window_ms before it is marked failed" },
+	{ "restart_window_ms", NUM(DEV, restart_window_ms, 1, 86400000, 60000), .doc = "see restart_limit" },
+	{ "max_inflight", NUM(DEV, max_inflight, 1, CFG_MAX_VCPUS, 16),
+	  .doc = "requests in flight at once; more complete with the fallback" },
+	{ "max_msg_rate", NUM(DEV, max_msg_rate, 1, 10000000, 10000),
+	  .doc = "messages per second it may send beyond replies (interrupts, claims)" },
+	{ "max_claims", NUM(DEV, max_claims, 0, 256, 16), .doc = "BAR ranges an instance may hold at once" },
+	{ "max_violations", NUM(DEV, max_violations, 1, 100000, 100),
+	  .doc = "soft protocol violations (late or duplicate replies, denied interrupts, refused claims, messages "
+		 "over max_msg_rate) an instance may commit within a minute before it is cut off" },
+	{ "memory_max", NUM(DEV, memory_max, 4 * MIB, 1024 * GIB, 256 * MIB), .unit = U_SIZE,
+	  .doc = "memory limit of an instance's cgroup" },
+	{ "pids_max", NUM(DEV, pids_max, 16, 4096, 64), .doc = "tasks (threads count) limit of an instance's cgroup" },
+	{ "cpu_max", NUM(DEV, cpu_max, 1, 100 * 1024, 100), .unit = U_PERCENT,
+	  .doc = "CPU limit of an instance's cgroup, in percent of one CPU" },
+	{ "output", .parse = parse_output, .kind = K_OUTPUT, AT(DEV, output_file), .value = "stdout or a file",
+	  .dflt = "/dev/null", .doc = "its stdout: the broker's, or a file (appended, relative to this file)" },
+	{ "input", ENUM(DEV, input_stdin, input_v, false), .dflt = "/dev/null", .doc = "its stdin: the broker's" },
 };
 
-static const struct schema device_schema = SCHEMA("device", device_fields);
-
-static int parse_devices(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+/* Runs once a device is complete, so that overlap messages can name it. */
+static int device_finish(struct loader *l, yaml_node_t *map, void *obj)
 {
-	struct cfg_vm *vm = obj;
-	size_t i, n;
+	struct cfg_device *dev = obj;
 	int r;
 
-	r = get_seq(l, val, f->key, &n);
-	if (r < 0)
-		return r;
-	vm->devices = alloc_array(n, sizeof(*vm->devices));
-	if (!vm->devices)
+	if (!dev->args && !(dev->args = calloc(1, sizeof(*dev->args))))
 		return oom(l);
-	vm->n_devices = n;
-	for (i = 0; i < n; i++) {
-		yaml_node_t *e = seq_item(l, val, i);
-		struct cfg_device *dev = &vm->devices[i];
+	for (const struct field *f = device_fields; f < device_fields + ARRAY_SIZE(device_fields); f++) {
+		const struct cfg_range *v;
 
-		dev->mark = node_mark(e);
-		dev->sandbox = CFG_SANDBOX_STRICT;
-		dev->restart_limit = CFG_DEFAULT_RESTART_LIMIT;
-		dev->restart_window_ms = CFG_DEFAULT_RESTART_WINDOW_MS;
-		dev->max_inflight = CFG_DEFAULT_MAX_INFLIGHT;
-		dev->max_msg_rate = CFG_DEFAULT_MAX_MSG_RATE;
-		r = walk_map(l, e, &device_schema, dev, NULL);
-		if (r < 0)
-			return r;
-		if (!dev->args) {
-			dev->args = calloc(1, sizeof(*dev->args));
-			if (!dev->args)
-				return oom(l);
-		}
-		r = check_overlaps(l, vm, i);
-		if (r < 0)
-			return r;
+		if (f->parse != parse_ranges || !((const struct range_kind *)f->arg)->exclusive)
+			continue;
+		v = *(struct cfg_range **)at(dev, f->off);
+		for (size_t i = 0; i < *(size_t *)at(dev, f->n_off); i++)
+			if ((r = check_overlap(l, f, dev, &v[i])) < 0)
+				return r;
 	}
 	return 0;
 }
 
-/* ---- VMs ---- */
-
-static int parse_vm_name(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
-{
-	struct cfg_vm *vm = obj;
-	struct cfg_vm *v;
-	int r;
-
-	r = parse_name(l, f, val, &vm->name);
-	if (r < 0)
-		return r;
-	for (v = l->cfg->vms; v < vm; v++)
-		if (!strcmp(v->name, vm->name))
-			return fail(l, val, "duplicate VM name '%s' (first at %d:%d)", vm->name, v->mark.line,
-				    v->mark.col);
-	return 0;
-}
-
-static int parse_backend(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
-{
-	struct cfg_vm *vm = obj;
-	const char *s;
-	int r, i;
-
-	r = get_string(l, val, f->key, &s);
-	if (r < 0)
-		return r;
-	i = lookup_name(backend_names, ARRAY_SIZE(backend_names), s);
-	if (i < 0)
-		return fail(l, val, "unknown backend '%s' (expected sim, kvm or acrn)", s);
-	vm->backend = (enum cfg_backend)i;
-	return 0;
-}
-
-static int parse_scripts(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
-{
-	l->scripts = val;
-	return 0;
-}
-
-static int load_script(struct loader *l, yaml_node_t *n, char **ret)
-{
-	struct stat st;
-	const char *s;
-	int r;
-
-	if (is_null(n))
-		return 0;
-	if (!is_string(n))
-		return fail(l, n, "expected a script path or null");
-	s = scalar(n);
-	r = resolve(l, s, ret);
-	if (r == -ENOMEM)
-		return oom(l);
-	if (r == 0 && (stat(*ret, &st) < 0 || access(*ret, R_OK) < 0))
-		r = -errno;
-	if (r < 0)
-		return fail(l, n, "cannot read script '%s': %s", s, strerror(-r));
-	if (!S_ISREG(st.st_mode))
-		return fail(l, n, "script '%s' is not a regular file", s);
-	return 0;
-}
-
-/* Runs once the whole VM mapping is read: scripts depend on backend and vcpus. */
-static int load_scripts(struct loader *l, struct cfg_vm *vm)
-{
-	yaml_node_t *s = l->scripts;
-	size_t i, n;
-	int r;
-
-	if (vm->backend != CFG_BACKEND_SIM) {
-		if (s)
-			return fail(l, s, "'scripts' is only valid with backend sim");
-		return 0;
-	}
-	/* sim always gets one entry per vCPU, idle unless a script says otherwise */
-	vm->scripts = calloc(vm->vcpus, sizeof(*vm->scripts));
-	if (!vm->scripts)
-		return oom(l);
-	if (!s)
-		return 0;
-	r = get_seq(l, s, "scripts", &n);
-	if (r < 0)
-		return r;
-	if (n != vm->vcpus)
-		return fail(l, s, "expected %u scripts (one per vCPU), got %zu", vm->vcpus, n);
-	for (i = 0; i < n; i++) {
-		r = load_script(l, seq_item(l, s, i), &vm->scripts[i]);
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
-/* Bytes, or with a K, M or G suffix; whole pages. */
-static int parse_memory(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
-{
-	struct cfg_vm *vm = obj;
-	const char *s;
-	uint64_t v, mult = 1;
-	size_t len;
-
-	if (!is_string(val))
-		return fail(l, val, "expected a size for '%s' (bytes, or with K, M or G)", f->key);
-	s = scalar(val);
-	len = strlen(s);
-	if (len > 1 && strchr("KMG", s[len - 1])) {
-		mult = s[len - 1] == 'K' ? 1ull << 10 : s[len - 1] == 'M' ? 1ull << 20 : 1ull << 30;
-		len--;
-	}
-	if (!parse_u64(s, len, &v) || v > (64ull << 30) / mult)
-		return fail(l, val, "expected a size for '%s' (bytes, or with K, M or G)", f->key);
-	v *= mult;
-	if (v < (1ull << 20) || v % 4096)
-		return fail(l, val, "'%s' must be at least 1M and a multiple of 4K", f->key);
-	vm->memory = v;
-	return 0;
-}
-
-static int parse_image(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
-{
-	struct cfg_vm *vm = obj;
-	const char *s;
-	int r;
-
-	r = get_string(l, val, f->key, &s);
-	if (r < 0)
-		return r;
-	r = resolve(l, s, &vm->image);
-	if (r == -ENOMEM)
-		return oom(l);
-	if (r == 0 && access(vm->image, R_OK) < 0)
-		r = -errno;
-	if (r < 0)
-		return fail(l, val, "cannot read image '%s': %s", s, strerror(-r));
-	return 0;
-}
-
-/* Keys that only some backends take, by their index in vm_fields. */
-enum {
-	VM_KEY_SCRIPTS = 3,
-	VM_KEY_MEMORY = 5,
-	VM_KEY_IMAGE,
-	VM_KEY_EXIT_PORT,
-	VM_KEY_POLLING,
+static const struct schema device_schema = {
+	"device", "`vms[].devices[]`: each device", SCHEMA(device_fields), .finish = device_finish
 };
-
-static const struct {
-	unsigned key;
-	const char *name;
-	uint32_t backends; /* bit per enum cfg_backend */
-} backend_keys[] = {
-	{ VM_KEY_MEMORY, "memory", 1u << CFG_BACKEND_KVM | 1u << CFG_BACKEND_ACRN },
-	{ VM_KEY_IMAGE, "image", 1u << CFG_BACKEND_KVM },
-	{ VM_KEY_EXIT_PORT, "exit_port", 1u << CFG_BACKEND_KVM },
-	{ VM_KEY_POLLING, "completion_polling", 1u << CFG_BACKEND_ACRN },
-};
-
-static int check_backend_keys(struct loader *l, yaml_node_t *map, struct cfg_vm *vm, uint32_t seen)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(backend_keys); i++)
-		if (seen & (UINT32_C(1) << backend_keys[i].key) && !(backend_keys[i].backends & 1u << vm->backend))
-			return fail(l, map, "'%s' is not valid with backend %s", backend_keys[i].name,
-				    backend_names[vm->backend]);
-	if (vm->backend == CFG_BACKEND_KVM && !vm->image)
-		return fail(l, map, "missing required key 'image' in vm (backend kvm)");
-	return 0;
-}
+static const struct list device_list = { &device_schema, sizeof(DEV), offsetof(DEV, mark), "device" };
 
 static const struct field vm_fields[] = {
-	{ .key = "name", .parse = parse_vm_name, .required = true },
-	{ .key = "backend", .parse = parse_backend, .required = true },
-	{ .key = "vcpus",
-	  .parse = parse_u32,
-	  .required = true,
-	  .off = offsetof(struct cfg_vm, vcpus),
-	  .min = 1,
-	  .max = CFG_MAX_VCPUS },
-	{ .key = "scripts", .parse = parse_scripts },
-	{ .key = "devices", .parse = parse_devices },
-	{ .key = "memory", .parse = parse_memory },
-	{ .key = "image", .parse = parse_image },
-	{ .key = "exit_port", .parse = parse_u32, .off = offsetof(struct cfg_vm, exit_port), .max = CFG_PIO_MAX },
-	{ .key = "completion_polling", .parse = parse_bool, .off = offsetof(struct cfg_vm, completion_polling) },
-	{ .key = "autostart", .parse = parse_bool, .off = offsetof(struct cfg_vm, autostart) },
+	{ "name", STR(VM, name, parse_name), .required = ALL, .value = NAME_TEXT, .doc = "unique among the VMs" },
+	{ "backend", ENUM(VM, backend, backend_v, 0), .required = ALL,
+	  .doc = "the hypervisor: sim (scripted vCPUs), kvm (/dev/kvm), acrn (/dev/acrn_hsm)" },
+	{ "vcpus", NUM(VM, vcpus, 1, CFG_MAX_VCPUS, 0), .required = ALL, .doc = "how many vCPUs it has" },
+	{ "autostart", BOOL(VM, autostart, true), .doc = "start with the broker (else: `ioreqctl vm start`)" },
+	{ "scripts", .parse = parse_scripts, .kind = K_SCRIPTS, .off = offsetof(VM, scripts), .late = true,
+	  .backends = BACKEND(SIM), .value = "list of files or ~, one per vCPU", .dflt = "every vCPU idle",
+	  .doc = "each vCPU's script (~: idle), relative to this file" },
+	{ "memory", NUM(VM, memory, MIB, 64 * GIB, 64 * MIB), .unit = U_SIZE, .align = 4 * KIB,
+	  .backends = BACKEND(KVM) | BACKEND(ACRN), .doc = "guest RAM" },
+	{ "image", STR(VM, image, parse_image), .backends = BACKEND(KVM), .required = BACKEND(KVM), .value = "file",
+	  .doc = "the guest, a static ELF64 executable, relative to this file" },
+	{ "exit_port", NUM(VM, exit_port, 0, PIO_MAX, 0xf4), .unit = U_HEX, .backends = BACKEND(KVM),
+	  .doc = "a write of V to this port stops the VM with status V" },
+	{ "completion_polling", BOOL(VM, completion_polling, false), .backends = BACKEND(ACRN),
+	  .doc = "vCPUs poll for completion (ACRN's polling mode)" },
+	{ "devices", LIST(VM, devices, &device_list), .value = "list of mappings (below)", .dflt = "none",
+	  .doc = "the device processes that serve this VM" },
 };
 
-static const struct schema vm_schema = SCHEMA("vm", vm_fields);
-
-static int parse_vms(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+static uint8_t vm_backend(const void *obj)
 {
-	struct cfg *c = obj;
-	size_t i, n;
-	int r;
-
-	r = get_seq(l, val, f->key, &n);
-	if (r < 0)
-		return r;
-	if (!n)
-		return fail(l, val, "'vms' must not be empty");
-	c->vms = calloc(n, sizeof(*c->vms));
-	if (!c->vms)
-		return oom(l);
-	c->n_vms = n;
-	for (i = 0; i < n; i++) {
-		yaml_node_t *e = seq_item(l, val, i);
-		struct cfg_vm *vm = &c->vms[i];
-
-		uint32_t seen;
-
-		vm->mark = node_mark(e);
-		vm->exit_port = CFG_DEFAULT_EXIT_PORT;
-		vm->memory = CFG_DEFAULT_MEMORY;
-		vm->autostart = true;
-		l->vm = vm;
-		l->scripts = NULL;
-		r = walk_map(l, e, &vm_schema, vm, &seen);
-		if (r < 0)
-			return r;
-		r = check_backend_keys(l, e, vm, seen);
-		if (r < 0)
-			return r;
-		r = load_scripts(l, vm);
-		if (r < 0)
-			return r;
-	}
-	l->vm = NULL;
-	return 0;
+	return 1u << ((const struct cfg_vm *)obj)->backend;
 }
 
-/* ---- the file ---- */
+static const struct schema vm_schema = { "vm", "`vms[]`: each VM", SCHEMA(vm_fields), .backend = vm_backend };
+static const struct list vm_list = { &vm_schema, sizeof(VM), offsetof(VM, mark), "VM" };
 
-static const struct field top_fields[] = {
-	{ .key = "broker", .parse = parse_broker },
-	{ .key = "vms", .parse = parse_vms, .required = true },
+static const struct field broker_fields[] = {
+	{ "runtime_dir", STR(struct cfg, runtime_dir, parse_path), .value = "absolute path",
+	  .dflt = "$RUNTIME_DIRECTORY, else a private directory under $XDG_RUNTIME_DIR or /tmp",
+	  .doc = "where the devices' sockets live" },
+	{ "control_socket", STR(struct cfg, control_socket, parse_path), .value = "absolute path",
+	  .dflt = "RUNTIME_DIR/control", .doc = "the socket ioreqctl talks to" },
+	{ "control_group", STR(struct cfg, control_group, parse_str), .value = "group name", .dflt = "none",
+	  .doc = "who may use the control socket besides root and the broker's own user" },
+	{ "deadline_ms", NUM(struct cfg, deadline_ms, 1, DEADLINE_MS_MAX, 500),
+	  .doc = "the devices' default request deadline" },
+	{ "device_ids", .parse = parse_ids, .kind = K_NUM, .off = offsetof(struct cfg, device_id_first),
+	  .size = 2 * sizeof(uint32_t), .def = 458752ull << 32 | 65536, .value = "START+COUNT or START..END",
+	  .doc = "host uids (each also the gid) for device instances, one each; must not contain 0 or an existing "
+		 "user or group" },
+	{ "cgroup", STR(struct cfg, cgroup, parse_path), .value = "absolute path", .dflt = "chosen by the broker",
+	  .doc = "the cgroup under which each device instance gets its own" },
 };
 
-static const struct schema top_schema = SCHEMA("top level", top_fields);
+static const struct schema broker_schema = { "broker", "`broker`: the broker's own settings", SCHEMA(broker_fields) };
+
+static const struct field top_fields[] = {
+	{ "broker", .parse = parse_map, .kind = K_MAP, .arg = &broker_schema, .value = "mapping (below)",
+	  .dflt = "all defaults", .doc = "the broker's own settings" },
+	{ "vms", LIST(struct cfg, vms, &vm_list), .min = 1, .required = ALL, .value = "list of mappings (below)",
+	  .doc = "the VMs, at least one" },
+};
+
+static const struct schema top_schema = { "top level", "The file", SCHEMA(top_fields) };
+
+/* ---- the file ---- */
 
 static int yaml_failed(struct loader *l, const yaml_parser_t *p)
 {
@@ -1368,19 +1286,10 @@ static int config_dir(struct loader *l)
 	return r;
 }
 
-static void apply_defaults(struct cfg *c)
-{
-	size_t i, j;
-
-	for (i = 0; i < c->n_vms; i++)
-		for (j = 0; j < c->vms[i].n_devices; j++)
-			if (!c->vms[i].devices[j].deadline_ms)
-				c->vms[i].devices[j].deadline_ms = c->deadline_ms;
-}
-
 int cfg_load(const char *path, const char *bindir, struct cfg **ret, char *err, size_t errlen)
 {
 	struct loader l = { .path = path, .bindir = bindir, .err = err, .errlen = errlen };
+	struct cfg *c = NULL;
 	struct stat st;
 	FILE *f;
 	int r;
@@ -1404,20 +1313,24 @@ int cfg_load(const char *path, const char *bindir, struct cfg **ret, char *err, 
 	r = config_dir(&l);
 	if (r < 0)
 		goto out;
-	l.cfg = calloc(1, sizeof(*l.cfg));
-	if (!l.cfg || !(l.cfg->path = strdup(path))) {
+	c = calloc(1, sizeof(*c));
+	if (!c || !(c->path = strdup(path))) {
 		r = oom(&l);
 		goto out;
 	}
-	l.cfg->deadline_ms = CFG_DEFAULT_DEADLINE_MS;
-	r = walk_map(&l, yaml_document_get_root_node(&l.doc), &top_schema, l.cfg, NULL);
+	set_defaults(&top_schema, c);
+	r = walk_map(&l, yaml_document_get_root_node(&l.doc), &top_schema, c, NULL);
 	if (r < 0)
 		goto out;
-	apply_defaults(l.cfg);
-	*ret = l.cfg;
-	l.cfg = NULL;
+	/* The one default that is another key's value, known only now. */
+	for (size_t i = 0; i < c->n_vms; i++)
+		for (size_t j = 0; j < c->vms[i].n_devices; j++)
+			if (!c->vms[i].devices[j].deadline_ms)
+				c->vms[i].devices[j].deadline_ms = c->deadline_ms;
+	*ret = c;
+	c = NULL;
 out:
-	cfg_free(l.cfg);
+	cfg_free(c);
 	free(l.dir);
 	yaml_document_delete(&l.doc);
 out_file:
@@ -1425,50 +1338,51 @@ out_file:
 	return r;
 }
 
-static void device_free(struct cfg_device *d)
+/* ---- freeing and comparing, by the tables ---- */
+
+static void free_obj(const struct schema *s, void *obj)
 {
-	char **a;
+	for (const struct field *f = s->fields; f < s->fields + s->n; f++) {
+		char **p = at(obj, f->off);
 
-	free(d->name);
-	free(d->program);
-	for (a = d->args; a && *a; a++)
-		free(*a);
-	free(d->args);
-	free(d->pio);
-	free(d->mmio);
-	free(d->pci);
-	free(d->irqs);
-	free(d->win_pio);
-	free(d->win_mmio);
-	free(d->output_file);
-}
+		switch (f->kind) {
+		case K_STRV:
+			for (char **a = (char **)*p; a && *a; a++)
+				free(*a);
+			free(*p);
+			break;
+		case K_SCRIPTS:
+			for (unsigned i = 0; *p && i < ((struct cfg_vm *)obj)->vcpus; i++)
+				free(((char **)*p)[i]);
+			free(*p);
+			break;
+		case K_STR:
+		case K_ARRAY:
+		case K_OUTPUT:
+			free(*p);
+			break;
+		case K_MAP:
+			free_obj(f->arg, obj);
+			break;
+		case K_LIST: {
+			const struct list *li = f->arg;
 
-static void vm_free(struct cfg_vm *vm)
-{
-	size_t i;
-
-	free(vm->name);
-	for (i = 0; vm->scripts && i < vm->vcpus; i++)
-		free(vm->scripts[i]);
-	free(vm->scripts);
-	free(vm->image);
-	for (i = 0; i < vm->n_devices; i++)
-		device_free(&vm->devices[i]);
-	free(vm->devices);
+			for (size_t i = 0; i < *(size_t *)at(obj, f->n_off); i++)
+				free_obj(li->schema, *p + i * li->size);
+			free(*p);
+			break;
+		}
+		case K_NUM:
+			break;
+		}
+	}
 }
 
 struct cfg *cfg_free(struct cfg *c)
 {
-	size_t i;
-
 	if (!c)
 		return NULL;
-	for (i = 0; i < c->n_vms; i++)
-		vm_free(&c->vms[i]);
-	free(c->vms);
-	free(c->runtime_dir);
-	free(c->control_socket);
-	free(c->control_group);
+	free_obj(&top_schema, c);
 	free(c->path);
 	free(c);
 	return NULL;
@@ -1476,50 +1390,65 @@ struct cfg *cfg_free(struct cfg *c)
 
 const char *cfg_backend_name(enum cfg_backend b)
 {
-	if ((size_t)b >= ARRAY_SIZE(backend_names) || !backend_names[b])
+	if ((size_t)b >= ARRAY_SIZE(backend_v) || !backend_v[b])
 		return "unknown";
-	return backend_names[b];
+	return backend_v[b];
 }
-
-/* ---- comparing (reload) ---- */
 
 static bool str_eq(const char *a, const char *b)
 {
 	return a == b || (a && b && !strcmp(a, b));
 }
 
-static bool ranges_eq(const struct cfg_range *a, size_t na, const struct cfg_range *b, size_t nb)
+static const struct field *first_difference(const struct schema *s, const void *a, const void *b);
+
+static bool field_eq(const struct field *f, const void *a, const void *b)
 {
-	if (na != nb)
-		return false;
-	for (size_t i = 0; i < na; i++)
-		if (a[i].start != b[i].start || a[i].end != b[i].end)
+	char *const *pa = at(a, f->off), *const *pb = at(b, f->off);
+	size_t n = 0;
+
+	switch (f->kind) {
+	case K_NUM:
+		return !memcmp(pa, pb, f->size);
+	case K_OUTPUT:
+		if (((const struct cfg_device *)a)->output_stdout != ((const struct cfg_device *)b)->output_stdout)
 			return false;
-	return true;
+		/* fall through */
+	case K_STR:
+		return str_eq(*pa, *pb);
+	case K_STRV:
+		for (; ((char **)*pa)[n] && ((char **)*pb)[n]; n++)
+			if (strcmp(((char **)*pa)[n], ((char **)*pb)[n]))
+				return false;
+		return !((char **)*pa)[n] && !((char **)*pb)[n];
+	case K_SCRIPTS: /* vcpus and backend compared before */
+		for (unsigned i = 0; *pa && i < ((const struct cfg_vm *)a)->vcpus; i++)
+			if (!str_eq(((char **)*pa)[i], ((char **)*pb)[i]))
+				return false;
+		return true;
+	case K_ARRAY:
+		n = *(size_t *)at(a, f->n_off);
+		if (n != *(size_t *)at(b, f->n_off))
+			return false;
+		for (size_t i = 0; i < n; i++)
+			if (memcmp(*pa + i * f->stride, *pb + i * f->stride, f->size))
+				return false;
+		return true;
+	case K_MAP:
+		return !first_difference(f->arg, a, b);
+	case K_LIST: /* by the caller, element by element */
+		return true;
+	}
+	return false;
 }
 
-static bool device_eq(const struct cfg_device *a, const struct cfg_device *b)
+/* The first key of @s whose values in @a and @b differ, or NULL. */
+static const struct field *first_difference(const struct schema *s, const void *a, const void *b)
 {
-	size_t i;
-
-	if (!str_eq(a->name, b->name) || !str_eq(a->program, b->program) || a->msi != b->msi ||
-	    a->deadline_ms != b->deadline_ms || a->sandbox != b->sandbox || a->output_stdout != b->output_stdout ||
-	    a->on_failure != b->on_failure || a->restart_limit != b->restart_limit ||
-	    a->restart_window_ms != b->restart_window_ms || a->max_inflight != b->max_inflight ||
-	    a->max_msg_rate != b->max_msg_rate ||
-	    !str_eq(a->output_file, b->output_file) || a->input_stdin != b->input_stdin || a->n_irqs != b->n_irqs)
-		return false;
-	for (i = 0; a->args[i] && b->args[i]; i++)
-		if (strcmp(a->args[i], b->args[i]))
-			return false;
-	if (a->args[i] || b->args[i])
-		return false;
-	if (a->n_irqs && memcmp(a->irqs, b->irqs, a->n_irqs * sizeof(*a->irqs)))
-		return false;
-	return ranges_eq(a->pio, a->n_pio, b->pio, b->n_pio) && ranges_eq(a->mmio, a->n_mmio, b->mmio, b->n_mmio) &&
-	       ranges_eq(a->pci, a->n_pci, b->pci, b->n_pci) &&
-	       ranges_eq(a->win_pio, a->n_win_pio, b->win_pio, b->n_win_pio) &&
-	       ranges_eq(a->win_mmio, a->n_win_mmio, b->win_mmio, b->n_win_mmio);
+	for (const struct field *f = s->fields; f < s->fields + s->n; f++)
+		if (!field_eq(f, a, b))
+			return f;
+	return NULL;
 }
 
 __attribute__((format(printf, 3, 4))) static bool differs(char *what, size_t len, const char *fmt, ...)
@@ -1536,30 +1465,113 @@ __attribute__((format(printf, 3, 4))) static bool differs(char *what, size_t len
 
 bool cfg_vm_equal(const struct cfg_vm *a, const struct cfg_vm *b, char *what, size_t len)
 {
-	if (a->backend != b->backend)
-		return differs(what, len, "%s", "backend");
-	if (a->vcpus != b->vcpus)
-		return differs(what, len, "%s", "vcpus");
-	for (unsigned i = 0; a->scripts && i < a->vcpus; i++)
-		if (!str_eq(a->scripts[i], b->scripts[i]))
-			return differs(what, len, "%s", "scripts");
-	if (a->memory != b->memory || !str_eq(a->image, b->image) || a->exit_port != b->exit_port ||
-	    a->completion_polling != b->completion_polling)
-		return differs(what, len, "%s", "backend settings");
-	if (a->autostart != b->autostart)
-		return differs(what, len, "%s", "autostart");
+	const struct field *f = first_difference(&vm_schema, a, b);
+
+	if (f)
+		return differs(what, len, "%s", f->key);
 	for (size_t i = 0; i < a->n_devices; i++) {
 		const struct cfg_device *d = NULL;
 
-		for (size_t j = 0; j < b->n_devices; j++)
+		for (size_t j = 0; j < b->n_devices && !d; j++)
 			if (!strcmp(a->devices[i].name, b->devices[j].name))
 				d = &b->devices[j];
 		if (!d)
 			return differs(what, len, "device '%s' removed", a->devices[i].name);
-		if (!device_eq(&a->devices[i], d))
+		if (first_difference(&device_schema, &a->devices[i], d))
 			return differs(what, len, "device '%s' changed", a->devices[i].name);
 	}
 	if (a->n_devices != b->n_devices)
 		return differs(what, len, "%s", "devices added");
 	return true;
+}
+
+/* ---- the reference ---- */
+
+static void print_backends(FILE *out, unsigned mask)
+{
+	for (unsigned b = 0, first = 1; b < ARRAY_SIZE(backend_v); b++) {
+		if (mask & 1u << b) {
+			fprintf(out, "%s%s", first ? "" : ", ", backend_v[b]);
+			first = 0;
+		}
+	}
+}
+
+static void print_field(FILE *out, const struct field *f, bool backends)
+{
+	char a[64], b[32], c[32];
+
+	fprintf(out, "| `%s` | ", f->key);
+	if (f->value) {
+		fputs(f->value, out);
+	} else if (f->parse == parse_bool) {
+		fputs("true, false", out);
+	} else if (f->parse == parse_enum) {
+		join_names(a, sizeof(a), f->arg);
+		fputs(a, out);
+	} else {
+		format_num(b, sizeof(b), f, f->min);
+		format_num(c, sizeof(c), f, f->max);
+		fprintf(out, "%s..%s", b, c);
+		format_num(a, sizeof(a), f, f->align);
+		if (f->align)
+			fprintf(out, ", a multiple of %s", a);
+	}
+	fputs(" | ", out);
+	if (f->required == ALL) {
+		fputs("required", out);
+	} else if (f->required) {
+		fputs("required with ", out);
+		print_backends(out, f->required);
+	} else if (f->dflt) {
+		fputs(f->dflt, out);
+	} else if (f->parse == parse_ids) {
+		fprintf(out, "%" PRIu64 "+%" PRIu64, f->def >> 32, f->def & UINT32_MAX);
+	} else if (f->parse == parse_bool) {
+		fputs(f->def ? "true" : "false", out);
+	} else if (f->parse == parse_enum) {
+		fputs(((const struct names *)f->arg)->v[f->def], out);
+	} else {
+		format_num(a, sizeof(a), f, f->def);
+		fputs(a, out);
+	}
+	fputs(" | ", out);
+	if (backends) {
+		if (f->backends)
+			print_backends(out, f->backends);
+		else
+			fputs("all", out);
+		fputs(" | ", out);
+	}
+	fprintf(out, "%s |\n", f->doc ? f->doc : "");
+}
+
+static void print_schema(FILE *out, const struct schema *s)
+{
+	bool backends = false;
+
+	for (const struct field *f = s->fields; f < s->fields + s->n; f++)
+		backends |= f->backends != 0;
+	fprintf(out, "\n#### %s\n\n| key | value | default |%s meaning |\n| --- | --- | --- |%s --- |\n", s->title,
+		backends ? " backends |" : "", backends ? " --- |" : "");
+	for (const struct field *f = s->fields; f < s->fields + s->n; f++)
+		print_field(out, f, backends);
+	for (const struct field *f = s->fields; f < s->fields + s->n; f++) {
+		if (f->kind == K_MAP)
+			print_schema(out, f->arg);
+		else if (f->kind == K_LIST)
+			print_schema(out, ((const struct list *)f->arg)->schema);
+	}
+}
+
+int cfg_print_reference(FILE *out)
+{
+	fputs("Every key, from the loader's own tables (`ioreq-brokerd --print-config-reference`).\n"
+	      "Integers are decimal or 0x hex; sizes are bytes or take a K, M or G suffix. An address\n"
+	      "range is \"START+SIZE\", \"START..END\" (inclusive), {start: S, size: N} or {start: S, end: E};\n"
+	      "a PCI function is BB:DD.F or 0000:BB:DD.F (hex). Relative paths are relative to the\n"
+	      "configuration file's directory.\n",
+	      out);
+	print_schema(out, &top_schema);
+	return fflush(out) || ferror(out) ? -EIO : 0;
 }

@@ -3,18 +3,17 @@
  * Every error is reported as "FILE:LINE:COLUMN: message" (1-based) and nothing
  * is returned unless the whole file is valid: unknown or duplicate keys,
  * duplicate names, overlapping ranges within a VM, empty or wrapping ranges,
- * bad BDFs and bad sizes are all errors. The schema is in README.md. */
+ * bad BDFs and bad sizes are all errors. The schema, with every key's range and
+ * default, is the tables in config.c; cfg_print_reference() prints them. */
 #ifndef IOREQ_CONFIG_H
 #define IOREQ_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define CFG_MAX_VCPUS 16
-#define CFG_DEFAULT_DEADLINE_MS 500
-#define CFG_DEFAULT_EXIT_PORT 0xf4
-#define CFG_DEFAULT_MEMORY (64ull << 20)
 
 enum cfg_backend {
 	CFG_BACKEND_SIM,
@@ -28,11 +27,6 @@ enum cfg_on_failure {
 	CFG_ON_FAILURE_HOLD,     /* keep them (bounded by the deadline) for the restarted device */
 	CFG_ON_FAILURE_STOP_VM,  /* stop the VM */
 };
-
-#define CFG_DEFAULT_RESTART_LIMIT 5
-#define CFG_DEFAULT_RESTART_WINDOW_MS 60000
-#define CFG_DEFAULT_MAX_INFLIGHT 16
-#define CFG_DEFAULT_MAX_MSG_RATE 10000
 
 enum cfg_sandbox {
 	CFG_SANDBOX_NONE,
@@ -69,6 +63,12 @@ struct cfg_device {
 	uint32_t restart_window_ms; /* ...before the device is marked failed */
 	uint32_t max_inflight;      /* requests in flight at once; more get the fallback */
 	uint32_t max_msg_rate;      /* messages per second it may send beyond replies */
+	uint32_t max_claims;        /* BAR ranges an instance may hold at once */
+	uint32_t max_violations;    /* soft protocol violations per minute before it is cut off */
+	/* The instance's cgroup limits. */
+	uint64_t memory_max;        /* bytes */
+	uint32_t pids_max;          /* tasks */
+	uint32_t cpu_max;           /* percent of one CPU */
 	/* Where the device may claim ranges at run time (PCI BARs). */
 	struct cfg_range *win_pio;
 	size_t n_win_pio;
@@ -103,6 +103,9 @@ struct cfg {
 	char *control_socket; /* NULL: RUNTIME_DIR/control */
 	char *control_group;  /* NULL: only root and the broker's own user */
 	uint32_t deadline_ms;
+	/* Each device instance runs as its own uid = gid from this range. */
+	uint32_t device_id_first, device_id_count;
+	char *cgroup; /* where device instances get their cgroups; NULL: chosen by the broker */
 	struct cfg_vm *vms;
 	size_t n_vms;
 };
@@ -121,5 +124,9 @@ const char *cfg_backend_name(enum cfg_backend b);
 /* Whether two VM entries configure the same VM. If not, names the first
  * difference ("vcpus", "device 'uart0'", ...) in @what. */
 bool cfg_vm_equal(const struct cfg_vm *a, const struct cfg_vm *b, char *what, size_t len);
+
+/* Writes the configuration reference (Markdown: every key, its values,
+ * default and meaning), the text README.md carries. -EIO if writing failed. */
+int cfg_print_reference(FILE *f);
 
 #endif

@@ -21,9 +21,11 @@ static void usage(FILE *f)
 {
 	fprintf(f, "Usage: ioreq-brokerd --config FILE [--exit-with-vms] [--verbose | --quiet]\n"
 		   "       ioreq-brokerd --check FILE\n"
+		   "       ioreq-brokerd --print-config-reference\n"
 		   "\n"
 		   "  -c, --config FILE    run the VMs and devices that FILE declares\n"
 		   "  -n, --check FILE     validate FILE (and its sim scripts), start nothing\n"
+		   "      --print-config-reference  print every configuration key (Markdown)\n"
 		   "  -x, --exit-with-vms  exit when every VM has stopped: 0 if all stopped with\n"
 		   "                       status 0, 1 otherwise\n"
 		   "  -v, --verbose        log debug messages\n"
@@ -136,6 +138,7 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "print-config-reference", no_argument, NULL, 'R' },
 		{},
 	};
 	const char *path = NULL;
@@ -165,6 +168,8 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'R':
+			return cfg_print_reference(stdout) < 0;
 		default:
 			usage(stderr);
 			return 2;

@@ -4,7 +4,9 @@
  * nothing else being built. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -257,7 +259,7 @@ static void test_defaults(void **state)
 	char p[512];
 
 	assert_null(c->runtime_dir);
-	assert_int_equal(c->deadline_ms, CFG_DEFAULT_DEADLINE_MS);
+	assert_int_equal(c->deadline_ms, 500);
 	/* sim always has one script slot per vCPU; none given: all idle */
 	assert_non_null(c->vms[0].scripts);
 	assert_null(c->vms[0].scripts[0]);
@@ -268,7 +270,7 @@ static void test_defaults(void **state)
 	assert_null(d->args[0]);
 	assert_int_equal(d->n_pio + d->n_mmio + d->n_pci + d->n_irqs, 0);
 	assert_false(d->msi);
-	assert_int_equal(d->deadline_ms, CFG_DEFAULT_DEADLINE_MS);
+	assert_int_equal(d->deadline_ms, 500);
 	/* Every device is sandboxed unless its entry says otherwise. */
 	assert_int_equal(d->sandbox, CFG_SANDBOX_STRICT);
 	assert_int_equal(d->n_win_pio + d->n_win_mmio, 0);
@@ -277,11 +279,111 @@ static void test_defaults(void **state)
 	assert_false(d->input_stdin);
 	assert_true(c->vms[0].autostart);
 	assert_int_equal(d->on_failure, CFG_ON_FAILURE_FALLBACK);
-	assert_int_equal(d->restart_limit, CFG_DEFAULT_RESTART_LIMIT);
-	assert_int_equal(d->restart_window_ms, CFG_DEFAULT_RESTART_WINDOW_MS);
-	assert_int_equal(d->max_inflight, CFG_DEFAULT_MAX_INFLIGHT);
-	assert_int_equal(d->max_msg_rate, CFG_DEFAULT_MAX_MSG_RATE);
+	assert_int_equal(d->restart_limit, 5);
+	assert_int_equal(d->restart_window_ms, 60000);
+	assert_int_equal(d->max_inflight, 16);
+	assert_int_equal(d->max_msg_rate, 10000);
+	assert_int_equal(c->device_id_first, 458752);
+	assert_int_equal(c->device_id_count, 65536);
+	assert_null(c->cgroup);
+	assert_true(d->memory_max == 256ull << 20);
+	assert_int_equal(d->pids_max, 64);
+	assert_int_equal(d->cpu_max, 100);
+	assert_int_equal(d->max_claims, 16);
+	assert_int_equal(d->max_violations, 100);
 	cfg_free(c);
+}
+
+/* The keys of the device sandbox's ids and cgroup limits, at their bounds. */
+static void test_limits(void **state)
+{
+	struct cfg *c = load_ok("broker:\n"
+				"  device_ids: 3000000000..3000000999\n"
+				"  cgroup: /sys/fs/cgroup/ioreq.slice\n"
+				"vms:\n"
+				"  - name: v\n"
+				"    backend: acrn\n"
+				"    vcpus: 1\n"
+				"    devices:\n"
+				"      - {name: a, program: ioreq-dev-test, memory_max: 1024G, pids_max: 4096, cpu_max: 250%,\n"
+				"         max_claims: 0, max_violations: 100000}\n"
+				"      - {name: b, program: ioreq-dev-test, memory_max: 4194304, pids_max: 16, cpu_max: 1,\n"
+				"         max_claims: 256, max_violations: 1}\n"
+				"      - {name: c, program: ioreq-dev-test, memory_max: 4096K, cpu_max: 102400%}\n");
+	struct cfg_device *d = c->vms[0].devices;
+
+	assert_true(c->device_id_first == 3000000000u);
+	assert_int_equal(c->device_id_count, 1000);
+	assert_string_equal(c->cgroup, "/sys/fs/cgroup/ioreq.slice");
+	assert_true(d[0].memory_max == 1ull << 40);
+	assert_int_equal(d[0].pids_max, 4096);
+	assert_int_equal(d[0].cpu_max, 250);
+	assert_int_equal(d[0].max_claims, 0);
+	assert_int_equal(d[0].max_violations, 100000);
+	assert_true(d[1].memory_max == 4ull << 20);
+	assert_int_equal(d[1].pids_max, 16);
+	assert_int_equal(d[1].cpu_max, 1);
+	assert_int_equal(d[1].max_claims, 256);
+	assert_int_equal(d[1].max_violations, 1);
+	assert_true(d[2].memory_max == 4ull << 20);
+	assert_int_equal(d[2].cpu_max, 102400);
+	cfg_free(c);
+
+	/* START+COUNT, up to the last usable id */
+	c = load_ok("broker: {device_ids: 4294967195+100}\nvms: [{name: v, backend: acrn, vcpus: 1}]\n");
+	assert_true(c->device_id_first == 4294967195u);
+	assert_int_equal(c->device_id_count, 100);
+	cfg_free(c);
+}
+
+/* A device instance must never run as somebody else: a range holding an
+ * existing user's uid, or a group's gid, is refused at the value, naming it.
+ * 65534 (nobody, nogroup on Debian) where it exists, else whatever is there. */
+static void test_device_ids_taken(void **state)
+{
+	char text[256], want[512], err[512];
+	struct passwd *pw = getpwuid(65534);
+	struct group *gr;
+	struct cfg *c;
+	uid_t uid;
+
+	if (!pw) {
+		setpwent();
+		while ((pw = getpwent()) && (pw->pw_uid == 0 || pw->pw_uid > 0xfffffffeu))
+			;
+		endpwent();
+	}
+	if (!pw)
+		skip();
+	/* the first user in passwd order with that uid is the one named */
+	uid = pw->pw_uid;
+	setpwent();
+	while ((pw = getpwent()) && pw->pw_uid != uid)
+		;
+	snprintf(want, sizeof(want), "%s:2:15: 'device_ids' %u..%u contains user '%s' (uid %u)", yaml,
+		 (unsigned)uid - 1, (unsigned)uid + 1, pw->pw_name, (unsigned)uid);
+	endpwent();
+	snprintf(text, sizeof(text), "broker:\n  device_ids: %u..%u\nvms: [{name: v, backend: acrn, vcpus: 1}]\n",
+		 (unsigned)uid - 1, (unsigned)uid + 1);
+	assert_int_equal(load(text, &c, err, sizeof(err)), -EINVAL);
+	assert_null(c);
+	assert_string_equal(err, want);
+
+	/* a group whose gid no user has as uid */
+	setgrent();
+	while ((gr = getgrent()) && (gr->gr_gid == 0 || gr->gr_gid > 0xfffffffeu || getpwuid(gr->gr_gid)))
+		;
+	if (gr) {
+		snprintf(want, sizeof(want), "%s:1:22: 'device_ids' %u..%u contains group '%s' (gid %u)", yaml,
+			 (unsigned)gr->gr_gid, (unsigned)gr->gr_gid, gr->gr_name, (unsigned)gr->gr_gid);
+		snprintf(text, sizeof(text), "broker: {device_ids: %u+1}\nvms: [{name: v, backend: acrn, vcpus: 1}]\n",
+			 (unsigned)gr->gr_gid);
+	}
+	endgrent();
+	if (!gr)
+		return;
+	assert_int_equal(load(text, &c, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, want);
 }
 
 /* The keys of the kvm and acrn backends, windows, and a device's streams. */
@@ -318,7 +420,7 @@ static void test_backend_keys(void **state)
 	assert_true(c->vms[0].devices[0].input_stdin);
 	assert_int_equal(c->vms[1].memory, 1ull << 30);
 	assert_true(c->vms[1].completion_polling);
-	assert_int_equal(c->vms[1].exit_port, CFG_DEFAULT_EXIT_PORT);
+	assert_int_equal(c->vms[1].exit_port, 0xf4);
 	cfg_free(c);
 }
 
@@ -418,15 +520,15 @@ static const struct bad bad[] = {
 	  "3:14: unknown backend 'xen' (expected sim, kvm or acrn)" },
 	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 0\n", "4:12: 'vcpus' must be between 1 and 16" },
 	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 17\n", "4:12: 'vcpus' must be between 1 and 16" },
-	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: -1\n", "4:12: expected an unsigned integer" },
-	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 2x\n", "4:12: expected an unsigned integer" },
-	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 0x\n", "4:12: expected an unsigned integer" },
+	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: -1\n", "4:12: expected an unsigned integer for 'vcpus'" },
+	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 2x\n", "4:12: expected an unsigned integer for 'vcpus'" },
+	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 0x\n", "4:12: expected an unsigned integer for 'vcpus'" },
 	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 18446744073709551616\n",
-	  "4:12: expected an unsigned integer" },
+	  "4:12: expected an unsigned integer for 'vcpus'" },
 	{ "vms:\n  - name: a\n    backend: sim\n    vcpus: 2\n    scripts: [a.txt]\n",
 	  "5:14: expected 2 scripts (one per vCPU), got 1" },
 	{ "vms:\n  - name: a\n    scripts: [a.txt]\n    backend: acrn\n    vcpus: 1\n",
-	  "3:14: 'scripts' is only valid with backend sim" },
+	  "3:14: 'scripts' is not valid with backend acrn" },
 	{ "vms:\n  - name: a\n    backend: sim\n    vcpus: 2\n    scripts: [~, missing.txt]\n",
 	  "5:18: cannot read script 'missing.txt': No such file or directory" },
 	{ "vms:\n  - name: a\n    backend: sim\n    vcpus: 1\n    scripts: [sub]\n",
@@ -453,9 +555,9 @@ static const struct bad bad[] = {
 	{ DEV "        msi: yes\n", "8:14: expected a boolean (true or false) for 'msi'" },
 	{ DEV "        deadline_ms: 600001\n", "8:22: 'deadline_ms' must be between 1 and 600000" },
 	{ "broker:\n  deadline_ms: 0\n" VM, "2:16: 'deadline_ms' must be between 1 and 600000" },
-	{ DEV "        irqs: [4, 256]\n", "8:19: irq 256 out of range (0..255)" },
+	{ DEV "        irqs: [4, 256]\n", "8:19: 'irqs' must be between 0 and 255" },
 	{ DEV "        irqs: [4, 5, 4]\n", "8:22: duplicate irq 4" },
-	{ DEV "        irqs: [x]\n", "8:16: expected an unsigned integer" },
+	{ DEV "        irqs: [x]\n", "8:16: expected an unsigned integer for 'irqs'" },
 	/* ranges */
 	{ DEV "        pio: [\"0x60-0x64\"]\n",
 	  "8:15: invalid pio range '0x60-0x64' (expected START+SIZE, START..END or {start, size|end})" },
@@ -474,7 +576,7 @@ static const struct bad bad[] = {
 	  "8:15: pio range 0x10000..0x10000 goes beyond 0xffff" },
 	{ DEV "        pio: [{start: 1, size: 1, end: 1}]\n", "8:15: a range needs exactly one of 'size' and 'end'" },
 	{ DEV "        pio: [{start: 1}]\n", "8:15: a range needs exactly one of 'size' and 'end'" },
-	{ DEV "        pio: [{start: -1, size: 1}]\n", "8:23: expected an unsigned integer" },
+	{ DEV "        pio: [{start: -1, size: 1}]\n", "8:23: expected an unsigned integer for 'start'" },
 	{ DEV "        pio: [\"0x60..0x6f\"]\n" DEV_B "        pio: [\"0x3f8+8\", \"0x60..0x64\"]\n",
 	  "11:26: pio range 0x60..0x64 of device 'b' overlaps 0x60..0x6f of device 'a'" },
 	{ DEV "        mmio: [\"0xfe000000+0x1000\", \"0xfe000fff+1\"]\n",
@@ -496,8 +598,8 @@ static const struct bad bad[] = {
 	{ DEV "        windows: {pio: [\"0xff00+0x200\"]}\n",
 	  "8:25: pio window range 0xff00..0x100ff goes beyond 0xffff" },
 	{ DEV "        output: \"\"\n", "8:17: 'output' must be stdout or a file name" },
-	{ DEV "        input: /dev/tty\n", "8:16: 'input' must be stdin" },
-	{ DEV "        sandbox: loose\n", "8:18: unknown sandbox 'loose' (expected strict or none)" },
+	{ DEV "        input: /dev/tty\n", "8:16: unknown input '/dev/tty' (expected stdin)" },
+	{ DEV "        sandbox: loose\n", "8:18: unknown sandbox 'loose' (expected none or strict)" },
 	{ DEV "        on_failure: retry\n", "8:21: unknown on_failure 'retry' (expected fallback, hold or stop-vm)" },
 	{ DEV "        max_inflight: 17\n", "8:23: 'max_inflight' must be between 1 and 16" },
 	{ DEV "        restart_window_ms: 0\n", "8:28: 'restart_window_ms' must be between 1 and 86400000" },
@@ -511,10 +613,35 @@ static const struct bad bad[] = {
 	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 1\n", "2:5: missing required key 'image' in vm (backend kvm)" },
 	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 1\n    image: nope.elf\n",
 	  "5:12: cannot read image 'nope.elf': No such file or directory" },
-	{ VM "    memory: 12X\n", "5:13: expected a size for 'memory' (bytes, or with K, M or G)" },
-	{ VM "    memory: 4K\n", "5:13: 'memory' must be at least 1M and a multiple of 4K" },
-	{ VM "    memory: 1048577\n", "5:13: 'memory' must be at least 1M and a multiple of 4K" },
+	{ VM "    memory: 12X\n", "5:13: expected a size (bytes, or with K, M or G) for 'memory'" },
+	{ VM "    memory: 4K\n", "5:13: 'memory' must be a multiple of 4K between 1M and 64G" },
+	{ VM "    memory: 1048577\n", "5:13: 'memory' must be a multiple of 4K between 1M and 64G" },
 	{ VM "    autostart: maybe\n", "5:16: expected a boolean (true or false) for 'autostart'" },
+	/* the device sandbox: its ids and cgroup */
+	{ "broker:\n  device_ids: 0+10\n" VM, "2:15: 'device_ids' must not contain 0 (root)" },
+	{ "broker:\n  device_ids: 0..9\n" VM, "2:15: 'device_ids' must not contain 0 (root)" },
+	{ "broker:\n  device_ids: 4294967290+10\n" VM, "2:15: 'device_ids' must end at or below 4294967294" },
+	{ "broker:\n  device_ids: 4294967200..4294967295\n" VM, "2:15: 'device_ids' must end at or below 4294967294" },
+	{ "broker:\n  device_ids: 0xffffffffffffffff+2\n" VM, "2:15: 'device_ids' must end at or below 4294967294" },
+	{ "broker:\n  device_ids: 70000+0\n" VM, "2:15: empty 'device_ids' range (count 0)" },
+	{ "broker:\n  device_ids: 70000..60000\n" VM, "2:15: 'device_ids' range end 60000 is below its start 70000" },
+	{ "broker:\n  device_ids: 70000\n" VM,
+	  "2:15: invalid 'device_ids' range (expected START+COUNT or START..END)" },
+	{ "broker:\n  device_ids: [1]\n" VM, "2:15: invalid 'device_ids' range (expected START+COUNT or START..END)" },
+	{ "broker:\n  cgroup: ioreq\n" VM, "2:11: 'cgroup' must be an absolute path" },
+	{ DEV "        memory_max: 3M\n", "8:21: 'memory_max' must be between 4M and 1024G" },
+	{ DEV "        memory_max: 1025G\n", "8:21: 'memory_max' must be between 4M and 1024G" },
+	{ DEV "        memory_max: 1T\n", "8:21: expected a size (bytes, or with K, M or G) for 'memory_max'" },
+	{ DEV "        pids_max: 15\n", "8:19: 'pids_max' must be between 16 and 4096" },
+	{ DEV "        pids_max: 4097\n", "8:19: 'pids_max' must be between 16 and 4096" },
+	{ DEV "        cpu_max: 0%\n", "8:18: 'cpu_max' must be between 1% and 102400%" },
+	{ DEV "        cpu_max: 102401\n", "8:18: 'cpu_max' must be between 1% and 102400%" },
+	{ DEV "        cpu_max: 50 %\n", "8:18: expected a percentage (N% or N) for 'cpu_max'" },
+	{ DEV "        cpu_max: 1.5\n", "8:18: expected a percentage (N% or N) for 'cpu_max'" },
+	{ DEV "        max_claims: 257\n", "8:21: 'max_claims' must be between 0 and 256" },
+	{ DEV "        max_claims: 16M\n", "8:21: expected an unsigned integer for 'max_claims'" },
+	{ DEV "        max_violations: 0\n", "8:25: 'max_violations' must be between 1 and 100000" },
+	{ DEV "        max_violations: 100001\n", "8:25: 'max_violations' must be between 1 and 100000" },
 };
 
 static void test_bad(void **state)
@@ -574,6 +701,123 @@ static void test_err_buffer(void **state)
 	assert_null(c);
 }
 
+/* Reload keeps a running VM only if cfg_vm_equal finds nothing changed: every
+ * key counts, a key set to its default does not, nor does where things sit in the file. */
+static void test_vm_equal(void **state)
+{
+	static const char base[] = "vms:\n"
+				   "  - name: v\n"
+				   "    backend: kvm\n"
+				   "    vcpus: 1\n"
+				   "    image: img.elf\n"
+				   "%s"
+				   "    devices:\n"
+				   "      - name: d\n"
+				   "        program: ioreq-dev-test\n"
+				   "        pio: [\"0x60+4\"]\n"
+				   "        windows: {mmio: [\"0xc0000000+0x1000\"]}\n"
+				   "%s";
+	static const struct {
+		const char *vm, *dev, *what; /* what: NULL if equal */
+	} cases[] = {
+		{ "", "", NULL },
+		{ "# a comment moves every mark\n", "", NULL },
+		{ "", "        restart_limit: 5\n        max_inflight: 16\n        sandbox: strict\n", NULL },
+		{ "", "        max_msg_rate: 9999\n", "device 'd' changed" },
+		{ "", "        on_failure: hold\n", "device 'd' changed" },
+		{ "", "        memory_max: 256M\n        pids_max: 64\n        cpu_max: 100%\n", NULL },
+		{ "", "        max_claims: 16\n        max_violations: 100\n", NULL },
+		{ "", "        memory_max: 128M\n", "device 'd' changed" },
+		{ "", "        pids_max: 65\n", "device 'd' changed" },
+		{ "", "        cpu_max: 50%\n", "device 'd' changed" },
+		{ "", "        max_claims: 0\n", "device 'd' changed" },
+		{ "", "        max_violations: 99\n", "device 'd' changed" },
+		{ "", "        args: [x]\n", "device 'd' changed" },
+		{ "", "        deadline_ms: 499\n", "device 'd' changed" },
+		{ "", "        output: stdout\n", "device 'd' changed" },
+		{ "", "        input: stdin\n", "device 'd' changed" },
+		{ "", "      - {name: e, program: ioreq-dev-test}\n", "devices added" },
+		{ "    memory: 128M\n", "", "memory" },
+		{ "    exit_port: 0x501\n", "", "exit_port" },
+		{ "    autostart: false\n", "", "autostart" },
+	};
+	struct cfg *a, *b;
+	char text[1024], what[64];
+
+	snprintf(text, sizeof(text), base, "", "");
+	a = load_ok(text);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), base, cases[i].vm, cases[i].dev);
+		b = load_ok(text);
+		strcpy(what, "-");
+		if (cfg_vm_equal(&a->vms[0], &b->vms[0], what, sizeof(what)) != !cases[i].what ||
+		    (cases[i].what && strcmp(what, cases[i].what)))
+			fail_msg("case %zu: want %s, got %s\n%s", i, cases[i].what ? cases[i].what : "equal", what, text);
+		/* and the other way round */
+		if (cfg_vm_equal(&b->vms[0], &a->vms[0], NULL, 0) != !cases[i].what)
+			fail_msg("case %zu reversed\n%s", i, text);
+		cfg_free(b);
+	}
+	snprintf(text, sizeof(text), base, "", "");
+	b = load_ok(text);
+	b->vms[0].devices[0].win_mmio[0].end++;
+	assert_false(cfg_vm_equal(&a->vms[0], &b->vms[0], what, sizeof(what)));
+	assert_string_equal(what, "device 'd' changed");
+	cfg_free(b);
+	cfg_free(a);
+}
+
+static char *read_file(const char *path)
+{
+	char *text = NULL, buf[4096];
+	size_t len, n;
+	FILE *in = fopen(path, "re"), *out = open_memstream(&text, &len);
+
+	assert_non_null(in);
+	assert_non_null(out);
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		assert_int_equal(fwrite(buf, 1, n, out), n);
+	fclose(in);
+	assert_int_equal(fclose(out), 0);
+	return text;
+}
+
+/* README.md's reference is what the loader's tables print, so it cannot
+ * drift from the code: edit the tables in config.c, then paste the output of
+ * `ioreq-brokerd --print-config-reference` between the markers. */
+static void test_reference_in_readme(void **state)
+{
+	static const char begin[] = "<!-- BEGIN config-reference", end[] = "<!-- END config-reference -->";
+	char *readme = read_file(IOREQ_SRCDIR "/README.md"), *ref = NULL, *a, *b;
+	size_t len, line = 1;
+	FILE *f = open_memstream(&ref, &len);
+
+	assert_non_null(f);
+	assert_int_equal(cfg_print_reference(f), 0);
+	assert_int_equal(fclose(f), 0);
+	a = strstr(readme, begin);
+	assert_non_null(a);
+	a = strchr(a, '\n');
+	assert_non_null(a);
+	b = strstr(++a, end);
+	assert_non_null(b);
+	for (size_t i = 0; i < len && a + i < b; i++) {
+		if (a[i] != ref[i])
+			fail_msg("README.md's configuration reference differs from the loader's at its line %zu: "
+				 "paste the output of `ioreq-brokerd --print-config-reference` between the markers",
+				 line);
+		line += ref[i] == '\n';
+	}
+	if ((size_t)(b - a) != len)
+		fail_msg("README.md's configuration reference differs from the loader's in length (%zu, want %zu): "
+			 "paste the output of `ioreq-brokerd --print-config-reference` between the markers",
+			 (size_t)(b - a), len);
+	/* every row documents its key */
+	assert_null(strstr(ref, "|  |"));
+	free(ref);
+	free(readme);
+}
+
 static void test_free_and_names(void **state)
 {
 	assert_null(cfg_free(NULL));
@@ -588,6 +832,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_device_ids_taken),
+		cmocka_unit_test(test_vm_equal),
+		cmocka_unit_test(test_reference_in_readme),
 		cmocka_unit_test(test_backend_keys),
 		cmocka_unit_test(test_deadline_order),
 		cmocka_unit_test(test_same_ranges_two_vms),
