@@ -176,11 +176,16 @@ static int broker_up(const char *dir, const struct worker_args *a, unsigned vms,
 	if (r < 0)
 		return r;
 	r = broker_start(*ret);
+	if (r == 0)
+		r = broker_autostart(*ret);
 	for (unsigned v = 0; r == 0 && v < vms; v++) {
-		if (!(*ret)->vms[v]->hsm || !(*ret)->vms[v]->hsm->local)
+		struct vm_device_info d;
+
+		if (!vm_guest(broker_vm(*ret, v)) || !vm_guest(broker_vm(*ret, v))->local)
 			r = -ENODEV;
-		else if (atomic_load(&(*ret)->vms[v]->devs[0]->state) != BDEV_READY)
+		else if (vm_device_info(broker_vm(*ret, v), 0, &d) < 0 || d.sup.state != DEVSUP_READY)
 			r = -ENOTCONN;
+		free(d.ranges);
 	}
 	if (r < 0) {
 		fprintf(stderr, "ioreq-bench: the broker did not start: %s\n", strerror(-r));
@@ -192,26 +197,29 @@ static int broker_up(const char *dir, const struct worker_args *a, unsigned vms,
 /* VM @vm's dispatcher: the sim backend's, where its vCPUs post. */
 static struct dispatch *vm_dispatch(struct broker *b, unsigned vm)
 {
-	return b->vms[vm]->hsm->local;
+	return vm_guest(broker_vm(b, vm))->local;
 }
 
 static pid_t device_pid(struct broker *b, unsigned vm)
 {
-	struct bdev *dev = b->vms[vm]->devs[0];
-	pid_t pid;
+	struct vm_device_info d;
 
-	pthread_mutex_lock(&dev->lock);
-	pid = dev->pid;
-	pthread_mutex_unlock(&dev->lock);
-	return pid;
+	if (vm_device_info(broker_vm(b, vm), 0, &d) < 0)
+		return 0;
+	free(d.ranges);
+	return d.sup.pid;
 }
 
 static uint64_t broker_fallbacks(struct broker *b)
 {
 	uint64_t n = 0;
 
-	for (size_t v = 0; v < b->n_vms; v++)
-		n += atomic_load(&b->vms[v]->stats.fallbacks);
+	for (size_t v = 0; v < broker_n_vms(b); v++) {
+		struct vm_info i;
+
+		vm_info(broker_vm(b, v), &i);
+		n += i.fallbacks;
+	}
 	return n;
 }
 

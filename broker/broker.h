@@ -1,55 +1,45 @@
-/* The broker as a whole: its VMs, the runtime directory, and the
- * housekeeping thread that collects exited devices and expires deadlines. */
+/* The broker as a whole: its configuration, its runtime directory (locked:
+ * one broker per directory), its VMs, and reloads.
+ *
+ * The list of VMs changes only on a reload, under a write lock; whoever
+ * reads it (the control commands, the status line) holds the read lock
+ * while using what it found. Configurations a reload replaced are kept
+ * until exit, since VMs that did not change still point into them. */
 #ifndef IOREQ_BROKER_H
 #define IOREQ_BROKER_H
 
-#include <limits.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 
+struct broker;
 struct bvm;
 
-struct broker {
-	struct cfg *cfg;
-	/* Configurations replaced by a reload. VMs that did not change still
-	 * point into them, from threads that take no lock: kept until exit. */
-	struct cfg **retired;
-	size_t n_retired;
-	char bindir[PATH_MAX];
-	char runtime_dir[PATH_MAX];
-	bool own_runtime_dir;  /* created by us: removed at exit */
-	/* Guards the vms array itself (a reload replaces it); held briefly. */
-	pthread_mutex_t lock;
-	/* Serialises what the operator asks for: control commands, reloads. */
-	pthread_mutex_t admin;
-	struct bvm **vms;
-	size_t n_vms;
-	_Atomic unsigned vms_running;
-	pthread_t housekeeper;
-	bool housekeeper_started;
-	_Atomic bool quit;
-	int64_t started_ns;
-	struct control *control;
-};
-
-/* Creates every VM of @cfg (nothing runs yet) and takes @cfg over.
- * @bindir: where reloads look for bare program names. */
+/* Creates the broker for @cfg (taking it over); nothing runs yet.
+ * @bindir: where ioreq-launch is, and where reloads look for bare program
+ * names. */
 int broker_create(struct cfg *cfg, const char *bindir, struct broker **ret);
 
-/* Starts the devices and the VMs. */
+/* Locks the runtime directory, opens the cgroup tree, sets up the VMs. */
 int broker_start(struct broker *b);
 
-/* Stops everything; returns the exit status for --exit-with-vms: 0 when
- * every VM stopped by itself with status 0. NULL is fine. */
+/* Starts the VMs that start with the broker. */
+int broker_autostart(struct broker *b);
+
+/* Where the broker keeps its sockets. */
+const char *broker_runtime_dir(const struct broker *b);
+
+/* Stops every VM (all at once) and frees everything; NULL is fine.
+ * Returns the exit status for --exit-with-vms: 0 when every VM that
+ * started with the broker stopped by itself with status 0. */
 int broker_destroy(struct broker *b);
 
-/* Called by a VM that stopped by itself. */
-void broker_vm_stopped(struct broker *b, struct bvm *vm);
+/* Readable (an eventfd) when a VM's state changed. */
+int broker_changed_fd(const struct broker *b);
 
-/* The number of VMs still running. */
+/* The number of VMs running. */
 unsigned broker_vms_running(struct broker *b);
 
 /* One line for systemd's STATUS=: "2/3 VMs running, 5/5 devices ready". */
@@ -60,6 +50,15 @@ void broker_summary(struct broker *b, char *buf, size_t len);
  * (or what was done) in @why. */
 int broker_reload(struct broker *b, char *why, size_t len);
 
-int64_t broker_now_ms(void);
+/* The VM list, for readers: between read_lock and read_unlock the VMs
+ * found stay, and so does the configuration. */
+void broker_read_lock(struct broker *b);
+void broker_read_unlock(struct broker *b);
+const struct cfg *broker_cfg(const struct broker *b);
+size_t broker_n_vms(const struct broker *b);
+struct bvm *broker_vm(const struct broker *b, size_t i);
+struct bvm *broker_find_vm(const struct broker *b, const char *name);
+
+int64_t broker_uptime_ms(const struct broker *b);
 
 #endif

@@ -34,8 +34,10 @@
  * OOM-killed by the kernel; a device at pids.max only fails to fork, so the
  * caller kills it (cgroup_kill) when cgroup_limit_hit names pids.max.
  *
- * Not thread-safe: one thread (the device supervisor) owns a tree and its
- * groups. A group does not point to its tree: they may be freed in any order. */
+ * A tree does not change after cgroup_tree_open, so groups may be created
+ * in it from several threads at once (each VM's event thread); a group
+ * belongs to the one thread that created it. A group does not point to its
+ * tree: they may be freed in any order. */
 #ifndef IOREQ_CGROUP_H
 #define IOREQ_CGROUP_H
 

@@ -2,326 +2,1178 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <linux/sched.h>
 
+#include "cgroup.h"
+#include "clock.h"
+#include "log.h"
+#include "proc.h"
+#include "rpc.h"
+#include "wire.h"
+
 extern char **environ;
 
-/* ---- sandboxed devices ----
- *
- * A child's parent-death signal fires when the thread that created it
- * exits, not the process; devices are started from control and
- * housekeeping threads too, so every sandboxed device is cloned by one
- * thread that lives as long as the broker. */
+#define HANDSHAKE_TIMEOUT_MS 10000
+#define SHUTDOWN_GRACE_MS 1000
+#define KILL_WAIT_MS 5000
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 5000
+#define VIOLATION_WINDOW_NS (60 * 1000000000LL)
+/* Lines a device may put in the broker's log per window: its own output
+ * and the broker's lines about it. */
+#define LOG_WINDOW_NS (10 * 1000000000LL)
+#define LOG_BURST 100
+#define LOG_LINE_MAX 256
 
-#define NOBODY 65534
+/* ---- a device ---- */
 
-/* One clone at a time, handed from the caller to the spawner thread. */
-struct launch_job {
-	char *const *argv; /* ioreq-launch's */
-	int fd_in, fd_out;
+/* A pipe the broker reads: a device's stdout or stderr, logged line by line
+ * (or, for a terminal the broker would not hand out, copied to it). */
+struct reader {
+	int fd;
+	int copy_to;            /* -1: log it */
+	struct loop_source *src;
+	char buf[LOG_LINE_MAX];
+	size_t used;
+};
+
+/* One process serving the device. Its fields belong to the event thread,
+ * except pid (under the device's lock, for devsup_info). */
+struct instance {
 	pid_t pid;
-	int result;
-	bool done;
+	int pidfd;
+	uid_t uid;              /* (uid_t)-1: none taken */
+	struct cgroup *cg;
+	struct loop_source *pid_src, *cg_src;
+	struct reader out, err;
+	int stdin_copy;         /* the device's stdin pipe, fed from ours; -1 */
+	struct loop_source *stdin_src;
+	bool reaped;
 };
 
-static struct {
-	pthread_once_t once;
-	int error;          /* the spawner could not start: every launch fails */
-	int pidfd;          /* ours: a launcher sees through it whether we died */
-	bool root;          /* devices then run as nobody's uid */
+/* The instance's generation and its state in one word, so that an event of
+ * an old instance can never change the state of a new one. */
+#define LIFE(gen, state) ((uint64_t)(gen) << 32 | (uint32_t)(state))
+#define LIFE_GEN(w) ((uint32_t)((w) >> 32))
+#define LIFE_STATE(w) ((enum devsup_state)(uint32_t)(w))
+
+struct devsup {
+	struct devsup_params p;
+	const struct cfg_device *cfg;
+	char dir[PATH_MAX];
+	char sock[108];
+	struct rpc *rpc;
+	_Atomic uint64_t life;
+	bool stopping;             /* event thread: no restart */
+	bool asked_to_exit;        /* event thread: Shutdown sent */
+	struct instance inst;
+	int timer;                 /* handshake deadline, or restart time */
+	struct loop_source *timer_src;
+	struct loop_job kill_job;
+	_Atomic uint32_t kill_gen;     /* the instance kill_job is for */
+
+	/* Restarts: event thread. */
+	unsigned backoff_ms;
+	int64_t window_start_ns;
+	unsigned window_restarts;
+
+	/* Message rate: the receive callback (one at a time). */
+	int64_t rate_start_ns;
+	unsigned rate_count;
+
+	pthread_mutex_t lock;      /* what follows */
+	pid_t pid;
 	uid_t uid;
-	gid_t gid;
-	/* Not root: the clone gets a user namespace where it is root, mapped
-	 * to our uid (the only mapping an unprivileged process may write). */
-	char uid_map[32], gid_map[32];
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct launch_job *job;
-} spawner = {
-	.once = PTHREAD_ONCE_INIT,
-	.lock = PTHREAD_MUTEX_INITIALIZER,
-	.cond = PTHREAD_COND_INITIALIZER,
+	unsigned restarts;
+	char failure[96];
+	int64_t violations_start_ns;
+	unsigned violations_now;
+	int64_t log_start_ns;
+	unsigned log_lines, log_suppressed;
+
+	_Atomic uint64_t exits, interrupts, denied_interrupts, violations, throttled;
 };
 
-static int write_file(const char *path, const char *text)
-{
-	ssize_t n = (ssize_t)strlen(text);
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	int r = 0;
+static const char *const state_names[] = {
+	[DEVSUP_STOPPED] = "stopped",
+	[DEVSUP_STARTING] = "starting",
+	[DEVSUP_READY] = "ready",
+	[DEVSUP_DOWN] = "down",
+	[DEVSUP_FAILED] = "failed",
+};
 
-	if (fd < 0)
-		return -1;
-	if (write(fd, text, n) != n)
-		r = -1;
-	close(fd);
-	return r;
+const char *devsup_state_name(enum devsup_state s)
+{
+	return (unsigned)s < sizeof(state_names) / sizeof(state_names[0]) ? state_names[s] : "?";
 }
 
-/* The clone: a copy of a multithreaded process, so nothing but system calls
- * until execve. Failures reach the parent as an errno on @errfd. */
-static _Noreturn void launch_child(const struct launch_job *j, int errfd)
-{
-	sigset_t none;
-	int err;
+static const char *const policies[] = {
+	[CFG_ON_FAILURE_FALLBACK] = "its requests complete with the fallback",
+	[CFG_ON_FAILURE_HOLD] = "its requests wait for its restart",
+	[CFG_ON_FAILURE_STOP_VM] = "stopping the VM",
+};
 
-	if (!spawner.root &&
-	    (write_file("/proc/self/setgroups", "deny") < 0 || write_file("/proc/self/uid_map", spawner.uid_map) < 0 ||
-	     write_file("/proc/self/gid_map", spawner.gid_map) < 0))
-		goto fail;
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || dup2(j->fd_in, STDIN_FILENO) < 0 ||
-	    dup2(j->fd_out, STDOUT_FILENO) < 0)
-		goto fail;
-	/* Every fd of the broker is O_CLOEXEC; close the rest anyway, so that
-	 * nothing the broker opens by accident reaches a device. */
-	close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
-	if (fcntl(spawner.pidfd, F_SETFD, 0) < 0)
-		goto fail;
-	/* The broker ignores SIGPIPE and blocks the rest; the device must not inherit that. */
-	signal(SIGPIPE, SIG_DFL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	execve(j->argv[0], j->argv, environ);
-fail:
-	err = errno;
-	while (write(errfd, &err, sizeof(err)) < 0 && errno == EINTR)
-		;
-	_exit(127);
+static uint32_t gen_of(const struct devsup *d)
+{
+	return LIFE_GEN(atomic_load(&d->life));
 }
 
-static int clone_launcher(struct launch_job *j)
+enum devsup_state devsup_state(const struct devsup *d)
 {
-	struct clone_args ca = {
-		.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUTS |
-			 (spawner.root ? 0 : CLONE_NEWUSER),
-		.exit_signal = SIGCHLD,
+	return LIFE_STATE(atomic_load(&d->life));
+}
+
+uint32_t devsup_ready_gen(const struct devsup *d)
+{
+	uint64_t w = atomic_load(&d->life);
+
+	return LIFE_STATE(w) == DEVSUP_READY ? LIFE_GEN(w) : 0;
+}
+
+/* ---- logging, rate-limited per device ---- */
+
+/* Whether a line may go to the log now. *@ret_suppressed: how many were
+ * dropped in the window that just ended; *@ret_first_dropped: this is the
+ * first line of the window to be dropped. */
+static bool log_allowed(struct devsup *d, unsigned *ret_suppressed, bool *ret_first_dropped)
+{
+	int64_t now = clock_now_ns();
+	bool ok;
+
+	pthread_mutex_lock(&d->lock);
+	*ret_suppressed = 0;
+	if (now - d->log_start_ns >= LOG_WINDOW_NS) {
+		*ret_suppressed = d->log_suppressed;
+		d->log_start_ns = now;
+		d->log_lines = 0;
+		d->log_suppressed = 0;
+	}
+	ok = d->log_lines < LOG_BURST;
+	if (ok)
+		d->log_lines++;
+	*ret_first_dropped = !ok && d->log_suppressed++ == 0;
+	pthread_mutex_unlock(&d->lock);
+	return ok;
+}
+
+static void log_suppressed(struct devsup *d, unsigned n)
+{
+	if (n)
+		log_warn("vm %s device %s: %u messages suppressed", d->p.vm, d->cfg->name, n);
+}
+
+void devsup_log(struct devsup *d, int level, const char *fmt, ...)
+{
+	unsigned suppressed;
+	bool first_dropped;
+	char text[512];
+	va_list ap;
+
+	if (!log_allowed(d, &suppressed, &first_dropped)) {
+		if (first_dropped)
+			log_warn("vm %s device %s: more than %u messages in %lld s: suppressing the rest of them",
+				 d->p.vm, d->cfg->name, LOG_BURST, LOG_WINDOW_NS / 1000000000LL);
+		return;
+	}
+	log_suppressed(d, suppressed);
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	log_msg(level, "vm %s device %s: %s", d->p.vm, d->cfg->name, text);
+}
+
+/* What was held back, said before the instance's end is. */
+static void flush_suppressed(struct devsup *d)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&d->lock);
+	n = d->log_suppressed;
+	d->log_suppressed = 0;
+	pthread_mutex_unlock(&d->lock);
+	log_suppressed(d, n);
+}
+
+/* ---- going down, once per instance ---- */
+
+static void went_down(struct devsup *d, uint32_t gen, const char *why)
+{
+	uint64_t w = atomic_load(&d->life);
+
+	do {
+		if (LIFE_GEN(w) != gen || (LIFE_STATE(w) != DEVSUP_STARTING && LIFE_STATE(w) != DEVSUP_READY))
+			return;
+	} while (!atomic_compare_exchange_weak(&d->life, &w, LIFE(gen, DEVSUP_DOWN)));
+	log_warn("vm %s device %s: %s; %s", d->p.vm, d->cfg->name, why, policies[d->cfg->on_failure]);
+	d->p.events->down(d->p.opaque, gen, why);
+	/* The process goes on the event thread, which owns its pidfd. */
+	atomic_store(&d->kill_gen, gen);
+	loop_post(d->p.loop, &d->kill_job);
+}
+
+void devsup_cut_off(struct devsup *d, uint32_t gen, const char *why)
+{
+	char msg[160];
+
+	snprintf(msg, sizeof(msg), "%s: cut off", why);
+	went_down(d, gen, msg);
+}
+
+void devsup_violation(struct devsup *d, uint32_t gen, const char *why)
+{
+	int64_t now = clock_now_ns();
+	unsigned n;
+
+	atomic_fetch_add(&d->violations, 1);
+	pthread_mutex_lock(&d->lock);
+	if (now - d->violations_start_ns >= VIOLATION_WINDOW_NS) {
+		d->violations_start_ns = now;
+		d->violations_now = 0;
+	}
+	n = ++d->violations_now;
+	pthread_mutex_unlock(&d->lock);
+	devsup_log(d, LOG_WARNING, "%s", why);
+	if (n > d->cfg->max_violations) {
+		char msg[96];
+
+		snprintf(msg, sizeof(msg), "more than %u protocol violations within a minute", d->cfg->max_violations);
+		devsup_cut_off(d, gen, msg);
+	}
+}
+
+/* ---- the device's socket ---- */
+
+/* Fills @v and @p (room for WIRE_MAX_LIST) from @n_lists lists of ranges. */
+static size_t fill_ranges(Ioreq__Range *v, Ioreq__Range **p, const struct cfg_range *const *lists,
+			  const size_t *counts, const Ioreq__Kind *kinds, size_t n_lists)
+{
+	size_t k = 0;
+
+	for (size_t l = 0; l < n_lists; l++) {
+		for (size_t i = 0; i < counts[l]; i++, k++) {
+			ioreq__range__init(&v[k]);
+			v[k].kind = kinds[l];
+			v[k].start = lists[l][i].start;
+			v[k].size = lists[l][i].end - lists[l][i].start + 1;
+			p[k] = &v[k];
+		}
+	}
+	return k;
+}
+
+static int send_welcome(struct devsup *d, uint32_t gen)
+{
+	static const Ioreq__Kind kinds[] = { IOREQ__KIND__KIND_PIO, IOREQ__KIND__KIND_MMIO, IOREQ__KIND__KIND_PCICFG };
+	const struct cfg_device *c = d->cfg;
+	const struct cfg_range *ranges[] = { c->pio, c->mmio, c->pci }, *windows[] = { c->win_pio, c->win_mmio };
+	const size_t n_ranges[] = { c->n_pio, c->n_mmio, c->n_pci }, n_windows[] = { c->n_win_pio, c->n_win_mmio };
+	Ioreq__Range rv[WIRE_MAX_LIST], *rp[WIRE_MAX_LIST], wv[WIRE_MAX_LIST], *wp[WIRE_MAX_LIST];
+	Ioreq__Welcome w = IOREQ__WELCOME__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	if (c->n_pio + c->n_mmio + c->n_pci > WIRE_MAX_LIST || c->n_win_pio + c->n_win_mmio > WIRE_MAX_LIST ||
+	    c->n_irqs > WIRE_MAX_LIST)
+		return -E2BIG;
+	w.version = IOREQ__VERSION__VERSION_CURRENT;
+	w.vm = (char *)d->p.vm;
+	w.device = c->name;
+	/* Ranges in the order of their tags (vm.c). */
+	w.n_ranges = fill_ranges(rv, rp, ranges, n_ranges, kinds, 3);
+	w.ranges = rp;
+	w.n_windows = fill_ranges(wv, wp, windows, n_windows, kinds, 2);
+	w.windows = wp;
+	w.n_irq_lines = c->n_irqs;
+	w.irq_lines = c->irqs;
+	w.msi = c->msi;
+	env.msg_case = IOREQ__ENVELOPE__MSG_WELCOME;
+	env.welcome = &w;
+	return rpc_send(d->rpc, gen, &env);
+}
+
+static void on_hello(struct devsup *d, uint32_t gen, const Ioreq__Hello *h)
+{
+	uint64_t starting = LIFE(gen, DEVSUP_STARTING);
+
+	if (h->version != IOREQ__VERSION__VERSION_CURRENT) {
+		devsup_cut_off(d, gen, "speaks another protocol version");
+		return;
+	}
+	if (strcmp(h->device, d->cfg->name)) {
+		devsup_cut_off(d, gen, "introduced itself under another name");
+		return;
+	}
+	if (LIFE_STATE(atomic_load(&d->life)) != DEVSUP_STARTING) {
+		devsup_cut_off(d, gen, "said hello twice");
+		return;
+	}
+	if (send_welcome(d, gen) < 0) {
+		devsup_cut_off(d, gen, "could not be welcomed");
+		return;
+	}
+	if (!atomic_compare_exchange_strong(&d->life, &starting, LIFE(gen, DEVSUP_READY)))
+		return;
+	log_info("vm %s device %s: ready (pid %d)", d->p.vm, d->cfg->name, d->pid);
+	d->p.events->ready(d->p.opaque, gen);
+}
+
+static bool granted_line(const struct cfg_device *c, uint32_t line)
+{
+	for (size_t i = 0; i < c->n_irqs; i++)
+		if (c->irqs[i] == line)
+			return true;
+	return false;
+}
+
+static void on_interrupt(struct devsup *d, uint32_t gen, const Ioreq__Interrupt *irq)
+{
+	bool msi = irq->op == IOREQ__IRQ_OP__IRQ_MSI;
+	int r;
+
+	atomic_fetch_add(&d->interrupts, 1);
+	if (msi ? !d->cfg->msi : !granted_line(d->cfg, irq->line)) {
+		char why[64];
+
+		atomic_fetch_add(&d->denied_interrupts, 1);
+		if (msi)
+			snprintf(why, sizeof(why), "MSI not granted; ignored");
+		else
+			snprintf(why, sizeof(why), "IRQ line %u not granted; ignored", irq->line);
+		devsup_violation(d, gen, why);
+		return;
+	}
+	r = d->p.events->interrupt(d->p.opaque, irq);
+	if (r < 0)
+		devsup_log(d, LOG_ERR, "interrupt failed: %s", strerror(-r));
+}
+
+static void on_claim(struct devsup *d, uint32_t gen, const Ioreq__Claim *claim)
+{
+	static const uint32_t types[] = {
+		[IOREQ__KIND__KIND_PIO] = ACRN_IOREQ_TYPE_PORTIO,
+		[IOREQ__KIND__KIND_MMIO] = ACRN_IOREQ_TYPE_MMIO,
+		[IOREQ__KIND__KIND_PCICFG] = ACRN_IOREQ_TYPE_PCICFG,
 	};
-	int efd[2], err = 0;
-	ssize_t n;
-	long pid;
+	Ioreq__ClaimResult res = IOREQ__CLAIM_RESULT__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+	const char *why = NULL;
 
-	if (pipe2(efd, O_CLOEXEC) < 0)
+	/* Applied before the device's next message (its reply to the guest's
+	 * BAR write) is read: routing has changed when the vCPU resumes. */
+	res.tag = claim->tag;
+	res.error = d->p.events->claim(d->p.opaque, gen, types[claim->range->kind], claim->range->start,
+				       claim->range->size, claim->release, claim->tag, &why);
+	env.msg_case = IOREQ__ENVELOPE__MSG_CLAIM_RESULT;
+	env.claim_result = &res;
+	rpc_send(d->rpc, gen, &env);
+	if (res.error < 0) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "refused a %s of %s 0x%" PRIx64 "..0x%" PRIx64 ": %s",
+			 claim->release ? "release" : "claim", access_type_name(types[claim->range->kind]),
+			 claim->range->start, claim->range->start + claim->range->size - 1, why ? why : "");
+		devsup_violation(d, gen, msg);
+	} else {
+		log_info("vm %s device %s: %s %s 0x%" PRIx64 "..0x%" PRIx64, d->p.vm, d->cfg->name,
+			 claim->release ? "released" : "claimed", access_type_name(types[claim->range->kind]),
+			 claim->range->start, claim->range->start + claim->range->size - 1);
+	}
+}
+
+static void on_reply(struct devsup *d, uint32_t gen, const Ioreq__Reply *rep)
+{
+	int r = d->p.events->reply(d->p.opaque, gen, rep->id, rep->value, rep->status == IOREQ__STATUS__STATUS_OK);
+
+	if (r == -ENOENT)
+		devsup_violation(d, gen, "replied to a request that is not in flight (late or duplicate)");
+	else if (r == -ERANGE)
+		devsup_cut_off(d, gen, "replied with a value wider than the access");
+	else if (r < 0)
+		devsup_cut_off(d, gen, "replied to a request it was never sent");
+}
+
+/* Interrupts and claims beyond max_msg_rate per second are dropped; a
+ * device that keeps sending at four times its rate is cut off. */
+static bool within_rate(struct devsup *d, uint32_t gen)
+{
+	int64_t now = clock_now_ns();
+	unsigned rate = d->cfg->max_msg_rate;
+
+	if (now - d->rate_start_ns >= 1000000000) {
+		d->rate_start_ns = now;
+		d->rate_count = 0;
+	}
+	if (++d->rate_count <= rate)
+		return true;
+	atomic_fetch_add(&d->throttled, 1);
+	if (d->rate_count == rate + 1) {
+		char why[96];
+
+		snprintf(why, sizeof(why), "more than %u messages a second; dropping them", rate);
+		devsup_violation(d, gen, why);
+	}
+	if (d->rate_count > 4 * rate)
+		devsup_cut_off(d, gen, "flooded the broker with messages");
+	return false;
+}
+
+static void on_message(void *opaque, uint32_t gen, const Ioreq__Envelope *env)
+{
+	struct devsup *d = opaque;
+	uint64_t w = atomic_load(&d->life);
+
+	if (LIFE_GEN(w) != gen)
+		return;
+	if (env->msg_case == IOREQ__ENVELOPE__MSG_HELLO) {
+		on_hello(d, gen, env->hello);
+		return;
+	}
+	if (LIFE_STATE(w) != DEVSUP_READY) {
+		if (LIFE_STATE(w) == DEVSUP_STARTING)
+			devsup_cut_off(d, gen, "sent a message before its hello");
+		return;
+	}
+	if (env->msg_case != IOREQ__ENVELOPE__MSG_REPLY && !within_rate(d, gen))
+		return;
+	switch (env->msg_case) {
+	case IOREQ__ENVELOPE__MSG_REPLY:
+		on_reply(d, gen, env->reply);
+		break;
+	case IOREQ__ENVELOPE__MSG_INTERRUPT:
+		on_interrupt(d, gen, env->interrupt);
+		break;
+	case IOREQ__ENVELOPE__MSG_CLAIM:
+		on_claim(d, gen, env->claim);
+		break;
+	default:
+		devsup_cut_off(d, gen, "sent a message only the broker may send");
+		break;
+	}
+}
+
+static void on_garbage(void *opaque, uint32_t gen, const char *why)
+{
+	devsup_cut_off(opaque, gen, why);
+}
+
+static void on_refused(void *opaque, uint32_t gen, uint64_t pid)
+{
+	struct devsup *d = opaque;
+
+	if (gen == gen_of(d))
+		devsup_log(d, LOG_WARNING, "refused a connection from pid %" PRIu64 ": not the device it started", pid);
+}
+
+static void on_closed(void *opaque, uint32_t gen)
+{
+	went_down(opaque, gen, "disconnected");
+}
+
+static const struct rpc_events rpc_events = {
+	.message = on_message,
+	.garbage = on_garbage,
+	.refused = on_refused,
+	.closed = on_closed,
+};
+
+int devsup_send(struct devsup *d, uint32_t gen, uint64_t id, unsigned vcpu, const struct access *a, uint32_t tag,
+		uint64_t offset)
+{
+	return rpc_send_request(d->rpc, gen, id, vcpu, a, tag, offset);
+}
+
+void devsup_reset(struct devsup *d)
+{
+	Ioreq__Reset m = IOREQ__RESET__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+	uint32_t gen = devsup_ready_gen(d);
+
+	if (!gen)
+		return;
+	env.msg_case = IOREQ__ENVELOPE__MSG_RESET;
+	env.reset = &m;
+	rpc_send(d->rpc, gen, &env);
+}
+
+/* ---- the instance's pipes ---- */
+
+static void emit_line(struct devsup *d, const char *line, size_t n)
+{
+	devsup_log(d, LOG_INFO, "%.*s", (int)n, line);
+}
+
+/* Logs every whole line in @r's buffer; a line longer than the buffer is
+ * logged in pieces. With @all, also what is left. */
+static void flush_lines(struct devsup *d, struct reader *r, bool all)
+{
+	size_t start = 0;
+
+	for (size_t i = 0; i < r->used; i++) {
+		if (r->buf[i] != '\n')
+			continue;
+		emit_line(d, r->buf + start, i - start);
+		start = i + 1;
+	}
+	if (start == 0 && r->used == sizeof(r->buf))
+		all = true;
+	if (all && start < r->used) {
+		emit_line(d, r->buf + start, r->used - start);
+		start = r->used;
+	}
+	memmove(r->buf, r->buf + start, r->used - start);
+	r->used -= start;
+}
+
+/* Reads what the pipe holds now; false at end of file. */
+static bool drain_reader(struct devsup *d, struct reader *r)
+{
+	for (;;) {
+		char tmp[4096];
+		ssize_t n;
+
+		if (r->copy_to >= 0) {
+			n = read(r->fd, tmp, sizeof(tmp));
+			if (n > 0) {
+				/* A terminal we copy to: what cannot be written now is dropped. */
+				if (write(r->copy_to, tmp, n) < 0 && errno != EAGAIN)
+					r->copy_to = -1;
+				continue;
+			}
+		} else {
+			n = read(r->fd, r->buf + r->used, sizeof(r->buf) - r->used);
+			if (n > 0) {
+				r->used += n;
+				flush_lines(d, r, false);
+				continue;
+			}
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return true;
+		flush_lines(d, r, true);
+		return false;
+	}
+}
+
+static void reader_close(struct devsup *d, struct reader *r)
+{
+	if (r->fd >= 0) {
+		drain_reader(d, r);
+		r->src = loop_remove(d->p.loop, r->src);
+		close(r->fd);
+	}
+	r->fd = -1;
+	r->used = 0;
+}
+
+static void on_out(void *opaque, uint32_t events)
+{
+	struct devsup *d = opaque;
+
+	if (!drain_reader(d, &d->inst.out))
+		reader_close(d, &d->inst.out);
+}
+
+static void on_err(void *opaque, uint32_t events)
+{
+	struct devsup *d = opaque;
+
+	if (!drain_reader(d, &d->inst.err))
+		reader_close(d, &d->inst.err);
+}
+
+static void on_stdin(void *opaque, uint32_t events)
+{
+	struct devsup *d = opaque;
+	char tmp[4096];
+	ssize_t n = read(STDIN_FILENO, tmp, sizeof(tmp));
+
+	if (n > 0 && write(d->inst.stdin_copy, tmp, n) >= 0)
+		return;
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	d->inst.stdin_src = loop_remove(d->p.loop, d->inst.stdin_src);
+	close(d->inst.stdin_copy);
+	d->inst.stdin_copy = -1;
+}
+
+/* The read end of a new pipe, non-blocking, watched by the loop; the
+ * write end goes to the device in *@ret_theirs. */
+static int open_reader(struct devsup *d, struct reader *r, int copy_to, loop_fd_fn fn, int *ret_theirs)
+{
+	int p[2], e;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
-	pid = syscall(SYS_clone3, &ca, sizeof(ca));
-	if (pid == 0)
-		launch_child(j, efd[1]);
-	close(efd[1]);
-	if (pid < 0) {
-		err = errno;
-		close(efd[0]);
-		return -err;
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	e = loop_add(d->p.loop, p[0], EPOLLIN, fn, d, &r->src);
+	if (e < 0) {
+		close(p[0]);
+		close(p[1]);
+		return e;
 	}
-	/* EOF: execve succeeded and closed the pipe. */
-	do
-		n = read(efd[0], &err, sizeof(err));
-	while (n < 0 && errno == EINTR);
-	close(efd[0]);
-	if (n == sizeof(err)) {
-		/* The housekeeper may collect it first: ECHILD is fine. */
-		waitpid(pid, NULL, 0);
-		return -err;
-	}
-	j->pid = pid;
+	r->fd = p[0];
+	r->copy_to = copy_to;
+	r->used = 0;
+	*ret_theirs = p[1];
 	return 0;
 }
 
-static void *spawner_thread(void *arg)
+/* The device's stdin, stdout and stderr (@fds, to close after the spawn).
+ * A device never gets a terminal of the broker's: what it would read from
+ * or write to one is copied through a pipe instead. Everything else it
+ * writes goes to the broker's log. */
+static int open_stdio(struct devsup *d, int fds[3])
 {
-	pthread_mutex_lock(&spawner.lock);
-	for (;;) {
-		struct launch_job *j;
+	const struct cfg_device *c = d->cfg;
+	struct instance *in = &d->inst;
+	int r, p[2];
 
-		while (!spawner.job)
-			pthread_cond_wait(&spawner.cond, &spawner.lock);
-		j = spawner.job;
-		spawner.job = NULL;
-		pthread_cond_broadcast(&spawner.cond);
-		pthread_mutex_unlock(&spawner.lock);
-		j->result = clone_launcher(j);
-		pthread_mutex_lock(&spawner.lock);
-		j->done = true;
-		pthread_cond_broadcast(&spawner.cond);
+	fds[0] = fds[1] = fds[2] = -1;
+	if (c->input_stdin && isatty(STDIN_FILENO)) {
+		if (pipe2(p, O_CLOEXEC) < 0)
+			return -errno;
+		fcntl(p[1], F_SETFL, O_NONBLOCK);
+		fds[0] = p[0];
+		in->stdin_copy = p[1];
+		r = loop_add(d->p.loop, STDIN_FILENO, EPOLLIN, on_stdin, d, &in->stdin_src);
+		if (r < 0)
+			return r;
+	} else {
+		fds[0] = c->input_stdin ? fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3) : open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fds[0] < 0)
+			return -errno;
 	}
+	if (c->output_stdout && !isatty(STDOUT_FILENO)) {
+		fds[1] = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+	} else if (c->output_file) {
+		fds[1] = open(c->output_file, O_WRONLY | O_CREAT | O_APPEND | O_NOCTTY | O_CLOEXEC, 0644);
+	} else {
+		r = open_reader(d, &in->out, c->output_stdout ? STDOUT_FILENO : -1, on_out, &fds[1]);
+		if (r < 0)
+			return r;
+	}
+	if (fds[1] < 0)
+		return -errno;
+	return open_reader(d, &in->err, -1, on_err, &fds[2]);
+}
+
+/* ---- an instance's life (event thread) ---- */
+
+static void arm_timer(struct devsup *d, int64_t ms_from_now)
+{
+	struct itimerspec its = {
+		.it_value = { .tv_sec = ms_from_now / 1000, .tv_nsec = ms_from_now % 1000 * 1000000 },
+	};
+
+	timerfd_settime(d->timer, 0, &its, NULL);
+}
+
+static void disarm_timer(struct devsup *d)
+{
+	struct itimerspec its = { 0 };
+
+	timerfd_settime(d->timer, 0, &its, NULL);
+}
+
+static void on_exit_event(void *opaque, uint32_t events);
+
+static int start_cgroup(struct devsup *d, int *fds, size_t max, size_t *ret_n)
+{
+	const struct cgroup_limits lim = {
+		.memory_max = d->cfg->memory_max,
+		.pids_max = d->cfg->pids_max,
+		.cpu_percent = d->cfg->cpu_max,
+	};
+	char name[96];
+	int r;
+
+	*ret_n = 0;
+	if (!d->p.cgroups)
+		return 0;
+	snprintf(name, sizeof(name), "%s.%s.%u", d->p.vm, d->cfg->name, gen_of(d));
+	r = cgroup_create(d->p.cgroups, name, &lim, &d->inst.cg);
+	if (r == 0)
+		r = cgroup_open_fds(d->inst.cg, fds, max, ret_n);
+	return r;
+}
+
+#define MAX_ARGS 64
+#define MAX_CGROUP_FDS 4
+
+/* Spawns the instance's process: through ioreq-launch into its sandbox,
+ * or (sandbox: none) as a plain child. */
+static int spawn_instance(struct devsup *d, const int stdio[3], const int *cg_fds, size_t n_cg)
+{
+	const struct cfg_device *c = d->cfg;
+	bool strict = c->sandbox == CFG_SANDBOX_STRICT;
+	char pidfd[16], user[32], fdnum[MAX_CGROUP_FDS][16], url[sizeof(d->sock) + 8], *argv[MAX_ARGS];
+	int keep[1 + MAX_CGROUP_FDS];
+	struct proc_req req = { .argv = argv, .stdio = { stdio[0], stdio[1], stdio[2] }, .keep = keep,
+				 .sandboxed = strict };
+	struct instance *in = &d->inst;
+	size_t k = 0, n_args = 0;
+	int r;
+
+	while (c->args[n_args])
+		n_args++;
+	if (n_args + 16 + 2 * MAX_CGROUP_FDS > MAX_ARGS || n_cg > MAX_CGROUP_FDS)
+		return -E2BIG;
+	if (strict) {
+		r = proc_broker_pidfd();
+		if (r < 0)
+			return r;
+		snprintf(pidfd, sizeof(pidfd), "%d", r);
+		keep[req.n_keep++] = r;
+		argv[k++] = (char *)d->p.launcher;
+		argv[k++] = "--socket";
+		argv[k++] = d->sock;
+		argv[k++] = "--broker-pidfd";
+		argv[k++] = pidfd;
+		if (in->uid != (uid_t)-1) {
+			snprintf(user, sizeof(user), "%u:%u", (unsigned)in->uid, (unsigned)in->uid);
+			argv[k++] = "--user";
+			argv[k++] = user;
+		}
+		for (size_t i = 0; i < n_cg; i++) {
+			snprintf(fdnum[i], sizeof(fdnum[i]), "%d", cg_fds[i]);
+			argv[k++] = "--cgroup-fd";
+			argv[k++] = fdnum[i];
+			keep[req.n_keep++] = cg_fds[i];
+		}
+		argv[k++] = "--";
+	}
+	snprintf(url, sizeof(url), "ipc://%s", d->sock);
+	argv[k++] = c->program;
+	argv[k++] = "--socket";
+	argv[k++] = url;
+	argv[k++] = "--name";
+	argv[k++] = c->name;
+	for (size_t i = 0; i < n_args; i++)
+		argv[k++] = c->args[i];
+	argv[k] = NULL;
+	r = proc_start(&req, &in->pid, &in->pidfd);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&d->lock);
+	d->pid = in->pid;
+	d->uid = in->uid;
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+/* Unconfined devices join their cgroup from here, after the fact. */
+static void join_cgroup(pid_t pid, const int *fds, size_t n)
+{
+	char text[16];
+
+	snprintf(text, sizeof(text), "%d", pid);
+	for (size_t i = 0; i < n; i++) {
+		int fd = openat(fds[i], "cgroup.procs", O_WRONLY | O_CLOEXEC);
+
+		if (fd >= 0) {
+			if (write(fd, text, strlen(text)) < 0)
+				log_warn("cannot move pid %d into its cgroup: %s", pid, strerror(errno));
+			close(fd);
+		}
+	}
+}
+
+static void on_limit(void *opaque, uint32_t events)
+{
+	struct devsup *d = opaque;
+	const char *what = d->inst.cg ? cgroup_limit_hit(d->inst.cg) : NULL;
+	char why[160];
+
+	if (!what)
+		return;
+	snprintf(why, sizeof(why), "exceeded its %s", what);
+	devsup_cut_off(d, gen_of(d), why);
+}
+
+static void finish_instance(struct devsup *d);
+
+/* Starts instance gen + 1. On failure it is down, and the caller decides
+ * about a restart. */
+static int start_instance(struct devsup *d)
+{
+	uint32_t gen = gen_of(d) + 1;
+	struct instance *in = &d->inst;
+	int stdio[3] = { -1, -1, -1 }, cg_fds[MAX_CGROUP_FDS];
+	size_t n_cg = 0;
+	int r;
+
+	*in = (struct instance){ .pidfd = -1, .uid = (uid_t)-1, .stdin_copy = -1, .out.fd = -1, .err.fd = -1 };
+	/* Starting before anything can connect: its hello must find it so. */
+	atomic_store(&d->life, LIFE(gen, DEVSUP_STARTING));
+	r = rpc_listen(d->rpc, d->sock, gen);
+	if (r < 0) {
+		devsup_log(d, LOG_ERR, "cannot listen on %s: %s", d->sock, strerror(-r));
+		goto fail;
+	}
+	if (d->cfg->sandbox == CFG_SANDBOX_STRICT && !proc_in_user_ns()) {
+		r = proc_take_id(&in->uid);
+		if (r < 0) {
+			devsup_log(d, LOG_ERR, "no free uid left in the device id range");
+			goto fail;
+		}
+	}
+	r = start_cgroup(d, cg_fds, sizeof(cg_fds) / sizeof(cg_fds[0]), &n_cg);
+	if (r < 0) {
+		devsup_log(d, LOG_ERR, "cannot create its cgroup: %s", strerror(-r));
+		goto fail;
+	}
+	r = open_stdio(d, stdio);
+	if (r < 0) {
+		devsup_log(d, LOG_ERR, "cannot open its stdin, stdout or stderr: %s", strerror(-r));
+		goto fail;
+	}
+	r = spawn_instance(d, stdio, cg_fds, n_cg);
+	if (r < 0) {
+		devsup_log(d, LOG_ERR, "cannot start %s: %s", d->cfg->program, strerror(-r));
+		goto fail;
+	}
+	rpc_expect(d->rpc, in->pid);
+	if (d->cfg->sandbox != CFG_SANDBOX_STRICT)
+		join_cgroup(in->pid, cg_fds, n_cg);
+	for (int i = 0; i < 3; i++)
+		close(stdio[i]);
+	for (size_t i = 0; i < n_cg; i++)
+		close(cg_fds[i]);
+	r = loop_add(d->p.loop, in->pidfd, EPOLLIN, on_exit_event, d, &in->pid_src);
+	if (r == 0 && in->cg && cgroup_event_fd(in->cg) >= 0)
+		r = loop_add(d->p.loop, cgroup_event_fd(in->cg), EPOLLPRI | EPOLLIN, on_limit, d, &in->cg_src);
+	if (r < 0) {
+		/* Without its pidfd watched we would never see it exit. */
+		pidfd_send_signal(in->pidfd, SIGKILL, NULL, 0);
+		devsup_log(d, LOG_ERR, "cannot watch pid %d: %s", in->pid, strerror(-r));
+		went_down(d, gen, "could not be watched");
+		return r;
+	}
+	if (d->cfg->sandbox != CFG_SANDBOX_STRICT)
+		log_warn("vm %s device %s: sandbox none: running unconfined", d->p.vm, d->cfg->name);
+	log_info("vm %s device %s: started %s (pid %d)", d->p.vm, d->cfg->name, d->cfg->program, in->pid);
+	arm_timer(d, HANDSHAKE_TIMEOUT_MS);
+	return 0;
+fail:
+	for (int i = 0; i < 3; i++)
+		if (stdio[i] >= 0)
+			close(stdio[i]);
+	for (size_t i = 0; i < n_cg; i++)
+		close(cg_fds[i]);
+	atomic_store(&d->life, LIFE(gen, DEVSUP_DOWN));
+	in->reaped = true;
+	finish_instance(d);
+	return r;
+}
+
+/* Everything of the instance, once its process is gone (or never was). */
+static void finish_instance(struct devsup *d)
+{
+	struct instance *in = &d->inst;
+
+	in->pid_src = loop_remove(d->p.loop, in->pid_src);
+	in->cg_src = loop_remove(d->p.loop, in->cg_src);
+	in->stdin_src = loop_remove(d->p.loop, in->stdin_src);
+	if (in->stdin_copy >= 0)
+		close(in->stdin_copy);
+	in->stdin_copy = -1;
+	reader_close(d, &in->out);
+	reader_close(d, &in->err);
+	if (in->pidfd >= 0)
+		close(in->pidfd);
+	in->pidfd = -1;
+	/* Its process is gone, so no message of it can still be on the way
+	 * (nng_close would wait for one: upstream nng#1543). */
+	rpc_shut(d->rpc);
+	in->cg = cgroup_destroy(in->cg);
+	if (in->uid != (uid_t)-1)
+		proc_give_id(in->uid);
+	in->uid = (uid_t)-1;
+	pthread_mutex_lock(&d->lock);
+	d->pid = 0;
+	pthread_mutex_unlock(&d->lock);
+}
+
+static const char *describe(int code, int status, char *buf, size_t len)
+{
+	if (code == CLD_EXITED)
+		snprintf(buf, len, "exited with status %d", status);
+	else
+		snprintf(buf, len, "killed by signal %d (%s)", status, strsignal(status));
+	return buf;
+}
+
+/* Restart with exponential backoff, or give up past the restart limit
+ * within the window. */
+static void schedule_restart(struct devsup *d)
+{
+	const struct cfg_device *c = d->cfg;
+	int64_t now = clock_now_ns();
+	uint64_t w = atomic_load(&d->life);
+
+	if (d->stopping || LIFE_STATE(w) != DEVSUP_DOWN)
+		return;
+	if (now - d->window_start_ns >= (int64_t)c->restart_window_ms * 1000000) {
+		d->window_start_ns = now;
+		d->window_restarts = 0;
+		d->backoff_ms = BACKOFF_MIN_MS;
+	}
+	if (d->window_restarts >= c->restart_limit) {
+		pthread_mutex_lock(&d->lock);
+		snprintf(d->failure, sizeof(d->failure), "failed %u times within %u ms", d->window_restarts + 1,
+			 c->restart_window_ms);
+		pthread_mutex_unlock(&d->lock);
+		atomic_store(&d->life, LIFE(LIFE_GEN(w), DEVSUP_FAILED));
+		log_err("vm %s device %s: %s: given up; its requests get the fallback", d->p.vm, c->name, d->failure);
+		d->p.events->failed(d->p.opaque);
+			return;
+	}
+	arm_timer(d, d->backoff_ms);
+}
+
+static void restart(struct devsup *d)
+{
+	d->window_restarts++;
+	d->backoff_ms = d->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d->backoff_ms * 2;
+	pthread_mutex_lock(&d->lock);
+	d->restarts++;
+	pthread_mutex_unlock(&d->lock);
+	log_info("vm %s device %s: restarting (restart %u)", d->p.vm, d->cfg->name, d->restarts);
+	if (start_instance(d) < 0)
+		schedule_restart(d);
+}
+
+/* The instance's process ended: collect it, say why, clean up, restart. */
+static void collect(struct devsup *d)
+{
+	struct instance *in = &d->inst;
+	siginfo_t si = { 0 };
+	const char *limit;
+	char why[256], how[96];
+
+	if (in->pidfd < 0 || waitid(P_PIDFD, in->pidfd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
+		return;
+	in->reaped = true;
+	atomic_fetch_add(&d->exits, 1);
+	disarm_timer(d);
+	/* Its last words before the news of its end. */
+	reader_close(d, &in->out);
+	reader_close(d, &in->err);
+	flush_suppressed(d);
+	limit = in->cg ? cgroup_limit_hit(in->cg) : NULL;
+	snprintf(why, sizeof(why), "pid %d %s%s%s", in->pid, describe(si.si_code, si.si_status, how, sizeof(how)),
+		 limit ? ": exceeded its " : "", limit ? limit : "");
+	if (LIFE_STATE(atomic_load(&d->life)) == DEVSUP_DOWN || d->stopping)
+		log_info("vm %s device %s: %s", d->p.vm, d->cfg->name, why);
+	went_down(d, gen_of(d), why);
+	finish_instance(d);
+	schedule_restart(d);
+}
+
+static void on_exit_event(void *opaque, uint32_t events)
+{
+	collect(opaque);
+}
+
+static void on_kill(void *arg)
+{
+	struct devsup *d = arg;
+
+	if (atomic_load(&d->kill_gen) == gen_of(d) && d->inst.pidfd >= 0 && !d->inst.reaped)
+		pidfd_send_signal(d->inst.pidfd, SIGKILL, NULL, 0);
+}
+
+static void on_timer(void *opaque, uint32_t events)
+{
+	struct devsup *d = opaque;
+	uint64_t ticks;
+	char why[64];
+
+	if (read(d->timer, &ticks, sizeof(ticks)) < 0)
+		return;
+	switch (devsup_state(d)) {
+	case DEVSUP_STARTING:
+		snprintf(why, sizeof(why), "no handshake within %u ms", HANDSHAKE_TIMEOUT_MS);
+		went_down(d, gen_of(d), why);
+		break;
+	case DEVSUP_DOWN:
+		if (d->inst.reaped && !d->stopping)
+			restart(d);
+		break;
+	default:
+		break;
+	}
+}
+
+int devsup_new(const struct devsup_params *p, struct devsup **ret)
+{
+	struct devsup *d = calloc(1, sizeof(*d));
+	int r;
+
+	if (!d)
+		return -ENOMEM;
+	d->p = *p;
+	d->cfg = p->cfg;
+	d->inst = (struct instance){ .pidfd = -1, .uid = (uid_t)-1, .stdin_copy = -1, .out.fd = -1, .err.fd = -1,
+				     .reaped = true };
+	d->timer = -1;
+	d->uid = (uid_t)-1;
+	d->backoff_ms = BACKOFF_MIN_MS;
+	d->kill_job = (struct loop_job){ .fn = on_kill, .arg = d };
+	pthread_mutex_init(&d->lock, NULL);
+	atomic_init(&d->life, LIFE(0, DEVSUP_STOPPED));
+	r = snprintf(d->dir, sizeof(d->dir), "%s/%s.%s", p->runtime_dir, p->vm, p->cfg->name);
+	/* sun_path is 108 bytes; nng's ipc:// paths must fit it. */
+	if (r < 0 || (size_t)r + sizeof("/sock") > sizeof(d->sock)) {
+		log_err("vm %s device %s: socket path under %s is too long", p->vm, p->cfg->name, p->runtime_dir);
+		r = -ENAMETOOLONG;
+		goto err;
+	}
+	snprintf(d->sock, sizeof(d->sock), "%.*s/sock", (int)(sizeof(d->sock) - sizeof("/sock")), d->dir);
+	d->timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (d->timer < 0) {
+		r = -errno;
+		goto err;
+	}
+	r = rpc_new(&rpc_events, d, &d->rpc);
+	if (r == 0)
+		r = loop_add(p->loop, d->timer, EPOLLIN, on_timer, d, &d->timer_src);
+	if (r < 0)
+		goto err;
+	*ret = d;
+	return 0;
+err:
+	devsup_free(d);
+	return r;
+}
+
+int devsup_start(struct devsup *d)
+{
+	int r;
+
+	if (mkdir(d->dir, 0700) < 0 && errno != EEXIST) {
+		r = -errno;
+		log_err("vm %s device %s: cannot create %s: %s", d->p.vm, d->cfg->name, d->dir, strerror(-r));
+		return r;
+	}
+	d->stopping = false;
+	d->window_start_ns = clock_now_ns();
+	d->window_restarts = 0;
+	d->backoff_ms = BACKOFF_MIN_MS;
+	pthread_mutex_lock(&d->lock);
+	d->failure[0] = '\0';
+	pthread_mutex_unlock(&d->lock);
+	/* One that cannot start now is retried, with backoff, up to its limit. */
+	if (start_instance(d) < 0)
+		schedule_restart(d);
+	return 0;
+}
+
+void devsup_ask_stop(struct devsup *d)
+{
+	Ioreq__Shutdown s = IOREQ__SHUTDOWN__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+	uint64_t w = atomic_load(&d->life);
+
+	d->stopping = true;
+	d->asked_to_exit = false;
+	disarm_timer(d);
+	/* Stopped, not down: its leaving is no news, and restarts nothing. */
+	while (LIFE_STATE(w) != DEVSUP_STOPPED &&
+	       !atomic_compare_exchange_weak(&d->life, &w, LIFE(LIFE_GEN(w), DEVSUP_STOPPED)))
+		;
+	if (LIFE_STATE(w) != DEVSUP_READY)
+		return;
+	env.msg_case = IOREQ__ENVELOPE__MSG_SHUTDOWN;
+	env.shutdown = &s;
+	d->asked_to_exit = rpc_send(d->rpc, LIFE_GEN(w), &env) == 0;
+}
+
+/* Waits up to @ms for the instance's process to end. */
+static bool wait_exit(struct devsup *d, unsigned ms)
+{
+	struct pollfd p = { .fd = d->inst.pidfd, .events = POLLIN };
+
+	return d->inst.pidfd < 0 || poll(&p, 1, (int)ms) > 0;
+}
+
+void devsup_stop(struct devsup *d)
+{
+	struct instance *in = &d->inst;
+
+	if (!d->stopping)
+		devsup_ask_stop(d);
+	if (!in->reaped && !wait_exit(d, d->asked_to_exit ? SHUTDOWN_GRACE_MS : 0)) {
+		pidfd_send_signal(in->pidfd, SIGTERM, NULL, 0);
+		if (!wait_exit(d, 200)) {
+			pidfd_send_signal(in->pidfd, SIGKILL, NULL, 0);
+			wait_exit(d, KILL_WAIT_MS);
+		}
+	}
+	if (!in->reaped)
+		collect(d);
+	if (!in->reaped) {
+		/* Unkillable (stuck in the kernel): it is someone else's now. */
+		log_err("vm %s device %s: pid %d does not die; abandoning it", d->p.vm, d->cfg->name, in->pid);
+		finish_instance(d);
+	}
+	rmdir(d->dir);
+}
+
+struct devsup *devsup_free(struct devsup *d)
+{
+	if (!d)
+		return NULL;
+	if (devsup_state(d) != DEVSUP_STOPPED || !d->inst.reaped)
+		devsup_stop(d);
+	if (d->timer_src)
+		d->timer_src = loop_remove(d->p.loop, d->timer_src);
+	d->rpc = rpc_free(d->rpc);
+	if (d->timer >= 0)
+		close(d->timer);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
 	return NULL;
 }
 
-static void start_spawner(void)
+void devsup_info(const struct devsup *d, struct devsup_info *ret)
 {
-	struct passwd pw, *found = NULL;
-	char buf[1024];
-	pthread_attr_t attr;
-	pthread_t thread;
-	sigset_t all, old;
+	struct devsup *m = (struct devsup *)d;
 
-	spawner.root = geteuid() == 0;
-	spawner.uid = NOBODY;
-	spawner.gid = NOBODY;
-	if (spawner.root && getpwnam_r("nobody", &pw, buf, sizeof(buf), &found) == 0 && found) {
-		spawner.uid = pw.pw_uid;
-		spawner.gid = pw.pw_gid;
-	}
-	snprintf(spawner.uid_map, sizeof(spawner.uid_map), "0 %u 1", (unsigned)geteuid());
-	snprintf(spawner.gid_map, sizeof(spawner.gid_map), "0 %u 1", (unsigned)getegid());
-	spawner.pidfd = pidfd_open(getpid(), 0);
-	if (spawner.pidfd < 0) {
-		spawner.error = -errno;
-		return;
-	}
-	/* It never exits (see above), and takes no signal of the broker's. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	spawner.error = -pthread_create(&thread, &attr, spawner_thread, NULL);
-	pthread_attr_destroy(&attr);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-}
-
-static int spawn_sandboxed(char *const argv[], int fd_in, int fd_out, const struct devsup_sandbox *sb,
-			   pid_t *ret_pid)
-{
-	char pidfd[16], user[32];
-	struct launch_job j = { .fd_in = fd_in, .fd_out = fd_out };
-	size_t n_args = 0, k = 0;
-	char **largv;
-
-	pthread_once(&spawner.once, start_spawner);
-	if (spawner.error)
-		return spawner.error;
-	while (argv[n_args])
-		n_args++;
-	largv = calloc(n_args + 9, sizeof(*largv));
-	if (!largv)
-		return -ENOMEM;
-	snprintf(pidfd, sizeof(pidfd), "%d", spawner.pidfd);
-	snprintf(user, sizeof(user), "%u:%u", (unsigned)spawner.uid, (unsigned)spawner.gid);
-	largv[k++] = (char *)sb->launcher;
-	largv[k++] = "--socket";
-	largv[k++] = (char *)sb->socket;
-	largv[k++] = "--broker-pidfd";
-	largv[k++] = pidfd;
-	if (spawner.root) {
-		largv[k++] = "--user";
-		largv[k++] = user;
-	}
-	largv[k++] = "--";
-	memcpy(&largv[k], argv, n_args * sizeof(*argv));
-	j.argv = largv;
-
-	pthread_mutex_lock(&spawner.lock);
-	while (spawner.job)
-		pthread_cond_wait(&spawner.cond, &spawner.lock);
-	spawner.job = &j;
-	pthread_cond_broadcast(&spawner.cond);
-	while (!j.done)
-		pthread_cond_wait(&spawner.cond, &spawner.lock);
-	pthread_mutex_unlock(&spawner.lock);
-	free(largv);
-	if (j.result == 0)
-		*ret_pid = j.pid;
-	return j.result;
-}
-
-/* ---- unconfined devices ---- */
-
-static int spawn_plain(char *const argv[], int fd_in, int fd_out, pid_t *ret_pid)
-{
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t none, def;
-	int r;
-
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&attr);
-	/* The broker blocks its signals in every thread; the device must not inherit that. */
-	sigemptyset(&none);
-	posix_spawnattr_setsigmask(&attr, &none);
-	/* A session of its own: no controlling terminal (no /dev/tty, no
-	 * signals from the operator's keyboard). */
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
-	sigemptyset(&def);
-	sigaddset(&def, SIGPIPE);
-	sigaddset(&def, SIGTERM);
-	sigaddset(&def, SIGINT);
-	sigaddset(&def, SIGHUP);
-	posix_spawnattr_setsigdefault(&attr, &def);
-	/* Every fd of the broker is O_CLOEXEC; close the rest anyway, so that
-	 * nothing the broker opens by accident reaches a device. */
-	posix_spawn_file_actions_adddup2(&fa, fd_in, 0);
-	posix_spawn_file_actions_adddup2(&fa, fd_out, 1);
-	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-	r = -posix_spawn(ret_pid, argv[0], &fa, &attr, argv, environ);
-	posix_spawnattr_destroy(&attr);
-	posix_spawn_file_actions_destroy(&fa);
-	return r;
-}
-
-int devsup_spawn(char *const argv[], int fd_in, int fd_out, const struct devsup_sandbox *sb, pid_t *ret_pid)
-{
-	return sb ? spawn_sandboxed(argv, fd_in, fd_out, sb, ret_pid) : spawn_plain(argv, fd_in, fd_out, ret_pid);
-}
-
-int devsup_reap(pid_t *ret_pid, int *ret_status)
-{
-	pid_t pid = waitpid(-1, ret_status, WNOHANG);
-
-	if (pid < 0)
-		return -errno;
-	if (pid == 0)
-		return -EAGAIN;
-	*ret_pid = pid;
-	return 0;
-}
-
-static bool wait_exit(pid_t pid, unsigned ms)
-{
-	int status;
-
-	for (unsigned waited = 0;; waited += 2) {
-		pid_t r = waitpid(pid, &status, WNOHANG);
-
-		/* ECHILD: the housekeeping thread collected it already. */
-		if (r == pid || (r < 0 && errno == ECHILD))
-			return true;
-		if (waited >= ms)
-			return false;
-		usleep(2000);
-	}
-}
-
-void devsup_stop(pid_t pid, unsigned grace_ms)
-{
-	if (pid <= 0 || wait_exit(pid, grace_ms))
-		return;
-	kill(pid, SIGTERM);
-	if (wait_exit(pid, 200))
-		return;
-	kill(pid, SIGKILL);
-	wait_exit(pid, UINT_MAX);
-}
-
-const char *devsup_describe(int status, char *buf, size_t len)
-{
-	if (WIFEXITED(status))
-		snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
-	else
-		snprintf(buf, len, "stopped (status 0x%x)", status);
-	return buf;
+	pthread_mutex_lock(&m->lock);
+	*ret = (struct devsup_info){
+		.state = devsup_state(d),
+		.pid = d->pid,
+		.uid = d->uid,
+		.restarts = d->restarts,
+		.exits = atomic_load(&m->exits),
+		.interrupts = atomic_load(&m->interrupts),
+		.denied_interrupts = atomic_load(&m->denied_interrupts),
+		.violations = atomic_load(&m->violations),
+		.throttled = atomic_load(&m->throttled),
+	};
+	snprintf(ret->failure, sizeof(ret->failure), "%s", d->failure);
+	pthread_mutex_unlock(&m->lock);
 }

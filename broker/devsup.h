@@ -1,42 +1,135 @@
-/* The device supervisor's process side: start a device program, stop it,
- * learn when it exits.
+/* The device supervisor: one configured device of a VM, through the
+ * successive instances (processes) that serve it.
  *
- * nng is not fork-safe and the broker is multithreaded, so a child only ever
- * executes: a device without a sandbox is started with posix_spawn; a
- * sandboxed one with clone3 into new namespaces, executing ioreq-launch
- * (broker/launch.c), which builds the sandbox and executes the device in
- * the same process. Either way the pid returned is the device's own, as this
- * process sees it. */
+ * devsup owns everything an instance holds: its process (a pidfd), its
+ * host uid, its cgroup, its socket (rpc.c), its log pipes, its handshake,
+ * its restart with backoff. When an instance goes down it says so once,
+ * through the down() event, so that its owner (the VM) releases what the
+ * instance held there (claims, requests), and then kills, reaps and frees
+ * the rest itself.
+ *
+ * Threads: everything that changes an instance's life runs on the VM's
+ * event thread (the loop given at creation). Events from the device's
+ * socket arrive on nng's threads; devsup_send is called from the VM
+ * thread. An instance is named by its generation, which grows by one at
+ * each start: events and sends carry it, so nothing meant for one instance
+ * reaches the next. */
 #ifndef IOREQ_DEVSUP_H
 #define IOREQ_DEVSUP_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
-/* What a sandboxed device needs from the host. */
-struct devsup_sandbox {
-	const char *launcher; /* ioreq-launch */
-	const char *socket;   /* its ipc socket: the directory holding it is all
-			       * of the host's filesystem the device sees */
+#include "access.h"
+#include "config.h"
+#include "ioreq.pb-c.h"
+#include "loop.h"
+
+struct cgroup_tree;
+
+enum devsup_state {
+	DEVSUP_STOPPED,  /* not started, or stopped on purpose */
+	DEVSUP_STARTING, /* spawned, no handshake yet */
+	DEVSUP_READY,    /* serving */
+	DEVSUP_DOWN,     /* gone; a restart is scheduled */
+	DEVSUP_FAILED,   /* restarted too often: given up */
 };
 
-/* Starts @argv[0] with @argv, @fd_in as its stdin and @fd_out as its
- * stdout; it shares the broker's stderr and keeps no other fd. With @sb, in
- * its sandbox (see ioreq-launch): it runs as the broker's uid, or as nobody
- * when the broker is root, and dies with the broker. Without, as a plain
- * child. Either way in a session of its own, without a controlling
- * terminal. Returns 0 with the pid in *ret_pid, or a negative errno. */
-int devsup_spawn(char *const argv[], int fd_in, int fd_out, const struct devsup_sandbox *sb, pid_t *ret_pid);
+/* What a device's owner hears. Called without devsup's locks held. */
+struct devsup_events {
+	/* Instance @gen finished its handshake. */
+	void (*ready)(void *opaque, uint32_t gen);
+	/* Instance @gen went down (exited, disconnected, cut off, no
+	 * handshake): release what it held. Any thread, once per instance. */
+	void (*down)(void *opaque, uint32_t gen, const char *why);
+	/* A reply: 0 if it completed a request, -ENOENT if it found none (late,
+	 * duplicate, or never sent to this instance: a soft violation), any
+	 * other negative errno for a lie (the instance is cut off). */
+	int (*reply)(void *opaque, uint32_t gen, uint64_t id, uint64_t value, bool ok);
+	/* A granted interrupt to deliver; an error is logged. */
+	int (*interrupt)(void *opaque, const Ioreq__Interrupt *irq);
+	/* A claim or release of a range, @tag the device's name for it (it
+	 * comes back in requests to the range): 0 or a negative errno, which
+	 * the device is told; @why says why it was refused. */
+	int (*claim)(void *opaque, uint32_t gen, uint32_t type, uint64_t start, uint64_t size, bool release,
+		     uint32_t tag, const char **why);
+	/* The device was given up (its restart limit): its requests must get
+	 * the fallback from now on. */
+	void (*failed)(void *opaque);
+};
 
-/* Collects one exited child without blocking: 0 with *ret_pid and its wait
- * status, -EAGAIN when none has exited, -ECHILD when there are none. */
-int devsup_reap(pid_t *ret_pid, int *ret_status);
+/* What a device needs from its broker and VM. */
+struct devsup_params {
+	const struct cfg_device *cfg;
+	const char *vm;             /* the VM's name, for logs and the Welcome */
+	const char *runtime_dir;    /* the device's socket goes in RUNTIME_DIR/VM.DEVICE/ */
+	const char *launcher;       /* ioreq-launch */
+	struct loop *loop;          /* the VM's event thread */
+	struct cgroup_tree *cgroups; /* NULL: no cgroup limits here */
+	const struct devsup_events *events;
+	void *opaque;
+};
 
-/* Gives @pid @grace_ms to exit by itself, then SIGTERM, then SIGKILL;
- * collects it. */
-void devsup_stop(pid_t pid, unsigned grace_ms);
+struct devsup;
 
-/* "exited with status 3", "killed by signal 31 (Bad system call)". */
-const char *devsup_describe(int status, char *buf, size_t len);
+int devsup_new(const struct devsup_params *p, struct devsup **ret);
+
+/* Stops the device if it runs (event thread, or before the loop runs);
+ * NULL is fine. Returns NULL. */
+struct devsup *devsup_free(struct devsup *d);
+
+/* Starts an instance; restarts follow by themselves until devsup_stop,
+ * also when this first one cannot start. A negative errno only when the
+ * device cannot be set up at all (its directory). Event thread. */
+int devsup_start(struct devsup *d);
+
+/* Asks the instance to exit (Shutdown); devsup_stop then waits for it. */
+void devsup_ask_stop(struct devsup *d);
+
+/* Stops the device for good: lets it exit (up to a grace period after
+ * devsup_ask_stop), then kills and reaps it. Event thread. */
+void devsup_stop(struct devsup *d);
+
+/* Tells a ready instance that the VM is being reset. */
+void devsup_reset(struct devsup *d);
+
+/* The generation of the instance that is ready, or 0. Any thread. */
+uint32_t devsup_ready_gen(const struct devsup *d);
+
+enum devsup_state devsup_state(const struct devsup *d);
+
+/* Sends request @id to instance @gen; -ESTALE when that instance is gone,
+ * another negative errno when it cannot take it (it stopped reading). */
+int devsup_send(struct devsup *d, uint32_t gen, uint64_t id, unsigned vcpu, const struct access *a, uint32_t tag,
+		uint64_t offset);
+
+/* Cuts the instance @gen off for @why: never trusted again. Any thread. */
+void devsup_cut_off(struct devsup *d, uint32_t gen, const char *why);
+
+/* Counts a soft protocol violation of instance @gen; past the device's
+ * max_violations in a minute the instance is cut off. Logs @why, rate
+ * limited. Any thread. */
+void devsup_violation(struct devsup *d, uint32_t gen, const char *why);
+
+/* Logs a line about this device, rate-limited per device (at most a burst
+ * of lines per window, then one line saying how many were suppressed). */
+void devsup_log(struct devsup *d, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+struct devsup_info {
+	enum devsup_state state;
+	pid_t pid;          /* 0 when none runs */
+	uid_t uid;          /* the instance's host uid; (uid_t)-1 when not set */
+	unsigned restarts;
+	char failure[96];    /* why it was given up, or "" */
+	uint64_t exits;
+	uint64_t interrupts, denied_interrupts;
+	uint64_t violations;
+	uint64_t throttled;  /* messages over max_msg_rate */
+};
+
+void devsup_info(const struct devsup *d, struct devsup_info *ret);
+
+const char *devsup_state_name(enum devsup_state s);
 
 #endif

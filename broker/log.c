@@ -1,6 +1,8 @@
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -18,18 +20,24 @@ void log_set_level(int level)
 	log_level = level;
 }
 
+/* Under systemd, stderr goes to the journal, which understands <N>. */
+static bool journal;
+static pthread_once_t journal_once = PTHREAD_ONCE_INIT;
+
+static void find_journal(void)
+{
+	journal = getenv("JOURNAL_STREAM") != NULL;
+}
+
 void log_msg(int level, const char *fmt, ...)
 {
-	/* Under systemd, stderr goes to the journal, which understands <N>. */
-	static int journal = -1;
 	char line[1024];
 	va_list ap;
 	int n;
 
 	if (level > log_level)
 		return;
-	if (journal < 0)
-		journal = getenv("JOURNAL_STREAM") != NULL;
+	pthread_once(&journal_once, find_journal);
 	if (journal)
 		n = snprintf(line, sizeof(line), "<%d>%s: ", level, log_prefix);
 	else

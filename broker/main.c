@@ -1,6 +1,8 @@
 /* ioreq-brokerd: the default client of the HSM for many VMs at once. */
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
+#include <pthread.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -10,9 +12,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+
 #include <systemd/sd-daemon.h>
 
 #include "broker.h"
+#include "commands.h"
+#include "control.h"
 #include "config.h"
 #include "log.h"
 #include "sim.h"
@@ -72,13 +80,34 @@ static int check_scripts(const struct cfg *c)
 	return bad;
 }
 
+/* The control socket: the configured path, or RUNTIME_DIR/control. */
+static struct control *open_control(struct broker *b)
+{
+	const struct cfg *c = broker_cfg(b);
+	struct control *ctl = NULL;
+	char path[PATH_MAX + 16];
+
+	if (c->control_socket)
+		snprintf(path, sizeof(path), "%s", c->control_socket);
+	else
+		snprintf(path, sizeof(path), "%s/control", broker_runtime_dir(b));
+	if (control_open(path, c->control_group, commands_handle, b, &ctl) < 0)
+		return NULL;
+	return ctl;
+}
+
+/* The main thread takes the signals and tells systemd how things are; it
+ * wakes for a signal, a VM's change of state, or its one-second tick. */
 static int run(struct cfg *c, const char *bindir, bool exit_with_vms)
 {
-	int64_t last_ping = 0, last_status = 0;
+	struct itimerspec tick = { .it_interval = { .tv_sec = 1 }, .it_value = { .tv_sec = 1 } };
+	char status[128] = "", line[128];
+	struct control *ctl = NULL;
 	struct broker *b = NULL;
+	int sfd, tfd, r, result = 1;
 	uint64_t watchdog_us;
+	int64_t last_ping = 0;
 	sigset_t set;
-	int r, status;
 
 	/* Signals are taken here, synchronously; no thread of ours or nng's gets them. */
 	sigemptyset(&set);
@@ -87,46 +116,75 @@ static int run(struct cfg *c, const char *bindir, bool exit_with_vms)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-
-	r = broker_create(c, bindir, &b);
-	if (r < 0)
-		return 1;
-	r = broker_start(b);
-	if (r < 0) {
-		broker_destroy(b);
-		return 1;
+	sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+	if (sfd < 0 || tfd < 0 || timerfd_settime(tfd, 0, &tick, NULL) < 0) {
+		log_err("cannot set up the main loop: %s", strerror(errno));
+		cfg_free(c);
+		goto out;
 	}
+	if (broker_create(c, bindir, &b) < 0)
+		goto out;
+	r = broker_start(b);
+	if (r == 0) {
+		ctl = open_control(b);
+		if (!ctl)
+			r = -EIO;
+	}
+	if (r == 0)
+		r = broker_autostart(b);
+	if (r < 0)
+		goto out;
 	sd_notify(0, "READY=1");
 	if (sd_watchdog_enabled(0, &watchdog_us) <= 0)
 		watchdog_us = 0;
 	for (;;) {
-		struct timespec tick = { .tv_nsec = 20 * 1000000 };
-		int sig = sigtimedwait(&set, NULL, &tick);
-		int64_t now = broker_now_ms();
+		struct pollfd p[3] = {
+			{ .fd = sfd, .events = POLLIN },
+			{ .fd = broker_changed_fd(b), .events = POLLIN },
+			{ .fd = tfd, .events = POLLIN },
+		};
+		struct signalfd_siginfo si;
+		int64_t now;
+		uint64_t n;
 
-		if (sig == SIGINT || sig == SIGTERM) {
-			log_info("%s: stopping", strsignal(sig));
-			break;
-		}
-		if (sig == SIGHUP)
-			broker_reload(b, NULL, 0);
 		if (exit_with_vms && !broker_vms_running(b))
 			break;
+		if (poll(p, 3, -1) < 0)
+			continue;
+		if (p[0].revents && read(sfd, &si, sizeof(si)) == sizeof(si)) {
+			if (si.ssi_signo == SIGHUP) {
+				broker_reload(b, NULL, 0);
+			} else {
+				log_info("%s: stopping", strsignal((int)si.ssi_signo));
+				break;
+			}
+		}
+		if (p[1].revents)
+			eventfd_read(broker_changed_fd(b), &n);
+		if (p[2].revents && read(tfd, &n, sizeof(n)) < 0)
+			continue;
+		now = broker_uptime_ms(b);
 		if (watchdog_us && now - last_ping >= (int64_t)(watchdog_us / 2000)) {
 			sd_notify(0, "WATCHDOG=1");
 			last_ping = now;
 		}
-		if (now - last_status >= 1000) {
-			char line[128];
-
-			broker_summary(b, line, sizeof(line));
+		broker_summary(b, line, sizeof(line));
+		if (strcmp(line, status)) {
 			sd_notifyf(0, "STATUS=%s", line);
-			last_status = now;
+			snprintf(status, sizeof(status), "%s", line);
 		}
 	}
 	sd_notify(0, "STOPPING=1");
-	status = broker_destroy(b);
-	return exit_with_vms ? status : 0;
+	result = 0;
+out:
+	ctl = control_close(ctl);
+	r = broker_destroy(b);
+	if (sfd >= 0)
+		close(sfd);
+	if (tfd >= 0)
+		close(tfd);
+	return result == 0 && exit_with_vms ? r : result;
 }
 
 int main(int argc, char **argv)

@@ -73,12 +73,12 @@ int rangemap_remove(struct rangemap *m, uint64_t start, uint64_t end, const void
 	return 0;
 }
 
-void rangemap_remove_owner(struct rangemap *m, const void *owner)
+void rangemap_remove_tagged(struct rangemap *m, const void *owner, uint32_t flag)
 {
 	size_t j = 0;
 
 	for (size_t i = 0; i < m->n; i++)
-		if (m->v[i].owner != owner)
+		if ((owner && m->v[i].owner != owner) || !(m->v[i].tag & flag))
 			m->v[j++] = m->v[i];
 	m->n = j;
 }

@@ -28,8 +28,8 @@ const struct rangemap_entry *rangemap_find(const struct rangemap *m, uint64_t st
 /* Removes the entry exactly [start, end] of @owner: 0 or -ENOENT. */
 int rangemap_remove(struct rangemap *m, uint64_t start, uint64_t end, const void *owner);
 
-/* Removes every entry of @owner. */
-void rangemap_remove_owner(struct rangemap *m, const void *owner);
+/* Removes every entry of @owner (NULL: of anyone) whose tag has @flag. */
+void rangemap_remove_tagged(struct rangemap *m, const void *owner, uint32_t flag);
 
 void rangemap_fini(struct rangemap *m);
 

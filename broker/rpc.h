@@ -1,106 +1,63 @@
-/* The broker's side of one device: its nng socket, the handshake, requests
- * out and replies, interrupts and claims in.
+/* A channel to one device: an nng pair1 socket listening on an ipc://
+ * path, the protocol's messages out, events in. It knows nothing of VMs,
+ * requests or policies.
  *
- * One pair1 socket per device instance, listening on ipc://DIR/sock in the
- * device's own directory. Only the process the broker spawned is accepted
- * (its pid is checked when the pipe is added). Replies are handled in nng's
- * receive callback, which completes the vCPU's request directly: the path is
- * VM thread -> nng -> device -> nng callback -> HSM, with no thread of ours
- * in between. */
+ * Each device instance gets a socket of its own (rpc_listen when it is
+ * spawned, rpc_shut once it is reaped), so that nothing of a dead
+ * instance, not even a half-open connection, outlives it. Only the process
+ * the channel is told to expect (its pid, which SO_PEERCRED reports) is
+ * accepted, and only one connection at a time.
+ *
+ * Events run on nng's threads and carry the instance's generation. Sends
+ * are safe from any thread at any time: to a channel that was shut, or to
+ * another instance than the one named, they fail with -ESTALE. */
 #ifndef IOREQ_RPC_H
 #define IOREQ_RPC_H
 
-#include <limits.h>
-#include <pthread.h>
-#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#include <linux/acrn.h>
+#include "access.h"
+#include "ioreq.pb-c.h"
 
-#include <nng/nng.h>
+struct rpc;
 
-#include "config.h"
-#include "histo.h"
-#include "wire.h"
-
-struct bvm;
-
-enum bdev_state {
-	BDEV_DOWN,       /* not started, or gone and waiting for its restart */
-	BDEV_STARTING,   /* spawned, no handshake yet */
-	BDEV_READY,      /* serving */
-	BDEV_STOPPING,   /* being shut down on purpose */
-	BDEV_FAILED,     /* restarted too often: given up, requests get the fallback */
+struct rpc_events {
+	/* A message of the device (Hello, Reply, Interrupt, Claim), valid until
+	 * the callback returns. */
+	void (*message)(void *opaque, uint32_t gen, const Ioreq__Envelope *env);
+	/* The device broke the protocol (@why: malformed, oversized, a message
+	 * only the broker sends): it must be cut off. */
+	void (*garbage)(void *opaque, uint32_t gen, const char *why);
+	/* A connection from @pid was refused: not the process expected. */
+	void (*refused)(void *opaque, uint32_t gen, uint64_t pid);
+	/* The accepted connection is gone. */
+	void (*closed)(void *opaque, uint32_t gen);
 };
 
-struct bdev_stats {
-	_Atomic uint64_t requests[3]; /* by ACRN_IOREQ_TYPE_* */
-	_Atomic uint64_t fallbacks;   /* completed with the fallback value */
-	_Atomic uint64_t expired;     /* of which: the deadline passed */
-	_Atomic uint64_t bad_replies; /* late or duplicate replies, dropped */
-	_Atomic uint64_t throttled;   /* requests over max_inflight, messages over max_msg_rate */
-	_Atomic uint64_t interrupts;
-	_Atomic uint64_t denied_interrupts; /* for lines or MSIs not granted */
-	_Atomic uint64_t exits;
-	struct histo latency;         /* ns from sending to the reply, answered requests only */
-};
+int rpc_new(const struct rpc_events *ev, void *opaque, struct rpc **ret);
 
-struct bdev {
-	struct bvm *vm;
-	const struct cfg_device *cfg;
-	unsigned index;
-	char dir[PATH_MAX];
-	char url[PATH_MAX + 16];
-	_Atomic int state;
-	/* Guards pid against the pipe callback, which may run before
-	 * posix_spawn has returned the child's pid to us. */
-	pthread_mutex_t lock;
-	pid_t pid;
-	/* Bumped at every start: a held request is sent again to a new instance. */
-	_Atomic uint32_t gen;
-	_Atomic unsigned inflight;
-	/* Restarts: housekeeping only. */
-	unsigned restarts;
-	int64_t restart_at_ns;        /* 0: none scheduled */
-	unsigned backoff_ms;
-	int64_t window_start_ns;
-	unsigned window_restarts;
-	char failed_why[96];
-	/* Message rate: the receive callback only. */
-	int64_t rate_start_ns;
-	unsigned rate_count;
-	nng_socket sock;
-	bool sock_open;
-	_Atomic int pipe_id;           /* the accepted connection */
-	nng_listener listener;
-	nng_aio *rx;
-	struct wire_arena arena; /* used by the receive callback only */
-	struct bdev_stats stats;
-};
+/* Shuts the channel if it is open; NULL is fine. Returns NULL. */
+struct rpc *rpc_free(struct rpc *c);
 
-/* Creates the device's directory and socket and starts listening. */
-int rpc_open(struct bdev *dev);
+/* Opens a fresh socket at @path (ipc path, no scheme; removed first) for
+ * instance @gen, accepting nothing until rpc_expect. */
+int rpc_listen(struct rpc *c, const char *path, uint32_t gen);
 
-/* Spawns the device program, connected to the socket. */
-int rpc_spawn(struct bdev *dev);
+/* The process allowed to connect (its pid in our pid namespace). */
+void rpc_expect(struct rpc *c, pid_t pid);
 
-/* Sends one request (no allocation of ours; nng owns the message). */
-int rpc_send_request(struct bdev *dev, uint64_t id, unsigned vcpu, const struct acrn_io_request *req,
-		     uint32_t range, uint64_t offset);
+/* Closes the socket and every connection; returns once no event of it
+ * runs any more. Never from an event callback. */
+void rpc_shut(struct rpc *c);
 
-/* Tells the device that the VM is being reset. */
-void rpc_reset(struct bdev *dev);
+/* Sends @env to instance @gen, without blocking: -ESTALE (another
+ * instance, or shut), -EAGAIN (the device does not read), -EMSGSIZE. */
+int rpc_send(struct rpc *c, uint32_t gen, const Ioreq__Envelope *env);
 
-/* Asks the device to exit, waits for it, closes the socket, removes the
- * directory. Safe on a device that never started. */
-void rpc_close(struct bdev *dev);
-
-/* The device process @dev->pid exited with wait @status. */
-void rpc_exited(struct bdev *dev, int status);
-
-/* Housekeeping for a device of a running VM: restarts it when it is due,
- * with exponential backoff, or marks it failed past its restart limit. */
-void rpc_maintain(struct bdev *dev, int64_t now_ns);
+/* One guest access, as a Request. */
+int rpc_send_request(struct rpc *c, uint32_t gen, uint64_t id, unsigned vcpu, const struct access *a, uint32_t tag,
+		     uint64_t offset);
 
 #endif

@@ -2,205 +2,376 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "broker.h"
-#include "dispatch.h"
+#include "histo.h"
+#include "hsm.h"
 #include "log.h"
+#include "loop.h"
+#include "rangemap.h"
+#include "request.h"
 
-#define HANDSHAKE_TIMEOUT_MS 10000
+#define HANDSHAKE_WAIT_MS 10000
+/* How long a stop or reset lets devices answer what they hold: ACRN's
+ * CLEAR_VM_IOREQ gives in-HSM clients 100 ms; devices get more, but a stop
+ * never waits for a long deadline (on_failure: hold may set minutes). */
+#define DRAIN_MAX_MS 1000
 
-int64_t vm_now_ns(void)
-{
-	struct timespec ts;
+/* Set in the tag of a range a device claimed at run time (a BAR). */
+#define CLAIMED_RANGE 0x80000000u
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-/* What the broker needs of a slot, whatever its type. */
-struct access {
-	uint32_t type;
-	bool write;
-	uint64_t size;
-	uint64_t key;   /* PIO/MMIO address; PCI: BDF */
+struct vdev_stats {
+	_Atomic uint64_t requests[3]; /* by ACRN_IOREQ_TYPE_* */
+	_Atomic uint64_t fallbacks;   /* completed with the fallback value */
+	_Atomic uint64_t expired;     /* of which: the deadline passed */
+	_Atomic uint64_t bad_replies; /* late or duplicate replies, dropped */
+	_Atomic uint64_t throttled;   /* requests over max_inflight */
+	struct histo latency;         /* ns from publishing to the reply, answered requests only */
 };
 
-static int decode(const struct acrn_io_request *req, struct access *a)
-{
-	a->type = req->type;
-	switch (req->type) {
-	case ACRN_IOREQ_TYPE_PORTIO:
-		a->write = req->reqs.pio_request.direction == ACRN_IOREQ_DIR_WRITE;
-		a->size = req->reqs.pio_request.size;
-		a->key = req->reqs.pio_request.address;
-		return a->size <= 4 && wire_size_ok(a->size) ? 0 : -EINVAL;
-	case ACRN_IOREQ_TYPE_MMIO:
-		a->write = req->reqs.mmio_request.direction == ACRN_IOREQ_DIR_WRITE;
-		a->size = req->reqs.mmio_request.size;
-		a->key = req->reqs.mmio_request.address;
-		return wire_size_ok(a->size) && a->key + a->size - 1 >= a->key ? 0 : -EINVAL;
-	case ACRN_IOREQ_TYPE_PCICFG: {
-		const struct acrn_pci_request *p = &req->reqs.pci_request;
+/* A device as its VM sees it: where its requests go and what they cost. */
+struct vdev {
+	struct bvm *vm;
+	const struct cfg_device *cfg;
+	struct devsup *sup;
+	_Atomic unsigned inflight;
+	unsigned claims;              /* ranges it claimed: under the routes lock */
+	struct vdev_stats stats;
+};
 
-		a->write = p->direction == ACRN_IOREQ_DIR_WRITE;
-		a->size = p->size;
-		a->key = (p->bus & 0xff) << 8 | (p->dev & 0x1f) << 3 | (p->func & 7);
-		return a->size <= 4 && wire_size_ok(a->size) ? 0 : -EINVAL;
-	}
-	default:
-		return -EINVAL;
-	}
+struct vm_stats {
+	_Atomic uint64_t requests;
+	_Atomic uint64_t unclaimed;   /* no device for the range */
+	_Atomic uint64_t fallbacks;   /* all completions with the fallback value */
+};
+
+struct bvm {
+	const struct cfg_vm *cfg;
+	struct vm_env env;
+	struct loop *loop;
+	struct request_table *req;
+	struct loop_source *timer_src;
+	/* The guest. Changed on the event thread under the write lock; the VM
+	 * thread runs only while it is set, interrupts read it. */
+	pthread_rwlock_t guest;
+	struct hsm_vm *hsm;
+	pthread_t thread;
+	bool thread_started;
+	bool devices_started;          /* event thread */
+	/* Routes change at run time (BAR claims) from nng's threads. */
+	pthread_rwlock_t routes;
+	struct rangemap map[3];        /* by ACRN_IOREQ_TYPE_*: PIO, MMIO, PCI BDFs */
+	struct vdev *devs;
+	size_t n_devs;
+	_Atomic int state;             /* enum vm_state */
+	_Atomic int status;
+	_Atomic bool failing;          /* a device with on_failure: stop-vm went down */
+	struct loop_job stop_job;      /* on_failure: stop-vm */
+	struct loop_job quit_job;      /* vm_stop_async */
+	/* A start in progress (event thread): the devices are spawned, the
+	 * guest waits for their handshakes (check_start). */
+	bool starting;
+	int start_timer;
+	struct loop_source *start_src;
+	struct loop_job check_job;
+	/* vm_start's caller waits here for the end of the start. */
+	pthread_mutex_t start_lock;
+	pthread_cond_t start_done;
+	unsigned start_seq;
+	int start_result;
+	struct vm_stats stats;
+};
+
+static const char *const state_names[] = {
+	[VM_STOPPED] = "stopped",
+	[VM_RUNNING] = "running",
+	[VM_EXITED] = "exited",
+};
+
+const char *vm_state_name(enum vm_state s)
+{
+	return (unsigned)s < sizeof(state_names) / sizeof(state_names[0]) ? state_names[s] : "?";
 }
 
-/* Writes the result into the slot and tells the HSM (NOTIFY_REQUEST_FINISH). */
-static void finish(struct bvm *vm, unsigned vcpu, uint64_t value, bool fallback)
+enum vm_state vm_state(const struct bvm *vm)
 {
-	struct acrn_io_request *req = &vm->hsm->page->req_slot[vcpu];
+	return atomic_load(&vm->state);
+}
+
+const struct cfg_vm *vm_cfg(const struct bvm *vm)
+{
+	return vm->cfg;
+}
+
+struct hsm_vm *vm_guest(struct bvm *vm)
+{
+	return vm->hsm;
+}
+
+size_t vm_n_devices(const struct bvm *vm)
+{
+	return vm->n_devs;
+}
+
+static void set_state(struct bvm *vm, enum vm_state s)
+{
+	if (atomic_exchange(&vm->state, s) != (int)s && vm->env.changed)
+		vm->env.changed(vm->env.opaque);
+}
+
+/* ---- the VM thread: from the HSM to a device ---- */
+
+static void finish_now(struct bvm *vm, struct vdev *dev, unsigned vcpu, const struct access *a)
+{
+	atomic_fetch_add_explicit(&vm->stats.fallbacks, 1, memory_order_relaxed);
+	if (dev)
+		atomic_fetch_add_explicit(&dev->stats.fallbacks, 1, memory_order_relaxed);
+	request_finish(vm->req, vcpu, a, 0, true);
+}
+
+/* Sends @id to instance @gen of @dev, once per instance. */
+static void send_once(struct bvm *vm, struct vdev *dev, uint32_t gen, uint64_t id, unsigned vcpu,
+		      const struct access *a, uint32_t tag, uint64_t offset)
+{
 	int r;
 
-	switch (req->type) {
-	case ACRN_IOREQ_TYPE_PORTIO:
-		if (req->reqs.pio_request.direction == ACRN_IOREQ_DIR_READ)
-			req->reqs.pio_request.value =
-				fallback ? dispatch_all_ones(req->reqs.pio_request.size) : (uint32_t)value;
-		break;
-	case ACRN_IOREQ_TYPE_MMIO:
-		if (req->reqs.mmio_request.direction == ACRN_IOREQ_DIR_READ)
-			req->reqs.mmio_request.value = fallback ? dispatch_all_ones(req->reqs.mmio_request.size) : value;
-		break;
-	case ACRN_IOREQ_TYPE_PCICFG:
-		if (req->reqs.pci_request.direction == ACRN_IOREQ_DIR_READ)
-			req->reqs.pci_request.value =
-				fallback ? dispatch_all_ones(req->reqs.pci_request.size) : (uint32_t)value;
-		break;
-	default:
-		/* Unknown types carry no value we could fill; complete them all the same. */
-		break;
-	}
-	if (fallback)
-		atomic_fetch_add_explicit(&vm->stats.fallbacks, 1, memory_order_relaxed);
-	r = hsm_complete(vm->hsm, vcpu);
+	if (!request_mark_sent(vm->req, id, gen))
+		return;
+	r = devsup_send(dev->sup, gen, id, vcpu, a, tag, offset);
+	/* An instance that went meanwhile: a held request waits for the next. */
+	if (r == -ESTALE && dev->cfg->on_failure == CFG_ON_FAILURE_HOLD)
+		return;
 	if (r < 0)
-		log_err("vm %s: completing vcpu %u failed: %s", vm->cfg->name, vcpu, strerror(-r));
+		request_complete(vm->req, id, 0, REQUEST_FAILED);
 }
 
-bool vm_complete(struct bvm *vm, unsigned vcpu, uint64_t id, uint64_t value, bool fallback)
+/* A device that is down or restarting keeps requests only if its policy
+ * is to hold them (bounded by the deadline) for the restarted device. */
+static bool accepts(const struct vdev *dev, uint32_t gen)
 {
-	struct inflight *f = &vm->inflight[vcpu];
-	uint64_t expect = id;
-	struct bdev *dev;
+	enum devsup_state s;
 
-	if (id <= INFLIGHT_COMPLETING || !atomic_compare_exchange_strong(&f->id, &expect, INFLIGHT_COMPLETING))
-		return false;
-	dev = atomic_load(&f->dev);
-	if (fallback && dev)
-		atomic_fetch_add_explicit(&dev->stats.fallbacks, 1, memory_order_relaxed);
-	else if (dev)
-		histo_record(&dev->stats.latency, (uint64_t)(vm_now_ns() - f->sent_ns));
-	if (dev)
+	if (gen)
+		return true;
+	s = devsup_state(dev->sup);
+	return (s == DEVSUP_DOWN || s == DEVSUP_STARTING) && dev->cfg->on_failure == CFG_ON_FAILURE_HOLD;
+}
+
+/* One new request: route it and send it, or complete it at once when
+ * nobody can serve it. */
+static void handle(struct bvm *vm, unsigned vcpu)
+{
+	const struct rangemap_entry *e;
+	struct request_route route = { 0 };
+	struct vdev *dev = NULL;
+	struct access a;
+	uint32_t gen;
+	uint64_t id;
+	int r;
+
+	r = request_take(vm->req, vcpu, &a);
+	if (r == -EAGAIN || r == -EBUSY)
+		return;
+	atomic_fetch_add_explicit(&vm->stats.requests, 1, memory_order_relaxed);
+	if (r < 0) {
+		log_warn("vm %s: vcpu %u posted a malformed request (type %u): completed with all ones",
+			 vm->cfg->name, vcpu, a.type);
+		finish_now(vm, NULL, vcpu, NULL);
+		return;
+	}
+	pthread_rwlock_rdlock(&vm->routes);
+	e = rangemap_find(&vm->map[a.type], access_first(&a), access_last(&a));
+	if (e) {
+		dev = e->owner;
+		route = (struct request_route){ .owner = dev, .tag = e->tag, .offset = access_first(&a) - e->start };
+	}
+	pthread_rwlock_unlock(&vm->routes);
+	if (!dev) {
+		atomic_fetch_add_explicit(&vm->stats.unclaimed, 1, memory_order_relaxed);
+		finish_now(vm, NULL, vcpu, &a);
+		return;
+	}
+	atomic_fetch_add_explicit(&dev->stats.requests[a.type], 1, memory_order_relaxed);
+	gen = devsup_ready_gen(dev->sup);
+	if (!accepts(dev, gen)) {
+		finish_now(vm, dev, vcpu, &a);
+		return;
+	}
+	if (atomic_fetch_add_explicit(&dev->inflight, 1, memory_order_relaxed) >= dev->cfg->max_inflight) {
 		atomic_fetch_sub_explicit(&dev->inflight, 1, memory_order_relaxed);
-	finish(vm, vcpu, value, fallback);
-	atomic_store(&f->id, INFLIGHT_IDLE);
-	/* Only now may the VM thread look at this vCPU's slot again: its new
-	 * request, if it already posted one, waits for this kick. */
-	atomic_fetch_and(&vm->held, ~(1u << vcpu));
-	hsm_kick(vm->hsm);
-	return true;
-}
-
-/* The width of vCPU @vcpu's access in flight. */
-static uint64_t access_size(struct bvm *vm, unsigned vcpu)
-{
-	const struct acrn_io_request *req = &vm->hsm->page->req_slot[vcpu];
-
-	switch (req->type) {
-	case ACRN_IOREQ_TYPE_PORTIO:
-		return req->reqs.pio_request.size;
-	case ACRN_IOREQ_TYPE_PCICFG:
-		return req->reqs.pci_request.size;
-	default:
-		return req->reqs.mmio_request.size;
-	}
-}
-
-int vm_complete_checked(struct bvm *vm, unsigned vcpu, uint64_t id, uint64_t value, bool fallback)
-{
-	/* The id is re-checked by vm_complete; reading the slot first is safe
-	 * because the request cannot complete while its id is in flight. */
-	if (atomic_load(&vm->inflight[vcpu].id) != id)
-		return -ENOENT;
-	if (!fallback && value > dispatch_all_ones(access_size(vm, vcpu))) {
-		vm_complete(vm, vcpu, id, 0, true);
-		return -ERANGE;
-	}
-	return vm_complete(vm, vcpu, id, value, fallback) ? 0 : -ENOENT;
-}
-
-/* Sends vCPU @vcpu's request @id to the current instance of its device,
- * unless it went there already: the VM thread and a device's handshake may
- * both try, exactly one sends. */
-static void send_once(struct bvm *vm, unsigned vcpu, uint64_t id)
-{
-	struct inflight *f = &vm->inflight[vcpu];
-	struct bdev *dev = atomic_load(&f->dev);
-	uint32_t gen = atomic_load(&dev->gen), sent = atomic_load(&f->sent_gen);
-
-	if (atomic_load(&dev->state) != BDEV_READY || sent == gen ||
-	    !atomic_compare_exchange_strong(&f->sent_gen, &sent, gen))
+		atomic_fetch_add_explicit(&dev->stats.throttled, 1, memory_order_relaxed);
+		finish_now(vm, dev, vcpu, &a);
 		return;
-	if (atomic_load(&f->id) != id)
-		return;
-	if (rpc_send_request(dev, id, vcpu, &vm->hsm->page->req_slot[vcpu], f->tag, f->offset) < 0)
-		vm_complete(vm, vcpu, id, 0, true);
-}
-
-void vm_resend(struct bvm *vm, struct bdev *dev)
-{
-	for (unsigned v = 0; v < vm->vcpus; v++) {
-		uint64_t id = atomic_load(&vm->inflight[v].id);
-
-		if (id > INFLIGHT_COMPLETING && atomic_load(&vm->inflight[v].dev) == dev)
-			send_once(vm, v, id);
 	}
+	id = request_publish(vm->req, vcpu, &a, &route, clock_now_ns() + (int64_t)dev->cfg->deadline_ms * 1000000);
+	if (gen)
+		send_once(vm, dev, gen, id, vcpu, &a, route.tag, route.offset);
+	/* The device may have gone since we looked: its down() event fails
+	 * what it finds published, and what it did not find yet we fail here
+	 * (the request and the device's state are both seq_cst). */
+	if (dev->cfg->on_failure != CFG_ON_FAILURE_HOLD && devsup_ready_gen(dev->sup) != gen)
+		request_complete(vm->req, id, 0, REQUEST_FAILED);
 }
 
-void vm_fail_device(struct bvm *vm, struct bdev *dev)
+static void *vm_thread(void *arg)
 {
-	for (unsigned v = 0; v < vm->vcpus; v++) {
-		uint64_t id = atomic_load(&vm->inflight[v].id);
+	struct bvm *vm = arg;
+	unsigned n = vm->cfg->vcpus;
+	int r;
 
-		if (atomic_load(&vm->inflight[v].dev) == dev)
-			vm_complete(vm, v, id, 0, true);
-	}
-}
+	for (;;) {
+		uint32_t held;
 
-void vm_expire(struct bvm *vm, int64_t now_ns)
-{
-	for (unsigned v = 0; v < vm->vcpus; v++) {
-		struct inflight *f = &vm->inflight[v];
-		uint64_t id = atomic_load(&f->id);
-		struct bdev *dev;
-
-		if (id <= INFLIGHT_COMPLETING || atomic_load(&f->deadline_ns) > now_ns)
-			continue;
-		dev = atomic_load(&f->dev);
-		if (vm_complete(vm, v, id, 0, true) && dev) {
-			atomic_fetch_add(&dev->stats.expired, 1);
-			log_warn("vm %s device %s: request %" PRIu64 " of vcpu %u missed its %u ms deadline",
-				 vm->cfg->name, dev->cfg->name, id, v, dev->cfg->deadline_ms);
+		r = hsm_attach(vm->hsm, request_held(vm->req));
+		if (r == -ENODEV)
+			break;
+		if (r < 0) {
+			log_err("vm %s: waiting for requests failed: %s", vm->cfg->name, strerror(-r));
+			break;
 		}
+		held = atomic_load(request_held(vm->req));
+		for (unsigned v = 0; v < n; v++)
+			if (!(held & 1u << v))
+				handle(vm, v);
+	}
+	return NULL;
+}
+
+/* ---- completions ---- */
+
+static void on_done(void *opaque, const struct request_done *d)
+{
+	struct bvm *vm = opaque;
+	struct vdev *dev = d->owner;
+
+	atomic_fetch_sub_explicit(&dev->inflight, 1, memory_order_relaxed);
+	if (d->how == REQUEST_ANSWERED) {
+		histo_record(&dev->stats.latency, (uint64_t)(clock_now_ns() - d->published_ns));
+		return;
+	}
+	atomic_fetch_add_explicit(&vm->stats.fallbacks, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&dev->stats.fallbacks, 1, memory_order_relaxed);
+	if (d->how == REQUEST_EXPIRED) {
+		atomic_fetch_add(&dev->stats.expired, 1);
+		devsup_log(dev->sup, LOG_WARNING, "request %" PRIu64 " of vcpu %u missed its %u ms deadline", d->id,
+			   d->vcpu, dev->cfg->deadline_ms);
 	}
 }
 
-static const char *const type_names[] = {
-	[ACRN_IOREQ_TYPE_PORTIO] = "pio",
-	[ACRN_IOREQ_TYPE_MMIO] = "mmio",
-	[ACRN_IOREQ_TYPE_PCICFG] = "pci",
+static void on_deadline(void *opaque, uint32_t events)
+{
+	struct bvm *vm = opaque;
+	uint64_t ticks;
+
+	if (read(request_timer_fd(vm->req), &ticks, sizeof(ticks)) > 0)
+		request_expire(vm->req, clock_now_ns());
+}
+
+/* ---- what devices tell their VM ---- */
+
+struct resend {
+	struct bvm *vm;
+	struct vdev *dev;
+	uint32_t gen;
 };
+
+static void dev_ready(void *opaque, uint32_t gen)
+{
+	struct vdev *dev = opaque;
+	struct bvm *vm = dev->vm;
+
+	loop_post(vm->loop, &vm->check_job);
+	/* What waited for this instance (on_failure: hold) goes to it now. */
+	for (unsigned v = 0; v < vm->cfg->vcpus; v++) {
+		struct request_route route;
+		struct access a;
+		uint64_t id = request_id_of(vm->req, v);
+
+		if (id && request_view(vm->req, id, &a, &route) && route.owner == dev)
+			send_once(vm, dev, gen, id, v, &a, route.tag, route.offset);
+	}
+}
+
+/* Forgets the ranges @dev claimed at run time (all devices: NULL). */
+static void forget_claims(struct bvm *vm, struct vdev *dev)
+{
+	pthread_rwlock_wrlock(&vm->routes);
+	for (size_t t = 0; t < 3; t++)
+		rangemap_remove_tagged(&vm->map[t], dev, CLAIMED_RANGE);
+	for (size_t i = 0; i < vm->n_devs; i++)
+		if (!dev || &vm->devs[i] == dev)
+			vm->devs[i].claims = 0;
+	pthread_rwlock_unlock(&vm->routes);
+}
+
+static void dev_down(void *opaque, uint32_t gen, const char *why)
+{
+	struct vdev *dev = opaque;
+	struct bvm *vm = dev->vm;
+
+	loop_post(vm->loop, &vm->check_job);
+	/* A new instance starts from nothing: the guest programs its BARs again. */
+	forget_claims(vm, dev);
+	switch (dev->cfg->on_failure) {
+	case CFG_ON_FAILURE_HOLD:
+		break;
+	case CFG_ON_FAILURE_STOP_VM:
+		/* Decided now, whatever the guest does until the stop: its
+		 * requests wait for the stop's drain, its status is a failure. */
+		atomic_store(&vm->status, 1);
+		if (!atomic_exchange(&vm->failing, true))
+			loop_post(vm->loop, &vm->stop_job);
+		break;
+	default:
+		request_fail_owner(vm->req, dev, REQUEST_FAILED);
+		break;
+	}
+}
+
+static void dev_failed(void *opaque)
+{
+	struct vdev *dev = opaque;
+
+	loop_post(dev->vm->loop, &dev->vm->check_job);
+	request_fail_owner(dev->vm->req, dev, REQUEST_FAILED);
+}
+
+static int dev_reply(void *opaque, uint32_t gen, uint64_t id, uint64_t value, bool ok)
+{
+	struct vdev *dev = opaque;
+	int r = request_reply(dev->vm->req, id, dev, gen, value, ok);
+
+	if (r == -ENOENT)
+		atomic_fetch_add(&dev->stats.bad_replies, 1);
+	return r;
+}
+
+static int dev_interrupt(void *opaque, const Ioreq__Interrupt *irq)
+{
+	static const enum hsm_irq_op ops[] = {
+		[IOREQ__IRQ_OP__IRQ_ASSERT] = HSM_IRQ_ASSERT,
+		[IOREQ__IRQ_OP__IRQ_DEASSERT] = HSM_IRQ_DEASSERT,
+		[IOREQ__IRQ_OP__IRQ_PULSE] = HSM_IRQ_PULSE_HIGH,
+	};
+	struct vdev *dev = opaque;
+	struct bvm *vm = dev->vm;
+	int r = 0;
+
+	/* The guest may be between a stop and a start (reset): nothing to interrupt. */
+	pthread_rwlock_rdlock(&vm->guest);
+	if (vm->hsm && irq->op == IOREQ__IRQ_OP__IRQ_MSI)
+		r = hsm_inject_msi(vm->hsm, irq->msi_addr, irq->msi_data);
+	else if (vm->hsm)
+		r = hsm_set_irqline(vm->hsm, irq->line, ops[irq->op]);
+	pthread_rwlock_unlock(&vm->guest);
+	return r;
+}
 
 static bool inside_window(const struct cfg_device *c, uint32_t type, uint64_t start, uint64_t end)
 {
@@ -213,176 +384,434 @@ static bool inside_window(const struct cfg_device *c, uint32_t type, uint64_t st
 	return false;
 }
 
-static int claim_locked(struct bvm *vm, struct bdev *dev, uint32_t type, uint64_t start, uint64_t end, bool release,
-			uint32_t tag, const char **ret_why)
+static int claim_locked(struct bvm *vm, struct vdev *dev, uint32_t type, uint64_t start, uint64_t end, bool release,
+			uint32_t tag, const char **why)
 {
 	struct rangemap *m = &vm->map[type];
 	const struct rangemap_entry *e;
+	int r;
 
 	if (release) {
 		e = rangemap_find(m, start, end);
-		if (!e || e->start != start || e->end != end || e->owner != dev || e->tag != (VM_CLAIMED_RANGE | tag)) {
-			*ret_why = "it holds no such claim";
+		if (!e || e->start != start || e->end != end || e->owner != dev || e->tag != (CLAIMED_RANGE | tag)) {
+			*why = "it holds no such claim";
 			return -ENOENT;
 		}
-		return rangemap_remove(m, start, end, dev);
+		r = rangemap_remove(m, start, end, dev);
+		if (r == 0)
+			dev->claims--;
+		return r;
 	}
 	if (!inside_window(dev->cfg, type, start, end)) {
-		*ret_why = "outside its windows";
+		*why = "outside its windows";
 		return -EPERM;
 	}
-	if (rangemap_add(m, start, end, dev, VM_CLAIMED_RANGE | tag, &e) == -EEXIST) {
-		*ret_why = e->owner == dev ? "it overlaps one of its own ranges" : "it overlaps another device's range";
-		return -EEXIST;
+	if (dev->claims >= dev->cfg->max_claims) {
+		*why = "it holds as many ranges as max_claims allows";
+		return -ENOSPC;
 	}
-	return 0;
-}
-
-int vm_claim(struct bvm *vm, struct bdev *dev, uint32_t type, uint64_t start, uint64_t size, bool release,
-	     uint32_t tag)
-{
-	uint64_t end = start + size - 1;
-	const char *why = "PCI config space cannot be claimed";
-	int r = -EINVAL;
-
-	if (type != ACRN_IOREQ_TYPE_PCICFG && !(tag & VM_CLAIMED_RANGE)) {
-		pthread_rwlock_wrlock(&vm->routes);
-		r = claim_locked(vm, dev, type, start, end, release, tag, &why);
-		pthread_rwlock_unlock(&vm->routes);
-	}
-	if (r < 0)
-		log_warn("vm %s device %s: refused a %s of %s 0x%" PRIx64 "..0x%" PRIx64 ": %s", vm->cfg->name,
-			 dev->cfg->name, release ? "release" : "claim", type_names[type], start, end, why);
-	else
-		log_info("vm %s device %s: %s %s 0x%" PRIx64 "..0x%" PRIx64, vm->cfg->name, dev->cfg->name,
-			 release ? "released" : "claimed", type_names[type], start, end);
+	r = rangemap_add(m, start, end, dev, CLAIMED_RANGE | tag, &e);
+	if (r == -EEXIST)
+		*why = e->owner == dev ? "it overlaps one of its own ranges" : "it overlaps another device's range";
+	else if (r == 0)
+		dev->claims++;
 	return r;
 }
 
-/* A device that is down or restarting keeps requests only if its policy
- * is to hold them (bounded by the deadline) for the restarted device. */
-static bool accepts(const struct bdev *dev, int state)
+static int dev_claim(void *opaque, uint32_t gen, uint32_t type, uint64_t start, uint64_t size, bool release,
+		     uint32_t tag, const char **why)
 {
-	if (state == BDEV_READY)
-		return true;
-	return (state == BDEV_DOWN || state == BDEV_STARTING) && dev->cfg->on_failure == CFG_ON_FAILURE_HOLD;
-}
-
-/* One PROCESSING slot for the default client: route it and send it, or
- * complete it here when nobody can serve it. */
-static void handle(struct bvm *vm, unsigned vcpu)
-{
-	const struct acrn_io_request *req = &vm->hsm->page->req_slot[vcpu];
-	const struct rangemap_entry *e = NULL;
-	struct inflight *f = &vm->inflight[vcpu];
-	struct bdev *dev = NULL;
-	uint64_t id, offset = 0;
-	uint32_t tag = 0;
-	struct access a;
-	int state;
-
-	atomic_fetch_add_explicit(&vm->stats.requests, 1, memory_order_relaxed);
-	if (decode(req, &a) < 0) {
-		log_warn("vm %s: vcpu %u posted a malformed request (type %u): completed with all ones",
-			 vm->cfg->name, vcpu, req->type);
-		finish(vm, vcpu, 0, true);
-		return;
-	}
-	pthread_rwlock_rdlock(&vm->routes);
-	e = rangemap_find(&vm->map[a.type], a.key, a.type == ACRN_IOREQ_TYPE_PCICFG ? a.key : a.key + a.size - 1);
-	if (e) {
-		dev = e->owner;
-		tag = e->tag;
-		offset = a.key - e->start;
-	}
-	pthread_rwlock_unlock(&vm->routes);
-	if (!dev) {
-		atomic_fetch_add_explicit(&vm->stats.unclaimed, 1, memory_order_relaxed);
-		finish(vm, vcpu, 0, true);
-		return;
-	}
-	atomic_fetch_add_explicit(&dev->stats.requests[a.type], 1, memory_order_relaxed);
-	state = atomic_load(&dev->state);
-	if (!accepts(dev, state)) {
-		atomic_fetch_add_explicit(&dev->stats.fallbacks, 1, memory_order_relaxed);
-		finish(vm, vcpu, 0, true);
-		return;
-	}
-	if (atomic_fetch_add_explicit(&dev->inflight, 1, memory_order_relaxed) >= dev->cfg->max_inflight) {
-		atomic_fetch_sub_explicit(&dev->inflight, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&dev->stats.throttled, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&dev->stats.fallbacks, 1, memory_order_relaxed);
-		finish(vm, vcpu, 0, true);
-		return;
-	}
-
-	id = atomic_fetch_add_explicit(&vm->next_seq, 1, memory_order_relaxed) << 4 | vcpu;
-	f->sent_ns = vm_now_ns();
-	f->tag = tag;
-	f->offset = offset;
-	atomic_store(&f->sent_gen, 0);
-	atomic_store(&f->dev, dev);
-	atomic_store(&f->deadline_ns, f->sent_ns + (int64_t)dev->cfg->deadline_ms * 1000000);
-	atomic_store(&f->id, id);
-	atomic_fetch_or(&vm->held, 1u << vcpu);
-	send_once(vm, vcpu, id);
-	/* The device may die at any moment: whoever sees the other's write
-	 * (its state, our id) completes the request, unless it is held. */
-	if (atomic_load(&dev->state) != BDEV_READY && dev->cfg->on_failure != CFG_ON_FAILURE_HOLD)
-		vm_complete(vm, vcpu, id, 0, true);
-}
-
-static void *vm_thread(void *arg)
-{
-	struct bvm *vm = arg;
-	struct acrn_io_request_buffer *page = vm->hsm->page;
-	unsigned n = vm->hsm->vcpu_num;
+	struct vdev *dev = opaque;
+	struct bvm *vm = dev->vm;
 	int r;
 
-	for (;;) {
-		uint32_t held;
-
-		r = hsm_attach(vm->hsm, &vm->held);
-		if (r == -ENODEV)
-			break;
-		if (r < 0) {
-			log_err("vm %s: waiting for requests failed: %s", vm->cfg->name, strerror(-r));
-			break;
-		}
-		held = atomic_load(&vm->held);
-		for (unsigned v = 0; v < n; v++) {
-			struct acrn_io_request *req = &page->req_slot[v];
-
-			if (held & 1u << v)
-				continue;
-			/* acrn-dm's rule: PROCESSING and not taken by an in-HSM client. */
-			if (__atomic_load_n(&req->processed, __ATOMIC_ACQUIRE) != ACRN_IOREQ_STATE_PROCESSING ||
-			    req->kernel_handled)
-				continue;
-			handle(vm, v);
-		}
+	*why = "PCI config space cannot be claimed";
+	if (type == ACRN_IOREQ_TYPE_PCICFG)
+		return -EINVAL;
+	*why = "its tag has the top bit set";
+	if (tag & CLAIMED_RANGE)
+		return -EINVAL;
+	pthread_rwlock_wrlock(&vm->routes);
+	/* An instance that is gone claims nothing: its claims were forgotten. */
+	if (devsup_ready_gen(dev->sup) != gen) {
+		*why = "it is not the current instance";
+		r = -ESTALE;
+	} else {
+		r = claim_locked(vm, dev, type, start, start + size - 1, release, tag, why);
 	}
-	return NULL;
+	pthread_rwlock_unlock(&vm->routes);
+	return r;
 }
+
+static const struct devsup_events dev_events = {
+	.ready = dev_ready,
+	.down = dev_down,
+	.reply = dev_reply,
+	.interrupt = dev_interrupt,
+	.claim = dev_claim,
+	.failed = dev_failed,
+};
+
+/* ---- the guest (event thread) ---- */
 
 static void on_stop(void *opaque, int status)
 {
 	struct bvm *vm = opaque;
 
+	if (atomic_load(&vm->failing))
+		status = 1;
 	atomic_store(&vm->status, status);
-	atomic_store(&vm->state, VM_EXITED);
-	broker_vm_stopped(vm->broker, vm);
+	if (status)
+		log_err("vm %s: stopped with status %d", vm->cfg->name, status);
+	else
+		log_info("vm %s: stopped with status 0", vm->cfg->name);
+	set_state(vm, VM_EXITED);
 }
 
 static void on_report(void *opaque, const char *line)
 {
-	struct bvm *vm = opaque;
-
-	atomic_store(&vm->reported, true);
 	log_err("%s", line);
 }
 
-static int add_routes(struct bvm *vm, struct bdev *dev)
+static const enum hsm_backend backends[] = {
+	[CFG_BACKEND_SIM] = HSM_BACKEND_SIM,
+	[CFG_BACKEND_KVM] = HSM_BACKEND_KVM,
+	[CFG_BACKEND_ACRN] = HSM_BACKEND_ACRN,
+};
+
+/* Starts the VM thread on a guest that has its default client. */
+static int start_thread(struct bvm *vm)
+{
+	int r = -pthread_create(&vm->thread, NULL, vm_thread, vm);
+
+	if (r < 0)
+		log_err("vm %s: cannot start its thread: %s", vm->cfg->name, strerror(-r));
+	vm->thread_started = r == 0;
+	return r;
+}
+
+static void stop_thread(struct bvm *vm)
+{
+	/* Stop dispatching: the VM thread's attach returns -ENODEV; new
+	 * requests complete at once. */
+	hsm_destroy_client(vm->hsm);
+	if (vm->thread_started)
+		pthread_join(vm->thread, NULL);
+	vm->thread_started = false;
+}
+
+static void set_guest(struct bvm *vm, struct hsm_vm *hsm)
+{
+	pthread_rwlock_wrlock(&vm->guest);
+	vm->hsm = hsm;
+	pthread_rwlock_unlock(&vm->guest);
+	request_table_set_hsm(vm->req, hsm);
+}
+
+static int guest_start(struct bvm *vm)
+{
+	const struct cfg_vm *cfg = vm->cfg;
+	struct hsm_vm_params p = {
+		.name = cfg->name,
+		.vcpus = cfg->vcpus,
+		.scripts = (const char *const *)cfg->scripts,
+		.memory = cfg->memory,
+		.image = cfg->image,
+		.exit_port = (uint16_t)cfg->exit_port,
+		.completion_polling = cfg->completion_polling,
+		.on_stop = on_stop,
+		.report = on_report,
+		.opaque = vm,
+	};
+	struct hsm_vm *hsm;
+	int r;
+
+	r = hsm_create(backends[cfg->backend], &p, &hsm);
+	if (r < 0) {
+		log_err("vm %s: cannot create the VM on the %s backend: %s", cfg->name, cfg_backend_name(cfg->backend),
+			strerror(-r));
+		return r;
+	}
+	r = hsm_create_client(hsm);
+	if (r < 0) {
+		log_err("vm %s: cannot create the default client: %s", cfg->name, strerror(-r));
+		hsm_destroy(hsm);
+		return r;
+	}
+	set_guest(vm, hsm);
+	r = start_thread(vm);
+	if (r < 0)
+		return r;
+	atomic_store(&vm->status, atomic_load(&vm->failing) ? 1 : 0);
+	set_state(vm, VM_RUNNING);
+	r = hsm_start(vm->hsm);
+	if (r < 0)
+		log_err("vm %s: cannot start: %s", cfg->name, strerror(-r));
+	return r;
+}
+
+/* Lets the devices answer what they hold, for at most the longest
+ * deadline or DRAIN_MAX_MS, then completes the rest. */
+static void drain(struct bvm *vm)
+{
+	uint32_t longest = vm->env.deadline_ms;
+
+	for (size_t i = 0; i < vm->n_devs; i++)
+		if (vm->devs[i].cfg->deadline_ms > longest)
+			longest = vm->devs[i].cfg->deadline_ms;
+	if (longest > DRAIN_MAX_MS)
+		longest = DRAIN_MAX_MS;
+	request_drain(vm->req, clock_now_ns() + (int64_t)longest * 1000000);
+}
+
+static void guest_stop(struct bvm *vm)
+{
+	struct hsm_vm *hsm = vm->hsm;
+
+	if (!hsm)
+		return;
+	stop_thread(vm);
+	drain(vm);
+	/* Nobody completes any more: the guest may go. */
+	set_guest(vm, NULL);
+	hsm_destroy(hsm);
+	if (vm_state(vm) == VM_RUNNING)
+		set_state(vm, VM_STOPPED);
+}
+
+/* ---- life (event thread) ---- */
+
+struct life_call {
+	struct bvm *vm;
+	int result;
+};
+
+static void stop_devices(struct bvm *vm)
+{
+	for (size_t i = 0; i < vm->n_devs; i++)
+		devsup_ask_stop(vm->devs[i].sup);
+	for (size_t i = 0; i < vm->n_devs; i++)
+		devsup_stop(vm->devs[i].sup);
+	forget_claims(vm, NULL);
+	vm->devices_started = false;
+}
+
+/* Tells vm_start's caller how the start ended. */
+static void finish_start(struct bvm *vm, int result)
+{
+	vm->starting = false;
+	vm->start_src = loop_remove(vm->loop, vm->start_src);
+	pthread_mutex_lock(&vm->start_lock);
+	vm->start_result = result;
+	vm->start_seq++;
+	pthread_cond_broadcast(&vm->start_done);
+	pthread_mutex_unlock(&vm->start_lock);
+}
+
+/* The guest starts once every device finished its handshake or failed,
+ * or when HANDSHAKE_WAIT_MS are up: checked on every device event and on
+ * the start timer, never waited for, so that the event thread goes on
+ * reading the devices' pipes and collecting their exits meanwhile. */
+static void check_start(struct bvm *vm, bool timeout)
+{
+	int r;
+
+	if (!vm->starting)
+		return;
+	for (size_t i = 0; i < vm->n_devs && !timeout; i++)
+		if (devsup_state(vm->devs[i].sup) == DEVSUP_STARTING)
+			return;
+	for (size_t i = 0; i < vm->n_devs; i++)
+		if (devsup_state(vm->devs[i].sup) == DEVSUP_STARTING)
+			log_err("vm %s device %s: no handshake within %u ms; its requests get the fallback", vm->cfg->name,
+				vm->devs[i].cfg->name, HANDSHAKE_WAIT_MS);
+	r = guest_start(vm);
+	if (r == 0)
+		log_info("vm %s: started on the %s backend with %u vcpus and %zu devices", vm->cfg->name,
+			 cfg_backend_name(vm->cfg->backend), vm->cfg->vcpus, vm->n_devs);
+	else
+		stop_devices(vm);
+	finish_start(vm, r);
+}
+
+static void on_check_job(void *arg)
+{
+	check_start(arg, false);
+}
+
+static void on_start_timer(void *opaque, uint32_t events)
+{
+	struct bvm *vm = opaque;
+	uint64_t ticks;
+
+	if (read(vm->start_timer, &ticks, sizeof(ticks)) > 0)
+		check_start(vm, true);
+}
+
+static void do_start(void *arg)
+{
+	struct itimerspec its = { .it_value = { .tv_sec = HANDSHAKE_WAIT_MS / 1000,
+						.tv_nsec = HANDSHAKE_WAIT_MS % 1000 * 1000000 } };
+	struct life_call *c = arg;
+	struct bvm *vm = c->vm;
+	int r = 0;
+
+	if (vm->hsm || vm->devices_started) {
+		c->result = -EALREADY;
+		return;
+	}
+	atomic_store(&vm->failing, false);
+	vm->devices_started = true;
+	for (size_t i = 0; i < vm->n_devs && r == 0; i++)
+		r = devsup_start(vm->devs[i].sup);
+	if (r == 0) {
+		timerfd_settime(vm->start_timer, 0, &its, NULL);
+		r = loop_add(vm->loop, vm->start_timer, EPOLLIN, on_start_timer, vm, &vm->start_src);
+	}
+	if (r < 0) {
+		stop_devices(vm);
+		c->result = r;
+		return;
+	}
+	vm->starting = true;
+	c->result = 0;
+	check_start(vm, false);
+}
+
+static void do_stop(void *arg)
+{
+	struct life_call *c = arg;
+	struct bvm *vm = c->vm;
+
+	if (!vm->hsm && !vm->devices_started) {
+		c->result = -ENOTCONN;
+		return;
+	}
+	guest_stop(vm);
+	stop_devices(vm);
+	if (vm->starting)
+		finish_start(vm, -ECANCELED);
+	c->result = 0;
+}
+
+/* acrn-dm's reset, where the backend can pause: the guest keeps its VM.
+ * The VM thread goes with the default client, so that nothing is taken
+ * once the drain has begun; a new client comes back for the restart. */
+static int reset_in_place(struct bvm *vm)
+{
+	struct hsm_vm *hsm = vm->hsm;
+	int r;
+
+	r = hsm_pause(hsm);
+	if (r < 0)
+		return r;
+	stop_thread(vm);
+	drain(vm);
+	hsm_clear(hsm);
+	for (size_t i = 0; i < vm->n_devs; i++)
+		devsup_reset(vm->devs[i].sup);
+	r = hsm_reset(hsm);
+	if (r == 0)
+		r = hsm_create_client(hsm);
+	if (r == 0)
+		r = start_thread(vm);
+	if (r == 0) {
+		atomic_store(&vm->status, atomic_load(&vm->failing) ? 1 : 0);
+		set_state(vm, VM_RUNNING);
+		r = hsm_start(hsm);
+	}
+	return r;
+}
+
+static void do_reset(void *arg)
+{
+	struct life_call *c = arg;
+	struct bvm *vm = c->vm;
+	int r;
+
+	if (!vm->hsm) {
+		c->result = -ENOTCONN;
+		return;
+	}
+	r = reset_in_place(vm);
+	if (r == -EOPNOTSUPP) {
+		/* No pause (kvm): stop and drain, reset the devices, start a new guest. */
+		guest_stop(vm);
+		for (size_t i = 0; i < vm->n_devs; i++)
+			devsup_reset(vm->devs[i].sup);
+		r = guest_start(vm);
+	}
+	if (r == 0)
+		log_info("vm %s: reset", vm->cfg->name);
+	else
+		log_err("vm %s: reset failed: %s", vm->cfg->name, strerror(-r));
+	c->result = r;
+}
+
+static int life(struct bvm *vm, loop_job_fn fn)
+{
+	struct life_call c = { .vm = vm };
+
+	loop_call(vm->loop, fn, &c);
+	return c.result;
+}
+
+int vm_start(struct bvm *vm)
+{
+	unsigned seq;
+	int r;
+
+	pthread_mutex_lock(&vm->start_lock);
+	seq = vm->start_seq;
+	pthread_mutex_unlock(&vm->start_lock);
+	r = life(vm, do_start);
+	if (r < 0)
+		return r;
+	/* Started on the event thread; finished there when the devices are. */
+	pthread_mutex_lock(&vm->start_lock);
+	while (vm->start_seq == seq)
+		pthread_cond_wait(&vm->start_done, &vm->start_lock);
+	r = vm->start_result;
+	pthread_mutex_unlock(&vm->start_lock);
+	return r;
+}
+
+int vm_stop(struct bvm *vm)
+{
+	return life(vm, do_stop);
+}
+
+int vm_reset(struct bvm *vm)
+{
+	return life(vm, do_reset);
+}
+
+static void on_stop_job(void *arg)
+{
+	struct bvm *vm = arg;
+	struct life_call c = { .vm = vm };
+
+	if (!atomic_load(&vm->failing))
+		return;
+	log_err("vm %s: stopping: a device failed (on_failure: stop-vm)", vm->cfg->name);
+	do_stop(&c);
+}
+
+static void on_quit_job(void *arg)
+{
+	struct life_call c = { .vm = arg };
+
+	do_stop(&c);
+}
+
+void vm_stop_async(struct bvm *vm)
+{
+	loop_post(vm->loop, &vm->quit_job);
+}
+
+/* ---- setting up ---- */
+
+static int add_routes(struct bvm *vm, struct vdev *dev)
 {
 	const struct cfg_device *c = dev->cfg;
 	const struct {
@@ -408,274 +837,182 @@ static int add_routes(struct bvm *vm, struct bdev *dev)
 	return 0;
 }
 
-int vm_create(struct broker *b, const struct cfg_vm *cfg, struct bvm *vm)
-{
-	int r;
-
-	vm->broker = b;
-	vm->cfg = cfg;
-	vm->vcpus = cfg->vcpus;
-	atomic_store(&vm->next_seq, 1);
-	pthread_rwlock_init(&vm->routes, NULL);
-	pthread_mutex_init(&vm->life, NULL);
-	vm->devs = calloc(cfg->n_devices, sizeof(*vm->devs));
-	if (cfg->n_devices && !vm->devs)
-		return -ENOMEM;
-	for (size_t i = 0; i < cfg->n_devices; i++) {
-		struct bdev *dev = calloc(1, sizeof(*dev));
-
-		if (!dev)
-			return -ENOMEM;
-		vm->devs[vm->n_devs++] = dev;
-		dev->vm = vm;
-		dev->cfg = &cfg->devices[i];
-		dev->index = i;
-		pthread_mutex_init(&dev->lock, NULL);
-		r = add_routes(vm, dev);
-		if (r < 0) {
-			log_err("vm %s device %s: bad routes: %s", cfg->name, dev->cfg->name, strerror(-r));
-			return r;
-		}
-	}
-	return 0;
-}
-
-static void wait_handshakes(struct bvm *vm)
-{
-	for (unsigned waited = 0; waited < HANDSHAKE_TIMEOUT_MS; waited++) {
-		size_t starting = 0;
-
-		for (size_t i = 0; i < vm->n_devs; i++)
-			starting += atomic_load(&vm->devs[i]->state) == BDEV_STARTING;
-		if (!starting)
-			return;
-		usleep(1000);
-	}
-	for (size_t i = 0; i < vm->n_devs; i++)
-		if (atomic_load(&vm->devs[i]->state) == BDEV_STARTING)
-			log_err("vm %s device %s: no handshake within %u ms; its requests get the fallback",
-				vm->cfg->name, vm->devs[i]->cfg->name, HANDSHAKE_TIMEOUT_MS);
-}
-
-static const enum hsm_backend backends[] = {
-	[CFG_BACKEND_SIM] = HSM_BACKEND_SIM,
-	[CFG_BACKEND_KVM] = HSM_BACKEND_KVM,
-	[CFG_BACKEND_ACRN] = HSM_BACKEND_ACRN,
+struct setup {
+	struct bvm *vm;
+	int result;
 };
 
-/* Starts the VM thread on a VM that already has its default client. */
-static int start_thread(struct bvm *vm)
+static void do_setup(void *arg)
 {
-	int r = -pthread_create(&vm->thread, NULL, vm_thread, vm);
-
-	if (r < 0)
-		log_err("vm %s: cannot start its thread: %s", vm->cfg->name, strerror(-r));
-	vm->thread_started = r == 0;
-	return r;
-}
-
-/* The guest side: the HSM VM, its default client, the VM thread. */
-static int guest_start(struct bvm *vm)
-{
-	const struct cfg_vm *cfg = vm->cfg;
-	struct hsm_vm_params p = {
-		.name = cfg->name,
-		.vcpus = cfg->vcpus,
-		.scripts = (const char *const *)cfg->scripts,
-		.memory = cfg->memory,
-		.image = cfg->image,
-		.exit_port = (uint16_t)cfg->exit_port,
-		.completion_polling = cfg->completion_polling,
-		.on_stop = on_stop,
-		.report = on_report,
-		.opaque = vm,
-	};
-	struct hsm_vm *hsm;
-	int r;
-
-	atomic_store(&vm->reported, false);
-	r = hsm_create(backends[cfg->backend], &p, &hsm);
-	if (r < 0) {
-		/* The backend says why in its own words when it can: log once. */
-		if (!atomic_load(&vm->reported))
-			log_err("vm %s: cannot create the VM on the %s backend: %s", cfg->name,
-				cfg_backend_name(cfg->backend), strerror(-r));
-		return r;
-	}
-	r = hsm_create_client(hsm);
-	if (r < 0) {
-		log_err("vm %s: cannot create the default client: %s", cfg->name, strerror(-r));
-		hsm_destroy(hsm);
-		return r;
-	}
-	pthread_rwlock_wrlock(&vm->routes);
-	vm->hsm = hsm;
-	pthread_rwlock_unlock(&vm->routes);
-	r = start_thread(vm);
-	if (r < 0)
-		return r;
-	atomic_store(&vm->stop_requested, false);
-	atomic_store(&vm->status, 0);
-	atomic_store(&vm->state, VM_RUNNING);
-	atomic_fetch_add(&vm->broker->vms_running, 1);
-	r = hsm_start(vm->hsm);
-	if (r < 0)
-		log_err("vm %s: cannot start: %s", cfg->name, strerror(-r));
-	return r;
-}
-
-/* Lets the devices answer what they hold, for at most the longest
- * deadline, then completes the rest; returns once nobody is completing. */
-static void drain(struct bvm *vm)
-{
-	int64_t until = vm_now_ns() + (int64_t)vm->broker->cfg->deadline_ms * 1000000;
-
-	for (size_t i = 0; i < vm->n_devs; i++) {
-		int64_t d = vm_now_ns() + (int64_t)vm->devs[i]->cfg->deadline_ms * 1000000;
-
-		if (d > until)
-			until = d;
-	}
-	while (atomic_load(&vm->held) && vm_now_ns() < until)
-		usleep(1000);
-	for (size_t i = 0; i < vm->n_devs; i++)
-		vm_fail_device(vm, vm->devs[i]);
-	/* A reply or a deadline may be completing right now: the HSM VM must
-	 * outlive it. */
-	for (unsigned v = 0; v < vm->vcpus; v++)
-		while (atomic_load(&vm->inflight[v].id) != INFLIGHT_IDLE)
-			usleep(100);
-}
-
-static void guest_stop(struct bvm *vm)
-{
-	struct hsm_vm *hsm = vm->hsm;
-
-	if (!hsm)
-		return;
-	/* Stop dispatching: the VM thread's attach returns -ENODEV; new
-	 * requests complete at once. */
-	hsm_destroy_client(hsm);
-	if (vm->thread_started)
-		pthread_join(vm->thread, NULL);
-	vm->thread_started = false;
-	drain(vm);
-	if (atomic_exchange(&vm->state, VM_STOPPED) == VM_RUNNING)
-		atomic_fetch_sub(&vm->broker->vms_running, 1);
-	pthread_rwlock_wrlock(&vm->routes);
-	vm->hsm = NULL;
-	pthread_rwlock_unlock(&vm->routes);
-	hsm_destroy(hsm);
-}
-
-int vm_start(struct bvm *vm)
-{
+	struct setup *s = arg;
+	struct bvm *vm = s->vm;
 	int r = 0;
 
-	pthread_mutex_lock(&vm->life);
-	if (vm->hsm) {
-		r = -EALREADY;
-		goto out;
-	}
-	for (size_t i = 0; i < vm->n_devs; i++) {
-		struct bdev *dev = vm->devs[i];
+	for (size_t i = 0; i < vm->cfg->n_devices && r == 0; i++) {
+		struct vdev *dev = &vm->devs[i];
+		struct devsup_params p = {
+			.cfg = &vm->cfg->devices[i],
+			.vm = vm->cfg->name,
+			.runtime_dir = vm->env.runtime_dir,
+			.launcher = vm->env.launcher,
+			.loop = vm->loop,
+			.cgroups = vm->env.cgroups,
+			.events = &dev_events,
+			.opaque = dev,
+		};
 
-		r = rpc_open(dev);
-		if (r == 0)
-			r = rpc_spawn(dev);
-		if (r < 0)
-			goto out;
+		dev->vm = vm;
+		dev->cfg = p.cfg;
+		r = devsup_new(&p, &dev->sup);
+		if (r == 0) {
+			vm->n_devs++;
+			r = add_routes(vm, dev);
+			if (r < 0)
+				log_err("vm %s device %s: bad routes: %s", vm->cfg->name, dev->cfg->name, strerror(-r));
+		}
 	}
-	wait_handshakes(vm);
-	r = guest_start(vm);
 	if (r == 0)
-		log_info("vm %s: started on the %s backend with %u vcpus and %zu devices", vm->cfg->name,
-			 cfg_backend_name(vm->cfg->backend), vm->cfg->vcpus, vm->n_devs);
-out:
-	pthread_mutex_unlock(&vm->life);
-	return r;
+		r = loop_add(vm->loop, request_timer_fd(vm->req), EPOLLIN, on_deadline, vm, &vm->timer_src);
+	s->result = r;
 }
 
-void vm_stop(struct bvm *vm)
+int vm_new(const struct cfg_vm *cfg, const struct vm_env *env, struct bvm **ret)
 {
-	pthread_mutex_lock(&vm->life);
-	guest_stop(vm);
-	for (size_t i = 0; i < vm->n_devs; i++)
-		rpc_close(vm->devs[i]);
-	pthread_mutex_unlock(&vm->life);
-}
-
-/* acrn-dm's reset, where the backend can pause: the guest keeps its VM.
- * The VM thread goes with the default client, so that nothing is taken
- * once the drain has begun; a new client comes back for the restart. */
-static int reset_in_place(struct bvm *vm)
-{
-	struct hsm_vm *hsm = vm->hsm;
+	struct bvm *vm = calloc(1, sizeof(*vm));
+	struct setup s = { .vm = vm };
+	char name[16];
 	int r;
 
-	r = hsm_pause(hsm);
+	if (!vm)
+		return -ENOMEM;
+	vm->cfg = cfg;
+	vm->env = *env;
+	vm->start_timer = -1;
+	vm->stop_job = (struct loop_job){ .fn = on_stop_job, .arg = vm };
+	vm->quit_job = (struct loop_job){ .fn = on_quit_job, .arg = vm };
+	vm->check_job = (struct loop_job){ .fn = on_check_job, .arg = vm };
+	pthread_mutex_init(&vm->start_lock, NULL);
+	pthread_cond_init(&vm->start_done, NULL);
+	vm->start_timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (vm->start_timer < 0) {
+		r = -errno;
+		goto err;
+	}
+	pthread_rwlock_init(&vm->guest, NULL);
+	pthread_rwlock_init(&vm->routes, NULL);
+	vm->devs = calloc(cfg->n_devices ? cfg->n_devices : 1, sizeof(*vm->devs));
+	if (!vm->devs) {
+		r = -ENOMEM;
+		goto err;
+	}
+	r = request_table_new(cfg->vcpus, on_done, vm, &vm->req);
+	if (r == 0)
+		r = loop_new(&vm->loop);
 	if (r < 0)
-		return r;
-	hsm_destroy_client(hsm);
-	if (vm->thread_started)
-		pthread_join(vm->thread, NULL);
-	vm->thread_started = false;
-	drain(vm);
-	hsm_clear(hsm);
+		goto err;
+	/* Before the loop runs, its sources may be added from here. */
+	do_setup(&s);
+	r = s.result;
+	if (r < 0)
+		goto err;
+	snprintf(name, sizeof(name), "vm-%.12s", cfg->name);
+	r = loop_start(vm->loop, name);
+	if (r < 0)
+		goto err;
+	*ret = vm;
+	return 0;
+err:
+	vm_free(vm);
+	return r;
+}
+
+static void do_teardown(void *arg)
+{
+	struct bvm *vm = arg;
+	struct life_call c = { .vm = vm };
+
+	do_stop(&c);
 	for (size_t i = 0; i < vm->n_devs; i++)
-		rpc_reset(vm->devs[i]);
-	r = hsm_reset(hsm);
-	if (r == 0)
-		r = hsm_create_client(hsm);
-	if (r == 0)
-		r = start_thread(vm);
-	if (r == 0) {
-		atomic_store(&vm->status, 0);
-		if (atomic_exchange(&vm->state, VM_RUNNING) != VM_RUNNING)
-			atomic_fetch_add(&vm->broker->vms_running, 1);
-		r = hsm_start(hsm);
-	}
-	if (r < 0)
-		log_err("vm %s: reset failed: %s", vm->cfg->name, strerror(-r));
-	return r;
+		vm->devs[i].sup = devsup_free(vm->devs[i].sup);
+	vm->timer_src = loop_remove(vm->loop, vm->timer_src);
 }
 
-int vm_reset(struct bvm *vm)
+struct bvm *vm_free(struct bvm *vm)
 {
-	int r;
-
-	pthread_mutex_lock(&vm->life);
-	if (!vm->hsm) {
-		r = -ENOTCONN;
-		goto out;
+	if (!vm)
+		return NULL;
+	if (vm->loop) {
+		loop_call(vm->loop, do_teardown, vm);
+		vm->loop = loop_free(vm->loop);
 	}
-	r = reset_in_place(vm);
-	if (r == -EOPNOTSUPP) {
-		/* No pause (kvm): stop and drain, reset the devices, start a new guest. */
-		guest_stop(vm);
-		for (size_t i = 0; i < vm->n_devs; i++)
-			rpc_reset(vm->devs[i]);
-		r = guest_start(vm);
-	}
-	if (r == 0)
-		log_info("vm %s: reset", vm->cfg->name);
-out:
-	pthread_mutex_unlock(&vm->life);
-	return r;
-}
-
-void vm_destroy(struct bvm *vm)
-{
-	vm_stop(vm);
-	for (size_t i = 0; i < vm->n_devs; i++) {
-		pthread_mutex_destroy(&vm->devs[i]->lock);
-		free(vm->devs[i]);
-	}
+	vm->req = request_table_free(vm->req);
 	for (size_t t = 0; t < 3; t++)
 		rangemap_fini(&vm->map[t]);
 	pthread_rwlock_destroy(&vm->routes);
-	pthread_mutex_destroy(&vm->life);
+	pthread_rwlock_destroy(&vm->guest);
+	pthread_mutex_destroy(&vm->start_lock);
+	pthread_cond_destroy(&vm->start_done);
+	if (vm->start_timer >= 0)
+		close(vm->start_timer);
 	free(vm->devs);
-	vm->devs = NULL;
-	vm->n_devs = 0;
+	free(vm);
+	return NULL;
+}
+
+/* ---- what control reports ---- */
+
+void vm_info(const struct bvm *vm, struct vm_info *ret)
+{
+	*ret = (struct vm_info){
+		.cfg = vm->cfg,
+		.state = vm_state(vm),
+		.status = atomic_load(&vm->status),
+		.requests = atomic_load(&vm->stats.requests),
+		.unclaimed = atomic_load(&vm->stats.unclaimed),
+		.fallbacks = atomic_load(&vm->stats.fallbacks),
+	};
+}
+
+int vm_device_info(struct bvm *vm, size_t i, struct vm_device_info *ret)
+{
+	struct vdev *dev = &vm->devs[i];
+	struct vdev_stats *s = &dev->stats;
+	size_t n = 0, k = 0;
+
+	*ret = (struct vm_device_info){
+		.cfg = dev->cfg,
+		.fallbacks = atomic_load(&s->fallbacks),
+		.expired = atomic_load(&s->expired),
+		.bad_replies = atomic_load(&s->bad_replies),
+		.throttled = atomic_load(&s->throttled),
+		.replies = histo_count(&s->latency),
+		.p50_ns = histo_quantile(&s->latency, 0.50),
+		.p90_ns = histo_quantile(&s->latency, 0.90),
+		.p99_ns = histo_quantile(&s->latency, 0.99),
+		.max_ns = atomic_load(&s->latency.max),
+	};
+	for (size_t t = 0; t < 3; t++)
+		ret->requests[t] = atomic_load(&s->requests[t]);
+	devsup_info(dev->sup, &ret->sup);
+	pthread_rwlock_rdlock(&vm->routes);
+	for (uint32_t t = 0; t < 3; t++)
+		n += vm->map[t].n;
+	ret->ranges = calloc(n ? n : 1, sizeof(*ret->ranges));
+	for (uint32_t t = 0; ret->ranges && t < 3; t++) {
+		for (size_t e = 0; e < vm->map[t].n; e++) {
+			const struct rangemap_entry *en = &vm->map[t].v[e];
+
+			if (en->owner != dev)
+				continue;
+			ret->ranges[k++] = (struct vm_range){
+				.type = t,
+				.start = en->start,
+				.end = en->end,
+				.claimed = en->tag & CLAIMED_RANGE,
+			};
+		}
+	}
+	pthread_rwlock_unlock(&vm->routes);
+	ret->n_ranges = k;
+	return ret->ranges ? 0 : -ENOMEM;
 }

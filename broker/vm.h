@@ -1,44 +1,37 @@
-/* One VM of the broker: its HSM handle, its devices and route tables, the
- * thread that waits on the HSM, and the requests in flight.
+/* One VM of the broker: its guest (an HSM VM), its devices, its routes and
+ * its requests, and the two threads that serve it.
  *
- * Every request is completed exactly once: a vCPU's in-flight record moves
- * IDLE -> id (sent) -> COMPLETING -> IDLE, and whoever wins the compare-and-
- * swap from the id (the reply, the deadline, the device's death) completes. */
+ *   the VM thread    blocks in hsm_attach, takes each new request, routes
+ *                    it and sends it to its device (or completes it at once);
+ *   the event thread runs the VM's loop: its deadline timer, its devices'
+ *                    processes, pipes and restarts, and every change to the
+ *                    VM's life (start, stop, reset), so that those never
+ *                    race each other and never wait behind another VM.
+ *
+ * Replies complete requests on nng's threads, with no thread of ours in
+ * between (request.c). Nothing here is shared with another VM. */
 #ifndef IOREQ_VM_H
 #define IOREQ_VM_H
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "config.h"
-#include "hsm.h"
-#include "rangemap.h"
-#include "rpc.h"
+#include "devsup.h"
 
-struct broker;
+struct cgroup_tree;
+struct bvm;
 
-/* Set in the tag of a range a device claimed at run time (a BAR). */
-#define VM_CLAIMED_RANGE 0x80000000u
-
-#define INFLIGHT_IDLE 0
-#define INFLIGHT_COMPLETING 1
-
-struct inflight {
-	_Atomic uint64_t id;          /* IDLE, COMPLETING, or the request id */
-	struct bdev *_Atomic dev;
-	_Atomic int64_t deadline_ns;  /* CLOCK_MONOTONIC */
-	int64_t sent_ns;              /* written before id, read after winning it */
-	_Atomic uint32_t sent_gen;    /* the device instance it went to; 0: not sent */
-	uint32_t tag;                 /* the route's tag and the offset in it, to */
-	uint64_t offset;              /* send it again to a restarted device */
-};
-
-struct vm_stats {
-	_Atomic uint64_t requests;
-	_Atomic uint64_t unclaimed;   /* no device for the range */
-	_Atomic uint64_t fallbacks;   /* all completions with the fallback value */
+/* What every VM of a broker shares. */
+struct vm_env {
+	const char *runtime_dir;
+	const char *launcher;         /* ioreq-launch */
+	struct cgroup_tree *cgroups;  /* NULL: devices run without cgroup limits */
+	uint32_t deadline_ms;         /* the broker's default deadline */
+	/* A VM's state changed (it stopped by itself, say): any thread. */
+	void (*changed)(void *opaque);
+	void *opaque;
 };
 
 enum vm_state {
@@ -47,77 +40,64 @@ enum vm_state {
 	VM_EXITED,   /* the guest stopped by itself (status) */
 };
 
-struct bvm {
-	struct broker *broker;
+struct vm_info {
 	const struct cfg_vm *cfg;
-	unsigned vcpus;
-	/* Serialises start, stop and reset (the control socket, shutdown). */
-	pthread_mutex_t life;
-	/* Changed under the write lock of routes: nng callbacks read it. */
-	struct hsm_vm *hsm;
-	pthread_t thread;
-	bool thread_started;
-	/* Routes change at run time (BAR claims) from nng callbacks. */
-	pthread_rwlock_t routes;
-	struct rangemap map[3];       /* by ACRN_IOREQ_TYPE_*: PIO, MMIO, PCI BDFs */
-	struct bdev **devs;
-	size_t n_devs;
-	/* Bit v set while the broker holds vCPU v's request (see hsm_attach). */
-	_Atomic uint32_t held;
-	_Atomic uint64_t next_seq;
-	struct inflight inflight[ACRN_IO_REQUEST_MAX];
-	_Atomic int state;            /* enum vm_state */
-	_Atomic bool stop_requested;  /* a device with on_failure: stop-vm failed */
-	_Atomic bool reported;        /* the backend reported a problem itself */
-	_Atomic int status;
-	struct vm_stats stats;
+	enum vm_state state;
+	int status;
+	uint64_t requests, unclaimed, fallbacks;
 };
 
-/* Sets up @vm's devices and routes; nothing runs yet. */
-int vm_create(struct broker *b, const struct cfg_vm *cfg, struct bvm *vm);
+/* A range a device serves, as control reports it. */
+struct vm_range {
+	uint32_t type;   /* ACRN_IOREQ_TYPE_* */
+	uint64_t start, end;
+	bool claimed;    /* claimed at run time (a BAR) */
+};
 
-/* Starts the devices, waits (bounded) for their handshakes, then the HSM
- * VM and the VM thread. -EALREADY if it runs. */
+struct vm_device_info {
+	const struct cfg_device *cfg;
+	struct devsup_info sup;
+	uint64_t requests[3];  /* by ACRN_IOREQ_TYPE_* */
+	uint64_t fallbacks, expired, bad_replies, throttled;
+	uint64_t replies, p50_ns, p90_ns, p99_ns, max_ns;
+	struct vm_range *ranges; /* malloc'ed; the caller frees it */
+	size_t n_ranges;
+};
+
+/* Sets up @cfg's VM and its devices; nothing runs yet. */
+int vm_new(const struct cfg_vm *cfg, const struct vm_env *env, struct bvm **ret);
+
+/* Stops the VM and frees it; NULL is fine. Returns NULL. */
+struct bvm *vm_free(struct bvm *vm);
+
+/* Starts the devices, waits (bounded) for their handshakes, then the
+ * guest. -EALREADY if it runs. */
 int vm_start(struct bvm *vm);
 
-/* Stops dispatching (the default client goes away, new requests complete at
- * once), waits, bounded by the deadlines, for the requests in flight,
- * destroys the HSM VM and stops the devices. */
-void vm_stop(struct bvm *vm);
+/* Stops dispatching, drains the requests in flight (bounded by their
+ * deadlines), destroys the guest and stops the devices. -ENOTCONN if
+ * neither guest nor devices run. */
+int vm_stop(struct bvm *vm);
 
 /* ACRN's reset: stop dispatching and drain, reset the devices (they keep
  * running), start the guest again. -ENOTCONN if it does not run. */
 int vm_reset(struct bvm *vm);
 
-/* Stops the VM and frees everything. Safe on a half-built VM. */
-void vm_destroy(struct bvm *vm);
+/* Asks for a stop without waiting for it. */
+void vm_stop_async(struct bvm *vm);
 
-/* Completes vCPU @vcpu's request @id with @value, unless it is no longer in
- * flight. @fallback: the device did not answer; use all ones / drop. Returns
- * true if this call completed it. */
-bool vm_complete(struct bvm *vm, unsigned vcpu, uint64_t id, uint64_t value, bool fallback);
+enum vm_state vm_state(const struct bvm *vm);
+const struct cfg_vm *vm_cfg(const struct bvm *vm);
+void vm_info(const struct bvm *vm, struct vm_info *ret);
+size_t vm_n_devices(const struct bvm *vm);
 
-/* A device claims (or releases) [start, start + size) of @type, tagged
- * @tag, for a BAR the guest programmed. Accepted only inside one of its
- * windows and where no other route is; effective at once. 0 or -EPERM
- * (outside its windows), -EEXIST (taken), -ENOENT (release of nothing),
- * -EINVAL. The broker logs the outcome. */
-int vm_claim(struct bvm *vm, struct bdev *dev, uint32_t type, uint64_t start, uint64_t size, bool release,
-	     uint32_t tag);
+/* Device @i (in configuration order); 0 or -ENOMEM. */
+int vm_device_info(struct bvm *vm, size_t i, struct vm_device_info *ret);
 
-/* Like vm_complete, for a device's reply: -ENOENT if the request is no
- * longer in flight, -ERANGE if @value is wider than the access (a lie). */
-int vm_complete_checked(struct bvm *vm, unsigned vcpu, uint64_t id, uint64_t value, bool fallback);
+const char *vm_state_name(enum vm_state s);
 
-/* Sends what waits for @dev (on_failure: hold) to its new instance. */
-void vm_resend(struct bvm *vm, struct bdev *dev);
-
-/* Completes every request in flight to @dev with the fallback. */
-void vm_fail_device(struct bvm *vm, struct bdev *dev);
-
-/* Completes every request whose deadline passed before @now_ns. */
-void vm_expire(struct bvm *vm, int64_t now_ns);
-
-int64_t vm_now_ns(void);
+/* The guest's HSM VM while it runs, else NULL: for benchmarks that play
+ * the vCPUs of a sim guest themselves. */
+struct hsm_vm *vm_guest(struct bvm *vm);
 
 #endif

@@ -88,8 +88,16 @@ static void test_remove(void **state)
 	assert_int_equal(rangemap_remove(&m, 0x200, 0x2ff, &b), 0);
 	assert_null(rangemap_find(&m, 0x200, 0x200));
 	assert_int_equal(rangemap_add(&m, 0x280, 0x2ff, &c, 0, NULL), 0);
-	rangemap_remove_owner(&m, &a);
-	assert_int_equal(m.n, 1);
+	assert_int_equal(rangemap_add(&m, 0x400, 0x4ff, &c, 0x80000001, NULL), 0);
+	assert_int_equal(rangemap_add(&m, 0x500, 0x5ff, &a, 0x80000002, NULL), 0);
+	/* Only the flagged entries (of one owner, or of all) go. */
+	rangemap_remove_tagged(&m, &a, 0x80000000);
+	assert_int_equal(m.n, 4);
+	assert_null(rangemap_find(&m, 0x500, 0x500));
+	assert_ptr_equal(rangemap_find(&m, 0x300, 0x300)->owner, &a);
+	rangemap_remove_tagged(&m, NULL, 0x80000000);
+	assert_int_equal(m.n, 3);
+	assert_null(rangemap_find(&m, 0x400, 0x400));
 	assert_ptr_equal(rangemap_find(&m, 0x280, 0x280)->owner, &c);
 	rangemap_fini(&m);
 }

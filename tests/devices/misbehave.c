@@ -19,6 +19,15 @@
  *   reconnect N      on request N, hand the connection to another process:
  *                    start a copy of itself that dials the same socket and
  *                    says hello under the same name, then hang up
+ *   chatter N        on request N, write 10000 lines to stderr
+ *   irq-denied N     on request N, send 5000 interrupts on line 200,
+ *                    which no device is granted
+ *   claim-flood N    on request N, claim 64 ranges of 0x1000 at 0xe0000000
+ *                    (give it that window) and then release each twice
+ *   memfd-bomb N     on request N, write 2 GiB into a memfd, 1 MiB at a time
+ *   fork-bomb N      on request N, fork until fork fails, then serve on
+ *
+ * Every misbehaviour answers the request it happened on, if it lives.
  *
  * With --once FILE the misbehaviour happens only if FILE does not exist
  * yet (it is created): the restarted instance behaves. */
@@ -29,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
@@ -48,11 +58,15 @@ static uint64_t mask(uint64_t v, uint32_t size)
 	return size >= 8 ? v : v & ((1ull << (size * 8)) - 1);
 }
 
-static int dial(const char *url, nng_socket *s)
+/* A device dials once; the stranger of --child keeps trying, so that it
+ * reaches the broker's socket even between two instances of the device. */
+static int dial(const char *url, nng_socket *s, bool keep_trying)
 {
 	if (nng_pair1_open(s) || nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, WIRE_MAX_MSG))
 		return -1;
-	return nng_dial(*s, url, NULL, 0) ? -1 : 0;
+	nng_socket_set_ms(*s, NNG_OPT_RECONNMINT, 20);
+	nng_socket_set_ms(*s, NNG_OPT_RECONNMAXT, 100);
+	return nng_dial(*s, url, NULL, keep_trying ? NNG_FLAG_NONBLOCK : 0) ? -1 : 0;
 }
 
 static int recv_env(nng_socket s, struct wire_arena *a, Ioreq__Envelope **ret)
@@ -107,8 +121,84 @@ static void reconnect_as_child(nng_socket s)
 	pause();
 }
 
+static void send_claim(nng_socket s, uint64_t start, bool release, uint32_t tag)
+{
+	Ioreq__Range range = IOREQ__RANGE__INIT;
+	Ioreq__Claim c = IOREQ__CLAIM__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	range.kind = IOREQ__KIND__KIND_MMIO;
+	range.start = start;
+	range.size = 0x1000;
+	c.range = &range;
+	c.release = release;
+	c.tag = tag;
+	env.msg_case = IOREQ__ENVELOPE__MSG_CLAIM;
+	env.claim = &c;
+	wire_send(s, &env, 0);
+}
+
+static void send_irqs(nng_socket s, uint32_t line, unsigned n)
+{
+	Ioreq__Interrupt irq = IOREQ__INTERRUPT__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	irq.op = IOREQ__IRQ_OP__IRQ_PULSE;
+	irq.line = line;
+	env.msg_case = IOREQ__ENVELOPE__MSG_INTERRUPT;
+	env.interrupt = &irq;
+	for (unsigned i = 0; i < n; i++)
+		if (wire_send(s, &env, 0) < 0)
+			break;
+}
+
+/* Past memory_max the kernel kills us before this returns. */
+static void memfd_bomb(void)
+{
+	static char chunk[1 << 20];
+	int fd = memfd_create("bomb", MFD_CLOEXEC);
+
+	memset(chunk, 0x5a, sizeof(chunk));
+	for (int i = 0; fd >= 0 && i < 2048; i++)
+		if (write(fd, chunk, sizeof(chunk)) != sizeof(chunk))
+			break;
+}
+
+/* Children that wait, until fork fails (pids_max). */
+static void fork_bomb(void)
+{
+	for (int i = 0; i < 100000; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0)
+			return;
+		if (pid == 0) {
+			pause();
+			_exit(0);
+		}
+	}
+}
+
 static void misbehave(nng_socket s, const Ioreq__Request *q)
 {
+	if (!strcmp(mode, "chatter")) {
+		for (int i = 0; i < 10000; i++)
+			fprintf(stderr, "chatter line %d\n", i);
+		fflush(stderr);
+	} else if (!strcmp(mode, "irq-denied")) {
+		send_irqs(s, 200, 5000);
+	} else if (!strcmp(mode, "claim-flood")) {
+		for (uint32_t i = 0; i < 64; i++)
+			send_claim(s, 0xe0000000 + i * 0x1000ull, false, i);
+		for (uint32_t i = 0; i < 64; i++) {
+			send_claim(s, 0xe0000000 + i * 0x1000ull, true, i);
+			send_claim(s, 0xe0000000 + i * 0x1000ull, true, i);
+		}
+	} else if (!strcmp(mode, "memfd-bomb")) {
+		memfd_bomb();
+	} else if (!strcmp(mode, "fork-bomb")) {
+		fork_bomb();
+	}
 	if (!strcmp(mode, "reconnect"))
 		reconnect_as_child(s);
 	if (!strcmp(mode, "crash-request"))
@@ -122,35 +212,11 @@ static void misbehave(nng_socket s, const Ioreq__Request *q)
 
 		nng_send(s, big, sizeof(big), 0);
 	} else if (!strcmp(mode, "irq-flood")) {
-		Ioreq__Interrupt irq = IOREQ__INTERRUPT__INIT;
-		Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
-
-		irq.op = IOREQ__IRQ_OP__IRQ_PULSE;
-		irq.line = 5;
-		env.msg_case = IOREQ__ENVELOPE__MSG_INTERRUPT;
-		env.interrupt = &irq;
-		for (int i = 0; i < 100000; i++)
-			if (wire_send(s, &env, 0) < 0)
-				break;
+		send_irqs(s, 5, 100000);
 	}
 	reply(s, q->id, mask(pattern, q->size));
 }
 
-static void claim(nng_socket s)
-{
-	Ioreq__Range range = IOREQ__RANGE__INIT;
-	Ioreq__Claim c = IOREQ__CLAIM__INIT;
-	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
-
-	range.kind = IOREQ__KIND__KIND_MMIO;
-	range.start = 0x10000000;
-	range.size = 0x1000;
-	c.range = &range;
-	c.tag = 7;
-	env.msg_case = IOREQ__ENVELOPE__MSG_CLAIM;
-	env.claim = &c;
-	wire_send(s, &env, 0);
-}
 
 static int serve(nng_socket s, struct wire_arena *a)
 {
@@ -234,7 +300,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(mode, "crash-hello"))
 		return 3;
-	if (dial(url, &s) < 0)
+	if (dial(url, &s, child) < 0)
 		return 1;
 	if (child) {
 		/* The broker must refuse this process: it is not the one it started. */
@@ -249,6 +315,6 @@ int main(int argc, char **argv)
 	if (hello(s, name, &arena) < 0)
 		return 1;
 	if (!strcmp(mode, "claim-outside"))
-		claim(s);
+		send_claim(s, 0x10000000, false, 7);
 	return serve(s, &arena);
 }

@@ -1,0 +1,51 @@
+/* Starting device processes, and the host identities they run as.
+ *
+ * nng is not fork-safe and the broker is multithreaded, so a child only
+ * ever executes. A sandboxed device is cloned (clone3) into new mount, pid,
+ * ipc, net and uts namespaces (and a user namespace when the broker is not
+ * root) and executes ioreq-launch (launch.c), which builds the sandbox and
+ * then becomes the device in the same process; an unconfined one is
+ * posix_spawn'ed into a session of its own. Either way the caller gets the
+ * device's pid (as this process sees it) and a pidfd: processes are waited
+ * for, signalled and reaped through pidfds only, so a pid is never reused
+ * under us. */
+#ifndef IOREQ_PROC_H
+#define IOREQ_PROC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct proc_req {
+	char *const *argv;  /* argv[0] is the path executed */
+	int stdio[3];       /* its fds 0, 1 and 2 */
+	const int *keep;    /* further fds it keeps, at their numbers */
+	size_t n_keep;
+	bool sandboxed;     /* cloned into namespaces (argv: ioreq-launch's) */
+};
+
+/* Starts @req. 0 with *@ret_pid and *@ret_pidfd (O_CLOEXEC), or a
+ * negative errno (the execve's, if that is what failed). */
+int proc_start(const struct proc_req *req, pid_t *ret_pid, int *ret_pidfd);
+
+/* The broker's pidfd for ioreq-launch's --broker-pidfd (a launcher sees
+ * through it whether the broker died before it could arm its parent-death
+ * signal), or a negative errno. */
+int proc_broker_pidfd(void);
+
+/* Whether children are cloned into a user namespace of their own (the
+ * broker is not root). */
+bool proc_in_user_ns(void);
+
+/* Host uids (= gids) for device instances: [@first, @first + @count).
+ * Once, before any device starts. */
+void proc_set_ids(uint32_t first, uint32_t count);
+
+/* Takes a free id of the range, lowest first: 0 or -EUSERS. */
+int proc_take_id(uid_t *ret);
+
+/* Gives @id back once nothing runs as it any more. */
+void proc_give_id(uid_t id);
+
+#endif
