@@ -5,6 +5,7 @@
 #   ./build.sh demo             build, then run the demo
 #   ./build.sh test             build, then run every test
 #   ./build.sh test --sanitize  the same under ASan + UBSan (in build-asan/)
+#   ./build.sh test --tsan      the same under ThreadSanitizer (in build-tsan/)
 #   ./build.sh build            only build
 set -eu
 
@@ -17,6 +18,7 @@ flags="-DCMAKE_BUILD_TYPE=RelWithDebInfo"
 for arg in "$@"; do
 	case $arg in
 	--sanitize) dir=build-asan flags="$flags -DIOREQ_SANITIZE=ON" ;;
+	--tsan) dir=build-tsan flags="$flags -DIOREQ_TSAN=ON" ;;
 	*) echo "build.sh: unknown option $arg" >&2; exit 2 ;;
 	esac
 done

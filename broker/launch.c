@@ -111,7 +111,7 @@ static const struct rlimit_set {
 	/* An emulator needs some megabytes; every thread stack and malloc arena
 	 * reserves address space, hence the margin. AddressSanitizer reserves
 	 * terabytes of shadow: the sanitizer build leaves this one out. */
-#ifndef __SANITIZE_ADDRESS__
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 	{ RLIMIT_AS, 1ULL << 30 },
 #endif
 	{ RLIMIT_CORE, 0 },

@@ -111,8 +111,8 @@ static const int allowed[] = {
 	/* signals, exiting */
 	SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigaction) /* + abort */, SCMP_SYS(rt_sigreturn) /* + */,
 	SCMP_SYS(restart_syscall) /* + */, SCMP_SYS(exit_group),
-#ifdef __SANITIZE_ADDRESS__
-	/* AddressSanitizer, in a thread started after the lock: its alternate
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	/* The sanitizers, in a thread started after the lock: an alternate
 	 * signal stack, pthread_getattr_np */
 	SCMP_SYS(sigaltstack), SCMP_SYS(sched_getaffinity),
 #endif
