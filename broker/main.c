@@ -25,6 +25,17 @@
 #include "log.h"
 #include "sim.h"
 
+#ifdef __SANITIZE_THREAD__
+const char *__tsan_default_options(void);
+
+/* ThreadSanitizer sleeps a second at exit to catch late races; the tests
+ * that time a stop would wait for it. The device library does the same. */
+const char *__tsan_default_options(void)
+{
+	return "atexit_sleep_ms=0";
+}
+#endif
+
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: ioreq-brokerd --config FILE [--exit-with-vms] [--verbose | --quiet]\n"

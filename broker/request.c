@@ -134,7 +134,8 @@ int request_take(struct request_table *t, unsigned vcpu, struct access *a)
 	const struct acrn_io_request *slot = &t->hsm->page->req_slot[vcpu];
 
 	/* acrn-dm's rule: PROCESSING, and not taken by an in-HSM client. */
-	if (__atomic_load_n(&slot->processed, __ATOMIC_ACQUIRE) != ACRN_IOREQ_STATE_PROCESSING || slot->kernel_handled)
+	if (__atomic_load_n(&slot->processed, __ATOMIC_ACQUIRE) != ACRN_IOREQ_STATE_PROCESSING ||
+	    __atomic_load_n(&slot->kernel_handled, __ATOMIC_RELAXED))
 		return -EAGAIN;
 	if (atomic_load_explicit(&t->r[vcpu].id, memory_order_acquire) != ID_IDLE)
 		return -EBUSY;

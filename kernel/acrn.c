@@ -280,7 +280,7 @@ static int acrn_scan(struct acrn_hsm_vm *vm, const _Atomic uint32_t *held)
 
 		/* acrn-dm's rule: PROCESSING and not taken by an in-HSM client. */
 		if (__atomic_load_n(&req->processed, __ATOMIC_ACQUIRE) != ACRN_IOREQ_STATE_PROCESSING ||
-		    req->kernel_handled)
+		    __atomic_load_n(&req->kernel_handled, __ATOMIC_RELAXED))
 			continue;
 		if (!(h & 1u << v))
 			return 1;

@@ -314,7 +314,7 @@ static void dispatch_to_default(struct dispatch *d, unsigned vcpu, struct acrn_i
 {
 	uint32_t v = atomic_load(&d->dflt);
 
-	req->kernel_handled = 0;
+	__atomic_store_n(&req->kernel_handled, 0, __ATOMIC_RELAXED);
 	do {
 		if (!dispatch_has_default(v)) {
 			/* The kernel would leave it PENDING until a client
@@ -345,7 +345,7 @@ void dispatch_submit(struct dispatch *d, unsigned vcpu)
 		dispatch_to_default(d, vcpu, req);
 		return;
 	}
-	req->kernel_handled = 1;
+	__atomic_store_n(&req->kernel_handled, 1, __ATOMIC_RELAXED);
 	dispatch_set_state(req, ACRN_IOREQ_STATE_PROCESSING);
 	c->handler(c->priv, vcpu, req);
 	dispatch_complete(req);

@@ -35,6 +35,17 @@ int __lsan_is_turned_off(void)
 }
 #endif
 
+#ifdef __SANITIZE_THREAD__
+const char *__tsan_default_options(void);
+
+/* ThreadSanitizer sleeps a second at exit to catch late races: every
+ * device stop would take that second. The broker does the same. */
+const char *__tsan_default_options(void)
+{
+	return "atexit_sleep_ms=0";
+}
+#endif
+
 /* ---- Landlock ---- */
 
 /* The headers here stop at ABI 2; the later rights are the kernel's uAPI

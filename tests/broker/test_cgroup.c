@@ -843,7 +843,9 @@ static void test_real_fork_bomb(void **state)
 	assert_non_null(hit);
 	fprintf(stderr, "limit hit: %s, %d processes in the group\n", hit, procs_count(&f) / (int)f.n);
 	assert_string_equal(hit, "pids.max 16");
-	assert_true(procs_count(&f) / (int)f.n == 16);
+	/* Tasks count, threads too: a sanitizer's runtime thread in each child
+	 * leaves room for fewer processes. */
+	assert_true(procs_count(&f) / (int)f.n >= 8 && procs_count(&f) / (int)f.n <= 16);
 
 	assert_int_equal(cgroup_kill(cg), 0);
 	assert_true(killed(reap(pid, 5000)));

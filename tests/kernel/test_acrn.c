@@ -250,7 +250,7 @@ static void *broker_main(void *arg)
 			struct acrn_io_request *req = &page->req_slot[v];
 
 			if (held & 1u << v || __atomic_load_n(&req->processed, __ATOMIC_ACQUIRE) != ACRN_IOREQ_STATE_PROCESSING ||
-			    req->kernel_handled)
+			    __atomic_load_n(&req->kernel_handled, __ATOMIC_RELAXED))
 				continue;
 			if (req->completion_polling)
 				atomic_store(&b->saw_polling, true);

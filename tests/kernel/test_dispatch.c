@@ -1090,7 +1090,8 @@ static void *answer_main(void *arg)
 {
 	while (dispatch_attach(&d) == 0) {
 		for (unsigned i = 0; i < CLOSE_VCPUS; i++) {
-			if (state_of(i) == ACRN_IOREQ_STATE_PROCESSING && !slot(i)->kernel_handled)
+			if (state_of(i) == ACRN_IOREQ_STATE_PROCESSING &&
+			    !__atomic_load_n(&slot(i)->kernel_handled, __ATOMIC_RELAXED))
 				dispatch_notify(&d, i);
 		}
 	}

@@ -116,7 +116,7 @@ static void *client_main(void *arg)
 			struct acrn_io_request *req = &vm->page->req_slot[v];
 
 			if (__atomic_load_n(&req->processed, __ATOMIC_ACQUIRE) != ACRN_IOREQ_STATE_PROCESSING ||
-			    req->kernel_handled || (atomic_load(&rd->held) & (1u << v)))
+			    __atomic_load_n(&req->kernel_handled, __ATOMIC_RELAXED) || (atomic_load(&rd->held) & (1u << v)))
 				continue;
 			if (warm) {
 				atomic_fetch_or(&rd->held, 1u << v);
