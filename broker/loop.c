@@ -17,7 +17,7 @@ struct loop_source {
 	loop_fd_fn fn;
 	void *opaque;
 	bool dead;
-	struct loop_source *next_dead;
+	struct loop_source *prev, *next; /* the live ones, or the dead ones of a batch */
 };
 
 struct loop {
@@ -28,8 +28,8 @@ struct loop {
 	_Atomic bool quit;
 	pthread_mutex_t lock;     /* the job queue */
 	struct loop_job *head, **tail;
-	/* Removed during a batch of events: freed after it. */
-	struct loop_source *dead;
+	/* Watched; and removed during a batch of events, freed after it. */
+	struct loop_source *live, *dead;
 };
 
 int loop_new(struct loop **ret)
@@ -53,12 +53,12 @@ int loop_new(struct loop **ret)
 	return 0;
 }
 
-static void free_dead(struct loop *l)
+static void free_list(struct loop_source **head)
 {
-	while (l->dead) {
-		struct loop_source *s = l->dead;
+	while (*head) {
+		struct loop_source *s = *head;
 
-		l->dead = s->next_dead;
+		*head = s->next;
 		free(s);
 	}
 }
@@ -72,7 +72,9 @@ struct loop *loop_free(struct loop *l)
 		eventfd_write(l->wake, 1);
 		pthread_join(l->thread, NULL);
 	}
-	free_dead(l);
+	/* The loop owns its sources: those nobody removed go with it. */
+	free_list(&l->dead);
+	free_list(&l->live);
 	if (l->epfd >= 0)
 		close(l->epfd);
 	if (l->wake >= 0)
@@ -99,6 +101,10 @@ int loop_add(struct loop *l, int fd, uint32_t events, loop_fd_fn fn, void *opaqu
 		free(s);
 		return r;
 	}
+	s->next = l->live;
+	if (l->live)
+		l->live->prev = s;
+	l->live = s;
 	*ret = s;
 	return 0;
 }
@@ -108,8 +114,15 @@ struct loop_source *loop_remove(struct loop *l, struct loop_source *s)
 	if (!s)
 		return NULL;
 	epoll_ctl(l->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		l->live = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
 	s->dead = true;
-	s->next_dead = l->dead;
+	s->prev = NULL;
+	s->next = l->dead;
 	l->dead = s;
 	return NULL;
 }
@@ -222,7 +235,7 @@ static void *loop_thread(void *arg)
 			if (!s->dead)
 				s->fn(s->opaque, ev[i].events);
 		}
-		free_dead(l);
+		free_list(&l->dead);
 	}
 	/* Jobs posted while we stopped still run: their posters may wait. */
 	run_jobs(l);
