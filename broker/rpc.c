@@ -16,8 +16,11 @@
 #include "wire.h"
 
 /* How long a connection may wait for rpc_expect: the pid is known as soon
- * as the spawn returns, a few milliseconds after the clone. */
-#define EXPECT_WAIT_MS 5000
+ * as the spawn returns, milliseconds before the device can connect. The
+ * wait holds one of nng's few task threads, hence short. */
+#define EXPECT_WAIT_MS 1000
+/* How long rpc_shut waits for the accepted connection to end (see there). */
+#define PIPE_GONE_MS 1000
 
 struct rpc {
 	const struct rpc_events *ev;
@@ -29,11 +32,12 @@ struct rpc {
 	nng_listener listener;
 	nng_aio *rx;
 	char path[108];
-	pthread_mutex_t lock;   /* expected, accepted */
-	pthread_cond_t known;
+	pthread_mutex_t lock;   /* expected, accepted, connected */
+	pthread_cond_t known;   /* expected is known; connected went false */
 	pid_t expected;         /* 0: not known yet */
 	bool shutting;
 	uint32_t accepted;      /* the accepted pipe's id, 0: none */
+	bool connected;         /* the accepted pipe has not ended yet */
 	struct wire_arena arena; /* the receive callback's */
 };
 
@@ -102,8 +106,10 @@ static void pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 		}
 		pthread_mutex_lock(&c->lock);
 		ours = !c->accepted;
-		if (ours)
+		if (ours) {
 			c->accepted = id;
+			c->connected = true;
+		}
 		pthread_mutex_unlock(&c->lock);
 		/* One connection per instance: a second one from the same
 		 * process is not the protocol. */
@@ -115,6 +121,10 @@ static void pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 	}
 	pthread_mutex_lock(&c->lock);
 	ours = id == c->accepted;
+	if (ours && ev == NNG_PIPE_EV_REM_POST) {
+		c->connected = false;
+		pthread_cond_broadcast(&c->known);
+	}
 	pthread_mutex_unlock(&c->lock);
 	if (ev == NNG_PIPE_EV_REM_POST && ours)
 		c->ev->closed(c->opaque, gen);
@@ -159,6 +169,7 @@ int rpc_listen(struct rpc *c, const char *path, uint32_t gen)
 	pthread_mutex_lock(&c->lock);
 	c->expected = 0;
 	c->accepted = 0;
+	c->connected = false;
 	c->shutting = false;
 	pthread_mutex_unlock(&c->lock);
 
@@ -194,12 +205,25 @@ void rpc_expect(struct rpc *c, pid_t pid)
 
 void rpc_shut(struct rpc *c)
 {
+	struct timespec until;
+
 	if (!atomic_exchange(&c->current, 0))
 		return;
-	/* A connection waiting for rpc_expect gives up now. */
+	/* nng 1.5.2 can hang for good in nng_close when it closes a pipe while
+	 * a message is arriving on it (nng_shim.c): close only once the
+	 * device's connection has ended from its side (the caller made sure
+	 * its process is gone), bounded. A connection waiting for rpc_expect
+	 * gives up now. */
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_nsec += PIPE_GONE_MS % 1000 * 1000000L;
+	until.tv_sec += PIPE_GONE_MS / 1000 + until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
 	pthread_mutex_lock(&c->lock);
 	c->shutting = true;
 	pthread_cond_broadcast(&c->known);
+	while (c->connected)
+		if (pthread_cond_clockwait(&c->known, &c->lock, CLOCK_MONOTONIC, &until) == ETIMEDOUT)
+			break;
 	pthread_mutex_unlock(&c->lock);
 	nng_close(c->sock);
 	if (c->rx) {

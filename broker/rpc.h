@@ -4,7 +4,9 @@
  *
  * Each device instance gets a socket of its own (rpc_listen when it is
  * spawned, rpc_shut once it is reaped), so that nothing of a dead
- * instance, not even a half-open connection, outlives it. Only the process
+ * instance outlives it. Connections are refused only in nng's ADD_PRE
+ * callback, never later: nng 1.5.2 can hang closing a live pipe (see
+ * nng_shim.c, which the broker links to survive its other bugs). Only the process
  * the channel is told to expect (its pid, which SO_PEERCRED reports) is
  * accepted, and only one connection at a time.
  *
@@ -49,7 +51,9 @@ int rpc_listen(struct rpc *c, const char *path, uint32_t gen);
 void rpc_expect(struct rpc *c, pid_t pid);
 
 /* Closes the socket and every connection; returns once no event of it
- * runs any more. Never from an event callback. */
+ * runs any more. Call it once the device's process is gone: it waits (up
+ * to a second) for the device's connection to end from its side first.
+ * Never from an event callback. */
 void rpc_shut(struct rpc *c);
 
 /* Sends @env to instance @gen, without blocking: -ESTALE (another
