@@ -9,7 +9,7 @@
  *   nng-repro [--kind KIND] [--rounds N] [--during]  raw clients giving up
  *   nng-repro --busy-kills N [--flood]               busy devices killed
  *   nng-repro --close-busy                           nng_close, device busy
- *   common: [--shim] [--refuse pre|post] [--per-instance] [--idle SECONDS]
+ *   common: [--refuse pre|post] [--per-instance] [--idle SECONDS]
  *
  * KIND (each round is one raw AF_UNIX connection; `all` rotates):
  *   connect-close   connect, close at once
@@ -25,8 +25,9 @@
  * each with SIGKILL mid-traffic; --flood makes them never read.
  * --close-busy calls nng_close while a busy device is connected.
  *
- * --shim turns on the workaround (nng_shim.c); --refuse post refuses pipes in
- * ADD_POST instead of ADD_PRE; --per-instance serves the device after the
+ * nng-repro-shim is the same program linked with the broker's workaround
+ * (broker/nng_shim.c); --refuse post refuses pipes in ADD_POST instead of
+ * ADD_PRE; --per-instance serves the device after the
  * churn from a fresh socket on a fresh path, closing the churned one.
  *
  * Internal modes, exec'd by the listener so that no forked child of an nng
@@ -57,7 +58,6 @@
 #include <nng/protocol/pair1/pair.h>
 #include <nng/transport/ipc/ipc.h>
 
-#include "nng_shim.h"
 
 extern char **environ;
 
@@ -525,7 +525,7 @@ static int busy_kills(struct listener *l, int n, bool flood)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: nng-repro [--kind KIND] [--rounds N] [--refuse pre|post] [--shim]\n"
+	fprintf(stderr, "usage: nng-repro [--kind KIND] [--rounds N] [--refuse pre|post]\n"
 			"                 [--per-instance] [--busy-kills N [--flood]] [--close-busy] [--during]\n"
 			"                 [--idle SECONDS]\n"
 			"KIND: connect-close read-close header-close header-noread partial-frame refused all\n");
@@ -556,8 +556,6 @@ int main(int argc, char **argv)
 			rounds = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--refuse") && i + 1 < argc)
 			refuse_at = !strcmp(argv[++i], "post") ? REFUSE_POST : REFUSE_PRE;
-		else if (!strcmp(argv[i], "--shim"))
-			nng_shim_enable();
 		else if (!strcmp(argv[i], "--per-instance"))
 			per_instance = true;
 		else if (!strcmp(argv[i], "--busy-kills") && i + 1 < argc)
@@ -585,7 +583,7 @@ int main(int argc, char **argv)
 	fds0 = count_fds();
 	threads0 = count_threads();
 	printf("kind %s rounds %d refuse %s%s%s\n", kind, rounds, refuse_at == REFUSE_PRE ? "ADD_PRE" : "ADD_POST",
-	       nng_shim_enabled() ? " shim" : "", per_instance ? " per-instance" : "");
+	       NNG_REPRO_SHIM ? " shim" : "", per_instance ? " per-instance" : "");
 	printf("baseline: %d fds, %d threads\n", fds0, threads0);
 	if (!device_served(&l, 5)) {
 		printf("device before churn: NOT served\n");
