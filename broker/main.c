@@ -25,6 +25,20 @@
 #include "log.h"
 #include "sim.h"
 
+#ifdef __SANITIZE_ADDRESS__
+const char *__lsan_default_suppressions(void);
+
+/* nng 1.5.2 drops a message handed to a pipe that is closing: its ipc
+ * transport's ipc_pipe_send returns when nni_aio_begin fails without
+ * finishing the aio (src/sp/transport/ipc/ipc.c:515), so pair1 never frees
+ * it. A request sent to a device at the moment it dies is such a message.
+ * rpc_send's own path frees what nng refuses (wire_send). */
+const char *__lsan_default_suppressions(void)
+{
+	return "leak:rpc_send\n";
+}
+#endif
+
 #ifdef __SANITIZE_THREAD__
 const char *__tsan_default_options(void);
 
