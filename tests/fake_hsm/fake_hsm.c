@@ -178,7 +178,7 @@ static void fake_result(void *opaque, const char *text)
 	const struct fake_vm *vm = opaque;
 	char line[FAKE_LINE];
 
-	snprintf(line, sizeof(line), "hsm%u %s\n", vm->serial, text);
+	snprintf(line, sizeof(line), "hsm%u %.*s\n", vm->serial, FAKE_LINE - 16, text);
 	fake_write(fake_result_fd >= 0 ? fake_result_fd : STDERR_FILENO, line);
 }
 
