@@ -311,8 +311,9 @@ static void check_ns(pid_t broker, pid_t dev)
 }
 
 /* 0, 1 and 2, and what nng opened since: nothing that names a file but
- * /dev/null and the broker's log (its stderr). */
-static void check_fds(pid_t dev, const char *log)
+ * /dev/null; its stdout and stderr are pipes to the broker, not the
+ * broker's log or terminal. */
+static void check_fds(pid_t dev)
 {
 	char dir[64], path[384], target[512];
 	struct dirent *e;
@@ -330,11 +331,42 @@ static void check_fds(pid_t dev, const char *log)
 		n = readlink(path, target, sizeof(target) - 1);
 		assert_true(n > 0);
 		target[n] = '\0';
-		if (target[0] == '/' && strcmp(target, "/dev/null") && strcmp(target, log))
+		if (target[0] == '/' && strcmp(target, "/dev/null"))
 			print_error("fd %s of the device is %s\n", e->d_name, target);
-		assert_true(target[0] != '/' || !strcmp(target, "/dev/null") || !strcmp(target, log));
+		assert_true(target[0] != '/' || !strcmp(target, "/dev/null"));
+		if (!strcmp(e->d_name, "1") || !strcmp(e->d_name, "2"))
+			assert_int_equal(strncmp(target, "pipe:", 5), 0);
 	}
 	closedir(d);
+}
+
+/* Its memory cgroup is the instance's own, with the configured limit:
+ * v2 memory.max, or v1 memory.limit_in_bytes. */
+static void check_cgroup(pid_t dev, const char *name, const char *limit)
+{
+	char path[128], text[4096], file[1024], value[64];
+	const char *line;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)dev);
+	slurp(path, text, sizeof(text));
+	if ((line = strstr(text, ":memory:"))) {
+		snprintf(file, sizeof(file), "/sys/fs/cgroup/memory%.*s/memory.limit_in_bytes",
+			 (int)strcspn(line + 8, "\n"), line + 8);
+	} else {
+		line = strstr(text, "0::");
+		assert_non_null(line);
+		snprintf(file, sizeof(file), "/sys/fs/cgroup%.*s/memory.max", (int)strcspn(line + 3, "\n"), line + 3);
+	}
+	if (!strstr(file, name))
+		print_error("the device is in %s, not in a group of its own (%s)\n", file, name);
+	assert_non_null(strstr(file, name));
+	f = fopen(file, "re");
+	assert_non_null(f);
+	assert_non_null(fgets(value, sizeof(value), f));
+	fclose(f);
+	value[strcspn(value, "\n")] = '\0';
+	assert_string_equal(value, limit);
 }
 
 static void check_limit(const char *limits, const char *name, const char *value)
@@ -360,7 +392,7 @@ static void check_seen_from_outside(bool unprivileged)
 			    "broker: { runtime_dir: %s }\n"
 			    "vms:\n"
 			    "  - { name: out, backend: sim, vcpus: 1, scripts: [forever.txt], devices: [\n"
-			    "      { name: ram, program: ioreq-dev-ram, mmio: [\"0x1000+0x100\"] } ] }\n",
+			    "      { name: ram, program: ioreq-dev-ram, mmio: [\"0x1000+0x100\"], memory_max: 32M } ] }\n",
 			    runtime_dir(unprivileged));
 	start_broker(&r, cfg, unprivileged);
 	dev = harness_device_pid(&r, "out", "ram", 20);
@@ -380,7 +412,9 @@ static void check_seen_from_outside(bool unprivileged)
 	assert_string_equal(status_field(status, "Uid:", v, sizeof(v)),
 			    unprivileged ? "65534\t65534\t65534\t65534" : "458752\t458752\t458752\t458752");
 	check_ns(broker, dev);
-	check_fds(dev, r.log);
+	check_fds(dev);
+	if (!unprivileged)
+		check_cgroup(dev, "/out.ram.1", "33554432");
 	snprintf(path, sizeof(path), "/proc/%d/limits", (int)dev);
 	slurp(path, limits, sizeof(limits));
 	check_limit(limits, "Max open files", "64");
