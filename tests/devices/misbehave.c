@@ -19,6 +19,8 @@
  *   reconnect N      on request N, hand the connection to another process:
  *                    start a copy of itself that dials the same socket and
  *                    says hello under the same name, then hang up
+ *   claim-crash N    claim 0x1000 bytes at 0x10000000 (give it that window),
+ *                    serve, and abort() on request N
  *   chatter N        on request N, write 10000 lines to stderr
  *   irq-denied N     on request N, send 5000 interrupts on line 200,
  *                    which no device is granted
@@ -201,7 +203,7 @@ static void misbehave(nng_socket s, const Ioreq__Request *q)
 	}
 	if (!strcmp(mode, "reconnect"))
 		reconnect_as_child(s);
-	if (!strcmp(mode, "crash-request"))
+	if (!strcmp(mode, "crash-request") || !strcmp(mode, "claim-crash"))
 		abort();
 	if (!strcmp(mode, "garbage")) {
 		static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 0x42, 0x00 };
@@ -314,7 +316,7 @@ int main(int argc, char **argv)
 	}
 	if (hello(s, name, &arena) < 0)
 		return 1;
-	if (!strcmp(mode, "claim-outside"))
+	if (!strcmp(mode, "claim-outside") || !strcmp(mode, "claim-crash"))
 		send_claim(s, 0x10000000, false, 7);
 	return serve(s, &arena);
 }

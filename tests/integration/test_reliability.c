@@ -254,6 +254,34 @@ static void test_claim_outside(void **state)
 	assert_steady(&r);
 }
 
+/* The ranges a device claimed die with its instance: once it crashed, its
+ * BAR routes to nobody, not to the next instance, which never claimed it. */
+static void test_claims_die_with_instance(void **state)
+{
+	char dev[1024];
+	struct run r;
+
+	snprintf(dev, sizeof(dev),
+		 "      - { name: bad, program: %s, sandbox: none, pio: [\"0x80+4\"],\n"
+		 "          windows: {mmio: [\"0x10000000+0x1000\"]},\n"
+		 "          args: [--mode, claim-crash, --nth, \"3\", --once, %s] }\n",
+		 MISBEHAVE, once());
+	assert_int_equal(run_vm(&r,
+				"sleep 500\n"
+				"mmio read 0x10000000 4 0x11\n"
+				"pio read 0x80 4 0x11\n"
+				"pio read 0x80 4 0xffffffff\n"
+				"sleep 2500\n"
+				"pio read 0x80 4 0x11\n"
+				"mmio read 0x10000000 4 0xffffffff\n",
+				dev),
+			 0);
+	assert_non_null(strstr(harness_log(&r), "vm v device bad: claimed mmio 0x10000000..0x10000fff"));
+	assert_non_null(strstr(harness_log(&r), "vm v device bad: restarting (restart 1)"));
+	assert_int_equal(harness_stat(&r, "vm v:", " unclaimed"), 1);
+	assert_steady(&r);
+}
+
 /* A device that hangs up and lets another process reconnect as itself: the
  * broker kills the original and starts a fresh one; the stranger is refused
  * if it connects in time, and otherwise dies with the instance that started
@@ -327,6 +355,7 @@ int main(void)
 		harness_test(test_lies_cut_off),
 		harness_test(test_irq_flood),
 		harness_test(test_claim_outside),
+		harness_test(test_claims_die_with_instance),
 		harness_test(test_reconnect_as_someone_else),
 		harness_test(test_sigterm_under_load),
 	};
