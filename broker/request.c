@@ -279,6 +279,10 @@ bool request_complete(struct request_table *t, uint64_t id, uint64_t value, enum
 		.published_ns = r->published_ns,
 		.how = how,
 	};
+	/* Before the vCPU is released: its next request must find what this
+	 * one held (the device's in-flight count) already given back. */
+	if (t->done)
+		t->done(t->opaque, &d);
 	access_finish(&t->hsm->page->req_slot[vcpu], &a, value, how != REQUEST_ANSWERED);
 	hsm_complete(t->hsm, vcpu);
 	/* IDLE before the held bit: the VM thread takes the vCPU's next
@@ -286,8 +290,6 @@ bool request_complete(struct request_table *t, uint64_t id, uint64_t value, enum
 	atomic_store_explicit(&r->id, ID_IDLE, memory_order_release);
 	atomic_fetch_and(&t->held, ~(1u << vcpu));
 	hsm_kick(t->hsm);
-	if (t->done)
-		t->done(t->opaque, &d);
 	atomic_fetch_sub(&t->active, 1);
 	wake_drain(t);
 	return true;

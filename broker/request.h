@@ -54,7 +54,7 @@ struct request_done {
 };
 
 /* Called once per completed published request, in the completing thread,
- * after the vCPU was released: statistics, in-flight counts. */
+ * just before the vCPU is released: statistics, in-flight counts. */
 typedef void (*request_done_fn)(void *opaque, const struct request_done *d);
 
 struct request_table;
