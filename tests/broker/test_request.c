@@ -25,6 +25,7 @@ struct fixture {
 	struct request_table *t;
 	_Atomic unsigned done[REQUEST_DRAINED + 1];
 	_Atomic unsigned done_total;
+	_Atomic unsigned done_after_release; /* the vCPU was free before the event */
 };
 
 static struct fixture fx;
@@ -36,6 +37,9 @@ static void on_done(void *opaque, const struct request_done *d)
 
 	atomic_fetch_add(&f->done[d->how], 1);
 	atomic_fetch_add(&f->done_total, 1);
+	if (__atomic_load_n(&f->hsm->page->req_slot[d->vcpu].processed, __ATOMIC_ACQUIRE) !=
+	    ACRN_IOREQ_STATE_PROCESSING)
+		atomic_fetch_add(&f->done_after_release, 1);
 }
 
 static int setup(void **state)
@@ -120,6 +124,8 @@ static void test_reply_completes_once(void **state)
 	request_fail_owner(fx.t, &owner_a, REQUEST_FAILED);
 	assert_int_equal(atomic_load(&fx.done_total), 1);
 	assert_int_equal(atomic_load(&fx.done[REQUEST_ANSWERED]), 1);
+	/* What it held is given back before its vCPU may post the next one. */
+	assert_int_equal(atomic_load(&fx.done_after_release), 0);
 }
 
 static void test_wider_value_is_a_lie(void **state)
