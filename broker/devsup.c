@@ -5,25 +5,19 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
-#include <stdatomic.h>
 #include <pthread.h>
-#include <sched.h>
+#include <stdatomic.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/pidfd.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <linux/sched.h>
 
 #include "cgroup.h"
 #include "clock.h"
@@ -32,9 +26,6 @@
 #include "rpc.h"
 #include "wire.h"
 
-extern char **environ;
-
-#define HANDSHAKE_TIMEOUT_MS 10000
 #define SHUTDOWN_GRACE_MS 1000
 #define KILL_WAIT_MS 5000
 #define BACKOFF_MIN_MS 50
@@ -874,7 +865,7 @@ static int start_instance(struct devsup *d)
 	if (d->cfg->sandbox != CFG_SANDBOX_STRICT)
 		log_warn("vm %s device %s: sandbox none: running unconfined", d->p.vm, d->cfg->name);
 	log_info("vm %s device %s: started %s (pid %d)", d->p.vm, d->cfg->name, d->cfg->program, in->pid);
-	arm_timer(d, HANDSHAKE_TIMEOUT_MS);
+	arm_timer(d, DEVSUP_HANDSHAKE_MS);
 	return 0;
 fail:
 	for (int i = 0; i < 3; i++)
@@ -1015,7 +1006,7 @@ static void on_timer(void *opaque, uint32_t events)
 		return;
 	switch (devsup_state(d)) {
 	case DEVSUP_STARTING:
-		snprintf(why, sizeof(why), "no handshake within %u ms", HANDSHAKE_TIMEOUT_MS);
+		snprintf(why, sizeof(why), "no handshake within %u ms", DEVSUP_HANDSHAKE_MS);
 		went_down(d, gen_of(d), why);
 		break;
 	case DEVSUP_DOWN:

@@ -28,6 +28,10 @@
 
 struct cgroup_tree;
 
+/* A device instance that has not finished its handshake this long after
+ * its start is killed (and restarted by its policy). */
+#define DEVSUP_HANDSHAKE_MS 10000
+
 enum devsup_state {
 	DEVSUP_STOPPED,  /* not started, or stopped on purpose */
 	DEVSUP_STARTING, /* spawned, no handshake yet */

@@ -17,7 +17,6 @@
 #include "rangemap.h"
 #include "request.h"
 
-#define HANDSHAKE_WAIT_MS 10000
 /* How long a stop or reset lets devices answer what they hold: ACRN's
  * CLEAR_VM_IOREQ gives in-HSM clients 100 ms; devices get more, but a stop
  * never waits for a long deadline (on_failure: hold may set minutes). */
@@ -274,12 +273,6 @@ static void on_deadline(void *opaque, uint32_t events)
 }
 
 /* ---- what devices tell their VM ---- */
-
-struct resend {
-	struct bvm *vm;
-	struct vdev *dev;
-	uint32_t gen;
-};
 
 static void dev_ready(void *opaque, uint32_t gen)
 {
@@ -609,7 +602,7 @@ static void finish_start(struct bvm *vm, int result)
 }
 
 /* The guest starts once every device finished its handshake or failed,
- * or when HANDSHAKE_WAIT_MS are up: checked on every device event and on
+ * or when DEVSUP_HANDSHAKE_MS are up: checked on every device event and on
  * the start timer, never waited for, so that the event thread goes on
  * reading the devices' pipes and collecting their exits meanwhile. */
 static void check_start(struct bvm *vm, bool timeout)
@@ -624,7 +617,7 @@ static void check_start(struct bvm *vm, bool timeout)
 	for (size_t i = 0; i < vm->n_devs; i++)
 		if (devsup_state(vm->devs[i].sup) == DEVSUP_STARTING)
 			log_err("vm %s device %s: no handshake within %u ms; its requests get the fallback", vm->cfg->name,
-				vm->devs[i].cfg->name, HANDSHAKE_WAIT_MS);
+				vm->devs[i].cfg->name, DEVSUP_HANDSHAKE_MS);
 	r = guest_start(vm);
 	if (r == 0)
 		log_info("vm %s: started on the %s backend with %u vcpus and %zu devices", vm->cfg->name,
@@ -650,8 +643,8 @@ static void on_start_timer(void *opaque, uint32_t events)
 
 static void do_start(void *arg)
 {
-	struct itimerspec its = { .it_value = { .tv_sec = HANDSHAKE_WAIT_MS / 1000,
-						.tv_nsec = HANDSHAKE_WAIT_MS % 1000 * 1000000 } };
+	struct itimerspec its = { .it_value = { .tv_sec = DEVSUP_HANDSHAKE_MS / 1000,
+						.tv_nsec = DEVSUP_HANDSHAKE_MS % 1000 * 1000000 } };
 	struct life_call *c = arg;
 	struct bvm *vm = c->vm;
 	int r = 0;
