@@ -141,7 +141,9 @@ struct fake_vm {
 	struct acrn_regs regs[ACRN_IO_REQUEST_MAX];
 	struct dispatch d;
 	struct sim_cpus *cpus;
-	struct kvmvm *kvm; /* the guest, when it runs on /dev/kvm */
+	/* The guest, when it runs on /dev/kvm: published once it is whole,
+	 * for the irqfd relay's thread, which reads it without the lock. */
+	struct kvmvm *_Atomic kvm;
 	/* The HSM's references to the eventfds of its irqfds (the relay's). */
 	struct irqfd_relay *irqfds;
 	unsigned n_irqfds;
@@ -562,7 +564,7 @@ static struct kvm_segment fake_segment(uint16_t sel, uint64_t base, uint32_t lim
 }
 
 /* acrn-hypervisor's set_vcpu_regs, onto KVM's vCPU state. */
-static int fake_kvm_regs(struct fake_vm *vm, unsigned vcpu)
+static int fake_kvm_regs(struct fake_vm *vm, struct kvmvm *k, unsigned vcpu)
 {
 	const struct acrn_regs *v = &vm->regs[vcpu];
 	bool pe = v->cr0 & 1;
@@ -576,7 +578,7 @@ static int fake_kvm_regs(struct fake_vm *vm, unsigned vcpu)
 		.rip = v->rip,
 		.rflags = v->rflags ? v->rflags & ~0x8d5ull : 0x2,
 	};
-	int r = kvmvm_get_sregs(vm->kvm, vcpu, &sregs);
+	int r = kvmvm_get_sregs(k, vcpu, &sregs);
 
 	if (r)
 		return r;
@@ -596,7 +598,7 @@ static int fake_kvm_regs(struct fake_vm *vm, unsigned vcpu)
 	sregs.cr3 = v->cr3;
 	sregs.cr4 = v->cr4;
 	sregs.efer = v->ia32_efer;
-	return kvmvm_set_state(vm->kvm, vcpu, &regs, &sregs);
+	return kvmvm_set_state(k, vcpu, &regs, &sregs);
 }
 
 /* A vCPU of the guest run on KVM could not go on (reported already). */
@@ -620,22 +622,25 @@ static int fake_run_kvm(struct fake_vm *vm, struct fake_call *c)
 	};
 	int r;
 
+	struct kvmvm *k = NULL;
+
 	if (access("/dev/kvm", R_OK | W_OK) < 0) {
 		fake_remark(c, "fake: cannot run the guest: /dev/kvm: %s", strerror(errno));
 		return -ENODEV;
 	}
-	r = kvmvm_create(&p, &vm->kvm);
+	r = kvmvm_create(&p, &k);
 	for (unsigned i = 0; !r && i < vm->mappings; i++)
-		r = kvmvm_map(vm->kvm, vm->ram[i].gpa, vm->ram[i].size, vm->ram[i].host);
+		r = kvmvm_map(k, vm->ram[i].gpa, vm->ram[i].size, vm->ram[i].host);
 	if (!r)
-		r = fake_kvm_regs(vm, 0);
+		r = fake_kvm_regs(vm, k, 0);
 	if (!r)
-		r = kvmvm_start(vm->kvm);
+		r = kvmvm_start(k);
 	if (r) {
 		fake_remark(c, "fake: cannot run the guest on /dev/kvm");
-		vm->kvm = kvmvm_free(vm->kvm);
+		kvmvm_free(k);
 		return -ENODEV;
 	}
+	vm->kvm = k;
 	return 0;
 }
 
@@ -762,9 +767,10 @@ static int fake_ioeventfd(struct fake_vm *vm, unsigned long arg, struct fake_cal
 static void fake_irqfd_inject(void *opaque, const struct hsm_irqfd *f)
 {
 	struct fake_vm *vm = opaque;
+	struct kvmvm *k = vm->kvm;
 
-	if (vm->kvm)
-		kvmvm_msi(vm->kvm, f->msi_addr, f->msi_data);
+	if (k)
+		kvmvm_msi(k, f->msi_addr, f->msi_data);
 	else
 		sim_cpus_inject_msi(vm->cpus, f->msi_addr, f->msi_data);
 }

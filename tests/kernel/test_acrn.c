@@ -901,6 +901,8 @@ static void test_scripts_see_ram(void **state)
 	*(uint32_t *)(b.vm->mem + 0x3000) = 0xfeed;
 	assert_int_equal(hsm_start(b.vm), 0);
 	wait_scripts_ended(serial, "vm ram: scripts ended: 1 accesses, 0 mismatches");
+	/* The broker saw the write that followed the stores: they are ours. */
+	assert_int_equal(atomic_load(&b.port80_writes), 1);
 	assert_int_equal(*(uint64_t *)(b.vm->mem + 0x1000), 0x1122334455667788ull);
 	assert_memory_equal(b.vm->mem + 0x2000, "blob!", 5);
 	broker_stop(&b);
