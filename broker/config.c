@@ -1161,8 +1161,8 @@ static const struct field vm_fields[] = {
 	{ "scripts", .parse = parse_scripts, .kind = K_SCRIPTS, .off = offsetof(VM, scripts), .late = true,
 	  .backends = BACKEND(SIM), .value = "list of files or ~, one per vCPU", .dflt = "every vCPU idle",
 	  .doc = "each vCPU's script (~: idle), relative to this file" },
-	{ "memory", NUM(VM, memory, MIB, 64 * GIB, 64 * MIB), .unit = U_SIZE, .align = 4 * KIB,
-	  .backends = BACKEND(KVM) | BACKEND(ACRN), .doc = "guest RAM" },
+	{ "memory", NUM(VM, memory, MIB, 64 * GIB, 0), .unit = U_SIZE, .align = 4 * KIB, .dflt = "64M; sim: none",
+	  .doc = "guest RAM (a sealed memfd; sim: for the scripts' mem statements and the devices)" },
 	{ "image", STR(VM, image, parse_image), .backends = BACKEND(KVM), .required = BACKEND(KVM), .value = "file",
 	  .doc = "the guest, a static ELF64 executable, relative to this file" },
 	{ "exit_port", NUM(VM, exit_port, 0, PIO_MAX, 0xf4), .unit = U_HEX, .backends = BACKEND(KVM),
@@ -1178,7 +1178,19 @@ static uint8_t vm_backend(const void *obj)
 	return 1u << ((const struct cfg_vm *)obj)->backend;
 }
 
-static const struct schema vm_schema = { "vm", "`vms[]`: each VM", SCHEMA(vm_fields), .backend = vm_backend };
+/* A sim VM has RAM only if it says so; the others 64M unless they say. */
+static int vm_finish(struct loader *l, yaml_node_t *map, void *obj)
+{
+	VM *vm = obj;
+
+	if (!vm->memory && vm->backend != CFG_BACKEND_SIM)
+		vm->memory = 64 * MIB;
+	return 0;
+}
+
+static const struct schema vm_schema = {
+	"vm", "`vms[]`: each VM", SCHEMA(vm_fields), .backend = vm_backend, .finish = vm_finish
+};
 static const struct list vm_list = { &vm_schema, sizeof(VM), offsetof(VM, mark), "VM" };
 
 static const struct field broker_fields[] = {

@@ -87,7 +87,7 @@ struct cfg_vm {
 	enum cfg_backend backend;
 	unsigned vcpus;
 	char **scripts;    /* sim: vcpus entries, absolute paths; NULL = idle vCPU */
-	uint64_t memory;   /* kvm, acrn: guest RAM in bytes */
+	uint64_t memory;   /* guest RAM in bytes; sim: 0 without `memory` */
 	char *image;       /* kvm: the guest's static ELF64 image, absolute path */
 	uint32_t exit_port; /* kvm: a write here stops the VM with that status */
 	bool completion_polling; /* acrn: the vCPU polls for completion */

@@ -33,6 +33,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "boot.h"
+#include "guestmem.h"
+
 #define ACRN_PAGE_SIZE 4096u
 #define ACRN_POLL_MIN_US 100
 #define ACRN_POLL_MAX_US 1000
@@ -44,8 +47,8 @@ struct acrn_hsm_vm {
 	uint16_t vmid;
 	bool created; /* DESTROY_VM is owed */
 	bool paused;  /* by PAUSE_VM, until START_VM */
-	void *ram;
-	uint64_t ram_size;
+	char *image;  /* NULL: the hypervisor's configuration boots it */
+	uint64_t entry;
 	/* Bumped by acrn_kick: the futex acrn_attach sleeps on. */
 	_Atomic uint32_t kick;
 	hsm_report_fn report;
@@ -111,41 +114,102 @@ static void acrn_destroy(struct hsm_vm *base)
 		destroyed = ACRN_IOCTL(vm, ACRN_IOCTL_DESTROY_VM, 0) == 0;
 	}
 	/* Closing releases the VM in the HSM, which unpins the request page
-	 * and guest RAM. */
+	 * and guest RAM and drops its references to the eventfds. */
 	if (vm->fd >= 0)
 		close(vm->fd);
-	if (vm->ram != MAP_FAILED)
-		munmap(vm->ram, vm->ram_size);
 	/* A hypervisor VM that outlived DESTROY_VM may still write into the
-	 * request page, which the HSM has unpinned: keep it ours, leaked. */
+	 * request page and RAM, which the HSM has unpinned: keep them ours,
+	 * leaked. */
+	if (destroyed)
+		hsm_vm_release(&vm->base);
 	if (vm->base.page != MAP_FAILED && destroyed)
 		munmap(vm->base.page, ACRN_PAGE_SIZE);
+	free(vm->image);
 	free(vm);
 }
 
-/* acrn-dm's vm_map_memseg_vma: RAM, read-write-execute, at @gpa. */
-static int acrn_map_ram(struct acrn_hsm_vm *vm, uint64_t gpa, uint64_t offset, uint64_t len)
+/* Guest RAM, laid out as acrn-dm does: [0, 2 GiB), the rest from 4 GiB,
+ * leaving the 32-bit PCI hole free. */
+static int acrn_create_ram(struct acrn_hsm_vm *vm, uint64_t size)
 {
-	struct acrn_vm_memmap m = {
-		.type = ACRN_MEMMAP_RAM,
-		.attr = ACRN_MEM_ACCESS_RWX,
-		.user_vm_pa = gpa,
-		.vma_base = (uintptr_t)vm->ram + offset,
-		.len = len,
-	};
-
-	return ACRN_IOCTL(vm, ACRN_IOCTL_SET_MEMSEG, &m);
-}
-
-static int acrn_setup_ram(struct acrn_hsm_vm *vm)
-{
-	uint64_t low = vm->ram_size < ACRN_LOWMEM_LIMIT ? vm->ram_size : ACRN_LOWMEM_LIMIT;
+	uint64_t low = size < ACRN_LOWMEM_LIMIT ? size : ACRN_LOWMEM_LIMIT;
+	char note[256];
 	int r;
 
-	r = acrn_map_ram(vm, 0, 0, low);
-	if (r == 0 && vm->ram_size > low)
-		r = acrn_map_ram(vm, ACRN_HIGHMEM_BASE, low, vm->ram_size - low);
+	r = guestmem_create(&vm->base, vm->name, size, note, sizeof(note));
+	if (note[0])
+		acrn_report(vm, "%s", note);
+	if (!r)
+		r = guestmem_add_region(&vm->base, 0, low, 0);
+	if (!r && size > low)
+		r = guestmem_add_region(&vm->base, ACRN_HIGHMEM_BASE, size - low, low);
 	return r;
+}
+
+/* acrn-dm's vm_map_memseg_vma: each region, read-write-execute, its pages
+ * those of our shared mapping of the memfd (the HSM pins them). */
+static int acrn_map_ram(struct acrn_hsm_vm *vm)
+{
+	int r = 0;
+
+	for (unsigned i = 0; i < vm->base.n_regions && !r; i++) {
+		const struct hsm_mem_region *m = &vm->base.regions[i];
+		struct acrn_vm_memmap mm = {
+			.type = ACRN_MEMMAP_RAM,
+			.attr = ACRN_MEM_ACCESS_RWX,
+			.user_vm_pa = m->gpa,
+			.vma_base = (uintptr_t)vm->base.mem + m->offset,
+			.len = m->size,
+		};
+
+		r = ACRN_IOCTL(vm, ACRN_IOCTL_SET_MEMSEG, &mm);
+	}
+	return r;
+}
+
+/* The image into the RAM at 0 (zeroed first: a reset starts from what the
+ * guest ABI promises, not from the last run's memory). */
+static int acrn_load_image(struct acrn_hsm_vm *vm)
+{
+	const struct hsm_mem_region *low = &vm->base.regions[0];
+	char why[256];
+	int r;
+
+	memset(vm->base.mem, 0, vm->base.mem_size);
+	r = boot_load(vm->image, vm->base.mem + low->offset, low->size, 1, &vm->entry, why, sizeof(why));
+	if (r)
+		acrn_report(vm, "%s", why);
+	return r;
+}
+
+/* SET_VCPU_REGS for the boot vCPU: boot.h's 64-bit state, in the form the
+ * hypervisor's set_vcpu_regs takes (it gives the data segments flat
+ * protected-mode attributes itself; the other vCPUs wait for INIT/SIPI,
+ * hence RSI = 1). */
+static int acrn_set_boot_regs(struct acrn_hsm_vm *vm)
+{
+	struct acrn_vcpu_regs regs = { .vcpu_id = 0 };
+	struct acrn_regs *r = &regs.vcpu_regs;
+	struct boot_regs b;
+
+	boot_regs(vm->entry, vm->base.regions[0].size, 0, 1, &b);
+	r->gprs.rsp = b.rsp;
+	r->gprs.rdi = b.rdi;
+	r->gprs.rsi = b.rsi;
+	r->gdt.base = b.gdt_base;
+	r->gdt.limit = b.gdt_limit;
+	r->rip = b.rip;
+	r->cs_base = 0;
+	r->cr0 = b.cr0;
+	r->cr3 = b.cr3;
+	r->cr4 = b.cr4;
+	r->ia32_efer = b.efer;
+	r->rflags = b.rflags;
+	r->cs_ar = ACRN_CS_AR_CODE64;
+	r->cs_limit = 0xffffffff;
+	r->cs_sel = b.sel_code;
+	r->ss_sel = r->ds_sel = r->es_sel = r->fs_sel = r->gs_sel = b.sel_data;
+	return ACRN_IOCTL(vm, ACRN_IOCTL_SET_VCPU_REGS, &regs);
 }
 
 static int acrn_open(struct acrn_hsm_vm *vm)
@@ -203,15 +267,14 @@ static int acrn_create(const struct hsm_vm_params *p, struct hsm_vm **ret)
 	vm = calloc(1, sizeof(*vm));
 	if (!vm)
 		return -ENOMEM;
-	vm->base.ops = &acrn_ops;
-	vm->base.vcpu_num = p->vcpus;
 	vm->base.page = MAP_FAILED;
 	vm->fd = -1;
-	vm->ram = MAP_FAILED;
-	vm->ram_size = p->memory;
 	vm->report = p->report;
 	vm->opaque = p->opaque;
 	snprintf(vm->name, sizeof(vm->name), "%s", p->name);
+	r = hsm_vm_init(&vm->base, &acrn_ops, p->vcpus);
+	if (r)
+		goto err;
 	if (strlen(p->name) > ACRN_VM_NAME_MAX) {
 		acrn_report(vm, "ACRN takes names of at most %d characters: the hypervisor finds the VM's configuration by name",
 			    ACRN_VM_NAME_MAX);
@@ -226,11 +289,20 @@ static int acrn_create(const struct hsm_vm_params *p, struct hsm_vm **ret)
 	/* mmap: the request page must be page-aligned, since the HSM pins the
 	 * whole page that contains it. */
 	vm->base.page = mmap(NULL, ACRN_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	vm->ram = mmap(NULL, vm->ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (vm->base.page == MAP_FAILED || vm->ram == MAP_FAILED) {
+	if (vm->base.page == MAP_FAILED) {
 		r = -errno;
-		acrn_report(vm, "cannot map %" PRIu64 " bytes of guest RAM: %s", vm->ram_size, strerror(-r));
+		acrn_report(vm, "cannot map the request page: %s", strerror(-r));
 		goto err;
+	}
+	r = acrn_create_ram(vm, p->memory);
+	if (r < 0)
+		goto err;
+	/* The image first: a bad one is reported even where ACRN is missing. */
+	if (p->image) {
+		vm->image = strdup(p->image);
+		r = vm->image ? acrn_load_image(vm) : -ENOMEM;
+		if (r < 0)
+			goto err;
 	}
 	r = acrn_open(vm);
 	if (r < 0)
@@ -238,7 +310,9 @@ static int acrn_create(const struct hsm_vm_params *p, struct hsm_vm **ret)
 	r = acrn_create_vm(vm, p);
 	if (r < 0)
 		goto err;
-	r = acrn_setup_ram(vm);
+	r = acrn_map_ram(vm);
+	if (r == 0 && vm->image)
+		r = acrn_set_boot_regs(vm);
 	if (r < 0)
 		goto err;
 	*ret = &vm->base;
@@ -263,9 +337,22 @@ static int acrn_start(struct hsm_vm *base)
 	return r;
 }
 
+/* acrn-dm's vm_system_reset after the devices: RESET_VM, then the software
+ * reloaded and the boot vCPU's registers set again (the hypervisor's reset
+ * put it back in real mode at the reset vector). */
 static int acrn_reset(struct hsm_vm *base)
 {
-	return ACRN_IOCTL(to_acrn(base), ACRN_IOCTL_RESET_VM, 0);
+	struct acrn_hsm_vm *vm = to_acrn(base);
+	int r = ACRN_IOCTL(vm, ACRN_IOCTL_RESET_VM, 0);
+
+	/* Created again, not paused: destroying it now takes a PAUSE_VM. */
+	if (r == 0)
+		vm->paused = false;
+	if (r == 0 && vm->image)
+		r = acrn_load_image(vm);
+	if (r == 0 && vm->image)
+		r = acrn_set_boot_regs(vm);
+	return r;
 }
 
 /* What the slots hold for the broker: a request it does not hold yet (1),
@@ -368,6 +455,34 @@ static int acrn_destroy_client(struct hsm_vm *base)
 	return ACRN_IOCTL(vm, ACRN_IOCTL_DESTROY_IOREQ_CLIENT, 0);
 }
 
+static int acrn_ioeventfd(struct hsm_vm *base, const struct hsm_ioeventfd *e, int fd, bool deassign)
+{
+	struct acrn_ioeventfd io = {
+		.fd = (uint32_t)fd,
+		.flags = (e->type == ACRN_IOREQ_TYPE_PORTIO ? ACRN_IOEVENTFD_FLAG_PIO : 0) |
+			 (e->datamatch ? ACRN_IOEVENTFD_FLAG_DATAMATCH : 0) | (deassign ? ACRN_IOEVENTFD_FLAG_DEASSIGN : 0),
+		.addr = e->addr,
+		.len = e->size,
+		.data = e->data,
+	};
+
+	return ACRN_IOCTL(to_acrn(base), ACRN_IOCTL_IOEVENTFD, &io);
+}
+
+/* The HSM injects only MSIs from an eventfd (drivers/virt/acrn/irqfd.c). */
+static int acrn_irqfd(struct hsm_vm *base, const struct hsm_irqfd *f, int fd, bool deassign)
+{
+	struct acrn_irqfd irq = {
+		.fd = fd,
+		.flags = deassign ? ACRN_IRQFD_FLAG_DEASSIGN : 0,
+		.msi = { .msi_addr = f->msi_addr, .msi_data = f->msi_data },
+	};
+
+	if (!f->msi)
+		return -EOPNOTSUPP;
+	return ACRN_IOCTL(to_acrn(base), ACRN_IOCTL_IRQFD, &irq);
+}
+
 const struct hsm_ops acrn_ops = {
 	.name = "acrn",
 	.create = acrn_create,
@@ -383,4 +498,6 @@ const struct hsm_ops acrn_ops = {
 	.clear = acrn_clear,
 	.destroy_client = acrn_destroy_client,
 	.destroy = acrn_destroy,
+	.ioeventfd = acrn_ioeventfd,
+	.irqfd = acrn_irqfd,
 };

@@ -1,8 +1,11 @@
 /* The acrn backend: the real ACRN HSM (/dev/acrn_hsm), driven the way ACRN's
  * device model, acrn-dm, drives it.
  *
- *   create         open (one VM per open file), CREATE_VM with the request
- *                  page and the VM's name, SET_MEMSEG for guest RAM
+ *   create         guest RAM (guestmem.h) and, with an image, the image
+ *                  loaded as boot.h says; open (one VM per open file),
+ *                  CREATE_VM with the request page and the VM's name,
+ *                  SET_MEMSEG (RAM, its vma_base the memfd's mapping) per
+ *                  region, with an image SET_VCPU_REGS for the boot vCPU
  *   create_client  CREATE_IOREQ_CLIENT
  *   start          START_VM
  *   attach         ATTACH_IOREQ_CLIENT, until a request the broker does not
@@ -10,7 +13,12 @@
  *   complete       NOTIFY_REQUEST_FINISH {vmid, 0, vcpu}
  *   set_irqline    SET_IRQLINE (gsi | op << 32, by value), inject_msi INJECT_MSI
  *   pause, clear,  PAUSE_VM, CLEAR_VM_IOREQ, RESET_VM: acrn-dm's reset is
- *   reset          pause, clear, reset the devices, reset, start
+ *   reset          pause, clear, reset the devices, reset, start; with an
+ *                  image reset also reloads it (RAM zeroed first) and sets
+ *                  the boot vCPU's registers again, as acrn-dm does
+ *   ioeventfd      IOEVENTFD (the HSM's ioeventfd client)
+ *   irqfd          IRQFD for an MSI; -EOPNOTSUPP for a GSI line, which the
+ *                  HSM has no irqfd for
  *   destroy_client PAUSE_VM unless paused, DESTROY_IOREQ_CLIENT (acrn-dm's
  *                  shutdown: no vCPU may post a request nobody will take)
  *   destroy        PAUSE_VM unless paused (the hypervisor destroys only a
@@ -45,6 +53,12 @@
  * leaving the 32-bit PCI hole free as acrn-dm does. */
 #define ACRN_LOWMEM_LIMIT 0x80000000ull
 #define ACRN_HIGHMEM_BASE 0x100000000ull
+
+/* The boot vCPU's code segment in 64-bit mode, in the VMX access-rights
+ * format the hypervisor loads cs_ar into (acrn-hypervisor set_vcpu_regs):
+ * type 0xb (execute/read, accessed), S, DPL 0, present, L (bit 13), G
+ * (bit 15); bits 11:8 are reserved and must be 0. */
+#define ACRN_CS_AR_CODE64 0xa09bu
 
 extern const struct hsm_ops acrn_ops;
 

@@ -14,7 +14,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/kcmp.h>
 #include <sched.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -157,6 +159,8 @@ int dispatch_init(struct dispatch *d, struct acrn_io_request_buffer *page, unsig
 	atomic_init(&d->dflt, 0);
 	d->n_clients = 0;
 	memset(d->clients, 0, sizeof(d->clients));
+	pthread_rwlock_init(&d->ioeventfd_lock, NULL);
+	atomic_init(&d->n_ioeventfds, 0);
 	return 0;
 }
 
@@ -201,6 +205,142 @@ int dispatch_add_client(struct dispatch *d, const char *name, uint32_t type, uin
 	c->ranges[c->n_ranges].end = end;
 	c->n_ranges++;
 	return 0;
+}
+
+int dispatch_check_eventfd(int fd)
+{
+	char path[32], target[32];
+	ssize_t n;
+
+	if (fd < 0)
+		return -EBADF;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return errno == ENOENT ? -EBADF : -errno;
+	target[n] = '\0';
+	return strcmp(target, "anon_inode:[eventfd]") ? -EINVAL : 0;
+}
+
+bool dispatch_same_eventfd(int a, int b)
+{
+	pid_t self = getpid();
+	long r = syscall(SYS_kcmp, self, self, KCMP_FILE, a, b);
+
+	/* 0: the same file; 1 or 2: ordered, not the same; -1: no kcmp. */
+	return r < 0 ? a == b : r == 0;
+}
+
+/* hsm_ioeventfd_is_conflict(). */
+static bool dispatch_ioeventfd_conflict(struct dispatch *d, const struct dispatch_ioeventfd *e)
+{
+	for (unsigned i = 0; i < atomic_load(&d->n_ioeventfds); i++) {
+		const struct dispatch_ioeventfd *p = &d->ioeventfds[i];
+
+		if (p->addr == e->addr && p->type == e->type && (p->wildcard || e->wildcard || p->data == e->data) &&
+		    dispatch_same_eventfd(p->fd, e->fd))
+			return true;
+	}
+	return false;
+}
+
+int dispatch_ioeventfd_assign(struct dispatch *d, const struct dispatch_ioeventfd *e)
+{
+	int r = 0;
+
+	/* acrn_ioeventfd_assign's checks, in its order. */
+	if (e->addr + e->len < e->addr)
+		return -EINVAL;
+	if (e->len != 1 && e->len != 2 && e->len != 4 && e->len != 8)
+		return -EINVAL;
+	/* The kernel derives the type from a flag; ours must be one of two. */
+	if (e->type != ACRN_IOREQ_TYPE_PORTIO && e->type != ACRN_IOREQ_TYPE_MMIO)
+		return -EINVAL;
+	pthread_rwlock_wrlock(&d->ioeventfd_lock);
+	if (dispatch_ioeventfd_conflict(d, e))
+		r = -EEXIST;
+	else if (atomic_load(&d->n_ioeventfds) == DISPATCH_MAX_IOEVENTFDS)
+		r = -ENOSPC;
+	else
+		d->ioeventfds[atomic_fetch_add(&d->n_ioeventfds, 1)] = *e;
+	pthread_rwlock_unlock(&d->ioeventfd_lock);
+	return r;
+}
+
+int dispatch_ioeventfd_deassign(struct dispatch *d, int fd)
+{
+	int r = -ENOENT;
+
+	pthread_rwlock_wrlock(&d->ioeventfd_lock);
+	for (unsigned i = 0, n = atomic_load(&d->n_ioeventfds); i < n; i++) {
+		if (!dispatch_same_eventfd(d->ioeventfds[i].fd, fd))
+			continue;
+		r = d->ioeventfds[i].fd;
+		memmove(&d->ioeventfds[i], &d->ioeventfds[i + 1], (n - i - 1) * sizeof(d->ioeventfds[0]));
+		atomic_store(&d->n_ioeventfds, n - 1);
+		break;
+	}
+	pthread_rwlock_unlock(&d->ioeventfd_lock);
+	return r;
+}
+
+/* The ioeventfd client's share of find_ioreq_client(): a range of the same
+ * type holding the whole access. Under the lock. */
+static bool dispatch_ioeventfd_in_range(struct dispatch *d, const struct dispatch_access *a)
+{
+	uint64_t last = a->addr + a->size - 1;
+
+	if (!a->size || last < a->addr)
+		return false;
+	for (unsigned i = 0; i < atomic_load(&d->n_ioeventfds); i++) {
+		const struct dispatch_ioeventfd *p = &d->ioeventfds[i];
+
+		if (p->type == a->type && a->addr >= p->addr && last <= p->addr + p->len - 1)
+			return true;
+	}
+	return false;
+}
+
+/* acrn_ioeventfd_handler(): reads return 0, a matching write signals. */
+static void dispatch_ioeventfd_handle(struct dispatch *d, struct acrn_io_request *req, const struct dispatch_access *a)
+{
+	static const uint64_t one = 1;
+
+	if (a->dir == ACRN_IOREQ_DIR_READ) {
+		dispatch_set_value(req, 0);
+		return;
+	}
+	for (unsigned i = 0; i < atomic_load(&d->n_ioeventfds); i++) {
+		const struct dispatch_ioeventfd *p = &d->ioeventfds[i];
+
+		if (p->type == a->type && p->addr == a->addr && p->len >= a->size && (p->wildcard || p->data == a->value)) {
+			/* eventfd_signal(): a write blocks only at a count of
+			 * 2^64 - 2, which no guest reaches. */
+			(void)!write(p->fd, &one, sizeof(one));
+			return;
+		}
+	}
+}
+
+/* True when the ioeventfd client took the request (and completed it). */
+static bool dispatch_ioeventfd_take(struct dispatch *d, struct acrn_io_request *req)
+{
+	struct dispatch_access a;
+	bool mine;
+
+	if (!atomic_load_explicit(&d->n_ioeventfds, memory_order_relaxed) || dispatch_decode(req, &a))
+		return false;
+	pthread_rwlock_rdlock(&d->ioeventfd_lock);
+	mine = dispatch_ioeventfd_in_range(d, &a);
+	if (mine) {
+		__atomic_store_n(&req->kernel_handled, 1, __ATOMIC_RELAXED);
+		dispatch_set_state(req, ACRN_IOREQ_STATE_PROCESSING);
+		dispatch_ioeventfd_handle(d, req, &a);
+	}
+	pthread_rwlock_unlock(&d->ioeventfd_lock);
+	if (mine)
+		dispatch_complete(req);
+	return mine;
 }
 
 int dispatch_create_default(struct dispatch *d)
@@ -342,7 +482,9 @@ void dispatch_submit(struct dispatch *d, unsigned vcpu)
 		return;
 	c = dispatch_find_client(d, req);
 	if (!c) {
-		dispatch_to_default(d, vcpu, req);
+		/* The oldest in-HSM client, created with the VM. */
+		if (!dispatch_ioeventfd_take(d, req))
+			dispatch_to_default(d, vcpu, req);
 		return;
 	}
 	__atomic_store_n(&req->kernel_handled, 1, __ATOMIC_RELAXED);

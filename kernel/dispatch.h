@@ -17,6 +17,12 @@
  *  - the newest in-HSM client with a range of the same type containing the
  *    whole access [addr, addr + size - 1] takes it (kernel_handled = 1);
  *    PCICFG always goes to the default client (kernel_handled = 0);
+ *  - the HSM's own ioeventfd client (drivers/virt/acrn/ioeventfd.c) is the
+ *    oldest in-HSM client: every other one wins over it. An access inside
+ *    one of its registrations' ranges is its own: a read returns 0, a write
+ *    signals the first registration with the same type, the same address,
+ *    a length of at least the access's and (without datamatch) any value or
+ *    (with it) the same value; any other write is dropped;
  *  - the default client waits level-triggered (dispatch_attach) and finishes
  *    each request with dispatch_notify; destroying it wakes its waiter.
  *
@@ -33,6 +39,7 @@
 #ifndef IOREQ_DISPATCH_H
 #define IOREQ_DISPATCH_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -40,6 +47,8 @@
 #include <linux/acrn.h>
 
 #define DISPATCH_MAX_CLIENTS 8
+/* The kernel's list has no bound; 64 doorbells for each of a few devices. */
+#define DISPATCH_MAX_IOEVENTFDS 256
 #define DISPATCH_MAX_CLIENT_RANGES 8
 /* CLEAR_VM_IOREQ's drain budget in the kernel: 10 x HZ/100. */
 #define DISPATCH_CLEAR_TIMEOUT_MS 100
@@ -57,6 +66,17 @@ struct dispatch_client {
 	} ranges[DISPATCH_MAX_CLIENT_RANGES];
 	dispatch_handler_fn handler;
 	void *priv;
+};
+
+/* One registration of the ioeventfd client: ACRN_IOCTL_IOEVENTFD's
+ * arguments as drivers/virt/acrn/ioeventfd.c keeps them. */
+struct dispatch_ioeventfd {
+	int fd;        /* an eventfd, the caller's: open until deassigned */
+	uint32_t type; /* ACRN_IOREQ_TYPE_PORTIO or _MMIO */
+	uint64_t addr;
+	uint32_t len;  /* 1, 2, 4 or 8 */
+	bool wildcard; /* no datamatch: any value */
+	uint64_t data;
 };
 
 /* The default client's word, also its futex: bits 0..15 are the kernel's
@@ -77,6 +97,12 @@ struct dispatch {
 	/* Newest first, like the kernel's list_add. Only changed before the VM runs. */
 	unsigned n_clients;
 	struct dispatch_client clients[DISPATCH_MAX_CLIENTS];
+	/* The ioeventfd client's registrations in assignment order (the
+	 * kernel's list_add_tail), changed at any time: vCPUs read them under
+	 * the lock, and skip it while there are none. */
+	pthread_rwlock_t ioeventfd_lock;
+	_Atomic unsigned n_ioeventfds;
+	struct dispatch_ioeventfd ioeventfds[DISPATCH_MAX_IOEVENTFDS];
 };
 
 /* Sets up @d for @page (every slot FREE) and @vcpu_num vCPUs (1..16). */
@@ -89,6 +115,26 @@ int dispatch_init(struct dispatch *d, struct acrn_io_request_buffer *page, unsig
  * taken with other settings; -ENOSPC: too many clients or ranges. */
 int dispatch_add_client(struct dispatch *d, const char *name, uint32_t type, uint64_t start, uint64_t end,
 			dispatch_handler_fn handler, void *priv);
+
+/* 0 if @fd is an open eventfd; -EBADF if it is not open, -EINVAL if it is
+ * something else (eventfd_ctx_fdget's answers). */
+int dispatch_check_eventfd(int fd);
+
+/* Whether @a and @b are the same eventfd (the same open file, as the
+ * kernel compares eventfd contexts; the same number where kcmp is missing). */
+bool dispatch_same_eventfd(int a, int b);
+
+/* ACRN_IOCTL_IOEVENTFD assign, callable at any time: -EINVAL for a length
+ * other than 1, 2, 4 or 8, a range that wraps or a type not PORTIO/MMIO;
+ * -EEXIST when a registration of the same eventfd, address and type has
+ * the same data or either is a wildcard; -ENOSPC past
+ * DISPATCH_MAX_IOEVENTFDS. @e->fd is not checked here (dispatch_check_eventfd). */
+int dispatch_ioeventfd_assign(struct dispatch *d, const struct dispatch_ioeventfd *e);
+
+/* Deassign: removes the first registration of @fd's eventfd. Returns its
+ * fd (the caller's again, no vCPU uses it any more), or -ENOENT (where the
+ * kernel returns 0 and does nothing). */
+int dispatch_ioeventfd_deassign(struct dispatch *d, int fd);
 
 /* CREATE_IOREQ_CLIENT: -EEXIST when there is one already, -ENODEV once
  * the dispatcher is closed. Requests that a destroyed client left

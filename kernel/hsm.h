@@ -13,6 +13,14 @@
  *   hsm_clear          CLEAR_VM_IOREQ (reset-time drain)
  *   hsm_destroy_client DESTROY_IOREQ_CLIENT: wakes hsm_attach with -ENODEV
  *   hsm_destroy        DESTROY_VM + close
+ *   hsm_ioeventfd      IOEVENTFD: a guest write signals an eventfd, no exit
+ *   hsm_irqfd          IRQFD: an eventfd written injects an interrupt
+ *
+ * Guest RAM is one memfd on every backend (hsm_vm.mem_fd), its size sealed
+ * and every page allocated when the VM is created, mapped into
+ * guest-physical space as hsm_vm.regions: kvm one region [0, memory); acrn
+ * [0, min(memory, 2 GiB)) and the rest from 4 GiB; sim [0, memory), or
+ * none without memory.
  *
  * The broker reads slots exactly like acrn-dm: processed == PROCESSING &&
  * !kernel_handled, dispatched by type. The request representation is the
@@ -30,6 +38,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <linux/acrn.h>
@@ -64,9 +73,11 @@ struct hsm_vm_params {
 	unsigned vcpus;
 	/* sim: one script path per vCPU, NULL for an idle vCPU. */
 	const char *const *scripts;
-	/* kvm, acrn: guest RAM in bytes. */
+	/* Guest RAM in bytes, a multiple of 4 KiB; sim: 0 for none. */
 	uint64_t memory;
-	/* kvm: the static ELF64 guest image, and the port that stops the VM. */
+	/* kvm: the static ELF64 guest image (acrn: optional; without one the
+	 * VM's vCPUs start wherever the hypervisor's configuration says), and
+	 * (kvm) the port that stops the VM. */
 	const char *image;
 	uint16_t exit_port;
 	/* acrn: vCPUs poll for completion (ACRN_VM_FLAG... IO_COMPLETION_POLLING). */
@@ -74,6 +85,40 @@ struct hsm_vm_params {
 	hsm_stop_fn on_stop;
 	hsm_report_fn report;
 	void *opaque;
+};
+
+/* Guest RAM: one memfd (size sealed: F_SEAL_SHRINK | F_SEAL_GROW |
+ * F_SEAL_SEAL, and fallocate'd at creation so that no device's cgroup is
+ * charged for first touches), mapped into guest-physical space as regions. */
+#define HSM_MAX_MEM_REGIONS 4
+struct hsm_mem_region {
+	uint64_t gpa, size; /* guest-physical range */
+	uint64_t offset;    /* where it starts in the memfd */
+};
+
+/* A guest write of @size bytes (PIO: 1, 2, 4; MMIO: 1, 2, 4, 8) to @addr
+ * signals @fd, and the vCPU goes on at once. With @datamatch, only writes
+ * of @data. The HSM's rules (drivers/virt/acrn/ioeventfd.c) hold on every
+ * backend: every other access inside [addr, addr + size) is the HSM's too,
+ * and reaches no device: reads return 0, writes of another value (or
+ * narrower ones elsewhere in the range) are dropped, and a narrower write
+ * at @addr itself signals. */
+struct hsm_ioeventfd {
+	int fd;
+	uint32_t type; /* ACRN_IOREQ_TYPE_PORTIO or ACRN_IOREQ_TYPE_MMIO */
+	uint64_t addr;
+	uint32_t size;
+	bool datamatch;
+	uint64_t data;
+};
+
+/* Writing @fd injects the interrupt: a GSI line (a pulse: an edge) or an MSI. */
+struct hsm_irqfd {
+	int fd;
+	bool msi;
+	uint32_t gsi;
+	uint64_t msi_addr;
+	uint32_t msi_data;
 };
 
 struct hsm_ops {
@@ -92,7 +137,14 @@ struct hsm_ops {
 	int (*clear)(struct hsm_vm *vm);
 	int (*destroy_client)(struct hsm_vm *vm);
 	void (*destroy)(struct hsm_vm *vm);
+	/* Optional (NULL: -EOPNOTSUPP). Called by hsm_ioeventfd and
+	 * hsm_irqfd, serialised, with the arguments checked and @fd the HSM
+	 * layer's own copy of the eventfd (open until after the deassign). */
+	int (*ioeventfd)(struct hsm_vm *vm, const struct hsm_ioeventfd *e, int fd, bool deassign);
+	int (*irqfd)(struct hsm_vm *vm, const struct hsm_irqfd *f, int fd, bool deassign);
 };
+
+struct hsm_fds;
 
 /* What every backend's VM starts with. */
 struct hsm_vm {
@@ -102,7 +154,23 @@ struct hsm_vm {
 	/* Backends that run the HSM's rules in this process (sim, kvm): their
 	 * dispatcher, behind the hsm_local_* ops below. NULL for acrn. */
 	struct dispatch *local;
+	/* Guest RAM (guestmem.h): -1 when the VM has none (sim without memory). */
+	int mem_fd;
+	uint64_t mem_size;
+	uint8_t *mem; /* the backend's own shared mapping of all of mem_fd */
+	unsigned n_regions;
+	struct hsm_mem_region regions[HSM_MAX_MEM_REGIONS];
+	/* The ioeventfd and irqfd registrations (hsm.c). */
+	struct hsm_fds *fds;
 };
+
+/* For backends: @vm's common part, before anything can fail (no RAM, no
+ * registrations). -ENOMEM. */
+int hsm_vm_init(struct hsm_vm *vm, const struct hsm_ops *ops, unsigned vcpus);
+
+/* For backends, last in their destroy, once nothing of theirs can touch
+ * guest RAM or a registered eventfd any more: closes and unmaps them. */
+void hsm_vm_release(struct hsm_vm *vm);
 
 /* The default client's ops of a backend with a local dispatcher: the
  * ioctls of the ACRN HSM, as dispatch.h implements them (hsm_local.c). */
@@ -177,6 +245,28 @@ static inline int hsm_destroy_client(struct hsm_vm *vm)
 {
 	return vm->ops->destroy_client(vm);
 }
+
+/* Registers (or with @deassign, removes) an ioeventfd or an irqfd.
+ * Callable from any thread while the VM exists. The HSM layer keeps its own
+ * copy of @e->fd / @f->fd while registered, so the caller may close its
+ * own; the registration is known by that fd number (deassign with the same
+ * number and the same arguments). Each fd is registered once, as an
+ * ioeventfd or an irqfd. Returns
+ *   0;
+ *   -EOPNOTSUPP  the backend cannot (acrn: an irqfd on a GSI line; the
+ *                caller relays that eventfd itself);
+ *   -EEXIST      assign: the fd is registered already, or (ioeventfd)
+ *                another one has the same type and address and a value
+ *                that can match the same write;
+ *   -ENOENT      deassign: no registration of that fd with these arguments;
+ *   -EBADF       assign: the fd is not open;
+ *   -EINVAL      assign: not an eventfd; a bad type, size or range (a port
+ *                range past 0xffff, MMIO inside guest RAM, a range that
+ *                wraps, a datamatch value wider than the size); a GSI the
+ *                backend has no line for (kvm: 0..23, sim: 0..255);
+ *   or what the kernel answered (reported through the VM's report). */
+int hsm_ioeventfd(struct hsm_vm *vm, const struct hsm_ioeventfd *e, bool deassign);
+int hsm_irqfd(struct hsm_vm *vm, const struct hsm_irqfd *f, bool deassign);
 
 /* Stops the guest and frees everything; NULL is fine. Returns NULL. */
 struct hsm_vm *hsm_destroy(struct hsm_vm *vm);

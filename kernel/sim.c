@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <linux/futex.h>
@@ -12,11 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "dispatch.h"
+#include "guestmem.h"
+#include "irqfd.h"
 
 enum sim_op_kind {
 	SIM_ACCESS,
@@ -25,6 +29,12 @@ enum sim_op_kind {
 	SIM_END,
 	SIM_SLEEP,
 	SIM_IRQ,
+	SIM_IRQ_EDGE,
+	SIM_MSI,
+	SIM_MEM_WRITE,
+	SIM_MEM_READ,
+	SIM_MEM_WAIT,
+	SIM_MEM_LOAD,
 };
 
 enum sim_value {
@@ -40,13 +50,25 @@ struct sim_op {
 	uint8_t size;
 	uint8_t value_mode;
 	uint32_t line;
-	uint32_t arg;  /* repeat count, sleep ms, irq line, pci reg; end: index of its repeat */
-	uint64_t addr; /* pci: bdf */
-	uint64_t value;
+	/* repeat count, sleep ms, irq line, pci reg, mem wait ms, mem load's
+	 * index; end: index of its repeat */
+	uint32_t arg;
+	uint64_t addr; /* pci: bdf; msi: its address; mem: the GPA */
+	uint64_t value; /* msi: its data */
+};
+
+/* A mem load's file: its path at parse time, its bytes once loaded. */
+struct sim_load {
+	char *path;
+	unsigned line;
+	uint8_t *data;
+	size_t len;
 };
 
 struct sim_script {
 	char *name;
+	size_t n_loads;
+	struct sim_load *loads;
 	size_t n_ops;
 	struct sim_op ops[];
 };
@@ -189,6 +211,77 @@ static int parse_pci(struct parser *p, char **w, int n, struct sim_op *op)
 	return parse_value(p, w[5], op);
 }
 
+/* A mem load's path: relative to the script's directory. */
+static char *load_path(const char *script, const char *file)
+{
+	const char *slash = strrchr(script, '/');
+	char *path;
+
+	if (file[0] == '/' || !slash)
+		return strdup(file);
+	if (asprintf(&path, "%.*s/%s", (int)(slash - script), script, file) < 0)
+		return NULL;
+	return path;
+}
+
+/* "mem write|read GPA SIZE VALUE", "mem wait GPA SIZE VALUE MS", "mem load GPA FILE" */
+static int parse_mem(struct parser *p, char **w, int n, struct sim_op *op, struct sim_script *sc)
+{
+	struct sim_load *loads;
+	uint64_t ms;
+	int r;
+
+	if (n < 2)
+		return perr(p, "expected: mem write|read|wait|load ...");
+	if (!strcmp(w[1], "load")) {
+		if (n != 4 || parse_u64(w[2], &op->addr))
+			return perr(p, "expected: mem load GPA FILE");
+		loads = realloc(sc->loads, (sc->n_loads + 1) * sizeof(*loads));
+		if (!loads)
+			return -ENOMEM;
+		sc->loads = loads;
+		loads[sc->n_loads] = (struct sim_load){ .path = load_path(p->name, w[3]), .line = p->line };
+		if (!loads[sc->n_loads].path)
+			return -ENOMEM;
+		op->op = SIM_MEM_LOAD;
+		op->arg = sc->n_loads++;
+		return 0;
+	}
+	if (!strcmp(w[1], "write")) {
+		op->op = SIM_MEM_WRITE;
+		op->dir = ACRN_IOREQ_DIR_WRITE;
+	} else if (!strcmp(w[1], "read")) {
+		op->op = SIM_MEM_READ;
+		op->dir = ACRN_IOREQ_DIR_READ;
+	} else if (!strcmp(w[1], "wait")) {
+		op->op = SIM_MEM_WAIT;
+		op->dir = ACRN_IOREQ_DIR_READ;
+	} else {
+		return perr(p, "expected: mem write|read|wait|load, not '%s'", w[1]);
+	}
+	if (n != (op->op == SIM_MEM_WAIT ? 6 : 5))
+		return perr(p, op->op == SIM_MEM_WAIT ? "expected: mem wait GPA SIZE VALUE MS"
+						     : "expected: mem %s GPA SIZE VALUE", w[1]);
+	if (parse_u64(w[2], &op->addr))
+		return perr(p, "bad address '%s'", w[2]);
+	r = parse_size(p, w[3], op);
+	if (r)
+		return r;
+	if (op->addr + op->size - 1 < op->addr)
+		return perr(p, "access wraps around");
+	r = parse_value(p, w[4], op);
+	if (r)
+		return r;
+	if (op->op == SIM_MEM_WAIT) {
+		if (op->value_mode == SIM_VALUE_ANY)
+			return perr(p, "'any' is not something to wait for");
+		if (parse_u64(w[5], &ms) || ms < 1 || ms > 60000)
+			return perr(p, "bad timeout '%s': 1..60000 ms", w[5]);
+		op->arg = ms;
+	}
+	return 0;
+}
+
 static int parse_line(struct parser *p, char *s, struct sim_script *sc, unsigned *stack, unsigned *depth)
 {
 	struct sim_op *op = &sc->ops[sc->n_ops];
@@ -239,12 +332,21 @@ static int parse_line(struct parser *p, char *s, struct sim_script *sc, unsigned
 		r = 0;
 	} else if (!strcmp(w[0], "irq")) {
 		if (n != 3 || parse_u64(w[1], &v) || v >= SIM_IRQ_LINES)
-			return perr(p, "expected: irq LINE 0|1 (LINE < %d)", SIM_IRQ_LINES);
+			return perr(p, "expected: irq LINE 0|1|edge (LINE < %d)", SIM_IRQ_LINES);
 		op->op = SIM_IRQ;
 		op->arg = v;
-		if (parse_u64(w[2], &op->value) || op->value > 1)
-			return perr(p, "bad level '%s': 0 or 1", w[2]);
+		if (!strcmp(w[2], "edge"))
+			op->op = SIM_IRQ_EDGE;
+		else if (parse_u64(w[2], &op->value) || op->value > 1)
+			return perr(p, "bad level '%s': 0, 1 or edge", w[2]);
 		r = 0;
+	} else if (!strcmp(w[0], "msi")) {
+		if (n != 3 || parse_u64(w[1], &op->addr) || parse_u64(w[2], &op->value) || op->value > UINT32_MAX)
+			return perr(p, "expected: msi ADDR DATA (DATA < 2^32)");
+		op->op = SIM_MSI;
+		r = 0;
+	} else if (!strcmp(w[0], "mem")) {
+		r = parse_mem(p, w, n, op, sc);
 	} else {
 		return perr(p, "unknown statement '%s'", w[0]);
 	}
@@ -300,6 +402,52 @@ out:
 	return r;
 }
 
+/* A mem load's bytes; errors name the script's line. */
+static int load_file(const char *script, struct sim_load *l, char *err, size_t errlen)
+{
+	struct stat st;
+	size_t done = 0;
+	int fd, r = 0;
+
+	fd = open(l->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = -EINVAL;
+		snprintf(err, errlen, "%s:%u: mem load %s: not a regular file", script, l->line, l->path);
+		goto out;
+	}
+	if ((uint64_t)st.st_size > SIM_MAX_LOAD_BYTES) {
+		r = -EFBIG;
+		snprintf(err, errlen, "%s:%u: mem load %s: larger than %u bytes", script, l->line, l->path,
+			 SIM_MAX_LOAD_BYTES);
+		goto out;
+	}
+	l->len = (size_t)st.st_size;
+	l->data = malloc(l->len ? l->len : 1);
+	if (!l->data) {
+		r = -ENOMEM;
+		goto out;
+	}
+	while (done < l->len) {
+		ssize_t n = read(fd, l->data + done, l->len - done);
+
+		if (n <= 0) {
+			r = n < 0 ? -errno : -EIO;
+			break;
+		}
+		done += n;
+	}
+out:
+	if (r && r != -EINVAL && r != -EFBIG)
+		snprintf(err, errlen, "%s:%u: mem load %s: %s", script, l->line, l->path, strerror(-r));
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
 int sim_script_load(const char *path, struct sim_script **ret, char *err, size_t errlen)
 {
 	char *text = NULL;
@@ -322,12 +470,23 @@ int sim_script_load(const char *path, struct sim_script **ret, char *err, size_t
 	fclose(f);
 	r = sim_script_parse(text, len, path, ret, err, errlen);
 	free(text);
+	if (r)
+		return r;
+	for (size_t i = 0; i < (*ret)->n_loads && !r; i++)
+		r = load_file(path, &(*ret)->loads[i], err, errlen);
+	if (r)
+		*ret = sim_script_free(*ret);
 	return r;
 }
 
 struct sim_script *sim_script_free(struct sim_script *s)
 {
 	if (s) {
+		for (size_t i = 0; i < s->n_loads; i++) {
+			free(s->loads[i].path);
+			free(s->loads[i].data);
+		}
+		free(s->loads);
 		free(s->name);
 		free(s);
 	}
@@ -395,9 +554,24 @@ struct sim_cpus {
 	pthread_mutex_t lock;
 	unsigned ended; /* vCPUs at the end of their script in this generation */
 	bool stopped;   /* on_stop was called */
-	_Atomic uint64_t accesses, mismatches, irq_ops, msis;
-	/* Line levels, each its own futex word so the irq statement can wait. */
+	_Atomic uint64_t accesses, mismatches, irq_ops, msis, mem_ops;
+	/* Line levels, each its own futex word so the irq statement can wait;
+	 * and the rising edges not taken yet, likewise. */
 	_Atomic uint32_t irq_level[SIM_IRQ_LINES];
+	_Atomic uint32_t irq_edges[SIM_IRQ_LINES];
+	/* MSIs not taken yet, by address and data; msi_seq (a futex) moves
+	 * with every one injected. Kinds are only added, under msi_lock. */
+	pthread_mutex_t msi_lock;
+	_Atomic uint32_t msi_seq;
+	_Atomic unsigned n_msi_kinds;
+	struct {
+		uint64_t addr, data;
+		_Atomic uint32_t pending;
+	} msi_kinds[SIM_MSI_KINDS];
+	/* Guest RAM (sim_cpus_set_memory). */
+	bool mem_set;
+	unsigned n_mem;
+	struct sim_mem_region *mem;
 	struct sim_cpu cpu[ACRN_IO_REQUEST_MAX];
 };
 
@@ -433,8 +607,12 @@ static int64_t now_ms(void)
 static void cpus_wake(struct sim_cpus *s)
 {
 	futex_wake_all(&s->ctl);
-	for (unsigned i = 0; i < SIM_IRQ_LINES; i++)
+	for (unsigned i = 0; i < SIM_IRQ_LINES; i++) {
 		futex_wake_all(&s->irq_level[i]);
+		futex_wake_all(&s->irq_edges[i]);
+	}
+	atomic_fetch_add(&s->msi_seq, 1);
+	futex_wake_all(&s->msi_seq);
 }
 
 /* Where the run control leaves this vCPU: stopped, reset since its run
@@ -588,6 +766,183 @@ static enum step run_irq_wait(struct sim_cpu *c, const struct sim_op *op)
 	return STEP_GO;
 }
 
+/* Takes one from *@count if there is one. */
+static bool take_one(_Atomic uint32_t *count)
+{
+	uint32_t v = atomic_load(count);
+
+	while (v)
+		if (atomic_compare_exchange_weak(count, &v, v - 1))
+			return true;
+	return false;
+}
+
+static enum step run_irq_edge(struct sim_cpu *c, const struct sim_op *op)
+{
+	_Atomic uint32_t *edges = &c->cpus->irq_edges[op->arg];
+	int64_t deadline = now_ms() + 1000;
+
+	while (!take_one(edges)) {
+		int64_t left = deadline - now_ms();
+		enum step st = cpu_check(c, atomic_load(&c->cpus->ctl));
+
+		if (st != STEP_GO)
+			return st;
+		if (left <= 0) {
+			vcpu_report(c, op, "no edge on irq line %u within 1 s", op->arg);
+			return STEP_GO;
+		}
+		/* 0: a wake-up that comes after the check is not slept through. */
+		futex_wait_ms(edges, 0, left);
+	}
+	return STEP_GO;
+}
+
+static _Atomic uint32_t *msi_pending(struct sim_cpus *s, uint64_t addr, uint64_t data)
+{
+	unsigned n = atomic_load_explicit(&s->n_msi_kinds, memory_order_acquire);
+
+	for (unsigned i = 0; i < n; i++)
+		if (s->msi_kinds[i].addr == addr && s->msi_kinds[i].data == data)
+			return &s->msi_kinds[i].pending;
+	return NULL;
+}
+
+static enum step run_msi(struct sim_cpu *c, const struct sim_op *op)
+{
+	struct sim_cpus *s = c->cpus;
+	int64_t deadline = now_ms() + 1000;
+
+	for (;;) {
+		uint32_t seq = atomic_load(&s->msi_seq);
+		_Atomic uint32_t *pending = msi_pending(s, op->addr, op->value);
+		int64_t left = deadline - now_ms();
+		enum step st = cpu_check(c, atomic_load(&s->ctl));
+
+		if (st != STEP_GO)
+			return st;
+		if (pending && take_one(pending))
+			return STEP_GO;
+		if (left <= 0) {
+			vcpu_report(c, op, "no msi 0x%" PRIx64 " data 0x%" PRIx64 " within 1 s", op->addr, op->value);
+			return STEP_GO;
+		}
+		futex_wait_ms(&s->msi_seq, seq, left);
+	}
+}
+
+/* Where guest-physical [@gpa, @gpa + @len) is, all inside one region. */
+static uint8_t *mem_at(const struct sim_cpus *s, uint64_t gpa, uint64_t len)
+{
+	for (unsigned i = 0; i < s->n_mem; i++) {
+		const struct sim_mem_region *m = &s->mem[i];
+
+		if (gpa >= m->gpa && gpa - m->gpa < m->size && len <= m->size - (gpa - m->gpa))
+			return m->host + (gpa - m->gpa);
+	}
+	return NULL;
+}
+
+/* One store or load as a CPU makes it: a single access when aligned. */
+static void mem_store(uint8_t *p, unsigned size, uint64_t v)
+{
+	if ((uintptr_t)p % size) {
+		memcpy(p, &v, size);
+		return;
+	}
+	switch (size) {
+	case 1:
+		__atomic_store_n(p, (uint8_t)v, __ATOMIC_RELEASE);
+		break;
+	case 2:
+		__atomic_store_n((uint16_t *)p, (uint16_t)v, __ATOMIC_RELEASE);
+		break;
+	case 4:
+		__atomic_store_n((uint32_t *)p, (uint32_t)v, __ATOMIC_RELEASE);
+		break;
+	default:
+		__atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
+		break;
+	}
+}
+
+static uint64_t mem_load(const uint8_t *p, unsigned size)
+{
+	uint64_t v = 0;
+
+	if ((uintptr_t)p % size) {
+		memcpy(&v, p, size);
+		return v;
+	}
+	switch (size) {
+	case 1:
+		return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+	case 2:
+		return __atomic_load_n((const uint16_t *)p, __ATOMIC_ACQUIRE);
+	case 4:
+		return __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE);
+	default:
+		return __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE);
+	}
+}
+
+static const char *const mem_names[] = {
+	[SIM_MEM_WRITE] = "write",
+	[SIM_MEM_READ] = "read",
+	[SIM_MEM_WAIT] = "wait",
+	[SIM_MEM_LOAD] = "load",
+};
+
+/* The mem statements; their ranges were checked against RAM before the
+ * vCPUs started. */
+static enum step run_mem(struct sim_cpu *c, const struct sim_op *op, uint64_t iter)
+{
+	struct sim_cpus *s = c->cpus;
+	const struct sim_load *l = op->op == SIM_MEM_LOAD ? &c->script->loads[op->arg] : NULL;
+	uint64_t value = op->value, got;
+	int64_t deadline;
+	enum step st = cpu_wait_run(c);
+	uint8_t *p;
+
+	if (st != STEP_GO)
+		return st;
+	atomic_fetch_add_explicit(&s->mem_ops, 1, memory_order_relaxed);
+	p = mem_at(s, op->addr, l ? l->len : op->size);
+	if (op->value_mode == SIM_VALUE_SEQ)
+		value = ((uint64_t)c->index << 48 | iter) & dispatch_all_ones(op->size);
+	switch (op->op) {
+	case SIM_MEM_LOAD:
+		memcpy(p, l->data, l->len);
+		break;
+	case SIM_MEM_WRITE:
+		mem_store(p, op->size, value);
+		break;
+	case SIM_MEM_READ:
+		got = mem_load(p, op->size);
+		if (op->value_mode != SIM_VALUE_ANY && got != value)
+			vcpu_report(c, op, "mem read 0x%" PRIx64 " size %u returned 0x%" PRIx64 ", expected 0x%" PRIx64,
+				    op->addr, op->size, got, value);
+		break;
+	case SIM_MEM_WAIT:
+		/* Polling, as a driver without an interrupt does: RAM
+		 * written by another process has no wake-up to sleep on. */
+		deadline = now_ms() + op->arg;
+		while ((got = mem_load(p, op->size)) != value) {
+			if (now_ms() >= deadline) {
+				vcpu_report(c, op,
+					    "mem wait 0x%" PRIx64 " size %u: still 0x%" PRIx64 " after %u ms, expected 0x%" PRIx64,
+					    op->addr, op->size, got, op->arg, value);
+				break;
+			}
+			st = run_sleep(c, 1);
+			if (st != STEP_GO)
+				return st;
+		}
+		break;
+	}
+	return STEP_GO;
+}
+
 /* Runs the script from its first statement; STEP_GO once it has ended. */
 static enum step run_script(struct sim_cpu *c)
 {
@@ -624,6 +979,18 @@ static enum step run_script(struct sim_cpu *c)
 			break;
 		case SIM_IRQ:
 			st = run_irq_wait(c, op);
+			break;
+		case SIM_IRQ_EDGE:
+			st = run_irq_edge(c, op);
+			break;
+		case SIM_MSI:
+			st = run_msi(c, op);
+			break;
+		case SIM_MEM_WRITE:
+		case SIM_MEM_READ:
+		case SIM_MEM_WAIT:
+		case SIM_MEM_LOAD:
+			st = run_mem(c, op, iter[depth]);
 			break;
 		}
 	}
@@ -687,6 +1054,7 @@ int sim_cpus_create(const struct sim_cpus_params *p, struct sim_cpus **ret)
 	s->report = p->report;
 	s->opaque = p->opaque;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->msi_lock, NULL);
 	for (unsigned i = 0; i < s->d->vcpu_num; i++) {
 		s->cpu[i].cpus = s;
 		s->cpu[i].index = i;
@@ -704,9 +1072,64 @@ int sim_cpus_create(const struct sim_cpus_params *p, struct sim_cpus **ret)
 	return 0;
 }
 
+/* Whether a mem statement of @sc falls outside RAM: its op, or NULL. */
+static const struct sim_op *mem_outside(const struct sim_cpus *s, const struct sim_script *sc)
+{
+	for (size_t i = 0; i < sc->n_ops; i++) {
+		const struct sim_op *op = &sc->ops[i];
+		uint64_t len;
+
+		if (op->op < SIM_MEM_WRITE || op->op > SIM_MEM_LOAD)
+			continue;
+		len = op->op == SIM_MEM_LOAD ? sc->loads[op->arg].len : op->size;
+		if (!mem_at(s, op->addr, len))
+			return op;
+	}
+	return NULL;
+}
+
+int sim_cpus_set_memory(struct sim_cpus *s, const struct sim_mem_region *r, unsigned n)
+{
+	struct sim_mem_region *copy = NULL;
+	char line[512];
+
+	if (n > SIM_MAX_MEM_REGIONS)
+		return -EINVAL;
+	if (n && !(copy = malloc(n * sizeof(*copy))))
+		return -ENOMEM;
+	if (n)
+		memcpy(copy, r, n * sizeof(*copy));
+	free(s->mem);
+	s->mem = copy;
+	s->n_mem = n;
+	for (unsigned i = 0; i < s->d->vcpu_num; i++) {
+		const struct sim_script *sc = s->cpu[i].script;
+		const struct sim_op *op = sc ? mem_outside(s, sc) : NULL;
+		uint64_t len;
+
+		if (!op)
+			continue;
+		len = op->op == SIM_MEM_LOAD ? sc->loads[op->arg].len : op->size;
+		snprintf(line, sizeof(line), "%s:%u: mem %s 0x%" PRIx64 " (%" PRIu64 " bytes) is not inside guest RAM%s",
+			 sc->name, op->line, mem_names[op->op], op->addr, len, n ? "" : " (the VM has none)");
+		if (s->report)
+			s->report(s->opaque, line);
+		return -EINVAL;
+	}
+	s->mem_set = true;
+	return 0;
+}
+
 int sim_cpus_start(struct sim_cpus *s)
 {
 	int r;
+
+	/* A script's RAM is checked before it runs: run_mem trusts it. */
+	if (!s->mem_set) {
+		for (unsigned i = 0; i < s->d->vcpu_num; i++)
+			if (s->cpu[i].script && mem_outside(s, s->cpu[i].script))
+				return -EINVAL;
+	}
 
 	atomic_fetch_or(&s->ctl, CTL_RUN);
 	futex_wake_all(&s->ctl);
@@ -729,6 +1152,11 @@ void sim_cpus_pause(struct sim_cpus *s)
 
 void sim_cpus_reset(struct sim_cpus *s)
 {
+	/* Interrupts the old run did not take are gone with it. */
+	for (unsigned i = 0; i < SIM_IRQ_LINES; i++)
+		atomic_store(&s->irq_edges[i], 0);
+	for (unsigned i = 0; i < atomic_load(&s->n_msi_kinds); i++)
+		atomic_store(&s->msi_kinds[i].pending, 0);
 	pthread_mutex_lock(&s->lock);
 	s->ended = 0;
 	atomic_fetch_add(&s->ctl, 1u << CTL_GEN_SHIFT);
@@ -738,18 +1166,44 @@ void sim_cpus_reset(struct sim_cpus *s)
 
 int sim_cpus_set_irqline(struct sim_cpus *s, uint32_t gsi, enum hsm_irq_op op)
 {
+	uint32_t old;
+
 	if (gsi >= SIM_IRQ_LINES || op > HSM_IRQ_PULSE_LOW)
 		return -EINVAL;
 	atomic_fetch_add(&s->irq_ops, 1);
-	/* A pulse leaves the line where it ends. */
-	atomic_store(&s->irq_level[gsi], op == HSM_IRQ_ASSERT || op == HSM_IRQ_PULSE_LOW);
+	/* A pulse leaves the line where it ends; both pulses rise once. */
+	old = atomic_exchange(&s->irq_level[gsi], op == HSM_IRQ_ASSERT || op == HSM_IRQ_PULSE_LOW);
 	futex_wake_all(&s->irq_level[gsi]);
+	if (op == HSM_IRQ_PULSE_HIGH || op == HSM_IRQ_PULSE_LOW || (op == HSM_IRQ_ASSERT && !old)) {
+		atomic_fetch_add(&s->irq_edges[gsi], 1);
+		futex_wake_all(&s->irq_edges[gsi]);
+	}
 	return 0;
 }
 
-void sim_cpus_inject_msi(struct sim_cpus *s)
+void sim_cpus_inject_msi(struct sim_cpus *s, uint64_t addr, uint64_t data)
 {
+	_Atomic uint32_t *pending;
+
 	atomic_fetch_add(&s->msis, 1);
+	pending = msi_pending(s, addr, data);
+	if (!pending) {
+		pthread_mutex_lock(&s->msi_lock);
+		pending = msi_pending(s, addr, data);
+		if (!pending && atomic_load(&s->n_msi_kinds) < SIM_MSI_KINDS) {
+			unsigned i = atomic_load(&s->n_msi_kinds);
+
+			s->msi_kinds[i].addr = addr;
+			s->msi_kinds[i].data = data;
+			pending = &s->msi_kinds[i].pending;
+			atomic_store_explicit(&s->n_msi_kinds, i + 1, memory_order_release);
+		}
+		pthread_mutex_unlock(&s->msi_lock);
+	}
+	if (pending)
+		atomic_fetch_add(pending, 1);
+	atomic_fetch_add(&s->msi_seq, 1);
+	futex_wake_all(&s->msi_seq);
 }
 
 void sim_cpus_stats(struct sim_cpus *s, struct sim_stats *ret)
@@ -758,6 +1212,7 @@ void sim_cpus_stats(struct sim_cpus *s, struct sim_stats *ret)
 	ret->mismatches = atomic_load(&s->mismatches);
 	ret->irq_ops = atomic_load(&s->irq_ops);
 	ret->msis = atomic_load(&s->msis);
+	ret->mem_ops = atomic_load(&s->mem_ops);
 }
 
 struct sim_cpus *sim_cpus_free(struct sim_cpus *s)
@@ -776,6 +1231,8 @@ struct sim_cpus *sim_cpus_free(struct sim_cpus *s)
 	for (unsigned i = 0; i < s->d->vcpu_num; i++)
 		sim_script_free(s->cpu[i].script);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->msi_lock);
+	free(s->mem);
 	free(s);
 	return NULL;
 }
@@ -786,6 +1243,10 @@ struct sim_vm {
 	struct hsm_vm base;
 	struct dispatch d;
 	struct sim_cpus *cpus;
+	struct irqfd_relay *irqfds;
+	hsm_report_fn report;
+	void *opaque;
+	char name[64];
 };
 
 static struct sim_vm *to_sim(struct hsm_vm *vm)
@@ -797,9 +1258,48 @@ static void sim_destroy(struct hsm_vm *base)
 {
 	struct sim_vm *vm = to_sim(base);
 
+	/* Nothing injects, then no vCPU runs: the registered eventfds and
+	 * RAM can go. */
+	vm->irqfds = irqfd_relay_free(vm->irqfds);
 	sim_cpus_free(vm->cpus);
+	hsm_vm_release(&vm->base);
 	free(vm->base.page);
 	free(vm);
+}
+
+/* An irqfd was written: the line's edge, or the MSI. */
+static void sim_irqfd_inject(void *opaque, const struct hsm_irqfd *f)
+{
+	struct sim_vm *vm = opaque;
+
+	if (f->msi)
+		sim_cpus_inject_msi(vm->cpus, f->msi_addr, f->msi_data);
+	else
+		sim_cpus_set_irqline(vm->cpus, f->gsi, HSM_IRQ_PULSE_HIGH);
+}
+
+static int sim_setup_memory(struct sim_vm *vm, uint64_t size)
+{
+	struct sim_mem_region r = { 0 };
+	char note[256];
+	int err;
+
+	if (size) {
+		err = guestmem_create(&vm->base, vm->name, size, note, sizeof(note));
+		if (note[0] && vm->report) {
+			char line[340];
+
+			snprintf(line, sizeof(line), "vm %.64s: %.256s", vm->name, note);
+			vm->report(vm->opaque, line);
+		}
+		if (err)
+			return err;
+		err = guestmem_add_region(&vm->base, 0, size, 0);
+		if (err)
+			return err;
+		r = (struct sim_mem_region){ .gpa = 0, .size = size, .host = vm->base.mem };
+	}
+	return sim_cpus_set_memory(vm->cpus, &r, size ? 1 : 0);
 }
 
 static int sim_create(const struct hsm_vm_params *p, struct hsm_vm **ret)
@@ -818,8 +1318,12 @@ static int sim_create(const struct hsm_vm_params *p, struct hsm_vm **ret)
 	vm = calloc(1, sizeof(*vm));
 	if (!vm)
 		return -ENOMEM;
-	vm->base.ops = &sim_ops;
-	vm->base.vcpu_num = p->vcpus;
+	vm->report = p->report;
+	vm->opaque = p->opaque;
+	snprintf(vm->name, sizeof(vm->name), "%s", p->name);
+	r = hsm_vm_init(&vm->base, &sim_ops, p->vcpus);
+	if (r)
+		goto err;
 	vm->base.page = aligned_alloc(4096, sizeof(*vm->base.page));
 	if (!vm->base.page) {
 		r = -ENOMEM;
@@ -831,6 +1335,10 @@ static int sim_create(const struct hsm_vm_params *p, struct hsm_vm **ret)
 		goto err;
 	cp.d = &vm->d;
 	r = sim_cpus_create(&cp, &vm->cpus);
+	if (!r)
+		r = sim_setup_memory(vm, p->memory);
+	if (!r)
+		r = irqfd_relay_create(sim_irqfd_inject, vm, &vm->irqfds);
 	if (r)
 		goto err;
 	*ret = &vm->base;
@@ -864,8 +1372,44 @@ static int sim_set_irqline(struct hsm_vm *vm, uint32_t gsi, enum hsm_irq_op op)
 
 static int sim_inject_msi(struct hsm_vm *vm, uint64_t addr, uint64_t data)
 {
-	sim_cpus_inject_msi(to_sim(vm)->cpus);
+	sim_cpus_inject_msi(to_sim(vm)->cpus, addr, data);
 	return 0;
+}
+
+/* The dispatcher's own ioeventfd client, as the HSM has it. */
+static int sim_ioeventfd(struct hsm_vm *base, const struct hsm_ioeventfd *e, int fd, bool deassign)
+{
+	struct sim_vm *vm = to_sim(base);
+	struct dispatch_ioeventfd de = {
+		.fd = fd,
+		.type = e->type,
+		.addr = e->addr,
+		.len = e->size,
+		.wildcard = !e->datamatch,
+		.data = e->data,
+	};
+	int r;
+
+	if (!deassign)
+		return dispatch_ioeventfd_assign(&vm->d, &de);
+	r = dispatch_ioeventfd_deassign(&vm->d, fd);
+	return r < 0 ? r : 0;
+}
+
+static int sim_irqfd(struct hsm_vm *base, const struct hsm_irqfd *f, int fd, bool deassign)
+{
+	struct sim_vm *vm = to_sim(base);
+	struct hsm_irqfd mine = *f;
+	int r;
+
+	if (!f->msi && f->gsi >= SIM_IRQ_LINES)
+		return -EINVAL;
+	if (deassign) {
+		r = irqfd_relay_del(vm->irqfds, fd);
+		return r < 0 ? r : 0;
+	}
+	mine.fd = fd;
+	return irqfd_relay_add(vm->irqfds, &mine);
 }
 
 void sim_vm_stats(struct hsm_vm *vm, struct sim_stats *ret)
@@ -888,4 +1432,6 @@ const struct hsm_ops sim_ops = {
 	.clear = hsm_local_clear,
 	.destroy_client = hsm_local_destroy_client,
 	.destroy = sim_destroy,
+	.ioeventfd = sim_ioeventfd,
+	.irqfd = sim_irqfd,
 };

@@ -387,6 +387,23 @@ static void test_device_ids_taken(void **state)
 }
 
 /* The keys of the kvm and acrn backends, windows, and a device's streams. */
+/* `memory` on every backend: a sim VM has RAM only if it says so, the
+ * others 64M unless they say. */
+static void test_memory_per_backend(void **state)
+{
+	struct cfg *c = load_ok("vms:\n"
+				"  - {name: s, backend: sim, vcpus: 1}\n"
+				"  - {name: m, backend: sim, vcpus: 1, memory: 2M}\n"
+				"  - {name: k, backend: kvm, vcpus: 1, image: img.elf}\n"
+				"  - {name: a, backend: acrn, vcpus: 1}\n");
+
+	assert_int_equal(c->vms[0].memory, 0);
+	assert_int_equal(c->vms[1].memory, 2ull << 20);
+	assert_int_equal(c->vms[2].memory, 64ull << 20);
+	assert_int_equal(c->vms[3].memory, 64ull << 20);
+	cfg_free(c);
+}
+
 static void test_backend_keys(void **state)
 {
 	struct cfg *c;
@@ -837,6 +854,7 @@ int main(void)
 		cmocka_unit_test(test_vm_equal),
 		cmocka_unit_test(test_reference_in_readme),
 		cmocka_unit_test(test_backend_keys),
+		cmocka_unit_test(test_memory_per_backend),
 		cmocka_unit_test(test_deadline_order),
 		cmocka_unit_test(test_same_ranges_two_vms),
 		cmocka_unit_test(test_bad),

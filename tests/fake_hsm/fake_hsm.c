@@ -19,23 +19,52 @@
  *    0 and nothing done; vcpu (truncated to u16, as the driver does) must be
  *    below vcpu_num (-EINVAL);
  *  - DESTROY_IOREQ_CLIENT: 0 even without a client;
- *  - SET_MEMSEG: type RAM or MMIO (-EINVAL); RAM must be mapped (-EFAULT)
- *    and at most 256 mappings (-ENOMEM);
+ *  - SET_MEMSEG: type RAM or MMIO (-EINVAL); RAM must be mapped and
+ *    writable (pin_user_pages with FOLL_WRITE: -EFAULT) and at most 256
+ *    mappings (-ENOMEM);
+ *  - SET_VCPU_REGS: every reserved field 0 (-EINVAL); the hypervisor
+ *    refuses (-EPERM) a running VM, a vcpu_id it did not create, and a
+ *    CR0 or CR4 with reserved bits (is_valid_cr0_cr4: CR0.NE set, nothing
+ *    outside PE MP EM TS ET NE WP AM NW CD PG; CR4 nothing outside the bits
+ *    a guest may set, VMXE included);
+ *  - IOEVENTFD: reserved 0 (-EINVAL), then acrn_ioeventfd_config: a length
+ *    of 1, 2, 4 or 8 and no wrap (-EINVAL), an eventfd (-EBADF, -EINVAL),
+ *    no conflict (-EEXIST); deassign by eventfd, 0 even when it finds none;
+ *    the dispatcher's ioeventfd client does the rest (dispatch.h);
+ *  - IRQFD: an eventfd (-EBADF, -EINVAL), the same eventfd twice -EBUSY,
+ *    injected at once if already written; deassign by eventfd, 0 even when
+ *    it finds none; the MSI is injected from the eventfd (kernel/irqfd.h);
  *  - unknown ioctls: -ENOTTY; so are those the broker does not use
- *    (SET_VCPU_REGS, IOEVENTFD, IRQFD, ...), so that a broker that starts
- *    to use one fails loudly here until the fake learns it;
+ *    (UNSET_MEMSEG, ASSIGN_PCIDEV, ...), so that a broker that starts to use
+ *    one fails loudly here until the fake learns it;
  * and those the hypervisor makes: START_VM only for a created (or reset)
  * VM, RESET_VM and DESTROY_VM only for a paused one (its -1 reaches user
  * space as -EPERM; a refused DESTROY_VM has already destroyed the client).
  * Stricter than the driver, to catch broker bugs, and marked "fake:" in
  * the log: the request page and RAM must be whole, mapped pages (the driver
- * would silently use the page around them), and a NOTIFY for a vCPU with
- * nothing pending or with another VM's vmid is flagged.
+ * would silently use the page around them), a NOTIFY for a vCPU with
+ * nothing pending or with another VM's vmid is flagged, and SET_VCPU_REGS
+ * refuses (-EINVAL) a cs_ar with its reserved bits 11:8 set, on which VM
+ * entry would fail (the hypervisor would stop).
  *
- * The broker's request page becomes the dispatcher's page. vCPUs run the
- * scripts named in FAKE_HSM_SCRIPTS (paths separated by ':', an empty entry
- * for an idle vCPU; the same for every VM), from START_VM on; PAUSE_VM
- * stops them before their next access, RESET_VM makes them start over.
+ * The broker's request page becomes the dispatcher's page, the broker's
+ * RAM (SET_MEMSEG's vma_base, in this process) the guest's. The vCPUs are
+ * either scripted or real:
+ *  - with FAKE_HSM_SCRIPTS, they run the scripts it names (paths separated
+ *    by ':', an empty entry for an idle vCPU; the same for every VM) from
+ *    START_VM on; their mem statements see the RAM of the VM's SET_MEMSEGs
+ *    (checked at START_VM: -EINVAL, reported, for a statement outside it);
+ *    PAUSE_VM stops them before their next access, RESET_VM makes them
+ *    start over;
+ *  - without, if SET_VCPU_REGS set the boot vCPU's registers, START_VM
+ *    runs the guest on /dev/kvm as the hypervisor would: the SET_MEMSEGs as
+ *    its memory, the registers as the hypervisor's set_vcpu_regs applies
+ *    them (data segments flat, TR and LDTR its defaults), the other vCPUs
+ *    waiting for INIT/SIPI, the irqchip of KVM, every PIO and MMIO exit
+ *    through the dispatcher. START_VM fails (-ENODEV, "fake:") without
+ *    /dev/kvm; PAUSE_VM stops the guest for good and RESET_VM is refused
+ *    (-EOPNOTSUPP, "fake:"): the fake cannot reset a KVM guest;
+ *  - otherwise they idle.
  * completion_polling from CREATE_VM's vm_flag is honoured: every request
  * asks for polling, NOTIFY then wakes nobody and the vCPU spins.
  * FAKE_HSM_VCPU_NUM, if set, is the vCPU count "the hypervisor's
@@ -67,8 +96,12 @@
 #include <linux/futex.h>
 #include <sys/syscall.h>
 
+#include <sys/stat.h>
+
 #include "acrn.h"
 #include "dispatch.h"
+#include "irqfd.h"
+#include "kvmvm.h"
 #include "sim.h"
 
 #define FAKE_EXPORT __attribute__((visibility("default")))
@@ -78,6 +111,7 @@
 /* ACRN_MEM_MAPPING_MAX in the driver. */
 #define FAKE_MAX_MAPPINGS 256
 #define FAKE_LINE 512
+#define FAKE_MAX_IRQFDS 256
 
 /* The hypervisor's view of the VM. */
 enum fake_state {
@@ -98,9 +132,22 @@ struct fake_vm {
 	char name[17];
 	enum fake_state state;
 	bool polling;
+	bool scripted; /* FAKE_HSM_SCRIPTS named scripts */
 	unsigned mappings;
+	/* RAM, as SET_MEMSEG mapped it. */
+	struct sim_mem_region ram[FAKE_MAX_MAPPINGS];
+	/* SET_VCPU_REGS, per vCPU; only the boot vCPU's run. */
+	bool has_regs[ACRN_IO_REQUEST_MAX];
+	struct acrn_regs regs[ACRN_IO_REQUEST_MAX];
 	struct dispatch d;
 	struct sim_cpus *cpus;
+	/* The guest, when it runs on /dev/kvm: published once it is whole,
+	 * for the irqfd relay's thread, which reads it without the lock. */
+	struct kvmvm *_Atomic kvm;
+	/* The HSM's references to the eventfds of its irqfds (the relay's). */
+	struct irqfd_relay *irqfds;
+	unsigned n_irqfds;
+	int irqfd_fds[FAKE_MAX_IRQFDS];
 };
 
 static struct {
@@ -216,9 +263,32 @@ static struct fake_vm *fake_get(int fd)
 /* What the driver's release and the hypervisor's shutdown leave behind:
  * nothing. The vCPUs stop first, so that nothing touches the broker's
  * page once it may unmap it. */
+/* acrn_ioeventfd_deinit and acrn_irqfd_deinit: once it returns, nothing
+ * signals or reads the eventfds the VM held. */
+static void fake_drop_eventfds(struct fake_vm *vm)
+{
+	vm->irqfds = irqfd_relay_free(vm->irqfds);
+	while (vm->n_irqfds)
+		close(vm->irqfd_fds[--vm->n_irqfds]);
+	for (int fd; (fd = atomic_load(&vm->d.n_ioeventfds) ? vm->d.ioeventfds[0].fd : -1) >= 0;)
+		close(dispatch_ioeventfd_deassign(&vm->d, fd));
+}
+
+/* The vCPUs, scripted or on KVM, stop for good and are joined; whatever
+ * they wait for, and whatever they post from now on, completes at once. */
+static void fake_stop_guest(struct fake_vm *vm)
+{
+	if (vm->kvm)
+		kvmvm_stop(vm->kvm);
+	vm->cpus = sim_cpus_free(vm->cpus);
+	dispatch_close(&vm->d);
+	vm->kvm = kvmvm_free(vm->kvm);
+}
+
 static void fake_release(struct fake_vm *vm)
 {
-	vm->cpus = sim_cpus_free(vm->cpus);
+	fake_drop_eventfds(vm);
+	fake_stop_guest(vm);
 	pthread_mutex_destroy(&vm->lock);
 	free(vm);
 }
@@ -268,6 +338,8 @@ static bool fake_mapped(uint64_t addr, uint64_t len)
 	return true;
 }
 
+static void fake_irqfd_inject(void *opaque, const struct hsm_irqfd *f);
+
 static int fake_load_scripts(struct fake_vm *vm)
 {
 	const char *env = getenv("FAKE_HSM_SCRIPTS");
@@ -286,6 +358,7 @@ static int fake_load_scripts(struct fake_vm *vm)
 	int r;
 
 	if (env) {
+		vm->scripted = true;
 		list = strdup(env);
 		if (!list)
 			return -ENOMEM;
@@ -338,6 +411,10 @@ static int fake_create_vm(struct fake_vm *vm, unsigned long arg, struct fake_cal
 	if (r < 0)
 		return r;
 	vm->polling = cv->vm_flag & ACRN_GUEST_FLAG_IO_COMPLETION_POLLING;
+	/* acrn_irqfd_init: the HSM's irqfds of this VM. */
+	r = irqfd_relay_create(fake_irqfd_inject, vm, &vm->irqfds);
+	if (r < 0)
+		return r;
 	r = fake_load_scripts(vm);
 	if (r < 0)
 		return -EINVAL;
@@ -348,6 +425,32 @@ static int fake_create_vm(struct fake_vm *vm, unsigned long arg, struct fake_cal
 	cv->vmid = vm->vmid;
 	cv->vcpu_num = vcpus;
 	return 0;
+}
+
+/* pin_user_pages(FOLL_WRITE) needs every page of the range in a writable
+ * mapping: /proc/self/maps says which are. */
+static bool fake_writable(uint64_t addr, uint64_t len)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	uint64_t at = addr, end = addr + len;
+	char line[512];
+
+	if (!f)
+		return false;
+	while (at < end && fgets(line, sizeof(line), f)) {
+		unsigned long long lo, hi;
+		char perms[8];
+
+		if (sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) != 3)
+			continue;
+		if (at >= lo && at < hi) {
+			if (perms[1] != 'w')
+				break;
+			at = hi;
+		}
+	}
+	fclose(f);
+	return at >= end;
 }
 
 static int fake_set_memseg(struct fake_vm *vm, unsigned long arg, struct fake_call *c)
@@ -366,25 +469,206 @@ static int fake_set_memseg(struct fake_vm *vm, unsigned long arg, struct fake_ca
 		fake_remark(c, "fake: not whole pages");
 		return -EINVAL;
 	}
-	if (!fake_mapped(m->vma_base, m->len))
+	if (!fake_mapped(m->vma_base, m->len) || !fake_writable(m->vma_base, m->len))
 		return -EFAULT;
 	if (vm->mappings == FAKE_MAX_MAPPINGS)
 		return -ENOMEM;
-	vm->mappings++;
+	vm->ram[vm->mappings++] = (struct sim_mem_region){
+		.gpa = m->user_vm_pa,
+		.size = m->len,
+		.host = (uint8_t *)(uintptr_t)m->vma_base,
+	};
+	return 0;
+}
+
+/* The hypervisor's is_valid_cr0_cr4: no reserved bit, CR0.NE on (VMX's
+ * fixed bit; PE and PG are the guest's), CR4.VMXE off. */
+#define FAKE_CR0_BITS 0xe005003full /* PE MP EM TS ET NE WP AM NW CD PG */
+#define FAKE_CR0_NE 0x20ull
+#define FAKE_CR4_BITS 0x17f1fffull /* VME..UMIP LA57, FSGSBASE PCIDE OSXSAVE KL SMEP SMAP PKE, PKS */
+#define FAKE_CR4_VMXE 0x2000ull
+
+static bool fake_reserved_clear(const struct acrn_vcpu_regs *r)
+{
+	const struct acrn_regs *v = &r->vcpu_regs;
+
+	for (size_t i = 0; i < sizeof(r->reserved) / sizeof(r->reserved[0]); i++)
+		if (r->reserved[i])
+			return false;
+	for (size_t i = 0; i < sizeof(v->reserved_32) / sizeof(v->reserved_32[0]); i++)
+		if (v->reserved_32[i])
+			return false;
+	for (size_t i = 0; i < sizeof(v->reserved_64) / sizeof(v->reserved_64[0]); i++)
+		if (v->reserved_64[i])
+			return false;
+	for (size_t i = 0; i < sizeof(v->gdt.reserved) / sizeof(v->gdt.reserved[0]); i++)
+		if (v->gdt.reserved[i] | v->idt.reserved[i])
+			return false;
+	return true;
+}
+
+static int fake_set_vcpu_regs(struct fake_vm *vm, unsigned long arg, struct fake_call *c)
+{
+	const struct acrn_vcpu_regs *r = (const struct acrn_vcpu_regs *)arg;
+	const struct acrn_regs *v;
+
+	if (!r)
+		return -EFAULT;
+	v = &r->vcpu_regs;
+	snprintf(c->args, sizeof(c->args),
+		 "vcpu=%u rip=0x%" PRIx64 " rsp=0x%" PRIx64 " rdi=%" PRIu64 " rsi=%" PRIu64 " rflags=0x%" PRIx64
+		 " cr0=0x%" PRIx64 " cr3=0x%" PRIx64 " cr4=0x%" PRIx64 " efer=0x%" PRIx64 " cs=0x%x/0x%x/0x%x ds=0x%x"
+		 " gdt=0x%" PRIx64 "/%u",
+		 r->vcpu_id, (uint64_t)v->rip, (uint64_t)v->gprs.rsp, (uint64_t)v->gprs.rdi, (uint64_t)v->gprs.rsi,
+		 (uint64_t)v->rflags, (uint64_t)v->cr0, (uint64_t)v->cr3, (uint64_t)v->cr4, (uint64_t)v->ia32_efer,
+		 v->cs_sel, v->cs_ar, v->cs_limit, v->ds_sel, (uint64_t)v->gdt.base, v->gdt.limit);
+	if (!fake_reserved_clear(r))
+		return -EINVAL;
+	/* hcall_set_vcpu_regs: not while running, not a vCPU it has not. */
+	if (vm->state == FAKE_RUNNING) {
+		fake_remark(c, "the hypervisor sets registers only of a VM that is not running");
+		return -EPERM;
+	}
+	if (r->vcpu_id >= vm->d.vcpu_num)
+		return -EPERM;
+	if ((v->cr0 & ~FAKE_CR0_BITS) || !(v->cr0 & FAKE_CR0_NE) || (v->cr4 & ~FAKE_CR4_BITS) || (v->cr4 & FAKE_CR4_VMXE)) {
+		fake_remark(c, "CR0 or CR4 not valid for a guest");
+		return -EPERM;
+	}
+	if (v->cs_ar & 0xf00) {
+		fake_remark(c, "fake: cs_ar bits 11:8 are reserved: VM entry would fail");
+		return -EINVAL;
+	}
+	vm->regs[r->vcpu_id] = *v;
+	vm->has_regs[r->vcpu_id] = true;
+	return 0;
+}
+
+/* A segment register as the hypervisor loads it: VMX access rights. */
+static struct kvm_segment fake_segment(uint16_t sel, uint64_t base, uint32_t limit, uint32_t ar)
+{
+	return (struct kvm_segment){
+		.base = base,
+		.limit = limit,
+		.selector = sel,
+		.type = ar & 0xf,
+		.s = (ar >> 4) & 1,
+		.dpl = (ar >> 5) & 3,
+		.present = (ar >> 7) & 1,
+		.avl = (ar >> 12) & 1,
+		.l = (ar >> 13) & 1,
+		.db = (ar >> 14) & 1,
+		.g = (ar >> 15) & 1,
+		.unusable = (ar >> 16) & 1,
+	};
+}
+
+/* acrn-hypervisor's set_vcpu_regs, onto KVM's vCPU state. */
+static int fake_kvm_regs(struct fake_vm *vm, struct kvmvm *k, unsigned vcpu)
+{
+	const struct acrn_regs *v = &vm->regs[vcpu];
+	bool pe = v->cr0 & 1;
+	uint32_t data_ar = pe ? 0xc093 : 0x0093, limit = pe ? 0xffffffff : 0xffff;
+	struct kvm_sregs sregs;
+	struct kvm_regs regs = {
+		.rax = v->gprs.rax, .rcx = v->gprs.rcx, .rdx = v->gprs.rdx, .rbx = v->gprs.rbx,
+		.rsp = v->gprs.rsp, .rbp = v->gprs.rbp, .rsi = v->gprs.rsi, .rdi = v->gprs.rdi,
+		.r8 = v->gprs.r8, .r9 = v->gprs.r9, .r10 = v->gprs.r10, .r11 = v->gprs.r11,
+		.r12 = v->gprs.r12, .r13 = v->gprs.r13, .r14 = v->gprs.r14, .r15 = v->gprs.r15,
+		.rip = v->rip,
+		.rflags = v->rflags ? v->rflags & ~0x8d5ull : 0x2,
+	};
+	int r = kvmvm_get_sregs(k, vcpu, &sregs);
+
+	if (r)
+		return r;
+	sregs.cs = fake_segment(v->cs_sel, v->cs_base, v->cs_limit, v->cs_ar);
+	sregs.ss = fake_segment(v->ss_sel, 0, limit, data_ar);
+	sregs.ds = fake_segment(v->ds_sel, 0, limit, data_ar);
+	sregs.es = fake_segment(v->es_sel, 0, limit, data_ar);
+	sregs.fs = fake_segment(v->fs_sel, 0, limit, data_ar);
+	sregs.gs = fake_segment(v->gs_sel, 0, limit, data_ar);
+	sregs.ldt = fake_segment(v->ldt_sel, 0, 0xffff, 0x82);
+	sregs.tr = fake_segment(v->tr_sel, 0, 0xffff, 0x8b);
+	sregs.gdt.base = v->gdt.base;
+	sregs.gdt.limit = v->gdt.limit;
+	sregs.idt.base = v->idt.base;
+	sregs.idt.limit = v->idt.limit;
+	sregs.cr0 = v->cr0;
+	sregs.cr3 = v->cr3;
+	sregs.cr4 = v->cr4;
+	sregs.efer = v->ia32_efer;
+	return kvmvm_set_state(k, vcpu, &regs, &sregs);
+}
+
+/* A vCPU of the guest run on KVM could not go on (reported already). */
+static void fake_kvm_crashed(void *opaque)
+{
+	fake_result(opaque, "fake: the guest crashed");
+}
+
+/* The guest on /dev/kvm: its memory the broker's, the boot vCPU's
+ * registers the broker's, the other vCPUs waiting for INIT/SIPI. */
+static int fake_run_kvm(struct fake_vm *vm, struct fake_call *c)
+{
+	struct kvmvm_params p = {
+		.name = vm->name,
+		.d = &vm->d,
+		.vcpus = vm->d.vcpu_num,
+		.polling = vm->polling,
+		.report = fake_result,
+		.crashed = fake_kvm_crashed,
+		.opaque = vm,
+	};
+	int r;
+
+	struct kvmvm *k = NULL;
+
+	if (access("/dev/kvm", R_OK | W_OK) < 0) {
+		fake_remark(c, "fake: cannot run the guest: /dev/kvm: %s", strerror(errno));
+		return -ENODEV;
+	}
+	r = kvmvm_create(&p, &k);
+	for (unsigned i = 0; !r && i < vm->mappings; i++)
+		r = kvmvm_map(k, vm->ram[i].gpa, vm->ram[i].size, vm->ram[i].host);
+	if (!r)
+		r = fake_kvm_regs(vm, k, 0);
+	if (!r)
+		r = kvmvm_start(k);
+	if (r) {
+		fake_remark(c, "fake: cannot run the guest on /dev/kvm");
+		kvmvm_free(k);
+		return -ENODEV;
+	}
+	vm->kvm = k;
 	return 0;
 }
 
 static int fake_start_vm(struct fake_vm *vm, unsigned long arg, struct fake_call *c)
 {
+	int r;
+
 	if (vm->state != FAKE_CREATED)
 		return -EPERM;
-	vm->state = FAKE_RUNNING;
-	return sim_cpus_start(vm->cpus);
+	if (!vm->scripted && vm->has_regs[0]) {
+		r = fake_run_kvm(vm, c);
+	} else {
+		r = sim_cpus_set_memory(vm->cpus, vm->ram, vm->mappings);
+		if (r)
+			fake_remark(c, "fake: a script's mem statement is outside the VM's RAM");
+		else
+			r = sim_cpus_start(vm->cpus);
+	}
+	if (!r)
+		vm->state = FAKE_RUNNING;
+	return r;
 }
 
 static int fake_pause_vm(struct fake_vm *vm, unsigned long arg, struct fake_call *c)
 {
 	vm->state = FAKE_PAUSED;
+	if (vm->kvm)
+		kvmvm_stop(vm->kvm);
 	sim_cpus_pause(vm->cpus);
 	return 0;
 }
@@ -393,6 +677,10 @@ static int fake_reset_vm(struct fake_vm *vm, unsigned long arg, struct fake_call
 {
 	if (vm->state != FAKE_PAUSED)
 		return -EPERM;
+	if (vm->kvm) {
+		fake_remark(c, "fake: cannot reset a guest run on /dev/kvm");
+		return -EOPNOTSUPP;
+	}
 	vm->state = FAKE_CREATED;
 	sim_cpus_reset(vm->cpus);
 	return 0;
@@ -401,7 +689,9 @@ static int fake_reset_vm(struct fake_vm *vm, unsigned long arg, struct fake_call
 /* acrn_vm_destroy. */
 static int fake_destroy_vm(struct fake_vm *vm, unsigned long arg, struct fake_call *c)
 {
-	/* acrn_ioreq_deinit runs before the hypercall, whatever it says. */
+	/* acrn_ioeventfd_deinit, acrn_irqfd_deinit and acrn_ioreq_deinit run
+	 * before the hypercall, whatever it says. */
+	fake_drop_eventfds(vm);
 	dispatch_destroy_default(&vm->d);
 	vm->has_buf = false;
 	/* The VM lives on in the hypervisor, and so do its vCPUs. */
@@ -409,8 +699,123 @@ static int fake_destroy_vm(struct fake_vm *vm, unsigned long arg, struct fake_ca
 		fake_remark(c, "the hypervisor destroys only a paused VM");
 		return -EPERM;
 	}
-	vm->cpus = sim_cpus_free(vm->cpus);
+	fake_stop_guest(vm);
 	vm->valid = false;
+	return 0;
+}
+
+/* eventfd_ctx_fdget(): -EBADF, -EINVAL, or the HSM's own reference. */
+static int fake_eventfd_get(int fd)
+{
+	int r = dispatch_check_eventfd(fd);
+
+	if (r)
+		return r;
+	r = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	return r < 0 ? -errno : r;
+}
+
+static int fake_ioeventfd(struct fake_vm *vm, unsigned long arg, struct fake_call *c)
+{
+	const struct acrn_ioeventfd *a = (const struct acrn_ioeventfd *)arg;
+	struct dispatch_ioeventfd e;
+	int fd, r;
+
+	if (!a)
+		return -EFAULT;
+	snprintf(c->args, sizeof(c->args), "fd=%d flags=0x%x addr=0x%" PRIx64 " len=%u data=0x%" PRIx64, (int)a->fd,
+		 a->flags, (uint64_t)a->addr, a->len, (uint64_t)a->data);
+	if (a->reserved)
+		return -EINVAL;
+	if (!vm->has_buf) {
+		fake_remark(c, "fake: after DESTROY_VM");
+		return -EINVAL;
+	}
+	if (a->flags & ACRN_IOEVENTFD_FLAG_DEASSIGN) {
+		fd = fake_eventfd_get((int)a->fd);
+		if (fd < 0)
+			return fd;
+		r = dispatch_ioeventfd_deassign(&vm->d, fd);
+		if (r >= 0)
+			close(r);
+		else
+			fake_remark(c, "no such ioeventfd");
+		close(fd);
+		return 0;
+	}
+	/* acrn_ioeventfd_assign checks the range before the fd. */
+	if (a->addr + a->len < a->addr || (a->len != 1 && a->len != 2 && a->len != 4 && a->len != 8))
+		return -EINVAL;
+	fd = fake_eventfd_get((int)a->fd);
+	if (fd < 0)
+		return fd;
+	e = (struct dispatch_ioeventfd){
+		.fd = fd,
+		.type = a->flags & ACRN_IOEVENTFD_FLAG_PIO ? ACRN_IOREQ_TYPE_PORTIO : ACRN_IOREQ_TYPE_MMIO,
+		.addr = a->addr,
+		.len = a->len,
+		.wildcard = !(a->flags & ACRN_IOEVENTFD_FLAG_DATAMATCH),
+		.data = a->flags & ACRN_IOEVENTFD_FLAG_DATAMATCH ? a->data : 0,
+	};
+	r = dispatch_ioeventfd_assign(&vm->d, &e);
+	if (r)
+		close(fd);
+	return r;
+}
+
+/* An irqfd's eventfd was written: acrn_msi_inject. */
+static void fake_irqfd_inject(void *opaque, const struct hsm_irqfd *f)
+{
+	struct fake_vm *vm = opaque;
+	struct kvmvm *k = vm->kvm;
+
+	if (k)
+		kvmvm_msi(k, f->msi_addr, f->msi_data);
+	else
+		sim_cpus_inject_msi(vm->cpus, f->msi_addr, f->msi_data);
+}
+
+static int fake_irqfd(struct fake_vm *vm, unsigned long arg, struct fake_call *c)
+{
+	const struct acrn_irqfd *a = (const struct acrn_irqfd *)arg;
+	struct hsm_irqfd f;
+	int fd, r;
+
+	if (!a)
+		return -EFAULT;
+	snprintf(c->args, sizeof(c->args), "fd=%d flags=0x%x addr=0x%" PRIx64 " data=0x%" PRIx64, a->fd, a->flags,
+		 (uint64_t)a->msi.msi_addr, (uint64_t)a->msi.msi_data);
+	if (!vm->irqfds) {
+		fake_remark(c, "fake: after DESTROY_VM");
+		return -EINVAL;
+	}
+	fd = fake_eventfd_get(a->fd);
+	if (fd < 0)
+		return fd;
+	if (a->flags & ACRN_IRQFD_FLAG_DEASSIGN) {
+		r = irqfd_relay_del(vm->irqfds, fd);
+		close(fd);
+		if (r < 0) {
+			fake_remark(c, "no such irqfd");
+			return 0;
+		}
+		for (unsigned i = 0; i < vm->n_irqfds; i++)
+			if (vm->irqfd_fds[i] == r)
+				vm->irqfd_fds[i] = vm->irqfd_fds[--vm->n_irqfds];
+		close(r);
+		return 0;
+	}
+	if (vm->n_irqfds == FAKE_MAX_IRQFDS) {
+		close(fd);
+		return -ENOMEM;
+	}
+	f = (struct hsm_irqfd){ .fd = fd, .msi = true, .msi_addr = a->msi.msi_addr, .msi_data = (uint32_t)a->msi.msi_data };
+	r = irqfd_relay_add(vm->irqfds, &f);
+	if (r) {
+		close(fd);
+		return r == -EEXIST ? -EBUSY : r;
+	}
+	vm->irqfd_fds[vm->n_irqfds++] = fd;
 	return 0;
 }
 
@@ -482,9 +887,18 @@ static int fake_clear(struct fake_vm *vm, unsigned long arg, struct fake_call *c
 static int fake_set_irqline(struct fake_vm *vm, unsigned long arg, struct fake_call *c)
 {
 	uint32_t gsi = (uint32_t)arg, op = (uint32_t)((uint64_t)arg >> 32);
+	int r;
 
 	snprintf(c->args, sizeof(c->args), "gsi=%u op=%u", gsi, op);
-	return sim_cpus_set_irqline(vm->cpus, gsi, (enum hsm_irq_op)op);
+	if (!vm->kvm)
+		return sim_cpus_set_irqline(vm->cpus, gsi, (enum hsm_irq_op)op);
+	/* The vIOAPIC's pin as levels; a pulse is two. */
+	if (op > HSM_IRQ_PULSE_LOW)
+		return -EINVAL;
+	r = kvmvm_irq_line(vm->kvm, gsi, op == HSM_IRQ_ASSERT || op == HSM_IRQ_PULSE_HIGH);
+	if (!r && (op == HSM_IRQ_PULSE_HIGH || op == HSM_IRQ_PULSE_LOW))
+		r = kvmvm_irq_line(vm->kvm, gsi, op == HSM_IRQ_PULSE_LOW);
+	return r;
 }
 
 static int fake_inject_msi(struct fake_vm *vm, unsigned long arg, struct fake_call *c)
@@ -494,7 +908,9 @@ static int fake_inject_msi(struct fake_vm *vm, unsigned long arg, struct fake_ca
 	if (!msi)
 		return -EFAULT;
 	snprintf(c->args, sizeof(c->args), "addr=0x%" PRIx64 " data=0x%" PRIx64, (uint64_t)msi->msi_addr, (uint64_t)msi->msi_data);
-	sim_cpus_inject_msi(vm->cpus);
+	if (vm->kvm)
+		return kvmvm_msi(vm->kvm, msi->msi_addr, (uint32_t)msi->msi_data);
+	sim_cpus_inject_msi(vm->cpus, msi->msi_addr, msi->msi_data);
 	return 0;
 }
 
@@ -512,6 +928,9 @@ static const struct {
 	{ ACRN_IOCTL_PAUSE_VM, "PAUSE_VM", fake_pause_vm, false },
 	{ ACRN_IOCTL_RESET_VM, "RESET_VM", fake_reset_vm, false },
 	{ ACRN_IOCTL_SET_MEMSEG, "SET_MEMSEG", fake_set_memseg, false },
+	{ ACRN_IOCTL_SET_VCPU_REGS, "SET_VCPU_REGS", fake_set_vcpu_regs, false },
+	{ ACRN_IOCTL_IOEVENTFD, "IOEVENTFD", fake_ioeventfd, false },
+	{ ACRN_IOCTL_IRQFD, "IRQFD", fake_irqfd, false },
 	{ ACRN_IOCTL_CREATE_IOREQ_CLIENT, "CREATE_IOREQ_CLIENT", fake_create_client, false },
 	{ ACRN_IOCTL_ATTACH_IOREQ_CLIENT, "ATTACH_IOREQ_CLIENT", fake_attach, true },
 	{ ACRN_IOCTL_DESTROY_IOREQ_CLIENT, "DESTROY_IOREQ_CLIENT", fake_destroy_client, false },

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -952,6 +953,185 @@ static void accessor_start(struct accessor *x)
 	assert_int_equal(pthread_create(&x->thread, NULL, accessor_main, x), 0);
 }
 
+/* ---- the ioeventfd client ---- */
+
+static uint64_t drained(int efd)
+{
+	uint64_t n = 0;
+
+	if (read(efd, &n, sizeof(n)) != sizeof(n))
+		return 0;
+	return n;
+}
+
+static int nb_eventfd(void)
+{
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/* eventfd_ctx_fdget's answers, and what counts as the same eventfd. */
+static void test_eventfd_checks(void **state)
+{
+	int efd = nb_eventfd(), copy = dup(efd), other = nb_eventfd(), p[2];
+
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(dispatch_check_eventfd(efd), 0);
+	assert_int_equal(dispatch_check_eventfd(p[0]), -EINVAL);
+	assert_int_equal(dispatch_check_eventfd(-1), -EBADF);
+	close(p[0]);
+	assert_int_equal(dispatch_check_eventfd(p[0]), -EBADF);
+	close(p[1]);
+	assert_true(dispatch_same_eventfd(efd, copy));
+	assert_false(dispatch_same_eventfd(efd, other));
+	close(efd);
+	close(copy);
+	close(other);
+}
+
+/* acrn_ioeventfd_assign's checks; its conflicts are per eventfd, and two
+ * values of one doorbell are not a conflict. */
+static void test_ioeventfd_assign(void **state)
+{
+	int a = nb_eventfd(), b = nb_eventfd(), a2 = dup(a);
+	struct dispatch_ioeventfd e = { .fd = a, .type = ACRN_IOREQ_TYPE_PORTIO, .addr = 0x600, .len = 2, .wildcard = true };
+	struct dispatch_ioeventfd x;
+	unsigned i;
+
+	x = e, x.len = 3;
+	assert_int_equal(dispatch_ioeventfd_assign(&d, &x), -EINVAL);
+	x = e, x.len = 16;
+	assert_int_equal(dispatch_ioeventfd_assign(&d, &x), -EINVAL);
+	x = e, x.addr = ~0ull;
+	assert_int_equal(dispatch_ioeventfd_assign(&d, &x), -EINVAL);
+	x = e, x.type = ACRN_IOREQ_TYPE_PCICFG;
+	assert_int_equal(dispatch_ioeventfd_assign(&d, &x), -EINVAL);
+	assert_int_equal(dispatch_ioeventfd_assign(&d, &e), 0);
+	/* The same eventfd (by any fd), address and type, data overlapping. */
+	assert_int_equal(dispatch_ioeventfd_assign(&d, &e), -EEXIST);
+	x = e, x.fd = a2, x.wildcard = false, x.data = 5;
+	assert_int_equal(dispatch_ioeventfd_assign(&d, &x), -EEXIST);
+	/* Another type, another address, another eventfd: the kernel's list
+	 * takes them (only the first match of a write is signalled). */
+	x = e, x.type = ACRN_IOREQ_TYPE_MMIO;
+	assert_int_equal(dispatch_ioeventfd_assign(&d, &x), 0);
+	x = e, x.addr = 0x700;
+	assert_int_equal(dispatch_ioeventfd_assign(&d, &x), 0);
+	x = e, x.fd = b;
+	assert_int_equal(dispatch_ioeventfd_assign(&d, &x), 0);
+	/* Deassign: the first registration of that eventfd, by any fd. */
+	assert_int_equal(dispatch_ioeventfd_deassign(&d, a2), a);
+	assert_int_equal(atomic_load(&d.n_ioeventfds), 3);
+	assert_int_equal(d.ioeventfds[0].type, ACRN_IOREQ_TYPE_MMIO);
+	assert_int_equal(dispatch_ioeventfd_deassign(&d, a), a);
+	assert_int_equal(dispatch_ioeventfd_deassign(&d, a), a);
+	assert_int_equal(dispatch_ioeventfd_deassign(&d, a), -ENOENT);
+	assert_int_equal(dispatch_ioeventfd_deassign(&d, b), b);
+	for (i = 0; i < DISPATCH_MAX_IOEVENTFDS; i++) {
+		x = e, x.addr = i;
+		assert_int_equal(dispatch_ioeventfd_assign(&d, &x), 0);
+	}
+	x = e, x.addr = i;
+	assert_int_equal(dispatch_ioeventfd_assign(&d, &x), -ENOSPC);
+	for (i = 0; i < DISPATCH_MAX_IOEVENTFDS; i++)
+		assert_int_equal(dispatch_ioeventfd_deassign(&d, a), a);
+	close(a);
+	close(a2);
+	close(b);
+}
+
+/* The HSM's ioeventfd client, as acrn_ioeventfd_handler: the vCPU never
+ * waits for the default client (which exists, and answers nobody here);
+ * every access inside a doorbell's range is the HSM's. */
+static void test_ioeventfd_rules(void **state)
+{
+	int bell = nb_eventfd(), match = nb_eventfd(), mmio = nb_eventfd();
+	struct dispatch_ioeventfd e_bell = { .fd = bell, .type = ACRN_IOREQ_TYPE_PORTIO, .addr = 0x600, .len = 4, .wildcard = true };
+	struct dispatch_ioeventfd e_match = { .fd = match, .type = ACRN_IOREQ_TYPE_PORTIO, .addr = 0x610, .len = 2, .data = 9 };
+	struct dispatch_ioeventfd e_mmio = { .fd = mmio, .type = ACRN_IOREQ_TYPE_MMIO, .addr = 0xd0000000, .len = 8, .wildcard = true };
+	struct dispatch_access w = { ACRN_IOREQ_TYPE_PORTIO, ACRN_IOREQ_DIR_WRITE, 0x600, 4, 0x1234 };
+	struct dispatch_access rd = { ACRN_IOREQ_TYPE_PORTIO, ACRN_IOREQ_DIR_READ, 0x600, 4, 0 };
+
+	assert_int_equal(dispatch_create_default(&d), 0);
+	assert_int_equal(dispatch_ioeventfd_assign(&d, &e_bell), 0);
+	assert_int_equal(dispatch_ioeventfd_assign(&d, &e_match), 0);
+	assert_int_equal(dispatch_ioeventfd_assign(&d, &e_mmio), 0);
+
+	dispatch_access(&d, 0, &w, false);
+	dispatch_access(&d, 1, &w, false);
+	assert_int_equal(slot(1)->kernel_handled, 1);
+	assert_int_equal(drained(bell), 2);
+	/* Narrower at the doorbell: rung; elsewhere inside: dropped. */
+	w.size = 1;
+	dispatch_access(&d, 0, &w, false);
+	w.addr = 0x602;
+	dispatch_access(&d, 0, &w, false);
+	assert_int_equal(drained(bell), 1);
+	/* Reads return 0, and ring nothing. */
+	assert_int_equal(dispatch_access(&d, 0, &rd, false), 0);
+	rd.addr = 0x601, rd.size = 2;
+	assert_int_equal(dispatch_access(&d, 0, &rd, false), 0);
+	assert_int_equal(drained(bell), 0);
+	/* Datamatch: only its value; the rest stays in the HSM too. */
+	w = (struct dispatch_access){ ACRN_IOREQ_TYPE_PORTIO, ACRN_IOREQ_DIR_WRITE, 0x610, 2, 8 };
+	dispatch_access(&d, 0, &w, false);
+	assert_int_equal(drained(match), 0);
+	w.value = 9;
+	dispatch_access(&d, 0, &w, false);
+	assert_int_equal(drained(match), 1);
+	/* MMIO of every width at the doorbell. */
+	w = (struct dispatch_access){ ACRN_IOREQ_TYPE_MMIO, ACRN_IOREQ_DIR_WRITE, 0xd0000000, 8, 1 };
+	dispatch_access(&d, 2, &w, false);
+	w.size = 4;
+	dispatch_access(&d, 2, &w, false);
+	assert_int_equal(drained(mmio), 2);
+	assert_int_equal(dispatch_pending(&d), 0);
+	close(bell);
+	close(match);
+	close(mmio);
+}
+
+/* The ioeventfd client is the oldest in-HSM client: any other wins; an
+ * access that is not wholly inside a doorbell, a port where an MMIO
+ * doorbell is, and a deassigned doorbell reach the default client. */
+static void test_ioeventfd_order(void **state)
+{
+	int bell = nb_eventfd();
+	struct dispatch_ioeventfd e = { .fd = bell, .type = ACRN_IOREQ_TYPE_PORTIO, .addr = 0x600, .len = 2, .wildcard = true };
+	struct accessor x = { .vcpu = 3, .a = { ACRN_IOREQ_TYPE_PORTIO, ACRN_IOREQ_DIR_WRITE, 0x601, 2, 1 } };
+	struct dispatch_access w = { ACRN_IOREQ_TYPE_PORTIO, ACRN_IOREQ_DIR_WRITE, 0x600, 2, 1 };
+	struct handled h = { 0 };
+
+	assert_int_equal(dispatch_ioeventfd_assign(&d, &e), 0);
+	assert_int_equal(dispatch_add_client(&d, "dev", ACRN_IOREQ_TYPE_PORTIO, 0x600, 0x600, handler, &h), 0);
+	w.size = 1;
+	dispatch_access(&d, 0, &w, false);
+	assert_int_equal(h.calls, 1);
+	assert_int_equal(drained(bell), 0);
+	w.size = 2;
+	dispatch_access(&d, 0, &w, false);
+	assert_int_equal(h.calls, 1);
+	assert_int_equal(drained(bell), 1);
+
+	assert_int_equal(dispatch_create_default(&d), 0);
+	accessor_start(&x);
+	wait_pending(1u << 3);
+	assert_int_equal(dispatch_notify(&d, 3), 0);
+	assert_true(join_within(x.thread, DONE_MS));
+	assert_int_equal(drained(bell), 0);
+
+	assert_int_equal(dispatch_ioeventfd_deassign(&d, bell), bell);
+	x.a.addr = 0x600;
+	accessor_start(&x);
+	wait_pending(1u << 3);
+	assert_int_equal(dispatch_notify(&d, 3), 0);
+	assert_true(join_within(x.thread, DONE_MS));
+	assert_int_equal(drained(bell), 0);
+	close(bell);
+}
+
 /* Through the default client: the slot carries what the vCPU asked for
  * (polling included), the vCPU waits, and the client's value comes back. */
 static void test_access_default_client(void **state)
@@ -1227,6 +1407,10 @@ int main(void)
 	    cmocka_unit_test_setup(test_access_unclaimed, setup),
 	    cmocka_unit_test_setup(test_access_default_client, setup),
 	    cmocka_unit_test_setup(test_access_reads_back_pcicfg, setup),
+	    cmocka_unit_test_setup(test_eventfd_checks, setup),
+	    cmocka_unit_test_setup(test_ioeventfd_assign, setup),
+	    cmocka_unit_test_setup(test_ioeventfd_rules, setup),
+	    cmocka_unit_test_setup(test_ioeventfd_order, setup),
 	    cmocka_unit_test_setup(test_close, setup),
 	    cmocka_unit_test_setup(test_close_keeps_inhsm_clients, setup),
 	    cmocka_unit_test_setup(test_close_races_busy_vcpus, setup),
