@@ -50,6 +50,42 @@ enum hsm_irq_op {
 
 struct hsm_vm;
 
+/* ---- PLACEHOLDER (issue 15, dplane branch) until the kmem branch lands:
+ * its hsm.h replaces this block, the two ops above, the memory fields of
+ * struct hsm_vm and the two calls at the end. No backend here fills them:
+ * mem_size stays 0 (no RAM) and both calls answer -EOPNOTSUPP (the broker
+ * then relays). ---- */
+
+/* Guest RAM: one memfd (size sealed), mapped into guest-physical space as
+ * regions. */
+#define HSM_MAX_MEM_REGIONS 4
+struct hsm_mem_region {
+	uint64_t gpa, size;   /* guest-physical range */
+	uint64_t offset;      /* where it starts in the memfd */
+};
+
+/* A guest write of @size bytes (1, 2, 4, 8) to @addr signals @fd, and the
+ * vCPU goes on at once. With @datamatch, only writes of @data. */
+struct hsm_ioeventfd {
+	int fd;
+	uint32_t type;        /* ACRN_IOREQ_TYPE_PORTIO or ACRN_IOREQ_TYPE_MMIO */
+	uint64_t addr;
+	uint32_t size;
+	bool datamatch;
+	uint64_t data;
+};
+
+/* Writing @fd injects the interrupt: a GSI line (pulse, edge) or an MSI. */
+struct hsm_irqfd {
+	int fd;
+	bool msi;
+	uint32_t gsi;
+	uint64_t msi_addr;
+	uint32_t msi_data;
+};
+
+/* ---- end of the placeholder ---- */
+
 /* Called once, from a backend thread, when the guest has stopped by itself
  * (sim: every script ran; kvm: the exit port). @status is the VM's exit
  * status: 0 for success. */
@@ -92,6 +128,10 @@ struct hsm_ops {
 	int (*clear)(struct hsm_vm *vm);
 	int (*destroy_client)(struct hsm_vm *vm);
 	void (*destroy)(struct hsm_vm *vm);
+	/* PLACEHOLDER (issue 15, dplane branch): the kmem branch's hsm.h
+	 * replaces what is marked so. Optional (NULL: -EOPNOTSUPP). */
+	int (*ioeventfd)(struct hsm_vm *vm, const struct hsm_ioeventfd *e, bool deassign);
+	int (*irqfd)(struct hsm_vm *vm, const struct hsm_irqfd *f, bool deassign);
 };
 
 /* What every backend's VM starts with. */
@@ -102,6 +142,12 @@ struct hsm_vm {
 	/* Backends that run the HSM's rules in this process (sim, kvm): their
 	 * dispatcher, behind the hsm_local_* ops below. NULL for acrn. */
 	struct dispatch *local;
+	/* PLACEHOLDER (issue 15): guest RAM. */
+	int mem_fd;           /* -1: the VM has no RAM */
+	uint64_t mem_size;
+	uint8_t *mem;         /* the backend's own shared mapping of all of mem_fd */
+	unsigned n_regions;
+	struct hsm_mem_region regions[HSM_MAX_MEM_REGIONS];
 };
 
 /* The default client's ops of a backend with a local dispatcher: the
@@ -180,5 +226,18 @@ static inline int hsm_destroy_client(struct hsm_vm *vm)
 
 /* Stops the guest and frees everything; NULL is fine. Returns NULL. */
 struct hsm_vm *hsm_destroy(struct hsm_vm *vm);
+
+/* PLACEHOLDER (issue 15): 0, -EOPNOTSUPP when the backend cannot (the broker
+ * then relays that eventfd itself), -EEXIST/-ENOENT (assign twice /
+ * deassign what is not there), -EINVAL. Any thread while the VM exists. */
+static inline int hsm_ioeventfd(struct hsm_vm *vm, const struct hsm_ioeventfd *e, bool deassign)
+{
+	return vm->ops->ioeventfd ? vm->ops->ioeventfd(vm, e, deassign) : -EOPNOTSUPP;
+}
+
+static inline int hsm_irqfd(struct hsm_vm *vm, const struct hsm_irqfd *f, bool deassign)
+{
+	return vm->ops->irqfd ? vm->ops->irqfd(vm, f, deassign) : -EOPNOTSUPP;
+}
 
 #endif
