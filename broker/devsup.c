@@ -461,10 +461,13 @@ static const uint32_t kind_types[] = {
 	[IOREQ__KIND__KIND_PCICFG] = ACRN_IOREQ_TYPE_PCICFG,
 };
 
-/* "doorbell 2 (mmio 0xfe001000 size 4)", "irqfd 0 (IRQ 5)". */
-static void describe_reg(const struct evreg_spec *s, char *buf, size_t len)
+/* "doorbell 2 (mmio 0xfe001000 size 4)", "irqfd 0 (IRQ 5)"; a release
+ * says only which eventfd. */
+static void describe_reg(const struct evreg_spec *s, bool release, char *buf, size_t len)
 {
-	if (s->kind == EVREG_IOEVENTFD)
+	if (release)
+		snprintf(buf, len, "%s %" PRIu32, s->kind == EVREG_IOEVENTFD ? "doorbell" : "irqfd", s->index);
+	else if (s->kind == EVREG_IOEVENTFD)
 		snprintf(buf, len, "doorbell %" PRIu32 " (%s 0x%" PRIx64 " size %" PRIu32 "%s)", s->index,
 			 access_type_name(s->type), s->addr, s->size, s->datamatch ? " with datamatch" : "");
 	else if (s->msi)
@@ -514,7 +517,7 @@ static void on_register(struct devsup *d, uint32_t gen, const Ioreq__Register *r
 	env.msg_case = IOREQ__ENVELOPE__MSG_REGISTRATION_RESULT;
 	env.registration_result = &res;
 	rpc_send(d->rpc, gen, &env);
-	describe_reg(&spec, what, sizeof(what));
+	describe_reg(&spec, reg->release, what, sizeof(what));
 	if (res.error < 0) {
 		snprintf(msg, sizeof(msg), "refused a %s of %s: %s", reg->release ? "release" : "registration", what,
 			 why ? why : strerror(-res.error));
