@@ -812,54 +812,58 @@ static int hand_result(struct ioreq_dev *dev, const Ioreq__RegisterResult *res)
 	return 0;
 }
 
-/* The serving thread's next message: one a waiter took for it, or one it
- * receives itself once nobody else does. */
-static int next_msg(struct ioreq_dev *dev, nng_msg **ret)
+/* The serving thread's next message, unpacked into its arena: one a
+ * waiter took for it, or one it receives itself once nobody else does. A
+ * RegisterResult it receives goes to its waiter before it lets go of
+ * receiving: a waiter that then finds nobody receiving has its answer
+ * already, or it is still to come. */
+static int next_env(struct ioreq_dev *dev, Ioreq__Envelope **ret)
 {
+	nng_msg *msg;
 	int r;
 
 	pthread_mutex_lock(&dev->lock);
-	while (!dev->defer_n && dev->receiving)
-		pthread_cond_wait(&dev->changed, &dev->lock);
-	if (dev->defer_n) {
-		*ret = dev->deferred[dev->defer_first];
-		dev->defer_first = (dev->defer_first + 1) % DEV_DEFER_MAX;
-		dev->defer_n--;
+	for (;;) {
+		while (!dev->defer_n && dev->receiving)
+			pthread_cond_wait(&dev->changed, &dev->lock);
+		if (dev->defer_n) {
+			msg = dev->deferred[dev->defer_first];
+			dev->defer_first = (dev->defer_first + 1) % DEV_DEFER_MAX;
+			dev->defer_n--;
+			pthread_mutex_unlock(&dev->lock);
+			return dev_unpack(dev, msg, ret);
+		}
+		dev->receiving = true;
 		pthread_mutex_unlock(&dev->lock);
-		return 0;
+		r = dev_recv_msg(dev, NNG_DURATION_INFINITE, &msg);
+		if (r == 0)
+			r = dev_unpack(dev, msg, ret);
+		pthread_mutex_lock(&dev->lock);
+		if (r == 0 && (*ret)->msg_case == IOREQ__ENVELOPE__MSG_REGISTRATION_RESULT)
+			r = hand_result(dev, (*ret)->registration_result);
+		else if (r == 0)
+			r = 1;
+		dev->receiving = false;
+		pthread_cond_broadcast(&dev->changed);
+		if (r != 0)
+			break;
 	}
-	dev->receiving = true;
 	pthread_mutex_unlock(&dev->lock);
-	r = dev_recv_msg(dev, NNG_DURATION_INFINITE, ret);
-	pthread_mutex_lock(&dev->lock);
-	dev->receiving = false;
-	pthread_cond_broadcast(&dev->changed);
-	pthread_mutex_unlock(&dev->lock);
-	return r;
+	return r < 0 ? r : 0;
 }
 
 int ioreq_dev_serve(struct ioreq_dev *dev)
 {
 	for (;;) {
 		Ioreq__Envelope *env;
-		nng_msg *msg;
 		unsigned c;
 		int r;
 
-		r = next_msg(dev, &msg);
-		if (r == 0)
-			r = dev_unpack(dev, msg, &env);
+		r = next_env(dev, &env);
 		if (r < 0)
 			return r;
+		/* (RegisterResults never get here: see next_env, receive_for.) */
 		c = env->msg_case;
-		if (c == IOREQ__ENVELOPE__MSG_REGISTRATION_RESULT) {
-			pthread_mutex_lock(&dev->lock);
-			r = hand_result(dev, env->registration_result);
-			pthread_mutex_unlock(&dev->lock);
-			if (r < 0)
-				return r;
-			continue;
-		}
 		if (c >= sizeof(serve_table) / sizeof(serve_table[0]) || !serve_table[c])
 			return -EPROTO;
 		r = serve_table[c](dev, env);
@@ -932,9 +936,9 @@ int ioreq_dev_claim(struct ioreq_dev *dev, enum ioreq_kind kind, uint64_t start,
 
 /* ---- doorbells and irqfds ---- */
 
-/* While nobody else receives, receives one message for @w: a
- * RegisterResult goes to its waiter, anything else to the serving thread.
- * Called and returns with the lock held. */
+/* While nobody else receives: receives one message (waiting up to
+ * @wait_ms); a RegisterResult goes to its waiter, anything else to the
+ * serving thread. Called and returns with the lock held. */
 static int receive_for(struct ioreq_dev *dev, int64_t wait_ms)
 {
 	struct wire_arena *arena;
