@@ -106,6 +106,10 @@ struct list {
 	const struct schema *schema;
 	size_t size, mark_off; /* of an element, and where its struct cfg_mark is */
 	const char *what;      /* "duplicate <what> name" */
+	/* An element may also be a plain scalar: the value of this key. */
+	const struct field *scalar;
+	/* Compared element by element, in order (else by the caller). */
+	bool ordered;
 };
 
 struct names {
@@ -704,6 +708,26 @@ static int parse_output(struct loader *l, const struct field *f, yaml_node_t *va
 	return dev->output_file ? 0 : oom(l);
 }
 
+/* A file the broker opens at each instance start, not now: it need not
+ * exist yet. Relative to this file. */
+static int parse_data_file(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	char **dst = at(obj, f->off);
+	const char *s;
+	int r;
+
+	r = get_string(l, val, f->key, &s);
+	if (r < 0)
+		return r;
+	if (!*s)
+		return fail(l, val, "'%s' must not be empty", f->key);
+	if (s[0] == '/')
+		*dst = strdup(s);
+	else if (asprintf(dst, "%s/%s", l->dir, s) < 0)
+		*dst = NULL;
+	return *dst ? 0 : oom(l);
+}
+
 /* ---- device ids ---- */
 
 /* The first user, then group, whose id is in @first..@last, named in @buf. */
@@ -830,6 +854,8 @@ static int parse_list(struct loader *l, const struct field *f, yaml_node_t *val,
 		return r;
 	if (n < f->min)
 		return fail(l, val, "'%s' must not be empty", f->key);
+	if (f->max && n > f->max)
+		return fail(l, val, "'%s' has %zu entries, more than %" PRIu64, f->key, n, f->max);
 	arr = calloc(n ? n : 1, li->size);
 	if (!arr)
 		return oom(l);
@@ -843,7 +869,10 @@ static int parse_list(struct loader *l, const struct field *f, yaml_node_t *val,
 
 		*(struct cfg_mark *)at(elem, li->mark_off) = node_mark(e);
 		set_defaults(li->schema, elem);
-		r = walk_map(l, e, li->schema, elem, NULL);
+		if (li->scalar && e->type == YAML_SCALAR_NODE)
+			r = li->scalar->parse(l, li->scalar, e, elem);
+		else
+			r = walk_map(l, e, li->schema, elem, NULL);
 	}
 	l->list = saved_list;
 	l->elems = saved_elems;
@@ -1067,6 +1096,27 @@ static const char *const on_failure_v[] = {
 	[CFG_ON_FAILURE_STOP_VM] = "stop-vm",
 };
 static const char *const input_v[] = { [true] = "stdin" };
+static const char *const memory_v[] = { [CFG_MEMORY_GUEST] = "guest", [CFG_MEMORY_READ_ONLY] = "read-only" };
+static const char *const file_mode_v[] = { [false] = "ro", [true] = "rw" };
+
+/* fds a device instance may be given: ioreq-launch adds them to its
+ * RLIMIT_NOFILE, the Welcome lists them. */
+#define FILES_MAX 16
+#define EVENTFDS_MAX 64
+
+static const struct field file_fields[] = {
+	{ "path", STR(struct cfg_file, path, parse_data_file), .required = ALL, .value = "file",
+	  .doc = "opened by the broker with its own rights at each instance start (following symbolic links); a "
+		 "regular file or a block device; relative to this file" },
+	{ "mode", ENUM(struct cfg_file, write, file_mode_v, false), .doc = "ro: read-only, rw: read-write" },
+	{ "direct", BOOL(struct cfg_file, direct, false), .doc = "opened with O_DIRECT (no page cache)" },
+};
+
+static const struct schema file_schema = {
+	"file", "`vms[].devices[].files[]`: files it is given, as fds in this order", SCHEMA(file_fields)
+};
+static const struct list file_list = { &file_schema, sizeof(struct cfg_file), offsetof(struct cfg_file, mark), "file",
+				       .scalar = &file_fields[0], .ordered = true };
 
 static const struct field window_fields[] = {
 	{ "pio", RANGES(win_pio, .name = "pio window", .max = PIO_MAX), .value = "list of port ranges",
@@ -1098,6 +1148,15 @@ static const struct field device_fields[] = {
 	{ "msi", BOOL(DEV, msi, false), .doc = "may it inject MSIs" },
 	{ "windows", .parse = parse_map, .kind = K_MAP, .arg = &window_schema, .value = "mapping (below)",
 	  .dflt = "none", .doc = "where it may claim ranges at run time (PCI BARs)" },
+	{ "memory", ENUM(DEV, memory, memory_v, CFG_MEMORY_NONE), .dflt = "none",
+	  .doc = "the guest's RAM, as an fd it maps: read-write (guest) or not (read-only)" },
+	{ "files", LIST(DEV, files, &file_list), .max = FILES_MAX, .value = "list of up to 16 files or mappings (below)",
+	  .dflt = "none", .doc = "files it is given as fds, in this order: a path (read-only) or {path, mode, direct}" },
+	{ "doorbells", NUM(DEV, doorbells, 0, EVENTFDS_MAX, 0),
+	  .doc = "eventfds it may bind to guest writes inside its ranges (ioeventfds): a write signals it, the vCPU "
+		 "goes on at once" },
+	{ "irqfds", NUM(DEV, irqfds, 0, EVENTFDS_MAX, 0),
+	  .doc = "eventfds it may bind to its IRQ lines or MSIs (irqfds): a write injects the interrupt" },
 	/* 0 until the end of the file: broker.deadline_ms may come later */
 	{ "deadline_ms", NUM(DEV, deadline_ms, 1, DEADLINE_MS_MAX, 0), .dflt = "broker.deadline_ms",
 	  .doc = "how long a request waits for its reply before it completes with the fallback" },
@@ -1111,11 +1170,12 @@ static const struct field device_fields[] = {
 	{ "max_inflight", NUM(DEV, max_inflight, 1, CFG_MAX_VCPUS, 16),
 	  .doc = "requests in flight at once; more complete with the fallback" },
 	{ "max_msg_rate", NUM(DEV, max_msg_rate, 1, 10000000, 10000),
-	  .doc = "messages per second it may send beyond replies (interrupts, claims)" },
+	  .doc = "messages per second it may send beyond replies (interrupts, claims, registrations)" },
 	{ "max_claims", NUM(DEV, max_claims, 0, 256, 16), .doc = "BAR ranges an instance may hold at once" },
 	{ "max_violations", NUM(DEV, max_violations, 1, 100000, 100),
-	  .doc = "soft protocol violations (late or duplicate replies, denied interrupts, refused claims, messages "
-		 "over max_msg_rate) an instance may commit within a minute before it is cut off" },
+	  .doc = "soft protocol violations (late or duplicate replies, denied interrupts, refused claims or "
+		 "registrations, messages over max_msg_rate) an instance may commit within a minute before it is cut "
+		 "off" },
 	{ "memory_max", NUM(DEV, memory_max, 4 * MIB, 1024 * GIB, 256 * MIB), .unit = U_SIZE,
 	  .doc = "memory limit of an instance's cgroup" },
 	{ "pids_max", NUM(DEV, pids_max, 16, 4096, 64), .doc = "tasks (threads count) limit of an instance's cgroup" },
@@ -1150,7 +1210,7 @@ static int device_finish(struct loader *l, yaml_node_t *map, void *obj)
 static const struct schema device_schema = {
 	"device", "`vms[].devices[]`: each device", SCHEMA(device_fields), .finish = device_finish
 };
-static const struct list device_list = { &device_schema, sizeof(DEV), offsetof(DEV, mark), "device" };
+static const struct list device_list = { &device_schema, sizeof(DEV), offsetof(DEV, mark), "device", NULL, false };
 
 static const struct field vm_fields[] = {
 	{ "name", STR(VM, name, parse_name), .required = ALL, .value = NAME_TEXT, .doc = "unique among the VMs" },
@@ -1191,7 +1251,7 @@ static int vm_finish(struct loader *l, yaml_node_t *map, void *obj)
 static const struct schema vm_schema = {
 	"vm", "`vms[]`: each VM", SCHEMA(vm_fields), .backend = vm_backend, .finish = vm_finish
 };
-static const struct list vm_list = { &vm_schema, sizeof(VM), offsetof(VM, mark), "VM" };
+static const struct list vm_list = { &vm_schema, sizeof(VM), offsetof(VM, mark), "VM", NULL, false };
 
 static const struct field broker_fields[] = {
 	{ "runtime_dir", STR(struct cfg, runtime_dir, parse_path), .value = "absolute path",
@@ -1335,10 +1395,13 @@ int cfg_load(const char *path, const char *bindir, struct cfg **ret, char *err, 
 	if (r < 0)
 		goto out;
 	/* The one default that is another key's value, known only now. */
-	for (size_t i = 0; i < c->n_vms; i++)
-		for (size_t j = 0; j < c->vms[i].n_devices; j++)
+	for (size_t i = 0; i < c->n_vms; i++) {
+		for (size_t j = 0; j < c->vms[i].n_devices; j++) {
 			if (!c->vms[i].devices[j].deadline_ms)
 				c->vms[i].devices[j].deadline_ms = c->deadline_ms;
+			c->vms[i].devices[j].config_path = c->path;
+		}
+	}
 	*ret = c;
 	c = NULL;
 out:
@@ -1448,8 +1511,19 @@ static bool field_eq(const struct field *f, const void *a, const void *b)
 		return true;
 	case K_MAP:
 		return !first_difference(f->arg, a, b);
-	case K_LIST: /* by the caller, element by element */
+	case K_LIST: {
+		const struct list *li = f->arg;
+
+		if (!li->ordered) /* by the caller */
+			return true;
+		n = *(size_t *)at(a, f->n_off);
+		if (n != *(size_t *)at(b, f->n_off))
+			return false;
+		for (size_t i = 0; i < n; i++)
+			if (first_difference(li->schema, *pa + i * li->size, *pb + i * li->size))
+				return false;
 		return true;
+	}
 	}
 	return false;
 }

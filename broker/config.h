@@ -38,6 +38,22 @@ struct cfg_mark {
 	int line, col;
 };
 
+/* What of the guest's RAM a device is given, as an fd it maps itself. */
+enum cfg_memory {
+	CFG_MEMORY_NONE,
+	CFG_MEMORY_GUEST,     /* read-write */
+	CFG_MEMORY_READ_ONLY, /* an fd that cannot write it */
+};
+
+/* A file the broker opens for a device at each of its instance starts, with
+ * its own rights, and passes as an fd: the device never sees the path. */
+struct cfg_file {
+	char *path;  /* absolute */
+	bool write;  /* read-write, else read-only */
+	bool direct; /* O_DIRECT */
+	struct cfg_mark mark;
+};
+
 struct cfg_range {
 	uint64_t start, end; /* inclusive */
 	struct cfg_mark mark;
@@ -74,6 +90,15 @@ struct cfg_device {
 	size_t n_win_pio;
 	struct cfg_range *win_mmio;
 	size_t n_win_mmio;
+	/* The data plane: what each instance is given as fds. */
+	enum cfg_memory memory;
+	struct cfg_file *files;
+	size_t n_files;
+	uint32_t doorbells;         /* eventfds it may bind to guest writes (ioeventfds) */
+	uint32_t irqfds;            /* eventfds it may bind to its interrupts (irqfds) */
+	/* The file it was read from (struct cfg's path, not owned): errors at
+	 * run time name FILE:LINE:COLUMN too. */
+	const char *config_path;
 	/* The device's stdout: the broker's own, a file (absolute path), or
 	 * /dev/null when neither is set. Its stdin: the broker's or /dev/null. */
 	bool output_stdout;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -49,8 +50,14 @@ struct reader {
 	size_t used;
 };
 
+/* What an instance is given besides its socket: fds 3, 4, ... in the
+ * device, in this order (proto/ioreq.proto's Welcome says which is what). */
+#define BLOCK_MAX (1 + WIRE_MAX_FILES + 2 * WIRE_MAX_EVENTFDS)
+
 /* One process serving the device. Its fields belong to the event thread,
- * except pid (under the device's lock, for devsup_info). */
+ * except pid (under the device's lock, for devsup_info); the block is set
+ * before the process exists and read by the socket's callbacks, which end
+ * before it is closed (finish_instance). */
 struct instance {
 	pid_t pid;
 	int pidfd;
@@ -61,6 +68,12 @@ struct instance {
 	int stdin_copy;         /* the device's stdin pipe, fed from ours; -1 */
 	struct loop_source *stdin_src;
 	bool reaped;
+	/* The broker's copies of what the device got at 3 + i: the guest's
+	 * memory (when it has), its files, its doorbells, its irqfds. */
+	int block[BLOCK_MAX];
+	size_t n_block;
+	size_t files0, doorbells0, irqfds0; /* where each kind starts in it */
+	struct devsup_memory mem;           /* as given; mem.fd < 0: none */
 };
 
 /* The instance's generation and its state in one word, so that an event of
@@ -79,6 +92,7 @@ struct devsup {
 	bool stopping;             /* event thread: no restart */
 	bool asked_to_exit;        /* event thread: Shutdown sent */
 	struct instance inst;
+	struct devsup_memory mem;  /* event thread: the guest's RAM; mem.fd < 0: none */
 	int timer;                 /* handshake deadline, or restart time */
 	struct loop_source *timer_src;
 	struct loop_job kill_job;
@@ -273,6 +287,54 @@ static size_t fill_ranges(Ioreq__Range *v, Ioreq__Range **p, const struct cfg_ra
 	return k;
 }
 
+/* The data plane's part of @w: which of the device's fds is what. */
+struct welcome_fds {
+	Ioreq__Memory mem;
+	Ioreq__MemRegion rv[WIRE_MAX_REGIONS], *rp[WIRE_MAX_REGIONS];
+	Ioreq__FileFd fv[WIRE_MAX_FILES], *fp[WIRE_MAX_FILES];
+	int32_t doorbells[WIRE_MAX_EVENTFDS], irqfds[WIRE_MAX_EVENTFDS];
+};
+
+static void fill_fds(const struct devsup *d, Ioreq__Welcome *w, struct welcome_fds *f)
+{
+	const struct instance *in = &d->inst;
+	const struct cfg_device *c = d->cfg;
+
+	if (in->mem.fd >= 0) {
+		ioreq__memory__init(&f->mem);
+		f->mem.fd = 3;
+		f->mem.size = in->mem.size;
+		for (size_t i = 0; i < in->mem.n_regions; i++) {
+			ioreq__mem_region__init(&f->rv[i]);
+			f->rv[i].gpa = in->mem.regions[i].gpa;
+			f->rv[i].size = in->mem.regions[i].size;
+			f->rv[i].offset = in->mem.regions[i].offset;
+			f->rv[i].read_only = c->memory == CFG_MEMORY_READ_ONLY;
+			f->rp[i] = &f->rv[i];
+		}
+		f->mem.n_regions = in->mem.n_regions;
+		f->mem.regions = f->rp;
+		w->memory = &f->mem;
+	}
+	for (size_t i = 0; i < c->n_files; i++) {
+		ioreq__file_fd__init(&f->fv[i]);
+		f->fv[i].fd = (int32_t)(3 + in->files0 + i);
+		f->fv[i].writable = c->files[i].write;
+		f->fv[i].direct = c->files[i].direct;
+		f->fp[i] = &f->fv[i];
+	}
+	w->n_files = c->n_files;
+	w->files = f->fp;
+	for (uint32_t i = 0; i < c->doorbells; i++)
+		f->doorbells[i] = (int32_t)(3 + in->doorbells0 + i);
+	w->n_doorbells = c->doorbells;
+	w->doorbells = f->doorbells;
+	for (uint32_t i = 0; i < c->irqfds; i++)
+		f->irqfds[i] = (int32_t)(3 + in->irqfds0 + i);
+	w->n_irqfds = c->irqfds;
+	w->irqfds = f->irqfds;
+}
+
 static int send_welcome(struct devsup *d, uint32_t gen)
 {
 	static const Ioreq__Kind kinds[] = { IOREQ__KIND__KIND_PIO, IOREQ__KIND__KIND_MMIO, IOREQ__KIND__KIND_PCICFG };
@@ -282,6 +344,7 @@ static int send_welcome(struct devsup *d, uint32_t gen)
 	Ioreq__Range rv[WIRE_MAX_LIST], *rp[WIRE_MAX_LIST], wv[WIRE_MAX_LIST], *wp[WIRE_MAX_LIST];
 	Ioreq__Welcome w = IOREQ__WELCOME__INIT;
 	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+	struct welcome_fds fds;
 
 	if (c->n_pio + c->n_mmio + c->n_pci > WIRE_MAX_LIST || c->n_win_pio + c->n_win_mmio > WIRE_MAX_LIST ||
 	    c->n_irqs > WIRE_MAX_LIST)
@@ -297,6 +360,7 @@ static int send_welcome(struct devsup *d, uint32_t gen)
 	w.n_irq_lines = c->n_irqs;
 	w.irq_lines = c->irqs;
 	w.msi = c->msi;
+	fill_fds(d, &w, &fds);
 	env.msg_case = IOREQ__ENVELOPE__MSG_WELCOME;
 	env.welcome = &w;
 	return rpc_send(d->rpc, gen, &env);
@@ -391,6 +455,79 @@ static void on_claim(struct devsup *d, uint32_t gen, const Ioreq__Claim *claim)
 	}
 }
 
+static const uint32_t kind_types[] = {
+	[IOREQ__KIND__KIND_PIO] = ACRN_IOREQ_TYPE_PORTIO,
+	[IOREQ__KIND__KIND_MMIO] = ACRN_IOREQ_TYPE_MMIO,
+	[IOREQ__KIND__KIND_PCICFG] = ACRN_IOREQ_TYPE_PCICFG,
+};
+
+/* "doorbell 2 (mmio 0xfe001000 size 4)", "irqfd 0 (IRQ 5)"; a release
+ * says only which eventfd. */
+static void describe_reg(const struct evreg_spec *s, bool release, char *buf, size_t len)
+{
+	if (release)
+		snprintf(buf, len, "%s %" PRIu32, s->kind == EVREG_IOEVENTFD ? "doorbell" : "irqfd", s->index);
+	else if (s->kind == EVREG_IOEVENTFD)
+		snprintf(buf, len, "doorbell %" PRIu32 " (%s 0x%" PRIx64 " size %" PRIu32 "%s)", s->index,
+			 access_type_name(s->type), s->addr, s->size, s->datamatch ? " with datamatch" : "");
+	else if (s->msi)
+		snprintf(buf, len, "irqfd %" PRIu32 " (MSI)", s->index);
+	else
+		snprintf(buf, len, "irqfd %" PRIu32 " (IRQ %" PRIu32 ")", s->index, s->line);
+}
+
+static void on_register(struct devsup *d, uint32_t gen, const Ioreq__Register *reg)
+{
+	const struct instance *in = &d->inst;
+	Ioreq__RegisterResult res = IOREQ__REGISTER_RESULT__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+	struct evreg_spec spec;
+	const char *why = NULL;
+	char what[96], msg[224];
+	size_t first;
+	uint32_t n;
+
+	if (reg->what_case == IOREQ__REGISTER__WHAT_IOEVENTFD) {
+		const Ioreq__Ioeventfd *io = reg->ioeventfd;
+
+		/* wire_unpack checked the kind, the size and the wrap. */
+		spec = (struct evreg_spec){ .kind = EVREG_IOEVENTFD, .index = io->index, .type = kind_types[io->kind],
+					    .addr = io->addr, .size = io->size, .datamatch = io->datamatch,
+					    .value = io->value };
+		n = d->cfg->doorbells;
+		first = in->doorbells0;
+	} else {
+		const Ioreq__Irqfd *irq = reg->irqfd;
+
+		spec = (struct evreg_spec){ .kind = EVREG_IRQFD, .index = irq->index, .msi = irq->msi,
+					    .line = irq->line, .msi_addr = irq->msi_addr, .msi_data = irq->msi_data };
+		n = d->cfg->irqfds;
+		first = in->irqfds0;
+	}
+	res.tag = reg->tag;
+	if (spec.index >= n) {
+		/* Only the eventfds it was given: it names them by index,
+		 * never by an fd number of its own. */
+		why = "it was given no such eventfd";
+		res.error = -EBADF;
+	} else {
+		res.error = d->p.events->registration(d->p.opaque, gen, &spec, in->block[first + spec.index], reg->release,
+						      &why);
+	}
+	env.msg_case = IOREQ__ENVELOPE__MSG_REGISTRATION_RESULT;
+	env.registration_result = &res;
+	rpc_send(d->rpc, gen, &env);
+	describe_reg(&spec, reg->release, what, sizeof(what));
+	if (res.error < 0) {
+		snprintf(msg, sizeof(msg), "refused a %s of %s: %s", reg->release ? "release" : "registration", what,
+			 why ? why : strerror(-res.error));
+		devsup_violation(d, gen, msg);
+	} else {
+		devsup_log(d, LOG_INFO, "%s %s%s%s", reg->release ? "released" : "registered", what, why ? ": " : "",
+			   why ? why : "");
+	}
+}
+
 static void on_reply(struct devsup *d, uint32_t gen, const Ioreq__Reply *rep)
 {
 	int r = d->p.events->reply(d->p.opaque, gen, rep->id, rep->value, rep->status == IOREQ__STATUS__STATUS_OK);
@@ -403,8 +540,8 @@ static void on_reply(struct devsup *d, uint32_t gen, const Ioreq__Reply *rep)
 		devsup_cut_off(d, gen, "replied to a request it was never sent");
 }
 
-/* Interrupts and claims beyond max_msg_rate per second are dropped; a
- * device that keeps sending at four times its rate is cut off. */
+/* Interrupts, claims and registrations beyond max_msg_rate per second are
+ * dropped; a device that keeps sending at four times its rate is cut off. */
 static bool within_rate(struct devsup *d, uint32_t gen)
 {
 	int64_t now = clock_now_ns();
@@ -455,6 +592,9 @@ static void on_message(void *opaque, uint32_t gen, const Ioreq__Envelope *env)
 		break;
 	case IOREQ__ENVELOPE__MSG_CLAIM:
 		on_claim(d, gen, env->claim);
+		break;
+	case IOREQ__ENVELOPE__MSG_REGISTRATION:
+		on_register(d, gen, env->registration);
 		break;
 	default:
 		devsup_cut_off(d, gen, "sent a message only the broker may send");
@@ -710,33 +850,143 @@ static int start_cgroup(struct devsup *d, int *fds, size_t max, size_t *ret_n)
 	return r;
 }
 
+/* ---- what an instance is given ---- */
+
+/* A file of the device's configuration, opened with the broker's rights.
+ * The path is the operator's, like the configuration itself: symbolic
+ * links are followed. What it names is looked at before it is opened
+ * (O_PATH), so that nothing but a regular file or a block device is ever
+ * opened for a device: opening a character device can do something by
+ * itself (a watchdog, a tape), and a FIFO can block. It is then opened from
+ * that handle, never by its path again. */
+static int open_data_file(const struct cfg_file *f, int *ret, const char **why)
+{
+	int flags = (f->write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | (f->direct ? O_DIRECT : 0);
+	char proc[32];
+	struct stat st;
+	int path, r = 0;
+
+	*why = NULL;
+	path = open(f->path, O_PATH | O_CLOEXEC);
+	if (path < 0)
+		return -errno;
+	if (fstat(path, &st) < 0) {
+		r = -errno;
+	} else if (S_ISDIR(st.st_mode)) {
+		r = -EISDIR;
+	} else if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		*why = "not a regular file or a block device";
+		r = -EINVAL;
+	}
+	if (r == 0) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", path);
+		*ret = open(proc, flags);
+		if (*ret < 0)
+			r = -errno;
+	}
+	close(path);
+	return r;
+}
+
+static void close_block(struct instance *in)
+{
+	for (size_t i = 0; i < in->n_block; i++)
+		close(in->block[i]);
+	in->n_block = 0;
+}
+
+/* Fills the instance's block: what the device gets from fd 3 on. Failures
+ * are the configuration's, logged at its entry. */
+static int open_block(struct devsup *d, struct instance *in)
+{
+	const struct cfg_device *c = d->cfg;
+	const char *why;
+	char proc[32];
+	int r, fd = -1;
+
+	in->mem.fd = -1;
+	if (c->memory != CFG_MEMORY_NONE) {
+		if (d->mem.fd < 0) {
+			devsup_log(d, LOG_ERR, "%s:%d:%d: memory: the VM has no guest memory", c->config_path,
+				   c->mark.line, c->mark.col);
+			return -ENODEV;
+		}
+		/* Its own open file, read-only where it must not write: the
+		 * device can then neither map it writable nor write to it. */
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", d->mem.fd);
+		fd = open(proc, (c->memory == CFG_MEMORY_READ_ONLY ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+		if (fd < 0) {
+			r = -errno;
+			devsup_log(d, LOG_ERR, "cannot reopen the guest's memory: %s", strerror(-r));
+			return r;
+		}
+		in->block[in->n_block++] = fd;
+		in->mem = d->mem;
+	}
+	in->files0 = in->n_block;
+	for (size_t i = 0; i < c->n_files; i++) {
+		const struct cfg_file *f = &c->files[i];
+
+		r = open_data_file(f, &fd, &why);
+		if (r < 0) {
+			devsup_log(d, LOG_ERR, "%s:%d:%d: cannot open %s %s%s: %s", c->config_path, f->mark.line,
+				   f->mark.col, f->path, f->write ? "read-write" : "read-only",
+				   f->direct ? " with O_DIRECT" : "", why ? why : strerror(-r));
+			return r;
+		}
+		in->block[in->n_block++] = fd;
+	}
+	/* Non-blocking, for both sides (it is one open file): the broker
+	 * relays through them and must never wait on what a device does to
+	 * them; a device polls them. */
+	in->doorbells0 = in->n_block;
+	for (uint32_t i = 0; i < c->doorbells + c->irqfds; i++) {
+		if (i == c->doorbells)
+			in->irqfds0 = in->n_block;
+		fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (fd < 0) {
+			r = -errno;
+			devsup_log(d, LOG_ERR, "cannot create its eventfds: %s", strerror(-r));
+			return r;
+		}
+		in->block[in->n_block++] = fd;
+	}
+	if (!c->irqfds)
+		in->irqfds0 = in->n_block;
+	return 0;
+}
+
 #define MAX_ARGS 64
 #define MAX_CGROUP_FDS 4
 
 /* Spawns the instance's process: through ioreq-launch into its sandbox,
- * or (sandbox: none) as a plain child. */
+ * or (sandbox: none) as a plain child. Either way the device gets the
+ * block at fds 3, 4, ...; the launcher also gets the broker's pidfd and
+ * the cgroup fds, after it. */
 static int spawn_instance(struct devsup *d, const int stdio[3], const int *cg_fds, size_t n_cg)
 {
 	const struct cfg_device *c = d->cfg;
-	bool strict = c->sandbox == CFG_SANDBOX_STRICT;
-	char pidfd[16], user[32], fdnum[MAX_CGROUP_FDS][16], url[sizeof(d->sock) + 8], *argv[MAX_ARGS];
-	int keep[1 + MAX_CGROUP_FDS];
-	struct proc_req req = { .argv = argv, .stdio = { stdio[0], stdio[1], stdio[2] }, .keep = keep,
-				 .sandboxed = strict };
 	struct instance *in = &d->inst;
+	bool strict = c->sandbox == CFG_SANDBOX_STRICT;
+	char pidfd[16], user[32], npass[16], fdnum[MAX_CGROUP_FDS][16], url[sizeof(d->sock) + 8], *argv[MAX_ARGS];
+	int fds[BLOCK_MAX + 1 + MAX_CGROUP_FDS];
+	struct proc_req req = { .argv = argv, .stdio = { stdio[0], stdio[1], stdio[2] }, .fds = fds,
+				 .sandboxed = strict };
 	size_t k = 0, n_args = 0;
 	int r;
 
 	while (c->args[n_args])
 		n_args++;
-	if (n_args + 16 + 2 * MAX_CGROUP_FDS > MAX_ARGS || n_cg > MAX_CGROUP_FDS)
+	if (n_args + 18 + 2 * MAX_CGROUP_FDS > MAX_ARGS || n_cg > MAX_CGROUP_FDS)
 		return -E2BIG;
+	for (size_t i = 0; i < in->n_block; i++)
+		fds[req.n_fds++] = in->block[i];
 	if (strict) {
 		r = proc_broker_pidfd();
 		if (r < 0)
 			return r;
-		snprintf(pidfd, sizeof(pidfd), "%d", r);
-		keep[req.n_keep++] = r;
+		snprintf(pidfd, sizeof(pidfd), "%u", (unsigned)(3 + req.n_fds));
+		fds[req.n_fds++] = r;
 		argv[k++] = (char *)d->p.launcher;
 		argv[k++] = "--socket";
 		argv[k++] = d->sock;
@@ -748,10 +998,15 @@ static int spawn_instance(struct devsup *d, const int stdio[3], const int *cg_fd
 			argv[k++] = user;
 		}
 		for (size_t i = 0; i < n_cg; i++) {
-			snprintf(fdnum[i], sizeof(fdnum[i]), "%d", cg_fds[i]);
+			snprintf(fdnum[i], sizeof(fdnum[i]), "%u", (unsigned)(3 + req.n_fds));
+			fds[req.n_fds++] = cg_fds[i];
 			argv[k++] = "--cgroup-fd";
 			argv[k++] = fdnum[i];
-			keep[req.n_keep++] = cg_fds[i];
+		}
+		if (in->n_block) {
+			snprintf(npass, sizeof(npass), "%u", (unsigned)in->n_block);
+			argv[k++] = "--pass-fds";
+			argv[k++] = npass;
 		}
 		argv[k++] = "--";
 	}
@@ -806,8 +1061,9 @@ static void on_limit(void *opaque, uint32_t events)
 static void finish_instance(struct devsup *d);
 
 /* Starts instance gen + 1. On failure it is down, and the caller decides
- * about a restart. */
-static int start_instance(struct devsup *d)
+ * about a restart; *@ret_given is set when what it is given (files, the
+ * guest's memory) is what failed. */
+static int start_instance(struct devsup *d, bool *ret_given)
 {
 	uint32_t gen = gen_of(d) + 1;
 	struct instance *in = &d->inst;
@@ -815,9 +1071,18 @@ static int start_instance(struct devsup *d)
 	size_t n_cg = 0;
 	int r;
 
-	*in = (struct instance){ .pidfd = -1, .uid = (uid_t)-1, .stdin_copy = -1, .out.fd = -1, .err.fd = -1 };
+	*in = (struct instance){ .pidfd = -1, .uid = (uid_t)-1, .stdin_copy = -1, .out.fd = -1, .err.fd = -1,
+				 .mem.fd = -1 };
+	*ret_given = false;
 	/* Starting before anything can connect: its hello must find it so. */
 	atomic_store(&d->life, LIFE(gen, DEVSUP_STARTING));
+	/* Fresh ones for each instance: nothing of the last one's (an eventfd
+	 * it may have registered) reaches this one. */
+	r = open_block(d, in);
+	if (r < 0) {
+		*ret_given = true;
+		goto fail;
+	}
 	r = rpc_listen(d->rpc, d->sock, gen);
 	if (r < 0) {
 		devsup_log(d, LOG_ERR, "cannot listen on %s: %s", d->sock, strerror(-r));
@@ -898,6 +1163,7 @@ static void finish_instance(struct devsup *d)
 	/* Its process is gone, so no message of it can still be on the way
 	 * (nng_close would wait for one: upstream nng#1543). */
 	rpc_shut(d->rpc);
+	close_block(in);
 	in->cg = cgroup_destroy(in->cg);
 	if (in->uid != (uid_t)-1)
 		proc_give_id(in->uid);
@@ -946,13 +1212,15 @@ static void schedule_restart(struct devsup *d)
 
 static void restart(struct devsup *d)
 {
+	bool given;
+
 	d->window_restarts++;
 	d->backoff_ms = d->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d->backoff_ms * 2;
 	pthread_mutex_lock(&d->lock);
 	d->restarts++;
 	pthread_mutex_unlock(&d->lock);
 	log_info("vm %s device %s: restarting (restart %u)", d->p.vm, d->cfg->name, d->restarts);
-	if (start_instance(d) < 0)
+	if (start_instance(d, &given) < 0)
 		schedule_restart(d);
 }
 
@@ -1028,7 +1296,8 @@ int devsup_new(const struct devsup_params *p, struct devsup **ret)
 	d->p = *p;
 	d->cfg = p->cfg;
 	d->inst = (struct instance){ .pidfd = -1, .uid = (uid_t)-1, .stdin_copy = -1, .out.fd = -1, .err.fd = -1,
-				     .reaped = true };
+				     .reaped = true, .mem.fd = -1 };
+	d->mem.fd = -1;
 	d->timer = -1;
 	d->uid = (uid_t)-1;
 	d->backoff_ms = BACKOFF_MIN_MS;
@@ -1062,6 +1331,7 @@ err:
 
 int devsup_start(struct devsup *d)
 {
+	bool given;
 	int r;
 
 	if (mkdir(d->dir, 0700) < 0 && errno != EEXIST) {
@@ -1076,10 +1346,25 @@ int devsup_start(struct devsup *d)
 	pthread_mutex_lock(&d->lock);
 	d->failure[0] = '\0';
 	pthread_mutex_unlock(&d->lock);
-	/* One that cannot start now is retried, with backoff, up to its limit. */
-	if (start_instance(d) < 0)
+	/* One that cannot start now is retried, with backoff, up to its limit;
+	 * unless what it is given is missing: the configuration is wrong. */
+	r = start_instance(d, &given);
+	if (r < 0 && given) {
+		atomic_store(&d->life, LIFE(gen_of(d), DEVSUP_STOPPED));
+		d->stopping = true;
+		return r;
+	}
+	if (r < 0)
 		schedule_restart(d);
 	return 0;
+}
+
+void devsup_set_memory(struct devsup *d, const struct devsup_memory *m)
+{
+	if (m)
+		d->mem = *m;
+	else
+		d->mem = (struct devsup_memory){ .fd = -1 };
 }
 
 void devsup_ask_stop(struct devsup *d)

@@ -23,14 +23,26 @@
 
 #include "access.h"
 #include "config.h"
+#include "evreg.h"
 #include "ioreq.pb-c.h"
 #include "loop.h"
+#include "wire.h"
 
 struct cgroup_tree;
 
 /* A device instance that has not finished its handshake this long after
  * its start is killed (and restarted by its policy). */
 #define DEVSUP_HANDSHAKE_MS 10000
+
+/* The guest's RAM, as an instance given `memory:` receives it. */
+struct devsup_memory {
+	int fd;            /* the guest's memfd (not ours) */
+	uint64_t size;     /* its size */
+	size_t n_regions;
+	struct devsup_mem_region {
+		uint64_t gpa, size, offset;
+	} regions[WIRE_MAX_REGIONS];
+};
 
 enum devsup_state {
 	DEVSUP_STOPPED,  /* not started, or stopped on purpose */
@@ -61,6 +73,12 @@ struct devsup_events {
 	/* The device was given up (its restart limit): its requests must get
 	 * the fallback from now on. */
 	void (*failed)(void *opaque);
+	/* Instance @gen registers one of its eventfds (@fd: the broker's copy,
+	 * valid during the call; its index is checked) or, with @release,
+	 * takes it back: 0 or a negative errno, which the device is told.
+	 * @why says why it was refused, or how it is served. */
+	int (*registration)(void *opaque, uint32_t gen, const struct evreg_spec *spec, int fd, bool release,
+			    const char **why);
 };
 
 /* What a device needs from its broker and VM. */
@@ -85,8 +103,15 @@ struct devsup *devsup_free(struct devsup *d);
 
 /* Starts an instance; restarts follow by themselves until devsup_stop,
  * also when this first one cannot start. A negative errno only when the
- * device cannot be set up at all (its directory). Event thread. */
+ * device cannot be set up at all: its directory, or what an instance is
+ * given (a file, the guest's memory; logged with the configuration's
+ * FILE:LINE:COLUMN), and then nothing runs. Event thread. */
 int devsup_start(struct devsup *d);
+
+/* The guest's RAM from now on (NULL: there is none), for the instances
+ * started from now on: @m is copied, its fd borrowed until the next call.
+ * Event thread. */
+void devsup_set_memory(struct devsup *d, const struct devsup_memory *m);
 
 /* Asks the instance to exit (Shutdown); devsup_stop then waits for it. */
 void devsup_ask_stop(struct devsup *d);

@@ -1,6 +1,7 @@
 /* ioreq-launch: puts one device program in its sandbox, then becomes it.
  *
- *   ioreq-launch --socket PATH --broker-pidfd FD [--user UID:GID] [--cgroup-fd FD]... -- PROGRAM [ARGS...]
+ *   ioreq-launch --socket PATH --broker-pidfd FD [--user UID:GID] [--cgroup-fd FD]... [--pass-fds N]
+ *                -- PROGRAM [ARGS...]
  *
  * ioreq-brokerd is multithreaded and nng is not fork-safe, so the broker does
  * no more than clone3 (new mount, pid, ipc, net and uts namespaces; when it
@@ -41,8 +42,16 @@
  *     the device's uid, which then holds no capability over it (a process
  *     of that uid could otherwise ptrace the device); no capability in any
  *     set;
- *  8. rlimits, no_new_privs, die with the broker, keep fds 0-2 only, the
- *     seccomp baseline (baseline.c), execveat of the memfd.
+ *  8. rlimits, no_new_privs, die with the broker, keep fds 0-2 and the
+ *     --pass-fds block only, the seccomp baseline (baseline.c), execveat of
+ *     the memfd.
+ *
+ * --pass-fds N: fds 3 to 3 + N - 1 are the device's (guest memory, files,
+ * eventfds: the broker opened them for it). They are checked first, before
+ * anything else is done: each must be open and a regular file (a memfd or a
+ * file), a block device or an eventfd, and --broker-pidfd and --cgroup-fd
+ * must lie above them. They cross the exec as they are; nothing is bound
+ * into the sandbox for them.
  *
  * Failures are reported on stderr (the broker's) and end with status 127.
  */
@@ -99,12 +108,15 @@
 /* The interpreter, the libraries, ld.so.cache, PATH's directory, /dev/null. */
 #define MAX_BINDS (ELFDEPS_MAX_OBJECTS + 4)
 #define MAX_CGROUPS 4
+/* The broker's proc.c gives no more (with the pidfd and cgroup fds). */
+#define MAX_PASS_FDS 187
 
 static const struct rlimit_set {
 	int resource;
 	rlim_t value;
 } limits[] = {
-	/* nng takes a dozen fds (epoll, eventfds, the socket); a device none. */
+	/* nng takes a dozen fds (epoll, eventfds, the socket); a device none
+	 * (but those passed, which set_limits adds). */
 	{ RLIMIT_NOFILE, 64 },
 	/* Threads count: nng starts about 14, a device one or two more. */
 	{ RLIMIT_NPROC, 64 },
@@ -137,6 +149,8 @@ struct launch {
 	int broker_pidfd;
 	int cgroups[MAX_CGROUPS];
 	size_t n_cgroups;
+	unsigned pass_fds;   /* fds 3 .. 3 + pass_fds - 1 go to the device */
+	uint64_t mem_bytes;  /* of the memfds among them: the device may map them */
 	bool set_user;
 	uid_t uid;
 	gid_t gid;
@@ -167,6 +181,52 @@ static int fail(const struct launch *l, int err, const char *fmt, ...)
 	va_end(ap);
 	log_err("%s: %s: %s", l->program ? l->program : "?", what, strerror(err));
 	return -err;
+}
+
+/* ---- 0. the fds for the device ---- */
+
+/* What an fd passed to a device may be; anything else (a directory, a
+ * socket, a terminal, a pidfd...) is a mistake of the broker's. */
+static const char *passed_kind(int fd, struct stat *st)
+{
+	char link[32], target[64];
+	ssize_t n;
+
+	if (fstat(fd, st) < 0)
+		return NULL;
+	if (S_ISREG(st->st_mode))
+		return "file";
+	if (S_ISBLK(st->st_mode))
+		return "block device";
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, target, sizeof(target) - 1);
+	if (n < 0)
+		return NULL;
+	target[n] = '\0';
+	return strcmp(target, "anon_inode:[eventfd]") ? NULL : "eventfd";
+}
+
+static int check_passed_fds(struct launch *l)
+{
+	struct stat st;
+
+	if (l->broker_pidfd < 3 + (int)l->pass_fds)
+		return fail(l, EINVAL, "--broker-pidfd %d is among the %u fds passed", l->broker_pidfd, l->pass_fds);
+	for (size_t i = 0; i < l->n_cgroups; i++)
+		if (l->cgroups[i] < 3 + (int)l->pass_fds)
+			return fail(l, EINVAL, "--cgroup-fd %d is among the %u fds passed", l->cgroups[i], l->pass_fds);
+	for (int fd = 3; fd < 3 + (int)l->pass_fds; fd++) {
+		const char *kind = passed_kind(fd, &st);
+
+		if (!kind)
+			return fail(l, errno ? errno : EINVAL, "fd %d of the %u passed is no file, block device or eventfd",
+				    fd, l->pass_fds);
+		/* A memfd (it takes seals; no file of a filesystem does) is
+		 * guest memory the device maps: its address space must hold it. */
+		if (S_ISREG(st.st_mode) && fcntl(fd, F_GET_SEALS) >= 0)
+			l->mem_bytes += (uint64_t)st.st_size;
+	}
+	return 0;
 }
 
 /* ---- 1. and 2. the session and the cgroups ---- */
@@ -526,8 +586,16 @@ static int drop_capabilities(struct launch *l)
 static int set_limits(struct launch *l)
 {
 	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
-		struct rlimit rl = { limits[i].value, limits[i].value };
+		rlim_t v = limits[i].value;
+		struct rlimit rl;
 
+		/* The passed fds do not count against what it may open, nor
+		 * guest memory against the address space it may reserve. */
+		if (limits[i].resource == RLIMIT_NOFILE)
+			v += l->pass_fds;
+		else if (limits[i].resource == RLIMIT_AS)
+			v += l->mem_bytes;
+		rl = (struct rlimit){ v, v };
 		if (setrlimit(limits[i].resource, &rl) < 0)
 			return fail(l, errno, "cannot set rlimit %d", limits[i].resource);
 	}
@@ -553,6 +621,10 @@ static int launch(struct launch *l)
 {
 	int r;
 
+	/* Before anything else, while they are as the broker left them. */
+	r = check_passed_fds(l);
+	if (r < 0)
+		return r;
 	/* A process group leader cannot: the broker's clone is none. */
 	if (setsid() < 0)
 		return fail(l, errno, "cannot start a session");
@@ -590,8 +662,9 @@ static int launch(struct launch *l)
 	if (r < 0)
 		return r;
 	umask(077);
-	/* The broker handed us 0, 1 and 2; ours are close-on-exec. */
-	close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+	/* The broker handed us 0, 1, 2 and the passed block; ours are
+	 * close-on-exec. */
+	close_range(3 + l->pass_fds, ~0U, CLOSE_RANGE_CLOEXEC);
 	r = baseline_install();
 	if (r < 0)
 		return fail(l, -r, "cannot install the seccomp baseline");
@@ -602,7 +675,7 @@ static int launch(struct launch *l)
 static void usage(void)
 {
 	fprintf(stderr, "usage: ioreq-launch --socket PATH --broker-pidfd FD [--user UID:GID] [--cgroup-fd FD]... "
-			"-- PROGRAM [ARGS...]\n");
+			"[--pass-fds N] -- PROGRAM [ARGS...]\n");
 	exit(LAUNCH_FAILED);
 }
 
@@ -620,6 +693,7 @@ static int parse_args(int argc, char **argv, struct launch *l)
 		{ "broker-pidfd", required_argument, NULL, 'p' },
 		{ "user", required_argument, NULL, 'u' },
 		{ "cgroup-fd", required_argument, NULL, 'c' },
+		{ "pass-fds", required_argument, NULL, 'f' },
 		{},
 	};
 	unsigned uid, gid;
@@ -645,6 +719,10 @@ static int parse_args(int argc, char **argv, struct launch *l)
 			break;
 		case 'c':
 			if (l->n_cgroups == MAX_CGROUPS || parse_fd(optarg, &l->cgroups[l->n_cgroups++]) < 0)
+				return -EINVAL;
+			break;
+		case 'f':
+			if (sscanf(optarg, "%u%c", &l->pass_fds, &end) != 1 || l->pass_fds > MAX_PASS_FDS)
 				return -EINVAL;
 			break;
 		default:

@@ -28,6 +28,7 @@ extern char **environ;
 
 struct spawn_job {
 	const struct proc_req *req;
+	const int *high;        /* req->fds, moved out of the way (place_fds) */
 	bool user_ns;           /* the broker is not root */
 	pid_t pid;
 	int pidfd;
@@ -71,6 +72,25 @@ static int move_fd(int from, int to)
 	return dup2(from, to) < 0 ? -1 : 0;
 }
 
+/* The child's fds as @req wants them: its stdio at 0, 1, 2, fds[i] at
+ * 3 + i, nothing else across the exec. @high[i] is a close-on-exec copy of
+ * fds[i] at 3 + n_fds or above (proc_start made them), so that placing one
+ * never overwrites another still to be placed. Only system calls: this runs
+ * in the clone of a multithreaded process, and in posix_spawn's child. */
+static int place_fds(const struct proc_req *req, const int *high)
+{
+	for (int i = 0; i < 3; i++)
+		if (move_fd(req->stdio[i], i) < 0)
+			return -1;
+	/* Every fd of the broker is O_CLOEXEC; close the rest anyway, so that
+	 * nothing the broker opens by accident reaches a device. */
+	close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+	for (size_t i = 0; i < req->n_fds; i++)
+		if (dup2(high[i], 3 + (int)i) < 0)
+			return -1;
+	return 0;
+}
+
 /* The clone: a copy of a multithreaded process, so nothing but system calls
  * until execve. Failures reach the parent as an errno on @errfd. */
 static _Noreturn void launch_child(const struct spawn_job *j, int errfd)
@@ -78,21 +98,19 @@ static _Noreturn void launch_child(const struct spawn_job *j, int errfd)
 	sigset_t none;
 	int err;
 
+	/* Out of the way of the fds placed below. */
+	if (errfd < 3 + (int)j->req->n_fds)
+		errfd = fcntl(errfd, F_DUPFD_CLOEXEC, 3 + (int)j->req->n_fds);
+	if (errfd < 0)
+		_exit(127);
 	if (j->user_ns &&
 	    (write_file("/proc/self/setgroups", "deny") < 0 || write_file("/proc/self/uid_map", spawner.uid_map) < 0 ||
 	     write_file("/proc/self/gid_map", spawner.gid_map) < 0))
 		goto fail;
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		goto fail;
-	for (int i = 0; i < 3; i++)
-		if (move_fd(j->req->stdio[i], i) < 0)
-			goto fail;
-	/* Every fd of the broker is O_CLOEXEC; close the rest anyway, so that
-	 * nothing the broker opens by accident reaches a device. */
-	close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
-	for (size_t i = 0; i < j->req->n_keep; i++)
-		if (fcntl(j->req->keep[i], F_SETFD, 0) < 0)
-			goto fail;
+	if (place_fds(j->req, j->high) < 0)
+		goto fail;
 	/* The broker ignores SIGPIPE and blocks the rest; the device must not inherit that. */
 	signal(SIGPIPE, SIG_DFL);
 	sigemptyset(&none);
@@ -200,7 +218,7 @@ static int run_spawn_job(struct spawn_job *j)
 }
 
 /* An unconfined device (sandbox: none): a plain child in a session of its own. */
-static int spawn_plain(const struct proc_req *req, pid_t *ret_pid, int *ret_pidfd)
+static int spawn_plain(const struct proc_req *req, const int *high, pid_t *ret_pid, int *ret_pidfd)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -221,7 +239,12 @@ static int spawn_plain(const struct proc_req *req, pid_t *ret_pid, int *ret_pidf
 	posix_spawnattr_setsigdefault(&attr, &def);
 	for (int i = 0; i < 3; i++)
 		posix_spawn_file_actions_adddup2(&fa, req->stdio[i], i);
-	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+	/* The copies in @high are close-on-exec and above the block: each
+	 * dup2 clears close-on-exec on its target and overwrites nothing that
+	 * is still to be placed. */
+	for (size_t i = 0; i < req->n_fds; i++)
+		posix_spawn_file_actions_adddup2(&fa, high[i], 3 + (int)i);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3 + (int)req->n_fds);
 	r = -posix_spawn(&pid, req->argv[0], &fa, &attr, req->argv, environ);
 	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&fa);
@@ -308,17 +331,36 @@ bool proc_in_user_ns(void)
 int proc_start(const struct proc_req *req, pid_t *ret_pid, int *ret_pidfd)
 {
 	struct spawn_job j = { .req = req, .user_ns = proc_in_user_ns() };
-	int r;
+	int high[PROC_MAX_FDS];
+	size_t n = 0;
+	int r = 0;
 
-	if (!req->sandboxed)
-		return spawn_plain(req, ret_pid, ret_pidfd);
+	if (req->n_fds > PROC_MAX_FDS)
+		return -E2BIG;
+	/* Copies above where the block goes: whatever numbers the broker's fds
+	 * have, placing the block then overwrites none of them. */
+	for (; n < req->n_fds; n++) {
+		high[n] = fcntl(req->fds[n], F_DUPFD_CLOEXEC, 3 + (int)req->n_fds);
+		if (high[n] < 0) {
+			r = -errno;
+			goto out;
+		}
+	}
+	j.high = high;
+	if (!req->sandboxed) {
+		r = spawn_plain(req, high, ret_pid, ret_pidfd);
+		goto out;
+	}
 	r = proc_broker_pidfd();
 	if (r < 0)
-		return r;
+		goto out;
 	r = run_spawn_job(&j);
 	if (r == 0) {
 		*ret_pid = j.pid;
 		*ret_pidfd = j.pidfd;
 	}
+out:
+	while (n > 0)
+		close(high[--n]);
 	return r;
 }

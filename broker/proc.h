@@ -17,11 +17,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* Most fds a child gets besides 0, 1 and 2. */
+#define PROC_MAX_FDS 192
+
 struct proc_req {
 	char *const *argv;  /* argv[0] is the path executed */
 	int stdio[3];       /* its fds 0, 1 and 2 */
-	const int *keep;    /* further fds it keeps, at their numbers */
-	size_t n_keep;
+	const int *fds;     /* its fds 3, 4, ...: fds[i] becomes 3 + i; it gets no other */
+	size_t n_fds;       /* up to PROC_MAX_FDS */
 	bool sandboxed;     /* cloned into namespaces (argv: ioreq-launch's) */
 };
 

@@ -10,6 +10,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "evreg.h"
 #include "histo.h"
 #include "hsm.h"
 #include "log.h"
@@ -62,10 +63,14 @@ struct bvm {
 	struct hsm_vm *hsm;
 	pthread_t thread;
 	bool thread_started;
+	bool client;                   /* event thread: the guest has its default client */
 	bool devices_started;          /* event thread */
-	/* Routes change at run time (BAR claims) from nng's threads. */
+	/* Routes change at run time (BAR claims, registrations) from nng's
+	 * threads. */
 	pthread_rwlock_t routes;
 	struct rangemap map[3];        /* by ACRN_IOREQ_TYPE_*: PIO, MMIO, PCI BDFs */
+	struct evreg_set *regs;        /* the devices' ioeventfds and irqfds */
+	struct loop_source *relay_src; /* the irqfds the broker relays */
 	struct vdev *devs;
 	size_t n_devs;
 	_Atomic int state;             /* enum vm_state */
@@ -170,6 +175,7 @@ static void handle(struct bvm *vm, unsigned vcpu)
 	struct request_route route = { 0 };
 	struct vdev *dev = NULL;
 	struct access a;
+	bool rung = false;
 	uint32_t gen;
 	uint64_t id;
 	int r;
@@ -189,6 +195,8 @@ static void handle(struct bvm *vm, unsigned vcpu)
 	if (e) {
 		dev = e->owner;
 		route = (struct request_route){ .owner = dev, .tag = e->tag, .offset = access_first(&a) - e->start };
+		/* A doorbell the backend cannot ring itself: rung here, done. */
+		rung = evreg_doorbell(vm->regs, &a);
 	}
 	pthread_rwlock_unlock(&vm->routes);
 	if (!dev) {
@@ -197,6 +205,10 @@ static void handle(struct bvm *vm, unsigned vcpu)
 		return;
 	}
 	atomic_fetch_add_explicit(&dev->stats.requests[a.type], 1, memory_order_relaxed);
+	if (rung) {
+		request_finish(vm->req, vcpu, &a, 0, false);
+		return;
+	}
 	gen = devsup_ready_gen(dev->sup);
 	if (!accepts(dev, gen)) {
 		finish_now(vm, dev, vcpu, &a);
@@ -291,10 +303,13 @@ static void dev_ready(void *opaque, uint32_t gen)
 	}
 }
 
-/* Forgets the ranges @dev claimed at run time (all devices: NULL). */
+/* Forgets the ranges @dev claimed at run time and its registrations (all
+ * devices: NULL): an instance's, when it goes down, before the next one
+ * exists. */
 static void forget_claims(struct bvm *vm, struct vdev *dev)
 {
 	pthread_rwlock_wrlock(&vm->routes);
+	evreg_remove_owner(vm->regs, dev);
 	for (size_t t = 0; t < 3; t++)
 		rangemap_remove_tagged(&vm->map[t], dev, CLAIMED_RANGE);
 	for (size_t i = 0; i < vm->n_devs; i++)
@@ -391,8 +406,12 @@ static int claim_locked(struct bvm *vm, struct vdev *dev, uint32_t type, uint64_
 			return -ENOENT;
 		}
 		r = rangemap_remove(m, start, end, dev);
-		if (r == 0)
+		if (r == 0) {
 			dev->claims--;
+			/* Its doorbells there would now catch writes meant
+			 * for whoever takes the range next. */
+			evreg_remove_inside(vm->regs, dev, type, start, end);
+		}
 		return r;
 	}
 	if (!inside_window(dev->cfg, type, start, end)) {
@@ -436,6 +455,39 @@ static int dev_claim(void *opaque, uint32_t gen, uint32_t type, uint64_t start, 
 	return r;
 }
 
+static int dev_register(void *opaque, uint32_t gen, const struct evreg_spec *spec, int fd, bool release,
+			const char **why)
+{
+	static const char *const paths[] = {
+		[EVREG_PENDING] = "applied when the guest starts",
+		[EVREG_IN_HSM] = "served by the hypervisor",
+		[EVREG_RELAYED] = "relayed by the broker",
+	};
+	struct vdev *dev = opaque;
+	struct bvm *vm = dev->vm;
+	enum evreg_path path;
+	int r;
+
+	pthread_rwlock_wrlock(&vm->routes);
+	/* As for claims: what a gone instance held was forgotten already. */
+	if (devsup_ready_gen(dev->sup) != gen) {
+		*why = "it is not the current instance";
+		r = -ESTALE;
+	} else if (release) {
+		r = evreg_remove(vm->regs, dev, spec->kind, spec->index);
+		if (r < 0)
+			*why = "it has no such registration";
+	} else {
+		r = evreg_check(spec, dev->cfg, vm->map, dev, why);
+		if (r == 0)
+			r = evreg_add(vm->regs, dev, spec, fd, &path, why);
+		if (r == 0)
+			*why = paths[path];
+	}
+	pthread_rwlock_unlock(&vm->routes);
+	return r;
+}
+
 static const struct devsup_events dev_events = {
 	.ready = dev_ready,
 	.down = dev_down,
@@ -443,7 +495,18 @@ static const struct devsup_events dev_events = {
 	.interrupt = dev_interrupt,
 	.claim = dev_claim,
 	.failed = dev_failed,
+	.registration = dev_register,
 };
+
+/* The relayed irqfds were written: inject (event thread). */
+static void on_relay(void *opaque, uint32_t events)
+{
+	struct bvm *vm = opaque;
+
+	pthread_rwlock_rdlock(&vm->routes);
+	evreg_relay(vm->regs);
+	pthread_rwlock_unlock(&vm->routes);
+}
 
 /* ---- the guest (event thread) ---- */
 
@@ -488,6 +551,7 @@ static void stop_thread(struct bvm *vm)
 	/* Stop dispatching: the VM thread's attach returns -ENODEV; new
 	 * requests complete at once. */
 	hsm_destroy_client(vm->hsm);
+	vm->client = false;
 	if (vm->thread_started)
 		pthread_join(vm->thread, NULL);
 	vm->thread_started = false;
@@ -501,7 +565,30 @@ static void set_guest(struct bvm *vm, struct hsm_vm *hsm)
 	request_table_set_hsm(vm->req, hsm);
 }
 
-static int guest_start(struct bvm *vm)
+/* The guest's RAM as its devices get it, or false when it has none. */
+static bool guest_memory(const struct hsm_vm *hsm, struct devsup_memory *m)
+{
+	if (hsm->mem_fd < 0 || !hsm->mem_size || !hsm->n_regions || hsm->n_regions > WIRE_MAX_REGIONS)
+		return false;
+	*m = (struct devsup_memory){ .fd = hsm->mem_fd, .size = hsm->mem_size, .n_regions = hsm->n_regions };
+	for (unsigned i = 0; i < hsm->n_regions; i++)
+		m->regions[i] = (struct devsup_mem_region){
+			.gpa = hsm->regions[i].gpa,
+			.size = hsm->regions[i].size,
+			.offset = hsm->regions[i].offset,
+		};
+	return true;
+}
+
+static void give_memory(struct bvm *vm, const struct devsup_memory *m)
+{
+	for (size_t i = 0; i < vm->n_devs; i++)
+		devsup_set_memory(vm->devs[i].sup, m);
+}
+
+/* Creates the guest, without running it: its RAM exists from here on, to
+ * be given to the devices, and the registrations are applied to it. */
+static int guest_create(struct bvm *vm)
 {
 	const struct cfg_vm *cfg = vm->cfg;
 	struct hsm_vm_params p = {
@@ -516,6 +603,7 @@ static int guest_start(struct bvm *vm)
 		.report = on_report,
 		.opaque = vm,
 	};
+	struct devsup_memory mem;
 	struct hsm_vm *hsm;
 	int r;
 
@@ -525,13 +613,26 @@ static int guest_start(struct bvm *vm)
 			strerror(-r));
 		return r;
 	}
-	r = hsm_create_client(hsm);
+	give_memory(vm, guest_memory(hsm, &mem) ? &mem : NULL);
+	pthread_rwlock_wrlock(&vm->routes);
+	evreg_attach(vm->regs, hsm);
+	pthread_rwlock_unlock(&vm->routes);
+	set_guest(vm, hsm);
+	return 0;
+}
+
+/* Runs the created guest: its default client, the VM thread, its vCPUs. */
+static int guest_run(struct bvm *vm)
+{
+	const struct cfg_vm *cfg = vm->cfg;
+	int r;
+
+	r = hsm_create_client(vm->hsm);
 	if (r < 0) {
 		log_err("vm %s: cannot create the default client: %s", cfg->name, strerror(-r));
-		hsm_destroy(hsm);
 		return r;
 	}
-	set_guest(vm, hsm);
+	vm->client = true;
 	r = start_thread(vm);
 	if (r < 0)
 		return r;
@@ -563,9 +664,15 @@ static void guest_stop(struct bvm *vm)
 
 	if (!hsm)
 		return;
-	stop_thread(vm);
+	if (vm->client)
+		stop_thread(vm);
 	drain(vm);
-	/* Nobody completes any more: the guest may go. */
+	/* Nobody completes any more: the guest may go, and with it its RAM
+	 * (the devices that mapped it keep their pages until they exit). */
+	pthread_rwlock_wrlock(&vm->routes);
+	evreg_detach(vm->regs);
+	pthread_rwlock_unlock(&vm->routes);
+	give_memory(vm, NULL);
 	set_guest(vm, NULL);
 	hsm_destroy(hsm);
 	if (vm_state(vm) == VM_RUNNING)
@@ -618,12 +725,14 @@ static void check_start(struct bvm *vm, bool timeout)
 		if (devsup_state(vm->devs[i].sup) == DEVSUP_STARTING)
 			log_err("vm %s device %s: no handshake within %u ms; its requests get the fallback", vm->cfg->name,
 				vm->devs[i].cfg->name, DEVSUP_HANDSHAKE_MS);
-	r = guest_start(vm);
-	if (r == 0)
+	r = guest_run(vm);
+	if (r == 0) {
 		log_info("vm %s: started on the %s backend with %u vcpus and %zu devices", vm->cfg->name,
 			 cfg_backend_name(vm->cfg->backend), vm->cfg->vcpus, vm->n_devs);
-	else
+	} else {
+		guest_stop(vm);
 		stop_devices(vm);
+	}
 	finish_start(vm, r);
 }
 
@@ -641,10 +750,22 @@ static void on_start_timer(void *opaque, uint32_t events)
 		check_start(vm, true);
 }
 
-static void do_start(void *arg)
+/* The guest runs once the devices started have finished their handshakes
+ * (check_start). */
+static int wait_for_devices(struct bvm *vm)
 {
 	struct itimerspec its = { .it_value = { .tv_sec = DEVSUP_HANDSHAKE_MS / 1000,
 						.tv_nsec = DEVSUP_HANDSHAKE_MS % 1000 * 1000000 } };
+	int r;
+
+	timerfd_settime(vm->start_timer, 0, &its, NULL);
+	r = loop_add(vm->loop, vm->start_timer, EPOLLIN, on_start_timer, vm, &vm->start_src);
+	vm->starting = r == 0;
+	return r;
+}
+
+static void do_start(void *arg)
+{
 	struct life_call *c = arg;
 	struct bvm *vm = c->vm;
 	int r = 0;
@@ -654,19 +775,23 @@ static void do_start(void *arg)
 		return;
 	}
 	atomic_store(&vm->failing, false);
+	/* The guest first, without running it: the devices get its RAM. */
+	r = guest_create(vm);
+	if (r < 0) {
+		c->result = r;
+		return;
+	}
 	vm->devices_started = true;
 	for (size_t i = 0; i < vm->n_devs && r == 0; i++)
 		r = devsup_start(vm->devs[i].sup);
-	if (r == 0) {
-		timerfd_settime(vm->start_timer, 0, &its, NULL);
-		r = loop_add(vm->loop, vm->start_timer, EPOLLIN, on_start_timer, vm, &vm->start_src);
-	}
+	if (r == 0)
+		r = wait_for_devices(vm);
 	if (r < 0) {
+		guest_stop(vm);
 		stop_devices(vm);
 		c->result = r;
 		return;
 	}
-	vm->starting = true;
 	c->result = 0;
 	check_start(vm, false);
 }
@@ -706,13 +831,53 @@ static int reset_in_place(struct bvm *vm)
 	r = hsm_reset(hsm);
 	if (r == 0)
 		r = hsm_create_client(hsm);
-	if (r == 0)
+	if (r == 0) {
+		vm->client = true;
 		r = start_thread(vm);
+	}
 	if (r == 0) {
 		atomic_store(&vm->status, atomic_load(&vm->failing) ? 1 : 0);
 		set_state(vm, VM_RUNNING);
 		r = hsm_start(hsm);
 	}
+	return r;
+}
+
+/* A reset where the backend cannot pause (kvm): stop and drain, reset the
+ * devices, start a new guest. A device given the old guest's RAM starts
+ * over with the new one's, and the new guest waits for its handshake, as
+ * at a start. */
+static int reset_new_guest(struct bvm *vm)
+{
+	bool restart = false;
+	int r;
+
+	guest_stop(vm);
+	for (size_t i = 0; i < vm->n_devs; i++) {
+		struct vdev *dev = &vm->devs[i];
+
+		if (dev->cfg->memory == CFG_MEMORY_NONE) {
+			devsup_reset(dev->sup);
+		} else {
+			devsup_ask_stop(dev->sup);
+			devsup_stop(dev->sup);
+			restart = true;
+		}
+	}
+	r = guest_create(vm);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < vm->n_devs && r == 0; i++)
+		if (vm->devs[i].cfg->memory != CFG_MEMORY_NONE)
+			r = devsup_start(vm->devs[i].sup);
+	if (r == 0 && restart)
+		r = wait_for_devices(vm);
+	if (r < 0)
+		return r;
+	if (restart)
+		check_start(vm, false);
+	else
+		r = guest_run(vm);
 	return r;
 }
 
@@ -722,18 +887,14 @@ static void do_reset(void *arg)
 	struct bvm *vm = c->vm;
 	int r;
 
-	if (!vm->hsm) {
+	/* A guest that is created but waits for its devices does not run yet. */
+	if (!vm->hsm || vm->starting) {
 		c->result = -ENOTCONN;
 		return;
 	}
 	r = reset_in_place(vm);
-	if (r == -EOPNOTSUPP) {
-		/* No pause (kvm): stop and drain, reset the devices, start a new guest. */
-		guest_stop(vm);
-		for (size_t i = 0; i < vm->n_devs; i++)
-			devsup_reset(vm->devs[i].sup);
-		r = guest_start(vm);
-	}
+	if (r == -EOPNOTSUPP)
+		r = reset_new_guest(vm);
 	if (r == 0)
 		log_info("vm %s: reset", vm->cfg->name);
 	else
@@ -866,6 +1027,8 @@ static void do_setup(void *arg)
 	}
 	if (r == 0)
 		r = loop_add(vm->loop, request_timer_fd(vm->req), EPOLLIN, on_deadline, vm, &vm->timer_src);
+	if (r == 0)
+		r = loop_add(vm->loop, evreg_relay_fd(vm->regs), EPOLLIN, on_relay, vm, &vm->relay_src);
 	s->result = r;
 }
 
@@ -900,6 +1063,8 @@ int vm_new(const struct cfg_vm *cfg, const struct vm_env *env, struct bvm **ret)
 	}
 	r = request_table_new(cfg->vcpus, on_done, vm, &vm->req);
 	if (r == 0)
+		r = evreg_set_new(cfg->name, &vm->regs);
+	if (r == 0)
 		r = loop_new(&vm->loop);
 	if (r < 0)
 		goto err;
@@ -928,6 +1093,7 @@ static void do_teardown(void *arg)
 	for (size_t i = 0; i < vm->n_devs; i++)
 		vm->devs[i].sup = devsup_free(vm->devs[i].sup);
 	vm->timer_src = loop_remove(vm->loop, vm->timer_src);
+	vm->relay_src = loop_remove(vm->loop, vm->relay_src);
 }
 
 struct bvm *vm_free(struct bvm *vm)
@@ -939,6 +1105,7 @@ struct bvm *vm_free(struct bvm *vm)
 		vm->loop = loop_free(vm->loop);
 	}
 	vm->req = request_table_free(vm->req);
+	vm->regs = evreg_set_free(vm->regs);
 	for (size_t t = 0; t < 3; t++)
 		rangemap_fini(&vm->map[t]);
 	pthread_rwlock_destroy(&vm->routes);

@@ -121,6 +121,60 @@ static int ranges_ok(size_t n, Ioreq__Range *const *v)
 	return 1;
 }
 
+/* fds a device is given start at 3 (after stdin, stdout and stderr). */
+static int fds_ok(size_t n, const int32_t *v, size_t max)
+{
+	if (n > max)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (v[i] < 3)
+			return 0;
+	return 1;
+}
+
+/* Each region a non-empty range of guest-physical space that does not
+ * wrap, backed wholly by the memfd. (Overlaps are the device library's to
+ * refuse: it builds its view from them.) */
+static int memory_ok(const Ioreq__Memory *m)
+{
+	if (!m)
+		return 1;
+	if (m->fd < 3 || m->n_regions > WIRE_MAX_REGIONS)
+		return 0;
+	for (size_t i = 0; i < m->n_regions; i++) {
+		const Ioreq__MemRegion *r = m->regions[i];
+
+		if (!r || !r->size || r->gpa + (r->size - 1) < r->gpa || r->offset > m->size ||
+		    r->size > m->size - r->offset)
+			return 0;
+	}
+	return 1;
+}
+
+static int files_ok(size_t n, Ioreq__FileFd *const *v)
+{
+	if (n > WIRE_MAX_FILES)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!v[i] || v[i]->fd < 3)
+			return 0;
+	return 1;
+}
+
+static int register_ok(const Ioreq__Register *r)
+{
+	const Ioreq__Ioeventfd *io = r->ioeventfd;
+
+	switch (r->what_case) {
+	case IOREQ__REGISTER__WHAT_IOEVENTFD:
+		return kind_ok(io->kind) && wire_size_ok(io->size) && io->addr + (io->size - 1) >= io->addr;
+	case IOREQ__REGISTER__WHAT_IRQFD:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 static int validate(const Ioreq__Envelope *e)
 {
 	switch (e->msg_case) {
@@ -129,7 +183,9 @@ static int validate(const Ioreq__Envelope *e)
 	case IOREQ__ENVELOPE__MSG_WELCOME: {
 		const Ioreq__Welcome *w = e->welcome;
 		return name_ok(w->vm) && name_ok(w->device) && ranges_ok(w->n_ranges, w->ranges) &&
-		       ranges_ok(w->n_windows, w->windows) && w->n_irq_lines <= WIRE_MAX_LIST;
+		       ranges_ok(w->n_windows, w->windows) && w->n_irq_lines <= WIRE_MAX_LIST && memory_ok(w->memory) &&
+		       files_ok(w->n_files, w->files) && fds_ok(w->n_doorbells, w->doorbells, WIRE_MAX_EVENTFDS) &&
+		       fds_ok(w->n_irqfds, w->irqfds, WIRE_MAX_EVENTFDS);
 	}
 	case IOREQ__ENVELOPE__MSG_REQUEST: {
 		const Ioreq__Request *q = e->request;
@@ -142,7 +198,10 @@ static int validate(const Ioreq__Envelope *e)
 		return e->interrupt->op >= IOREQ__IRQ_OP__IRQ_ASSERT && e->interrupt->op <= IOREQ__IRQ_OP__IRQ_MSI;
 	case IOREQ__ENVELOPE__MSG_CLAIM:
 		return range_ok(e->claim->range);
+	case IOREQ__ENVELOPE__MSG_REGISTRATION:
+		return register_ok(e->registration);
 	case IOREQ__ENVELOPE__MSG_CLAIM_RESULT:
+	case IOREQ__ENVELOPE__MSG_REGISTRATION_RESULT:
 	case IOREQ__ENVELOPE__MSG_RESET:
 	case IOREQ__ENVELOPE__MSG_SHUTDOWN:
 		return 1;

@@ -16,6 +16,11 @@
 #define WIRE_MAX_LIST 64
 /* Longest device or VM name. */
 #define WIRE_MAX_NAME 63
+/* Most guest RAM regions, files and eventfds (of each kind) a Welcome may
+ * carry. */
+#define WIRE_MAX_REGIONS 8
+#define WIRE_MAX_FILES 16
+#define WIRE_MAX_EVENTFDS 64
 
 /* A bump allocator for protobuf-c's unpack: no malloc per message. Reset it
  * (wire_arena_reset) once the unpacked message is no longer used. */

@@ -15,19 +15,31 @@
  * a connection it cannot take yet (its pair1 socket still busy with a peer
  * it is refusing). The dialer dials again, and the Hello goes again on the
  * new pipe, once per pipe (a broker cuts off a device that says Hello
- * twice). */
+ * twice).
+ *
+ * One thread at a time receives (the one that holds dev->receiving): the
+ * serving thread, or one waiting for the answer to its registration. Each
+ * hands over what is not its own: a serving thread the RegisterResults to
+ * their waiters, a waiter the rest (requests...) to the serving thread,
+ * still packed, in dev->deferred. A registration made from a handler thus
+ * receives for itself while its handler runs, and the requests it takes
+ * meanwhile are served when the handler returns. */
 #include "ioreq/device.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/pair1/pair.h>
 
+#include "memory.h"
 #include "sandbox.h"
 #include "wire.h"
 
@@ -43,6 +55,27 @@
 /* The dialer redials after a disconnect; those pipes carry nothing (see pipe_added). */
 #define DEV_RECONN_MIN_MS 100
 #define DEV_RECONN_MAX_MS 1000
+/* The broker answers a registration at once: this long means it will not. */
+#define DEV_REGISTER_MS 10000
+/* Messages a registration's waiter may hold for the serving thread: more
+ * than the broker has reason to send meanwhile (a request per vCPU, a
+ * reset, claim results, a shutdown). */
+#define DEV_DEFER_MAX 64
+
+/* A registration waiting for its RegisterResult (on its thread's stack). */
+struct reg_wait {
+	uint32_t tag;
+	int error;
+	bool done;
+	struct reg_wait *next;
+};
+
+/* One of the device's eventfds of a kind, as the Welcome gave them. */
+struct eventfds {
+	size_t n;
+	int fd[WIRE_MAX_EVENTFDS];
+	bool bound[WIRE_MAX_EVENTFDS]; /* under dev->lock */
+};
 
 struct ioreq_dev {
 	nng_socket sock;
@@ -59,6 +92,12 @@ struct ioreq_dev {
 	uint32_t live;          /* the pipe between its ADD_POST and REM_POST, or 0 */
 	unsigned events;        /* ADD_POST and REM_POST events */
 	uint32_t pipe_id;       /* the pipe the Welcome came on; 0 until then */
+	/* Receiving and handing over (under lock, see above). */
+	bool receiving;
+	struct reg_wait *waits;
+	nng_msg *deferred[DEV_DEFER_MAX];
+	size_t defer_first, defer_n;
+	uint32_t next_tag;
 
 	const struct ioreq_dev_ops *ops;
 	void *opaque;
@@ -70,6 +109,15 @@ struct ioreq_dev {
 	struct ioreq_range windows[WIRE_MAX_LIST];
 	uint32_t irq_lines[WIRE_MAX_LIST];
 
+	/* The data plane, from the Welcome. */
+	struct ioreq_mem mem;       /* mem.base NULL: no guest memory */
+	struct ioreq_mem_region mem_regions[WIRE_MAX_REGIONS];
+	size_t n_files;
+	int file_fd[WIRE_MAX_FILES];
+	bool file_writable[WIRE_MAX_FILES];
+	struct eventfds doorbells, irqfds;
+
+	/* The serving thread's (and the handshake's). */
 	struct wire_arena arena;
 };
 
@@ -262,8 +310,9 @@ static int dev_unpack(struct ioreq_dev *dev, nng_msg *msg, Ioreq__Envelope **ret
 	return r < 0 ? -EPROTO : 0;
 }
 
-/* Receives one Envelope from the broker that welcomed us. */
-static int dev_recv_env(struct ioreq_dev *dev, nng_duration timeout, Ioreq__Envelope **ret)
+/* Receives one message from the broker that welcomed us, still packed.
+ * Only the thread that holds dev->receiving. */
+static int dev_recv_msg(struct ioreq_dev *dev, nng_duration timeout, nng_msg **ret)
 {
 	uint32_t pipe;
 	nng_msg *msg;
@@ -283,7 +332,8 @@ static int dev_recv_env(struct ioreq_dev *dev, nng_duration timeout, Ioreq__Enve
 		nng_msg_free(msg);
 		return -ECONNRESET;
 	}
-	return dev_unpack(dev, msg, ret);
+	*ret = msg;
+	return 0;
 }
 
 static int dev_send(struct ioreq_dev *dev, const Ioreq__Envelope *env)
@@ -314,6 +364,90 @@ static size_t copy_ranges(struct ioreq_range *dst, size_t n, Ioreq__Range *const
 	return n;
 }
 
+/* Maps the guest's memory: all of the memfd, shared, writable only if a
+ * region is. The memfd must be sealed against shrinking, or the mapping
+ * could fault one day. */
+static int map_memory(struct ioreq_dev *dev, const Ioreq__Memory *m)
+{
+	uint64_t offsets[WIRE_MAX_REGIONS];
+	bool writable = false;
+	struct stat st;
+	void *base;
+	int seals, r;
+
+	for (size_t i = 0; i < m->n_regions; i++) {
+		dev->mem_regions[i] = (struct ioreq_mem_region){
+			.gpa = m->regions[i]->gpa,
+			.size = m->regions[i]->size,
+			.read_only = m->regions[i]->read_only,
+		};
+		offsets[i] = m->regions[i]->offset;
+		writable |= !m->regions[i]->read_only;
+	}
+	seals = fcntl(m->fd, F_GET_SEALS);
+	if (fstat(m->fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != m->size || seals < 0 ||
+	    !(seals & F_SEAL_SHRINK) || m->size > SIZE_MAX)
+		return -EPROTO;
+	base = mmap(NULL, m->size, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, m->fd, 0);
+	if (base == MAP_FAILED)
+		return -errno;
+	r = mem_view_init(&dev->mem, base, m->size, dev->mem_regions, offsets, m->n_regions);
+	if (r < 0) {
+		munmap(base, m->size);
+		return -EPROTO;
+	}
+	dev->info.n_mem_regions = m->n_regions;
+	dev->info.mem_regions = dev->mem_regions;
+	return 0;
+}
+
+/* Whether @fd is open, for writing if @write (else for reading only). */
+static bool fd_mode_ok(int fd, bool write)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	return fl >= 0 && (fl & O_ACCMODE) == (write ? O_RDWR : O_RDONLY);
+}
+
+static int take_eventfds(struct eventfds *e, size_t n, const int32_t *fds)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!fd_mode_ok(fds[i], true) || !(fcntl(fds[i], F_GETFL) & O_NONBLOCK))
+			return -EPROTO;
+		e->fd[i] = fds[i];
+	}
+	e->n = n;
+	return 0;
+}
+
+/* The fds the Welcome names must be the ones this process was given, as
+ * it says they are: a broker that gets this wrong is a bug to catch here,
+ * before the device uses them. */
+static int take_data_plane(struct ioreq_dev *dev, const Ioreq__Welcome *w)
+{
+	int r;
+
+	if (w->memory) {
+		r = map_memory(dev, w->memory);
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = 0; i < w->n_files; i++) {
+		if (!fd_mode_ok(w->files[i]->fd, w->files[i]->writable))
+			return -EPROTO;
+		dev->file_fd[i] = w->files[i]->fd;
+		dev->file_writable[i] = w->files[i]->writable;
+	}
+	dev->n_files = w->n_files;
+	r = take_eventfds(&dev->doorbells, w->n_doorbells, w->doorbells);
+	if (r == 0)
+		r = take_eventfds(&dev->irqfds, w->n_irqfds, w->irqfds);
+	dev->info.n_files = dev->n_files;
+	dev->info.n_doorbells = dev->doorbells.n;
+	dev->info.n_irqfds = dev->irqfds.n;
+	return r;
+}
+
 /* The arena is reused by the next message: keep our own copy of the grant. */
 static int take_welcome(struct ioreq_dev *dev, const Ioreq__Envelope *env)
 {
@@ -340,7 +474,7 @@ static int take_welcome(struct ioreq_dev *dev, const Ioreq__Envelope *env)
 	info->n_irq_lines = w->n_irq_lines;
 	info->irq_lines = dev->irq_lines;
 	info->msi = w->msi;
-	return 0;
+	return take_data_plane(dev, w);
 }
 
 static uint64_t now_ms(void)
@@ -536,6 +670,21 @@ const struct ioreq_dev_info *ioreq_dev_info(const struct ioreq_dev *dev)
 	return &dev->info;
 }
 
+const struct ioreq_mem *ioreq_dev_memory(const struct ioreq_dev *dev)
+{
+	return dev->mem.base ? &dev->mem : NULL;
+}
+
+int ioreq_dev_file(const struct ioreq_dev *dev, size_t i, int *ret_fd, bool *ret_writable)
+{
+	if (i >= dev->n_files)
+		return -ENOENT;
+	*ret_fd = dev->file_fd[i];
+	if (ret_writable)
+		*ret_writable = dev->file_writable[i];
+	return 0;
+}
+
 struct ioreq_dev *ioreq_dev_close(struct ioreq_dev *dev)
 {
 	if (!dev)
@@ -545,6 +694,13 @@ struct ioreq_dev *ioreq_dev_close(struct ioreq_dev *dev)
 		nng_close(dev->sock);
 	if (dev->rx)
 		nng_aio_free(dev->rx);
+	while (dev->defer_n) {
+		nng_msg_free(dev->deferred[dev->defer_first]);
+		dev->defer_first = (dev->defer_first + 1) % DEV_DEFER_MAX;
+		dev->defer_n--;
+	}
+	if (dev->mem.base)
+		munmap(dev->mem.base, dev->mem.size);
 	if (dev->lock_init) {
 		pthread_cond_destroy(&dev->changed);
 		pthread_mutex_destroy(&dev->lock);
@@ -638,6 +794,64 @@ static int (*const serve_table[])(struct ioreq_dev *, const Ioreq__Envelope *) =
 	[IOREQ__ENVELOPE__MSG_SHUTDOWN] = on_shutdown,
 };
 
+/* ---- receiving, for whoever waits ---- */
+
+/* A RegisterResult to its waiter (gone after a timeout: then dropped). Under lock. */
+static int hand_result(struct ioreq_dev *dev, const Ioreq__RegisterResult *res)
+{
+	if (res->error > 0 || res->error < -4095)
+		return -EPROTO;
+	for (struct reg_wait *w = dev->waits; w; w = w->next) {
+		if (w->tag == res->tag && !w->done) {
+			w->error = res->error;
+			w->done = true;
+			pthread_cond_broadcast(&dev->changed);
+			break;
+		}
+	}
+	return 0;
+}
+
+/* The serving thread's next message, unpacked into its arena: one a
+ * waiter took for it, or one it receives itself once nobody else does. A
+ * RegisterResult it receives goes to its waiter before it lets go of
+ * receiving: a waiter that then finds nobody receiving has its answer
+ * already, or it is still to come. */
+static int next_env(struct ioreq_dev *dev, Ioreq__Envelope **ret)
+{
+	nng_msg *msg;
+	int r;
+
+	pthread_mutex_lock(&dev->lock);
+	for (;;) {
+		while (!dev->defer_n && dev->receiving)
+			pthread_cond_wait(&dev->changed, &dev->lock);
+		if (dev->defer_n) {
+			msg = dev->deferred[dev->defer_first];
+			dev->defer_first = (dev->defer_first + 1) % DEV_DEFER_MAX;
+			dev->defer_n--;
+			pthread_mutex_unlock(&dev->lock);
+			return dev_unpack(dev, msg, ret);
+		}
+		dev->receiving = true;
+		pthread_mutex_unlock(&dev->lock);
+		r = dev_recv_msg(dev, NNG_DURATION_INFINITE, &msg);
+		if (r == 0)
+			r = dev_unpack(dev, msg, ret);
+		pthread_mutex_lock(&dev->lock);
+		if (r == 0 && (*ret)->msg_case == IOREQ__ENVELOPE__MSG_REGISTRATION_RESULT)
+			r = hand_result(dev, (*ret)->registration_result);
+		else if (r == 0)
+			r = 1;
+		dev->receiving = false;
+		pthread_cond_broadcast(&dev->changed);
+		if (r != 0)
+			break;
+	}
+	pthread_mutex_unlock(&dev->lock);
+	return r < 0 ? r : 0;
+}
+
 int ioreq_dev_serve(struct ioreq_dev *dev)
 {
 	for (;;) {
@@ -645,9 +859,10 @@ int ioreq_dev_serve(struct ioreq_dev *dev)
 		unsigned c;
 		int r;
 
-		r = dev_recv_env(dev, NNG_DURATION_INFINITE, &env);
+		r = next_env(dev, &env);
 		if (r < 0)
 			return r;
+		/* (RegisterResults never get here: see next_env, receive_for.) */
 		c = env->msg_case;
 		if (c >= sizeof(serve_table) / sizeof(serve_table[0]) || !serve_table[c])
 			return -EPROTO;
@@ -717,4 +932,225 @@ int ioreq_dev_claim(struct ioreq_dev *dev, enum ioreq_kind kind, uint64_t start,
 	env.msg_case = IOREQ__ENVELOPE__MSG_CLAIM;
 	env.claim = &claim;
 	return dev_send(dev, &env);
+}
+
+/* ---- doorbells and irqfds ---- */
+
+/* While nobody else receives: receives one message (waiting up to
+ * @wait_ms); a RegisterResult goes to its waiter, anything else to the
+ * serving thread. Called and returns with the lock held. */
+static int receive_for(struct ioreq_dev *dev, int64_t wait_ms)
+{
+	struct wire_arena *arena;
+	Ioreq__Envelope *env;
+	nng_msg *msg;
+	int r;
+
+	dev->receiving = true;
+	pthread_mutex_unlock(&dev->lock);
+	r = dev_recv_msg(dev, (nng_duration)wait_ms, &msg);
+	arena = r == 0 ? malloc(sizeof(*arena)) : NULL;
+	if (r == 0 && !arena) {
+		nng_msg_free(msg);
+		r = -ENOMEM;
+	}
+	if (r == 0) {
+		/* Unpacked here only to see what it is: the serving thread
+		 * unpacks its own messages into its own arena. */
+		wire_arena_reset(arena);
+		r = wire_unpack(nng_msg_body(msg), nng_msg_len(msg), arena, &env) < 0 ? -EPROTO : 0;
+	}
+	pthread_mutex_lock(&dev->lock);
+	dev->receiving = false;
+	pthread_cond_broadcast(&dev->changed);
+	if (r == 0 && env->msg_case == IOREQ__ENVELOPE__MSG_REGISTRATION_RESULT) {
+		r = hand_result(dev, env->registration_result);
+		nng_msg_free(msg);
+	} else if (r == 0) {
+		dev->deferred[(dev->defer_first + dev->defer_n) % DEV_DEFER_MAX] = msg;
+		dev->defer_n++;
+	} else if (r == -EPROTO) {
+		nng_msg_free(msg);
+	}
+	free(arena);
+	return r == -ETIMEDOUT ? 0 : r;
+}
+
+/* Sends @reg and waits for its answer. */
+static int register_wait(struct ioreq_dev *dev, Ioreq__Register *reg)
+{
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+	const uint64_t end = now_ms() + DEV_REGISTER_MS;
+	struct reg_wait w = { 0 }, **p;
+	int r;
+
+	pthread_mutex_lock(&dev->lock);
+	w.tag = reg->tag = ++dev->next_tag;
+	w.next = dev->waits;
+	dev->waits = &w;
+	pthread_mutex_unlock(&dev->lock);
+
+	env.msg_case = IOREQ__ENVELOPE__MSG_REGISTRATION;
+	env.registration = reg;
+	r = dev_send(dev, &env);
+
+	pthread_mutex_lock(&dev->lock);
+	while (r == 0 && !w.done) {
+		uint64_t now = now_ms();
+
+		if (now >= end) {
+			r = -ETIMEDOUT;
+		} else if (!dev->receiving && dev->defer_n < DEV_DEFER_MAX) {
+			r = receive_for(dev, (int64_t)(end - now));
+		} else {
+			/* Someone receives (and will hand us our result), or
+			 * the serving thread has to catch up first. */
+			dev_wait(dev, end);
+		}
+	}
+	for (p = &dev->waits; *p != &w; p = &(*p)->next)
+		;
+	*p = w.next;
+	pthread_mutex_unlock(&dev->lock);
+	return r < 0 ? r : w.error;
+}
+
+/* Takes a free eventfd of @e: its index, or -ENOSPC. */
+static int take_eventfd(struct ioreq_dev *dev, struct eventfds *e)
+{
+	int r = -ENOSPC;
+
+	pthread_mutex_lock(&dev->lock);
+	for (size_t i = 0; i < e->n && r < 0; i++) {
+		if (!e->bound[i]) {
+			e->bound[i] = true;
+			r = (int)i;
+		}
+	}
+	pthread_mutex_unlock(&dev->lock);
+	return r;
+}
+
+static void put_eventfd(struct ioreq_dev *dev, struct eventfds *e, size_t i)
+{
+	pthread_mutex_lock(&dev->lock);
+	e->bound[i] = false;
+	pthread_mutex_unlock(&dev->lock);
+}
+
+/* Binds eventfd @i of @e as @reg says, or gives it back. */
+static int bind_eventfd(struct ioreq_dev *dev, struct eventfds *e, int i, Ioreq__Register *reg, int *ret_fd)
+{
+	int r = register_wait(dev, reg);
+
+	if (r < 0) {
+		put_eventfd(dev, e, (size_t)i);
+		return r;
+	}
+	*ret_fd = e->fd[i];
+	return 0;
+}
+
+int ioreq_dev_ioeventfd(struct ioreq_dev *dev, enum ioreq_kind kind, uint64_t addr, unsigned size, bool datamatch,
+			uint64_t value, int *ret_fd)
+{
+	Ioreq__Ioeventfd io = IOREQ__IOEVENTFD__INIT;
+	Ioreq__Register reg = IOREQ__REGISTER__INIT;
+	int i;
+
+	/* What lies outside its ranges is the broker's to refuse (and to
+	 * report); only what cannot be said on the wire stops here. */
+	if ((kind != IOREQ_PIO && kind != IOREQ_MMIO) || !wire_size_ok(size) || addr + (size - 1) < addr)
+		return -EINVAL;
+	i = take_eventfd(dev, &dev->doorbells);
+	if (i < 0)
+		return i;
+	io.index = (uint32_t)i;
+	io.kind = (Ioreq__Kind)kind;
+	io.addr = addr;
+	io.size = size;
+	io.datamatch = datamatch;
+	io.value = value;
+	reg.what_case = IOREQ__REGISTER__WHAT_IOEVENTFD;
+	reg.ioeventfd = &io;
+	return bind_eventfd(dev, &dev->doorbells, i, &reg, ret_fd);
+}
+
+static int irqfd(struct ioreq_dev *dev, bool msi, uint32_t line, uint64_t addr, uint32_t data, int *ret_fd)
+{
+	Ioreq__Irqfd irq = IOREQ__IRQFD__INIT;
+	Ioreq__Register reg = IOREQ__REGISTER__INIT;
+	int i = take_eventfd(dev, &dev->irqfds);
+
+	if (i < 0)
+		return i;
+	irq.index = (uint32_t)i;
+	irq.msi = msi;
+	irq.line = line;
+	irq.msi_addr = addr;
+	irq.msi_data = data;
+	reg.what_case = IOREQ__REGISTER__WHAT_IRQFD;
+	reg.irqfd = &irq;
+	return bind_eventfd(dev, &dev->irqfds, i, &reg, ret_fd);
+}
+
+int ioreq_dev_irqfd_line(struct ioreq_dev *dev, uint32_t line, int *ret_fd)
+{
+	return irqfd(dev, false, line, 0, 0, ret_fd);
+}
+
+int ioreq_dev_irqfd_msi(struct ioreq_dev *dev, uint64_t addr, uint32_t data, int *ret_fd)
+{
+	return irqfd(dev, true, 0, addr, data, ret_fd);
+}
+
+/* The bound eventfd @fd: its kind and index, or false. */
+static bool find_bound(struct ioreq_dev *dev, int fd, struct eventfds **ret_e, size_t *ret_i)
+{
+	struct eventfds *kinds[] = { &dev->doorbells, &dev->irqfds };
+	bool found = false;
+
+	pthread_mutex_lock(&dev->lock);
+	for (size_t k = 0; k < 2 && !found; k++) {
+		for (size_t i = 0; i < kinds[k]->n && !found; i++) {
+			if (kinds[k]->fd[i] == fd && kinds[k]->bound[i]) {
+				*ret_e = kinds[k];
+				*ret_i = i;
+				found = true;
+			}
+		}
+	}
+	pthread_mutex_unlock(&dev->lock);
+	return found;
+}
+
+int ioreq_dev_eventfd_release(struct ioreq_dev *dev, int fd)
+{
+	Ioreq__Ioeventfd io = IOREQ__IOEVENTFD__INIT;
+	Ioreq__Irqfd irq = IOREQ__IRQFD__INIT;
+	Ioreq__Register reg = IOREQ__REGISTER__INIT;
+	struct eventfds *e;
+	size_t i;
+	int r;
+
+	if (!find_bound(dev, fd, &e, &i))
+		return -ENOENT;
+	reg.release = true;
+	if (e == &dev->doorbells) {
+		/* Only the index counts in a release; the rest must still
+		 * be well-formed. */
+		io.index = (uint32_t)i;
+		io.size = 1;
+		reg.what_case = IOREQ__REGISTER__WHAT_IOEVENTFD;
+		reg.ioeventfd = &io;
+	} else {
+		irq.index = (uint32_t)i;
+		reg.what_case = IOREQ__REGISTER__WHAT_IRQFD;
+		reg.irqfd = &irq;
+	}
+	r = register_wait(dev, &reg);
+	/* -ENOENT: the broker dropped it already (its range was released). */
+	if (r == 0 || r == -ENOENT)
+		put_eventfd(dev, e, i);
+	return r;
 }

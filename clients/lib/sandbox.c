@@ -105,7 +105,11 @@ int sandbox_restrict_fs(void)
  * program under the broker (nng 1.5.2, glibc 2.36; the sim, control,
  * devices and kvm integration suites), plus their obvious companions
  * (marked +): nng's threads moving messages and waking each other, memory,
- * time, a thread started by a device (uart, rtc), exiting. */
+ * time, a thread started by a device (uart, rtc), exiting; and the data
+ * plane (ioreq-test-dplane under test_integration_dataplane): its files at
+ * an offset and their durability, a thread waiting on its doorbells. Guest
+ * memory needs nothing more: it is mapped (without PROT_EXEC, as any
+ * mapping here) before the filter goes on. */
 static const int allowed[] = {
 	/* I/O on the fds it has: the socket, eventfds, stdin/stdout */
 	SCMP_SYS(read), SCMP_SYS(readv), SCMP_SYS(write), SCMP_SYS(writev) /* + */, SCMP_SYS(sendmsg),
@@ -116,6 +120,9 @@ static const int allowed[] = {
 	SCMP_SYS(getppid) /* + */,
 	/* memory (mmap, mprotect: see below) */
 	SCMP_SYS(munmap), SCMP_SYS(brk) /* + */, SCMP_SYS(mremap) /* + */,
+	/* the data plane: files and doorbells */
+	SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(preadv) /* + */, SCMP_SYS(pwritev) /* + */,
+	SCMP_SYS(fdatasync), SCMP_SYS(fsync) /* + */, SCMP_SYS(poll), SCMP_SYS(ppoll) /* + */,
 	/* time, chance */
 	SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep) /* + */, SCMP_SYS(clock_gettime) /* + vDSO fallback */,
 	SCMP_SYS(gettimeofday) /* + */, SCMP_SYS(getrandom),

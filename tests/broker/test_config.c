@@ -294,6 +294,53 @@ static void test_defaults(void **state)
 	cfg_free(c);
 }
 
+/* The data plane's keys: files as paths or mappings (relative to the file,
+ * kept in order, not opened yet), memory, eventfds; none by default. */
+static void test_data_plane(void **state)
+{
+	struct cfg *c = load_ok("vms:\n"
+				"  - name: v\n"
+				"    backend: acrn\n"
+				"    vcpus: 1\n"
+				"    devices:\n"
+				"      - name: blk\n"
+				"        program: ioreq-dev-test\n"
+				"        memory: guest\n"
+				"        files: [disk.img, {path: /dev/null, mode: rw, direct: true}, {path: sub/x, mode: ro}]\n"
+				"        doorbells: 64\n"
+				"        irqfds: 3\n"
+				"      - name: rng\n"
+				"        program: ioreq-dev-test\n"
+				"        memory: read-only\n"
+				"      - {name: plain, program: ioreq-dev-test}\n");
+	const struct cfg_device *d = &c->vms[0].devices[0];
+	char p[512];
+
+	assert_int_equal(d->memory, CFG_MEMORY_GUEST);
+	assert_int_equal(d->n_files, 3);
+	assert_string_equal(d->files[0].path, in_tmp(p, sizeof(p), "disk.img"));
+	assert_false(d->files[0].write);
+	assert_false(d->files[0].direct);
+	assert_int_equal(d->files[0].mark.line, 9);
+	assert_int_equal(d->files[0].mark.col, 17);
+	assert_string_equal(d->files[1].path, "/dev/null");
+	assert_true(d->files[1].write);
+	assert_true(d->files[1].direct);
+	assert_int_equal(d->files[1].mark.col, 27);
+	assert_string_equal(d->files[2].path, in_tmp(p, sizeof(p), "sub/x"));
+	assert_false(d->files[2].write);
+	assert_int_equal(d->doorbells, 64);
+	assert_int_equal(d->irqfds, 3);
+	/* Run-time errors about an entry name the file. */
+	assert_ptr_equal(d->config_path, c->path);
+	assert_int_equal(c->vms[0].devices[1].memory, CFG_MEMORY_READ_ONLY);
+	d = &c->vms[0].devices[2];
+	assert_int_equal(d->memory, CFG_MEMORY_NONE);
+	assert_int_equal(d->n_files, 0);
+	assert_int_equal(d->doorbells + d->irqfds, 0);
+	cfg_free(c);
+}
+
 /* The keys of the device sandbox's ids and cgroup limits, at their bounds. */
 static void test_limits(void **state)
 {
@@ -659,6 +706,24 @@ static const struct bad bad[] = {
 	{ DEV "        max_claims: 16M\n", "8:21: expected an unsigned integer for 'max_claims'" },
 	{ DEV "        max_violations: 0\n", "8:25: 'max_violations' must be between 1 and 100000" },
 	{ DEV "        max_violations: 100001\n", "8:25: 'max_violations' must be between 1 and 100000" },
+	/* the data plane */
+	{ DEV "        memory: rw\n", "8:17: unknown memory 'rw' (expected guest or read-only)" },
+	{ DEV "        memory: [guest]\n", "8:17: expected a string for 'memory'" },
+	{ DEV "        files: disk.img\n", "8:16: expected a sequence for 'files'" },
+	{ DEV "        files: [[disk.img]]\n", "8:17: expected a mapping for file" },
+	{ DEV "        files: [\"\"]\n", "8:17: 'path' must not be empty" },
+	{ DEV "        files: [~]\n", "8:17: expected a string for 'path'" },
+	{ DEV "        files: [{mode: rw}]\n", "8:17: missing required key 'path' in file" },
+	{ DEV "        files: [{path: a, mode: wo}]\n", "8:33: unknown mode 'wo' (expected ro or rw)" },
+	{ DEV "        files: [{path: a, direct: yes}]\n", "8:35: expected a boolean (true or false) for 'direct'" },
+	{ DEV "        files: [{path: a, owner: me}]\n", "8:27: unknown key 'owner' in file" },
+	{ DEV "        files: [{path: a, path: b}]\n", "8:27: duplicate key 'path'" },
+	{ DEV "        files: [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q]\n",
+	  "8:16: 'files' has 17 entries, more than 16" },
+	{ DEV "        doorbells: 65\n", "8:20: 'doorbells' must be between 0 and 64" },
+	{ DEV "        doorbells: -1\n", "8:20: expected an unsigned integer for 'doorbells'" },
+	{ DEV "        irqfds: 65\n", "8:17: 'irqfds' must be between 0 and 64" },
+	{ DEV "        irqfds: 2K\n", "8:17: expected an unsigned integer for 'irqfds'" },
 };
 
 static void test_bad(void **state)
@@ -753,6 +818,11 @@ static void test_vm_equal(void **state)
 		{ "", "        deadline_ms: 499\n", "device 'd' changed" },
 		{ "", "        output: stdout\n", "device 'd' changed" },
 		{ "", "        input: stdin\n", "device 'd' changed" },
+		{ "", "        memory: guest\n", "device 'd' changed" },
+		{ "", "        files: []\n        doorbells: 0\n        irqfds: 0\n", NULL },
+		{ "", "        files: [a]\n", "device 'd' changed" },
+		{ "", "        doorbells: 1\n", "device 'd' changed" },
+		{ "", "        irqfds: 1\n", "device 'd' changed" },
 		{ "", "      - {name: e, program: ioreq-dev-test}\n", "devices added" },
 		{ "    memory: 128M\n", "", "memory" },
 		{ "    exit_port: 0x501\n", "", "exit_port" },
@@ -774,6 +844,32 @@ static void test_vm_equal(void **state)
 		if (cfg_vm_equal(&b->vms[0], &a->vms[0], NULL, 0) != !cases[i].what)
 			fail_msg("case %zu reversed\n%s", i, text);
 		cfg_free(b);
+	}
+	/* Files compare entry by entry, in order. */
+	{
+		static const char *const files[][2] = {
+			{ "[a, {path: b, mode: rw}]", NULL },
+			{ "[a, {path: b, mode: ro}]", "device 'd' changed" },
+			{ "[a, {path: b, mode: rw, direct: true}]", "device 'd' changed" },
+			{ "[{path: b, mode: rw}, a]", "device 'd' changed" },
+			{ "[a, {path: c, mode: rw}]", "device 'd' changed" },
+		};
+		struct cfg *f0;
+
+		snprintf(what, sizeof(what), "        files: %s\n", files[0][0]);
+		snprintf(text, sizeof(text), base, "", what);
+		f0 = load_ok(text);
+		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+			snprintf(what, sizeof(what), "        files: %s\n", files[i][0]);
+			snprintf(text, sizeof(text), base, "", what);
+			b = load_ok(text);
+			strcpy(what, "-");
+			if (cfg_vm_equal(&f0->vms[0], &b->vms[0], what, sizeof(what)) != !files[i][1] ||
+			    (files[i][1] && strcmp(what, files[i][1])))
+				fail_msg("files case %zu: want %s, got %s", i, files[i][1] ? files[i][1] : "equal", what);
+			cfg_free(b);
+		}
+		cfg_free(f0);
 	}
 	snprintf(text, sizeof(text), base, "", "");
 	b = load_ok(text);
@@ -850,6 +946,7 @@ int main(void)
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_data_plane),
 		cmocka_unit_test(test_device_ids_taken),
 		cmocka_unit_test(test_vm_equal),
 		cmocka_unit_test(test_reference_in_readme),

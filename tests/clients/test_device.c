@@ -16,6 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/prctl.h>
@@ -161,6 +164,11 @@ struct welcome {
 	struct ioreq_range ranges[4], windows[4];
 	uint32_t irq_lines[4];
 	bool msi;
+	/* the data plane, as the wire carries it */
+	Ioreq__Memory *memory;
+	size_t n_files, n_doorbells, n_irqfds;
+	Ioreq__FileFd **files;
+	int32_t *doorbells, *irqfds;
 };
 
 static void bk_welcome(struct broker *b, const struct welcome *w)
@@ -191,6 +199,13 @@ static void bk_welcome(struct broker *b, const struct welcome *w)
 	wel.n_irq_lines = w->n_irq_lines;
 	wel.irq_lines = (uint32_t *)w->irq_lines;
 	wel.msi = w->msi;
+	wel.memory = w->memory;
+	wel.n_files = w->n_files;
+	wel.files = w->files;
+	wel.n_doorbells = w->n_doorbells;
+	wel.doorbells = w->doorbells;
+	wel.n_irqfds = w->n_irqfds;
+	wel.irqfds = w->irqfds;
 	env.msg_case = IOREQ__ENVELOPE__MSG_WELCOME;
 	env.welcome = &wel;
 	bk_send(b, &env);
@@ -274,6 +289,8 @@ struct fixture {
 	int ret;
 	bool irq_in_handler;
 	int irq_rc;
+	bool bind_in_handler;  /* a write binds a doorbell at the written value */
+	int bind_rc, bind_fd;
 	bool block;            /* reset waits for release, after posting in_handler */
 	sem_t in_handler, release;
 	unsigned resets;
@@ -309,6 +326,8 @@ static int h_access(struct ioreq_dev *dev, const struct ioreq_access *a, uint64_
 	fx->seen_opaque = opaque;
 	if (fx->irq_in_handler && a->write)
 		fx->irq_rc = ioreq_dev_irq(dev, 4, IOREQ_IRQ_PULSE);
+	if (fx->bind_in_handler && a->write)
+		fx->bind_rc = ioreq_dev_ioeventfd(dev, IOREQ_MMIO, a->value, 4, false, 0, &fx->bind_fd);
 	*value = fx->read_value;
 	return fx->ret;
 }
@@ -687,6 +706,391 @@ static void test_claim_result(void **state)
 	assert_int_equal(fx->claim_results, 2);
 	assert_int_equal(fx->claim_tag, 10);
 	assert_int_equal(fx->claim_error, 0);
+}
+
+
+/* ---- the data plane ---- */
+
+#define PAGE 0x1000
+
+/* What a broker gives a device: a sealed memfd of two pages (guest RAM at
+ * 0 and, read-only, at 1 MiB), a file open for writing and one for
+ * reading, two doorbells and one irqfd (non-blocking eventfds). */
+struct grant {
+	int mem_fd, file_rw, file_ro, doorbells[2], irqfd;
+	char file[64];
+	Ioreq__MemRegion rv[2], *rp[2];
+	Ioreq__Memory mem;
+	Ioreq__FileFd fv[2], *fp[2];
+	int32_t doorbell_nums[2], irqfd_nums[1];
+	struct welcome w;
+};
+
+static struct grant *grant_new(void)
+{
+	static struct grant g;
+
+	memset(&g, 0, sizeof(g));
+	g.mem_fd = memfd_create("guest", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	assert_true(g.mem_fd >= 0);
+	assert_int_equal(ftruncate(g.mem_fd, 2 * PAGE), 0);
+	assert_int_equal(fcntl(g.mem_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+	strcpy(g.file, "/tmp/ioreq-test-file-XXXXXX");
+	g.file_rw = mkostemp(g.file, O_CLOEXEC);
+	assert_true(g.file_rw >= 0);
+	assert_int_equal(pwrite(g.file_rw, "0123456789", 10, 0), 10);
+	g.file_ro = open(g.file, O_RDONLY | O_CLOEXEC);
+	assert_true(g.file_ro >= 0);
+	for (int i = 0; i < 2; i++)
+		g.doorbells[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	g.irqfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	for (int i = 0; i < 2; i++) {
+		ioreq__mem_region__init(&g.rv[i]);
+		g.rv[i].size = PAGE;
+		g.rv[i].offset = (uint64_t)i * PAGE;
+		g.rp[i] = &g.rv[i];
+		ioreq__file_fd__init(&g.fv[i]);
+		g.fp[i] = &g.fv[i];
+	}
+	g.rv[1].gpa = 0x100000;
+	g.rv[1].read_only = true;
+	ioreq__memory__init(&g.mem);
+	g.mem.fd = g.mem_fd;
+	g.mem.size = 2 * PAGE;
+	g.mem.n_regions = 2;
+	g.mem.regions = g.rp;
+	g.fv[0].fd = g.file_rw;
+	g.fv[0].writable = true;
+	g.fv[1].fd = g.file_ro;
+	g.doorbell_nums[0] = g.doorbells[0];
+	g.doorbell_nums[1] = g.doorbells[1];
+	g.irqfd_nums[0] = g.irqfd;
+
+	g.w = std_welcome;
+	g.w.memory = &g.mem;
+	g.w.n_files = 2;
+	g.w.files = g.fp;
+	g.w.n_doorbells = 2;
+	g.w.doorbells = g.doorbell_nums;
+	g.w.n_irqfds = 1;
+	g.w.irqfds = g.irqfd_nums;
+	return &g;
+}
+
+static void grant_free(struct grant *g)
+{
+	close(g->mem_fd);
+	close(g->file_rw);
+	close(g->file_ro);
+	close(g->doorbells[0]);
+	close(g->doorbells[1]);
+	close(g->irqfd);
+	unlink(g->file);
+}
+
+/* Connects a device to @g's Welcome: what connect returned. */
+static int connect_granted(void **state, const struct grant *g)
+{
+	struct fixture *fx = fixture_new(state, &test_ops);
+
+	bk_welcome(&fx->bk, &g->w);
+	return wait_connected(fx);
+}
+
+static void test_data_plane(void **state)
+{
+	struct grant *g = grant_new();
+	const struct ioreq_dev_info *info;
+	const struct ioreq_mem *m;
+	struct fixture *fx;
+	uint64_t v = 0x1122334455667788, got = 0;
+	bool writable;
+	int fd;
+
+	assert_int_equal(pwrite(g->mem_fd, "guest!", 6, 0x10), 6);
+	assert_int_equal(pwrite(g->mem_fd, "rom", 3, PAGE), 3);
+	assert_int_equal(connect_granted(state, g), 0);
+	fx = *state;
+	info = ioreq_dev_info(fx->dev);
+	assert_int_equal(info->n_mem_regions, 2);
+	assert_int_equal(info->mem_regions[1].gpa, 0x100000);
+	assert_true(info->mem_regions[1].read_only);
+	assert_int_equal(info->n_files, 2);
+	assert_int_equal(info->n_doorbells, 2);
+	assert_int_equal(info->n_irqfds, 1);
+
+	/* Guest memory is the memfd's: what the guest wrote, the device reads,
+	 * and the other way round. */
+	m = ioreq_dev_memory(fx->dev);
+	assert_non_null(m);
+	assert_memory_equal(ioreq_mem_ptr(m, 0x10, 6, false), "guest!", 6);
+	assert_memory_equal(ioreq_mem_ptr(m, 0x100000, 3, false), "rom", 3);
+	assert_int_equal(ioreq_mem_write(m, 0x20, &v, sizeof(v)), 0);
+	assert_int_equal(pread(g->mem_fd, &got, sizeof(got), 0x20), sizeof(got));
+	assert_true(got == v);
+	/* the read-only region, a hole, the end */
+	assert_int_equal(ioreq_mem_write(m, 0x100000, &v, sizeof(v)), -EFAULT);
+	assert_int_equal(ioreq_mem_read(m, PAGE - 4, &got, sizeof(got)), -EFAULT);
+	assert_null(ioreq_mem_ptr(m, 0x100000 + PAGE, 1, false));
+
+	assert_int_equal(ioreq_dev_file(fx->dev, 0, &fd, &writable), 0);
+	assert_int_equal(fd, g->file_rw);
+	assert_true(writable);
+	assert_int_equal(ioreq_dev_file(fx->dev, 1, &fd, &writable), 0);
+	assert_int_equal(fd, g->file_ro);
+	assert_false(writable);
+	assert_int_equal(ioreq_dev_file(fx->dev, 2, &fd, &writable), -ENOENT);
+	grant_free(g);
+}
+
+/* No memory, no files, no eventfds: nothing to find. */
+static void test_data_plane_none(void **state)
+{
+	struct fixture *fx = *state;
+	int fd;
+
+	assert_null(ioreq_dev_memory(fx->dev));
+	assert_int_equal(ioreq_dev_info(fx->dev)->n_mem_regions, 0);
+	assert_int_equal(ioreq_dev_file(fx->dev, 0, &fd, NULL), -ENOENT);
+	assert_int_equal(ioreq_dev_ioeventfd(fx->dev, IOREQ_MMIO, 0xfe000000, 4, false, 0, &fd), -ENOSPC);
+	assert_int_equal(ioreq_dev_irqfd_line(fx->dev, 4, &fd), -ENOSPC);
+	assert_int_equal(ioreq_dev_eventfd_release(fx->dev, 0), -ENOENT);
+}
+
+/* A Welcome whose fds are not what it says: the device refuses to start
+ * (a memfd that could shrink would one day fault under the view). */
+static void test_data_plane_mismatch(void **state)
+{
+	struct grant *g = grant_new();
+	int unsealed = memfd_create("guest", MFD_CLOEXEC), blocking = eventfd(0, EFD_CLOEXEC);
+	struct fixture *fx;
+
+	assert_int_equal(ftruncate(unsealed, 2 * PAGE), 0);
+	g->mem.fd = unsealed;
+	assert_int_equal(connect_granted(state, g), -EPROTO);
+	teardown(state);
+	g->mem.fd = g->mem_fd;
+	g->mem.size = 3 * PAGE;
+	assert_int_equal(connect_granted(state, g), -EPROTO);
+	teardown(state);
+	g->mem.size = 2 * PAGE;
+	g->fv[1].writable = true; /* it is read-only */
+	assert_int_equal(connect_granted(state, g), -EPROTO);
+	teardown(state);
+	g->fv[1].writable = false;
+	g->doorbell_nums[1] = blocking;
+	assert_int_equal(connect_granted(state, g), -EPROTO);
+	teardown(state);
+	g->doorbell_nums[1] = 1000; /* not open */
+	assert_int_equal(connect_granted(state, g), -EPROTO);
+	teardown(state);
+	g->doorbell_nums[1] = g->doorbells[1];
+	assert_int_equal(connect_granted(state, g), 0);
+	fx = *state;
+	assert_non_null(ioreq_dev_memory(fx->dev));
+	close(unsealed);
+	close(blocking);
+	grant_free(g);
+}
+
+struct bind_call {
+	struct ioreq_dev *dev;
+	int what;  /* 0 doorbell, 1 irqfd line, 2 irqfd MSI, 3 release */
+	int fd, rc;
+	pthread_t t;
+};
+
+static void *bind_thread(void *arg)
+{
+	struct bind_call *c = arg;
+
+	switch (c->what) {
+	case 0:
+		c->rc = ioreq_dev_ioeventfd(c->dev, IOREQ_MMIO, 0xfe000010, 4, true, 0x42, &c->fd);
+		break;
+	case 1:
+		c->rc = ioreq_dev_irqfd_line(c->dev, 11, &c->fd);
+		break;
+	case 2:
+		c->rc = ioreq_dev_irqfd_msi(c->dev, 0xfee00000, 0x41, &c->fd);
+		break;
+	default:
+		c->rc = ioreq_dev_eventfd_release(c->dev, c->fd);
+		break;
+	}
+	return NULL;
+}
+
+static void bind_start(struct bind_call *c, struct ioreq_dev *dev, int what)
+{
+	c->dev = dev;
+	c->what = what;
+	assert_int_equal(pthread_create(&c->t, NULL, bind_thread, c), 0);
+}
+
+static int bind_join(struct bind_call *c)
+{
+	struct timespec ts = deadline(TIMEOUT_MS);
+
+	assert_int_equal(pthread_timedjoin_np(c->t, NULL, &ts), 0);
+	return c->rc;
+}
+
+/* The broker's side: the next message is a Register, answered @error. */
+static const Ioreq__Register *bk_register(struct broker *b, int error)
+{
+	Ioreq__RegisterResult res = IOREQ__REGISTER_RESULT__INIT;
+	Ioreq__Envelope out = IOREQ__ENVELOPE__INIT, *in = bk_recv(b);
+
+	assert_int_equal(in->msg_case, IOREQ__ENVELOPE__MSG_REGISTRATION);
+	res.tag = in->registration->tag;
+	res.error = error;
+	out.msg_case = IOREQ__ENVELOPE__MSG_REGISTRATION_RESULT;
+	out.registration_result = &res;
+	bk_send(b, &out);
+	return in->registration;
+}
+
+/* From another thread while the device serves: each call binds the next
+ * free eventfd of its kind and waits for the broker's answer. */
+static void test_bind(void **state)
+{
+	struct grant *g = grant_new();
+	struct fixture *fx;
+	const Ioreq__Register *reg;
+	struct bind_call c[3];
+
+	assert_int_equal(connect_granted(state, g), 0);
+	fx = *state;
+
+	bind_start(&c[0], fx->dev, 0);
+	reg = bk_register(&fx->bk, 0);
+	assert_int_equal(reg->what_case, IOREQ__REGISTER__WHAT_IOEVENTFD);
+	assert_false(reg->release);
+	assert_int_equal(reg->ioeventfd->index, 0);
+	assert_int_equal(reg->ioeventfd->kind, IOREQ__KIND__KIND_MMIO);
+	assert_int_equal(reg->ioeventfd->addr, 0xfe000010);
+	assert_int_equal(reg->ioeventfd->size, 4);
+	assert_true(reg->ioeventfd->datamatch);
+	assert_int_equal(reg->ioeventfd->value, 0x42);
+	assert_int_equal(bind_join(&c[0]), 0);
+	assert_int_equal(c[0].fd, g->doorbells[0]);
+
+	/* Refused: the eventfd stays free and the error comes back. */
+	bind_start(&c[1], fx->dev, 0);
+	assert_int_equal(bk_register(&fx->bk, -EPERM)->ioeventfd->index, 1);
+	assert_int_equal(bind_join(&c[1]), -EPERM);
+	bind_start(&c[1], fx->dev, 0);
+	assert_int_equal(bk_register(&fx->bk, 0)->ioeventfd->index, 1);
+	assert_int_equal(bind_join(&c[1]), 0);
+	assert_int_equal(c[1].fd, g->doorbells[1]);
+	/* Both bound: none left to ask for. */
+	assert_int_equal(ioreq_dev_ioeventfd(fx->dev, IOREQ_MMIO, 0xfe000020, 4, false, 0, &c[2].fd), -ENOSPC);
+	/* What cannot be said on the wire is not sent. */
+	assert_int_equal(ioreq_dev_ioeventfd(fx->dev, IOREQ_PCICFG, 0, 4, false, 0, &c[2].fd), -EINVAL);
+	assert_int_equal(ioreq_dev_ioeventfd(fx->dev, IOREQ_MMIO, 0, 3, false, 0, &c[2].fd), -EINVAL);
+
+	bind_start(&c[2], fx->dev, 1);
+	reg = bk_register(&fx->bk, 0);
+	assert_int_equal(reg->what_case, IOREQ__REGISTER__WHAT_IRQFD);
+	assert_int_equal(reg->irqfd->index, 0);
+	assert_false(reg->irqfd->msi);
+	assert_int_equal(reg->irqfd->line, 11);
+	assert_int_equal(bind_join(&c[2]), 0);
+	assert_int_equal(c[2].fd, g->irqfd);
+	assert_int_equal(ioreq_dev_irqfd_msi(fx->dev, 0xfee00000, 0x41, &c[2].fd), -ENOSPC);
+
+	/* Unbound by its fd; then it can be bound again, to an MSI. */
+	c[2].fd = g->irqfd;
+	bind_start(&c[2], fx->dev, 3);
+	reg = bk_register(&fx->bk, 0);
+	assert_true(reg->release);
+	assert_int_equal(reg->what_case, IOREQ__REGISTER__WHAT_IRQFD);
+	assert_int_equal(reg->irqfd->index, 0);
+	assert_int_equal(bind_join(&c[2]), 0);
+	bind_start(&c[2], fx->dev, 2);
+	reg = bk_register(&fx->bk, 0);
+	assert_true(reg->irqfd->msi);
+	assert_true(reg->irqfd->msi_addr == 0xfee00000);
+	assert_int_equal(reg->irqfd->msi_data, 0x41);
+	assert_int_equal(bind_join(&c[2]), 0);
+	/* An fd that is not a bound eventfd of the device's */
+	assert_int_equal(ioreq_dev_eventfd_release(fx->dev, g->file_rw), -ENOENT);
+
+	/* An answer to nobody (a waiter that gave up) is dropped; one out of
+	 * errno's range is the broker's bug. */
+	{
+		Ioreq__RegisterResult res = IOREQ__REGISTER_RESULT__INIT;
+		Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+		res.tag = 999;
+		env.msg_case = IOREQ__ENVELOPE__MSG_REGISTRATION_RESULT;
+		env.registration_result = &res;
+		bk_send(&fx->bk, &env);
+		barrier(fx);
+		res.error = 5;
+		bk_send(&fx->bk, &env);
+		assert_int_equal(join(fx), -EPROTO);
+	}
+	grant_free(g);
+}
+
+/* From a handler, in the serving thread itself: the registration receives
+ * for itself, and a request that arrives meanwhile waits for the handler
+ * to return, then is served in its turn. */
+static void test_bind_from_handler(void **state)
+{
+	struct grant *g = grant_new();
+	struct ioreq_access w = { .id = 31, .kind = IOREQ_MMIO, .write = true, .size = 4, .value = 0xfe000040 };
+	struct ioreq_access r = { .id = 32, .kind = IOREQ_MMIO, .size = 4, .offset = 8 };
+	Ioreq__RegisterResult res = IOREQ__REGISTER_RESULT__INIT;
+	Ioreq__Envelope out = IOREQ__ENVELOPE__INIT, *in;
+	struct fixture *fx;
+	uint32_t tag;
+
+	assert_int_equal(connect_granted(state, g), 0);
+	fx = *state;
+	fx->bind_in_handler = true;
+	bk_request(&fx->bk, &w);
+	in = bk_recv(&fx->bk);
+	assert_int_equal(in->msg_case, IOREQ__ENVELOPE__MSG_REGISTRATION);
+	assert_int_equal(in->registration->ioeventfd->addr, 0xfe000040);
+	tag = in->registration->tag;
+	fx->bind_in_handler = false;
+	bk_request(&fx->bk, &r);
+	bk_send_empty(&fx->bk, IOREQ__ENVELOPE__MSG_RESET);
+	res.tag = tag;
+	out.msg_case = IOREQ__ENVELOPE__MSG_REGISTRATION_RESULT;
+	out.registration_result = &res;
+	bk_send(&fx->bk, &out);
+	assert_int_equal(bk_reply(&fx->bk, 31)->status, IOREQ__STATUS__STATUS_OK);
+	assert_int_equal(fx->bind_rc, 0);
+	assert_int_equal(fx->bind_fd, g->doorbells[0]);
+	assert_int_equal(bk_reply(&fx->bk, 32)->status, IOREQ__STATUS__STATUS_OK);
+	barrier(fx);
+	assert_int_equal(fx->resets, 1);
+	assert_int_equal(fx->calls[IOREQ_MMIO], 2);
+	grant_free(g);
+}
+
+/* The broker goes while a registration waits: it fails at once. */
+static void test_bind_broker_gone(void **state)
+{
+	struct grant *g = grant_new();
+	struct fixture *fx;
+	struct bind_call c;
+	Ioreq__Envelope *in;
+
+	assert_int_equal(connect_granted(state, g), 0);
+	fx = *state;
+	bind_start(&c, fx->dev, 1);
+	in = bk_recv(&fx->bk);
+	assert_int_equal(in->msg_case, IOREQ__ENVELOPE__MSG_REGISTRATION);
+	broker_hangup(&fx->bk);
+	assert_int_equal(bind_join(&c), -ECONNRESET);
+	assert_int_equal(join(fx), -ECONNRESET);
+	grant_free(g);
 }
 
 static void test_reset(void **state)
@@ -1395,6 +1799,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_irq_from_handler, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_claim_result, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
+		cmocka_unit_test_teardown(test_data_plane, teardown),
+		cmocka_unit_test_setup_teardown(test_data_plane_none, setup, teardown),
+		cmocka_unit_test_teardown(test_data_plane_mismatch, teardown),
+		cmocka_unit_test_teardown(test_bind, teardown),
+		cmocka_unit_test_teardown(test_bind_from_handler, teardown),
+		cmocka_unit_test_teardown(test_bind_broker_gone, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disconnect, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disconnect_redial, setup, teardown),

@@ -98,6 +98,150 @@ static void test_welcome_round_trip(void **state)
 	assert_true(out->welcome->msi);
 }
 
+/* Unpacks what @env packs into: 0 or wire_unpack's error. */
+static int round_trip(const Ioreq__Envelope *env, Ioreq__Envelope **out)
+{
+	uint8_t buf[WIRE_MAX_MSG];
+	size_t len = pack(env, buf);
+
+	wire_arena_reset(&arena);
+	return wire_unpack(buf, len, &arena, out);
+}
+
+/* A Welcome with the data plane: guest memory, files and eventfds. */
+static void test_welcome_data_plane(void **state)
+{
+	Ioreq__MemRegion lo = IOREQ__MEM_REGION__INIT, hi = IOREQ__MEM_REGION__INIT, *regions[] = { &lo, &hi };
+	Ioreq__Memory mem = IOREQ__MEMORY__INIT;
+	Ioreq__FileFd f0 = IOREQ__FILE_FD__INIT, *files[] = { &f0 };
+	Ioreq__Welcome w = IOREQ__WELCOME__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT, *out;
+	int32_t doorbells[] = { 5, 6 }, irqfds[] = { 7 };
+
+	lo.size = 0x80000000;
+	hi.gpa = 0x100000000;
+	hi.size = 0x40000000;
+	hi.offset = 0x80000000;
+	hi.read_only = 1;
+	mem.fd = 3;
+	mem.size = 0xc0000000;
+	mem.n_regions = 2;
+	mem.regions = regions;
+	f0.fd = 4;
+	f0.writable = 1;
+	w.version = IOREQ__VERSION__VERSION_CURRENT;
+	w.vm = "vm0";
+	w.device = "blk";
+	w.memory = &mem;
+	w.n_files = 1;
+	w.files = files;
+	w.n_doorbells = 2;
+	w.doorbells = doorbells;
+	w.n_irqfds = 1;
+	w.irqfds = irqfds;
+	env.msg_case = IOREQ__ENVELOPE__MSG_WELCOME;
+	env.welcome = &w;
+	assert_int_equal(round_trip(&env, &out), 0);
+	assert_non_null(out->welcome->memory);
+	assert_int_equal(out->welcome->memory->fd, 3);
+	assert_int_equal(out->welcome->memory->n_regions, 2);
+	assert_int_equal(out->welcome->memory->regions[1]->gpa, 0x100000000);
+	assert_true(out->welcome->memory->regions[1]->read_only);
+	assert_int_equal(out->welcome->n_files, 1);
+	assert_true(out->welcome->files[0]->writable);
+	assert_int_equal(out->welcome->n_doorbells, 2);
+	assert_int_equal(out->welcome->doorbells[1], 6);
+	assert_int_equal(out->welcome->irqfds[0], 7);
+
+	/* A region that wraps guest-physical space, or lies (partly) past the
+	 * end of the memfd, or is empty: the broker never sends one. */
+	hi.gpa = UINT64_MAX - 0xfff;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	hi.gpa = 0x100000000;
+	hi.offset = 0x80000001;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	hi.offset = UINT64_MAX;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	hi.offset = 0x80000000;
+	hi.size = 0;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	hi.size = 0x40000000;
+	/* fds 0-2 are stdio, never given as anything else */
+	mem.fd = 2;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	mem.fd = 3;
+	f0.fd = 0;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	f0.fd = 4;
+	doorbells[1] = -1;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	doorbells[1] = 6;
+	assert_int_equal(round_trip(&env, &out), 0);
+}
+
+static void test_register(void **state)
+{
+	Ioreq__Ioeventfd io = IOREQ__IOEVENTFD__INIT;
+	Ioreq__Irqfd irq = IOREQ__IRQFD__INIT;
+	Ioreq__Register reg = IOREQ__REGISTER__INIT;
+	Ioreq__RegisterResult res = IOREQ__REGISTER_RESULT__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT, *out;
+
+	env.msg_case = IOREQ__ENVELOPE__MSG_REGISTRATION;
+	env.registration = &reg;
+	/* It must say what it registers. */
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+
+	io.index = 1;
+	io.kind = IOREQ__KIND__KIND_MMIO;
+	io.addr = 0xfe001000;
+	io.size = 4;
+	io.datamatch = 1;
+	io.value = 7;
+	reg.tag = 42;
+	reg.what_case = IOREQ__REGISTER__WHAT_IOEVENTFD;
+	reg.ioeventfd = &io;
+	assert_int_equal(round_trip(&env, &out), 0);
+	assert_int_equal(out->registration->tag, 42);
+	assert_int_equal(out->registration->what_case, IOREQ__REGISTER__WHAT_IOEVENTFD);
+	assert_int_equal(out->registration->ioeventfd->addr, 0xfe001000);
+	assert_int_equal(out->registration->ioeventfd->value, 7);
+
+	/* Widths the protocol does not know, kinds that do not exist, and
+	 * ranges that wrap are malformed (what lies outside the device's
+	 * ranges is the broker's to refuse). */
+	io.size = 3;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	io.size = 0;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	io.size = 8;
+	io.kind = 9;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	io.kind = IOREQ__KIND__KIND_MMIO;
+	io.addr = UINT64_MAX - 3;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	io.addr = UINT64_MAX - 7;
+	assert_int_equal(round_trip(&env, &out), 0);
+
+	irq.index = 2;
+	irq.msi = 1;
+	irq.msi_addr = 0xfee00000;
+	irq.msi_data = 0x4021;
+	reg.what_case = IOREQ__REGISTER__WHAT_IRQFD;
+	reg.irqfd = &irq;
+	reg.release = 1;
+	assert_int_equal(round_trip(&env, &out), 0);
+	assert_true(out->registration->release);
+	assert_int_equal(out->registration->irqfd->msi_data, 0x4021);
+
+	res.tag = 42;
+	res.error = -EPERM;
+	env.msg_case = IOREQ__ENVELOPE__MSG_REGISTRATION_RESULT;
+	env.registration_result = &res;
+	assert_int_equal(round_trip(&env, &out), 0);
+	assert_int_equal(out->registration_result->error, -EPERM);
+}
+
 static void test_truncated_rejected(void **state)
 {
 	Ioreq__Reply rep = IOREQ__REPLY__INIT;
@@ -204,6 +348,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_request_round_trip),
 		cmocka_unit_test(test_welcome_round_trip),
+		cmocka_unit_test(test_welcome_data_plane),
+		cmocka_unit_test(test_register),
 		cmocka_unit_test(test_truncated_rejected),
 		cmocka_unit_test(test_oversized_rejected),
 		cmocka_unit_test(test_oversized_not_packed),

@@ -15,6 +15,26 @@
  * Handlers run one at a time in the thread that calls ioreq_dev_serve, in the
  * order the broker sent the requests. Every function returns 0 or a negative
  * errno.
+ *
+ * The data plane. What the device's YAML grants reaches it as fds the broker
+ * opened (from fd 3 on; the program never opens anything itself, and in its
+ * sandbox it could not):
+ *
+ *  - `memory: guest` or `read-only`: the guest's RAM. ioreq_dev_memory()
+ *    gives a view of it; ioreq_mem_ptr/ioreq_mem_read/ioreq_mem_write
+ *    translate guest-physical ranges, and refuse any that is not wholly
+ *    guest RAM (or, for a write, is read-only) instead of faulting;
+ *  - `files:`: ioreq_dev_file() gives each fd, in the YAML's order; use
+ *    pread/pwrite/preadv/pwritev, fsync/fdatasync on them;
+ *  - `doorbells: N`: eventfds that a guest write to one of the device's own
+ *    addresses signals, with no request and no round trip: the vCPU goes on
+ *    at once (ioreq_dev_ioeventfd);
+ *  - `irqfds: N`: eventfds that inject a granted interrupt when the device
+ *    writes them (ioreq_dev_irqfd_line, ioreq_dev_irqfd_msi).
+ *
+ * The eventfds are non-blocking (one open file, shared with the broker,
+ * which must never wait on them): wait for a doorbell with poll() and read
+ * it; ring an irqfd by writing 1 to it (an 8-byte integer).
  */
 #ifndef IOREQ_DEVICE_H
 #define IOREQ_DEVICE_H
@@ -81,6 +101,12 @@ struct ioreq_range {
 	uint64_t start, size; /* PCICFG: start is a BDF */
 };
 
+/* A region of the guest's RAM: guest-physical [gpa, gpa + size). */
+struct ioreq_mem_region {
+	uint64_t gpa, size;
+	bool read_only;       /* this device may not write it */
+};
+
 /* What the broker granted, from its Welcome. Valid until ioreq_dev_close. */
 struct ioreq_dev_info {
 	const char *vm;
@@ -92,6 +118,13 @@ struct ioreq_dev_info {
 	size_t n_irq_lines;
 	const uint32_t *irq_lines;
 	bool msi;
+	/* The data plane: the guest's RAM (none: 0 regions), how many files,
+	 * doorbells and irqfds it was given. */
+	size_t n_mem_regions;
+	const struct ioreq_mem_region *mem_regions;
+	size_t n_files;
+	size_t n_doorbells;
+	size_t n_irqfds;
 };
 
 /* Removes "--socket URL" and "--name NAME" from argv (anywhere before "--"),
@@ -121,7 +154,62 @@ int ioreq_dev_msi(struct ioreq_dev *dev, uint64_t addr, uint32_t data);
 int ioreq_dev_claim(struct ioreq_dev *dev, enum ioreq_kind kind, uint64_t start, uint64_t size, bool release,
 		    uint32_t tag);
 
-/* Closes the connection and frees @dev; NULL is fine. Returns NULL. */
+/* ---- guest memory ---- */
+
+struct ioreq_mem;
+
+/* The device's view of the guest's RAM, or NULL if it was given none. Valid
+ * until ioreq_dev_close. */
+const struct ioreq_mem *ioreq_dev_memory(const struct ioreq_dev *dev);
+
+/* A pointer to guest-physical [@gpa, @gpa + @len), or NULL unless that range
+ * lies wholly inside one region of guest RAM (no overflow, no hole, not
+ * across two regions) and, with @write, the region is writable. A range of
+ * 0 bytes has no pointer. The guest may change the memory at any time:
+ * read what you check once, into memory of your own. Any thread. */
+void *ioreq_mem_ptr(const struct ioreq_mem *m, uint64_t gpa, uint64_t len, bool write);
+
+/* Copies @len bytes from or to guest-physical @gpa: 0, or -EFAULT (and
+ * nothing copied) where ioreq_mem_ptr would give NULL. 0 bytes: 0. */
+int ioreq_mem_read(const struct ioreq_mem *m, uint64_t gpa, void *buf, size_t len);
+int ioreq_mem_write(const struct ioreq_mem *m, uint64_t gpa, const void *buf, size_t len);
+
+/* ---- files ---- */
+
+/* File @i of the YAML's `files:` (0-based): its fd and whether it is open
+ * for writing. -ENOENT if there is no such file. The fd is the process's:
+ * the library never closes it. */
+int ioreq_dev_file(const struct ioreq_dev *dev, size_t i, int *ret_fd, bool *ret_writable);
+
+/* ---- doorbells and irqfds ----
+ *
+ * Each asks the broker to bind one of the device's free eventfds and waits
+ * for its answer (up to 10 s: -ETIMEDOUT): from a handler, from another
+ * thread, or before ioreq_dev_serve, all the same (requests that arrive
+ * meanwhile wait for ioreq_dev_serve). On success *@ret_fd is the eventfd.
+ * The broker refuses (-EPERM) what lies outside the device's ranges or
+ * grants, and (-EEXIST) a second doorbell on the same write; -ENOSPC: all
+ * of the device's eventfds of that kind are bound. A binding lasts until
+ * ioreq_dev_eventfd_release, the end of the device's process, or (a
+ * doorbell) the release of the claimed range it lies in. */
+
+/* A guest write of @size bytes (1, 2, 4, 8) to @addr (@kind IOREQ_PIO or
+ * IOREQ_MMIO, inside one of the device's ranges), of @value only if
+ * @datamatch, signals the eventfd instead of becoming a request. */
+int ioreq_dev_ioeventfd(struct ioreq_dev *dev, enum ioreq_kind kind, uint64_t addr, unsigned size, bool datamatch,
+			uint64_t value, int *ret_fd);
+
+/* Writing the eventfd pulses granted IRQ line @line. */
+int ioreq_dev_irqfd_line(struct ioreq_dev *dev, uint32_t line, int *ret_fd);
+
+/* Writing the eventfd injects the MSI @addr/@data (if MSIs are granted). */
+int ioreq_dev_irqfd_msi(struct ioreq_dev *dev, uint64_t addr, uint32_t data, int *ret_fd);
+
+/* Unbinds eventfd @fd (from one of the three above): it can be bound again. */
+int ioreq_dev_eventfd_release(struct ioreq_dev *dev, int fd);
+
+/* Closes the connection and frees @dev; NULL is fine. Returns NULL. The
+ * fds the device was given stay open. */
 struct ioreq_dev *ioreq_dev_close(struct ioreq_dev *dev);
 
 #ifdef __cplusplus

@@ -1,0 +1,70 @@
+#include "memory.h"
+
+#include <errno.h>
+#include <string.h>
+
+int mem_view_init(struct ioreq_mem *m, uint8_t *base, uint64_t size, const struct ioreq_mem_region *regions,
+		  const uint64_t *offsets, size_t n)
+{
+	if (n > WIRE_MAX_REGIONS)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		const struct ioreq_mem_region *r = &regions[i];
+
+		if (!r->size || r->gpa + (r->size - 1) < r->gpa || offsets[i] > size || r->size > size - offsets[i])
+			return -EINVAL;
+		for (size_t j = 0; j < i; j++)
+			if (r->gpa <= regions[j].gpa + (regions[j].size - 1) && regions[j].gpa <= r->gpa + (r->size - 1))
+				return -EINVAL;
+	}
+	m->base = base;
+	m->size = size;
+	m->n = n;
+	memcpy(m->regions, regions, n * sizeof(*regions));
+	memcpy(m->offsets, offsets, n * sizeof(*offsets));
+	return 0;
+}
+
+void *ioreq_mem_ptr(const struct ioreq_mem *m, uint64_t gpa, uint64_t len, bool write)
+{
+	if (!m || !len)
+		return NULL;
+	for (size_t i = 0; i < m->n; i++) {
+		const struct ioreq_mem_region *r = &m->regions[i];
+
+		/* gpa - r->gpa and the length both within the region: no sum
+		 * that could wrap is ever formed. */
+		if (gpa < r->gpa || gpa - r->gpa >= r->size || len > r->size - (gpa - r->gpa))
+			continue;
+		if (write && r->read_only)
+			return NULL;
+		return m->base + m->offsets[i] + (gpa - r->gpa);
+	}
+	return NULL;
+}
+
+int ioreq_mem_read(const struct ioreq_mem *m, uint64_t gpa, void *buf, size_t len)
+{
+	const void *p;
+
+	if (!len)
+		return 0;
+	p = ioreq_mem_ptr(m, gpa, len, false);
+	if (!p)
+		return -EFAULT;
+	memcpy(buf, p, len);
+	return 0;
+}
+
+int ioreq_mem_write(const struct ioreq_mem *m, uint64_t gpa, const void *buf, size_t len)
+{
+	void *p;
+
+	if (!len)
+		return 0;
+	p = ioreq_mem_ptr(m, gpa, len, true);
+	if (!p)
+		return -EFAULT;
+	memcpy(p, buf, len);
+	return 0;
+}
