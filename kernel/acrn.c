@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <linux/futex.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -49,6 +50,11 @@ struct acrn_hsm_vm {
 	bool paused;  /* by PAUSE_VM, until START_VM */
 	char *image;  /* NULL: the hypervisor's configuration boots it */
 	uint64_t entry;
+	/* With an image: the port that stops the VM (acrn_exit_port). */
+	bool has_exit_port;
+	uint16_t exit_port;
+	atomic_bool ended;
+	hsm_stop_fn on_stop;
 	/* Bumped by acrn_kick: the futex acrn_attach sleeps on. */
 	_Atomic uint32_t kick;
 	hsm_report_fn report;
@@ -270,7 +276,10 @@ static int acrn_create(const struct hsm_vm_params *p, struct hsm_vm **ret)
 	vm->base.page = MAP_FAILED;
 	vm->fd = -1;
 	vm->report = p->report;
+	vm->on_stop = p->on_stop;
 	vm->opaque = p->opaque;
+	vm->has_exit_port = p->image != NULL;
+	vm->exit_port = p->exit_port;
 	snprintf(vm->name, sizeof(vm->name), "%s", p->name);
 	r = hsm_vm_init(&vm->base, &acrn_ops, p->vcpus);
 	if (r)
@@ -346,13 +355,43 @@ static int acrn_reset(struct hsm_vm *base)
 	int r = ACRN_IOCTL(vm, ACRN_IOCTL_RESET_VM, 0);
 
 	/* Created again, not paused: destroying it now takes a PAUSE_VM. */
-	if (r == 0)
+	if (r == 0) {
 		vm->paused = false;
+		atomic_store(&vm->ended, false);
+	}
 	if (r == 0 && vm->image)
 		r = acrn_load_image(vm);
 	if (r == 0 && vm->image)
 		r = acrn_set_boot_regs(vm);
 	return r;
+}
+
+static int acrn_complete(struct hsm_vm *base, unsigned vcpu)
+{
+	struct acrn_hsm_vm *vm = to_acrn(base);
+	struct acrn_ioreq_notify n = { .vmid = vm->vmid, .vcpu = vcpu };
+
+	return ACRN_IOCTL(vm, ACRN_IOCTL_NOTIFY_REQUEST_FINISH, &n);
+}
+
+/* The exit port of a VM booted from an image (the kvm backend's, kvm.h):
+ * no device sees exit_port .. exit_port + 3; reads there return all ones,
+ * and a write at exit_port stops the VM with the value written as its
+ * status. Served here, on the thread that takes requests, before the broker
+ * sees them: true when @req (vCPU @v's, not held) was one and is complete. */
+static bool acrn_exit_port(struct acrn_hsm_vm *vm, unsigned v, struct acrn_io_request *req)
+{
+	struct acrn_pio_request *pio = &req->reqs.pio_request;
+
+	if (!vm->has_exit_port || req->type != ACRN_IOREQ_TYPE_PORTIO || pio->address < vm->exit_port ||
+	    pio->address > (uint64_t)vm->exit_port + 3)
+		return false;
+	if (pio->direction == ACRN_IOREQ_DIR_READ)
+		pio->value = pio->size >= 4 ? UINT32_MAX : (1u << 8 * pio->size) - 1;
+	else if (pio->address == vm->exit_port && !atomic_exchange(&vm->ended, true) && vm->on_stop)
+		vm->on_stop(vm->opaque, (int)pio->value);
+	acrn_complete(&vm->base, v);
+	return true;
 }
 
 /* What the slots hold for the broker: a request it does not hold yet (1),
@@ -363,11 +402,13 @@ static int acrn_scan(struct acrn_hsm_vm *vm, const _Atomic uint32_t *held)
 	int found = -1;
 
 	for (unsigned v = 0; v < vm->base.vcpu_num; v++) {
-		const struct acrn_io_request *req = &vm->base.page->req_slot[v];
+		struct acrn_io_request *req = &vm->base.page->req_slot[v];
 
 		/* acrn-dm's rule: PROCESSING and not taken by an in-HSM client. */
 		if (__atomic_load_n(&req->processed, __ATOMIC_ACQUIRE) != ACRN_IOREQ_STATE_PROCESSING ||
 		    __atomic_load_n(&req->kernel_handled, __ATOMIC_RELAXED))
+			continue;
+		if (!(h & 1u << v) && acrn_exit_port(vm, v, req))
 			continue;
 		if (!(h & 1u << v))
 			return 1;
@@ -416,14 +457,6 @@ static void acrn_kick(struct hsm_vm *base)
 
 	atomic_fetch_add(&vm->kick, 1);
 	syscall(SYS_futex, &vm->kick, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-}
-
-static int acrn_complete(struct hsm_vm *base, unsigned vcpu)
-{
-	struct acrn_hsm_vm *vm = to_acrn(base);
-	struct acrn_ioreq_notify n = { .vmid = vm->vmid, .vcpu = vcpu };
-
-	return ACRN_IOCTL(vm, ACRN_IOCTL_NOTIFY_REQUEST_FINISH, &n);
 }
 
 static int acrn_set_irqline(struct hsm_vm *base, uint32_t gsi, enum hsm_irq_op op)

@@ -670,8 +670,8 @@ static const struct bad bad[] = {
 	/* backend-specific VM keys */
 	{ "vms:\n  - name: a\n    backend: sim\n    vcpus: 1\n    image: a.txt\n",
 	  "2:5: 'image' is not valid with backend sim" },
-	{ "vms:\n  - name: a\n    backend: acrn\n    vcpus: 1\n    exit_port: 0xf4\n",
-	  "2:5: 'exit_port' is not valid with backend acrn" },
+	{ "vms:\n  - name: a\n    backend: sim\n    vcpus: 1\n    exit_port: 0xf4\n",
+	  "2:5: 'exit_port' is not valid with backend sim" },
 	{ "vms:\n  - name: a\n    backend: sim\n    vcpus: 1\n    completion_polling: true\n",
 	  "2:5: 'completion_polling' is not valid with backend sim" },
 	{ "vms:\n  - name: a\n    backend: kvm\n    vcpus: 1\n", "2:5: missing required key 'image' in vm (backend kvm)" },

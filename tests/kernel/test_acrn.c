@@ -876,6 +876,56 @@ static void test_boot_sequence(void **state)
 	free(im.bytes);
 }
 
+static _Atomic int stop_status = -1;
+static _Atomic unsigned stops;
+
+static void on_stop(void *opaque, int status)
+{
+	atomic_store(&stop_status, status);
+	atomic_fetch_add(&stops, 1);
+}
+
+/* A VM booted from an image has the kvm backend's exit port: the backend
+ * answers exit_port .. exit_port + 3 itself (reads all ones, writes beside
+ * the port dropped) and a write at the port stops the VM with its value, once;
+ * the broker sees none of them. Without an image the port is the guest's
+ * like any other. */
+static void test_exit_port(void **state)
+{
+	struct hsm_vm_params p = params("exit", 1, false);
+	struct broker b;
+	unsigned serial;
+
+	p.image = GUESTS "memory.elf";
+	p.exit_port = 0xf4;
+	p.on_stop = on_stop;
+	setenv("FAKE_HSM_SCRIPTS",
+	       write_script("exit.txt", "pio read 0xf4 4 0xffffffff\npio read 0xf7 1 0xff\npio write 0xf5 1 9\n"
+					"pio write 0x80 1 1\npio write 0xf4 1 3\npio write 0xf4 1 4\npio write 0x80 1 1\n"),
+	       1);
+	atomic_store(&stops, 0);
+	broker_create(&b, &p, -1);
+	serial = last_serial();
+	assert_int_equal(hsm_start(b.vm), 0);
+	wait_scripts_ended(serial, "vm exit: scripts ended: 7 accesses, 0 mismatches");
+	assert_int_equal(atomic_load(&stops), 1);
+	assert_int_equal(atomic_load(&stop_status), 3);
+	assert_int_equal(atomic_load(&b.handled[0]), 2);
+	assert_int_equal(atomic_load(&b.port80_writes), 2);
+	broker_stop(&b);
+
+	p.image = NULL;
+	setenv("FAKE_HSM_SCRIPTS", write_script("noexit.txt", "pio write 0xf4 1 3\npio read 0xf4 1 0xff\n"), 1);
+	atomic_store(&stops, 0);
+	broker_create(&b, &p, -1);
+	serial = last_serial();
+	assert_int_equal(hsm_start(b.vm), 0);
+	wait_scripts_ended(serial, "vm exit: scripts ended: 2 accesses, 0 mismatches");
+	assert_int_equal(atomic_load(&stops), 0);
+	assert_int_equal(atomic_load(&b.handled[0]), 2);
+	broker_stop(&b);
+}
+
 /* The scripts' mem statements see the RAM the broker gave the HSM: what
  * they store is in the broker's mapping, what a device put there they
  * read; one outside RAM stops START_VM, with its line. */
@@ -1396,6 +1446,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_errors_reported),
 		cmocka_unit_test(test_boot_sequence),
 		cmocka_unit_test(test_scripts_see_ram),
+		cmocka_unit_test(test_exit_port),
 		cmocka_unit_test(test_doorbells_and_irqfds),
 		cmocka_unit_test(test_fake_vcpu_regs_checks),
 		cmocka_unit_test(test_fake_ioeventfd_checks),
