@@ -5,7 +5,12 @@
  *   - vCPU 0 reads the date and time (the RTC, ioreq-dev-rtc), scans PCI
  *     bus 0 (ioreq-dev-pci), programs the test device's BAR0 inside its
  *     window, uses its scratch registers, rings its doorbell and takes its
- *     INTx interrupt, then prints "demo: ok".
+ *     INTx interrupt;
+ *   - it fills a buffer of its memory and has the DMA engine
+ *     (ioreq-dev-dma, which was given the guest's memory) invert it into
+ *     another: the doorbell is an ioeventfd (the vCPU does not wait for the
+ *     device), the completion an irqfd; then it checks every byte and prints
+ *     "demo: ok".
  *
  * An optional ID register at port DEMO_ID_PORT (examples/demo-two-vms.yaml
  * gives each VM one) names the VM in every line: "demo[ID]: ...". Any
@@ -51,10 +56,29 @@
 #define TESTDEV_IRQ_STATUS 0x24
 #define TESTDEV_DOORBELL_COUNT 0x28
 
+/* The DMA engine (ioreq-dev-dma, clients/dma.c). */
+#define DMA_BASE 0x520
+#define DMA_IRQ 10
+#define DMA_SRC_LO 0x00
+#define DMA_SRC_HI 0x04
+#define DMA_DST_LO 0x08
+#define DMA_DST_HI 0x0c
+#define DMA_LEN 0x10
+#define DMA_OP 0x14
+#define DMA_STATUS 0x18
+#define DMA_COUNT 0x1c
+#define DMA_DOORBELL 0x20
+#define DMA_OP_INVERT 1
+#define DMA_BYTES 4096
+
 static char tag[16] = "demo";
 static volatile unsigned tagged, greeted;
 static volatile unsigned got_irq;
 static volatile uint32_t irq_status;
+static volatile unsigned dma_irq;
+/* Guest-physical = virtual: the runtime maps the low memory one to one. */
+static uint8_t dma_src[DMA_BYTES] __attribute__((aligned(4096)));
+static uint8_t dma_dst[DMA_BYTES] __attribute__((aligned(4096)));
 
 static uint8_t rtc_read(uint8_t reg)
 {
@@ -184,6 +208,50 @@ static int use_testdev(uint32_t bdf)
 	return count == 1 ? 0 : 3;
 }
 
+static void dma_done(unsigned line)
+{
+	dma_irq = 1;
+}
+
+static void dma_write64(unsigned lo, const void *p)
+{
+	uint64_t gpa = (uint64_t)(uintptr_t)p;
+
+	outl(DMA_BASE + lo, (uint32_t)gpa);
+	outl(DMA_BASE + lo + 4, (uint32_t)(gpa >> 32));
+}
+
+static int use_dma(void)
+{
+	int32_t status;
+	uint32_t count;
+
+	for (unsigned i = 0; i < DMA_BYTES; i++) {
+		dma_src[i] = (uint8_t)(i * 7 + 3);
+		dma_dst[i] = 0;
+	}
+	dma_write64(DMA_SRC_LO, dma_src);
+	dma_write64(DMA_DST_LO, dma_dst);
+	outl(DMA_BASE + DMA_LEN, DMA_BYTES);
+	outl(DMA_BASE + DMA_OP, DMA_OP_INVERT);
+	rt_irq_enable(DMA_IRQ, dma_done);
+	outb(DMA_BASE + DMA_DOORBELL, 1);
+	rt_wait(&dma_irq);
+	status = (int32_t)inl(DMA_BASE + DMA_STATUS);
+	count = inl(DMA_BASE + DMA_COUNT);
+	for (unsigned i = 0; i < DMA_BYTES; i++) {
+		if ((uint8_t)(dma_dst[i] ^ dma_src[i]) != 0xff) {
+			rt_printf("%s: dma: byte %u is 0x%x, not 0x%x (status %d)\n", tag, i, dma_dst[i],
+				  (uint8_t)~dma_src[i], status);
+			return 4;
+		}
+	}
+	rt_printf("%s: dma: %u bytes at 0x%x inverted into 0x%x by a sandboxed device, irq %u taken "
+		  "(status %d, transfers %u)\n",
+		  tag, DMA_BYTES, (uint32_t)(uintptr_t)dma_src, (uint32_t)(uintptr_t)dma_dst, DMA_IRQ, status, count);
+	return status == 1 && count == 1 ? 0 : 5;
+}
+
 int guest_main(unsigned cpu, unsigned ncpus)
 {
 	int bdf;
@@ -211,7 +279,7 @@ int guest_main(unsigned cpu, unsigned ncpus)
 		rt_printf("%s: no PCI device %04x:%04x on bus 0\n", tag, TESTDEV_VENDOR, TESTDEV_DEVICE);
 		return 1;
 	}
-	if (use_testdev((uint32_t)bdf))
+	if (use_testdev((uint32_t)bdf) || use_dma())
 		return 1;
 	rt_printf("%s: ok\n", tag);
 	return 0;
