@@ -121,7 +121,7 @@ static const char *example(const char *name, const char *from, const char *to)
 
 static void test_demo_kvm(void **state)
 {
-	const char *args[] = { "--config", EXAMPLES "/demo.yaml", "--exit-with-vms", NULL };
+	const char *args[] = { "--config", example("demo.yaml", NULL, NULL), "--exit-with-vms", NULL };
 	struct run r;
 
 	need_kvm();
