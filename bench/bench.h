@@ -153,6 +153,9 @@ void meter_print(const struct meter *m, uint64_t requests);
 /* Sorts @ns (n samples, nanoseconds) and prints p50, p99, mean, min, max. */
 void latency_print(uint64_t *ns, size_t n);
 
+/* The same as "PREFIX_p50_ns" and "PREFIX_p99_ns" only. */
+void latency_print_as(const char *prefix, uint64_t *ns, size_t n);
+
 /* One "key value" line of a worker's output. */
 void out_kv(const char *key, double value);
 
@@ -166,6 +169,15 @@ int pp_nng_pong(const char *url, size_t rep_size);
 /* kind: "broker", "broker-nosandbox", "broker-unclaimed", "hsm-client",
  * "throughput". */
 int bp_worker(const struct worker_args *a);
+
+/* For the other workers of the in-process broker: starts the broker of
+ * the YAML file at @config (sim VMs, each with its device ready), the
+ * dispatcher of VM @vm, where the benchmark's threads post as vCPU @vcpu. */
+struct broker;
+struct dispatch;
+int bench_broker_up(const char *config, const char *bindir, unsigned vms, struct broker **ret);
+struct dispatch *bench_vm_dispatch(struct broker *b, unsigned vm);
+uint32_t bench_vcpu_pio(struct dispatch *d, unsigned vcpu, bool write, uint16_t port, uint32_t value);
 
 /* ---- daemon.c: runs of the real ioreq-brokerd ---- */
 
