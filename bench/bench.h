@@ -179,6 +179,9 @@ int bench_broker_up(const char *config, const char *bindir, unsigned vms, struct
 struct dispatch *bench_vm_dispatch(struct broker *b, unsigned vm);
 uint32_t bench_vcpu_pio(struct dispatch *d, unsigned vcpu, bool write, uint16_t port, uint32_t value);
 
+/* dataplane.c, kind: "dp-copy", "dp-bell", "dp-irq". */
+int dp_worker(const struct worker_args *a);
+
 /* ---- daemon.c: runs of the real ioreq-brokerd ---- */
 
 /* The broker path through a sim script: the mean per access from the wall
@@ -192,6 +195,11 @@ void daemon_memory(const struct bench_ctx *c, struct result *r);
  * (b) to ioreq-dev-null, timed by the guest (rdtsc). */
 void daemon_kvm(const struct bench_ctx *c, const cpu_set_t *cpus, struct result *hsm, struct result *dev);
 
+/* The data plane on /dev/kvm (dplane_guest.c): the guest's doorbell and
+ * interrupt figures against ioreq-bench-dev, c->iters of each, timed by
+ * the guest (rdtsc). */
+void daemon_kvm_dataplane(const struct bench_ctx *c, const cpu_set_t *cpus, struct result *r);
+
 /* ---- report.c ---- */
 
 struct report {
@@ -204,6 +212,8 @@ struct report {
 	double seconds; /* the whole run */
 	struct result *lat;
 	size_t n_lat;
+	struct result *dp;
+	size_t n_dp;
 	struct result *tput;
 	size_t n_tput;
 	struct result *alloc;
