@@ -9,8 +9,11 @@
  *   pingpong.c    the limit (raw AF_UNIX) and the transport floor (bare nng)
  *   brokerpath.c  the broker in-process: the broker path, its decomposition,
  *                 the in-HSM baseline, throughput
- *   daemon.c      runs the real ioreq-brokerd: the kvm guest, memory, and a
- *                 cross-check of the broker path through a sim script
+ *   dataplane.c   the broker in-process with ioreq-bench-dev (benchdev.c,
+ *                 dplane.h): guest-memory copies, doorbells, irqfds
+ *   daemon.c      runs the real ioreq-brokerd: the kvm guests (guest.c,
+ *                 dplane_guest.c), memory, and a cross-check of the broker
+ *                 path through a sim script
  *   report.c      the tables and the JSON
  *   util.c        clocks, placement, /proc readings, percentiles
  */
