@@ -17,7 +17,11 @@
  *   kvm-hsm, kvm-dev  a guest on /dev/kvm timing its own port reads, to the
  *                     HSM's exit-port client and to ioreq-dev-null
  * then a cross-check of the broker path with the real ioreq-brokerd and a
- * sim script, throughput over 1, 2, 4 and 16 vCPUs in 1 and 2 VMs,
+ * sim script; the data plane, each figure beside its baseline (dataplane.c,
+ * dplane_guest.c): a sandboxed device copying 4 KiB and 1 MiB of guest RAM
+ * against an in-process memcpy, an ioeventfd doorbell against the same write
+ * through the broker, an irqfd against the protocol's Interrupt message, on
+ * sim and on /dev/kvm; throughput over 1, 2, 4 and 16 vCPUs in 1 and 2 VMs,
  * allocations per request (LD_PRELOAD counter) and memory.
  *
  * Each measurement runs in a worker process (ioreq-bench --worker CASE),
@@ -50,6 +54,7 @@
 #define MAX_LAT 24
 #define MAX_TPUT 8
 #define MAX_ALLOC 4
+#define MAX_DP 4
 
 static const struct {
 	const char *id;
@@ -62,6 +67,20 @@ static const struct {
 	{ "broker-nosandbox", "broker path, device with sandbox: none" },
 	{ "broker-unclaimed", "broker, unclaimed port (no nng, no device)" },
 	{ "hsm-client", "in-HSM client (in-process baseline)" },
+};
+
+/* The data plane (dataplane.c; kvm: daemon.c), unpinned; each case's
+ * iterations are the latency cases' over @div: a 1 MiB copy, a broker
+ * round trip and a spin for the device each go into one sample. */
+static const struct {
+	const char *id;
+	const char *title;
+	unsigned div;
+} dp_cases[] = {
+	{ "dp-copy", "sim: a device copies guest RAM", 4 },
+	{ "dp-bell", "sim: an ioeventfd doorbell", 2 },
+	{ "dp-irq", "sim: an irqfd", 2 },
+	{ "kvm-dp", "kvm guest: doorbells and interrupts", 8 },
 };
 
 static const struct {
@@ -157,6 +176,8 @@ static int worker_main(int argc, char **argv, const char *exe)
 		r = pp_nng_worker(&a, true);
 	else if (!strcmp(a.kind, "nng-block"))
 		r = pp_nng_worker(&a, false);
+	else if (!strncmp(a.kind, "dp-", 3))
+		r = dp_worker(&a);
 	else
 		r = bp_worker(&a);
 	fflush(stdout);
@@ -327,6 +348,63 @@ static void run_latency(const struct bench_ctx *c, struct result *lat, size_t *n
 			merge_rounds(&row[i], rounds[i], ROUNDS);
 		}
 		*n += cases + 2;
+	}
+}
+
+/* The rounds' lowest and highest p50 of each figure ("X_p50_ns" gives
+ * "X_lo_ns" and "X_hi_ns"): how much the rounds of one run agree. */
+static void round_spread(struct result *out, const struct result *rounds, size_t n)
+{
+	size_t keys = out->n;
+
+	for (size_t k = 0; k < keys; k++) {
+		const char *key = out->kv[k].key;
+		size_t len = strlen(key);
+		double lo = NAN, hi = NAN;
+		char name[40];
+
+		if (len < 7 || strcmp(key + len - 7, "_p50_ns"))
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			double v = rounds[i].ok ? result_get(&rounds[i], key) : NAN;
+
+			if (!isnan(v)) {
+				lo = isnan(lo) || v < lo ? v : lo;
+				hi = isnan(hi) || v > hi ? v : hi;
+			}
+		}
+		snprintf(name, sizeof(name), "%.*s_lo_ns", (int)(len - 7), key);
+		result_set(out, name, lo);
+		snprintf(name, sizeof(name), "%.*s_hi_ns", (int)(len - 7), key);
+		result_set(out, name, hi);
+	}
+}
+
+static void run_dataplane(const struct bench_ctx *c, struct result *dp, size_t *n)
+{
+	const size_t cases = sizeof(dp_cases) / sizeof(dp_cases[0]);
+	static struct result rounds[MAX_DP][ROUNDS];
+
+	memset(rounds, 0, sizeof(rounds));
+	for (size_t k = 0; k < ROUNDS; k++) {
+		for (size_t i = 0; i < cases; i++) {
+			char *extra[] = { "--worker", (char *)dp_cases[i].id, NULL };
+			struct bench_ctx round = *c;
+
+			round.iters = c->iters / ROUNDS / dp_cases[i].div ? c->iters / ROUNDS / dp_cases[i].div : 1;
+			progress(dp_cases[i].title, "unpinned");
+			if (!strcmp(dp_cases[i].id, "kvm-dp"))
+				daemon_kvm_dataplane(&round, &c->all, &rounds[i][k]);
+			else
+				run_worker(&round, &c->all, extra, &rounds[i][k]);
+		}
+	}
+	for (size_t i = 0; i < cases; i++) {
+		struct result *r = &dp[(*n)++];
+
+		*r = (struct result){ .id = dp_cases[i].id, .title = dp_cases[i].title, .placement = "unpinned" };
+		merge_rounds(r, rounds[i], ROUNDS);
+		round_spread(r, rounds[i], ROUNDS);
 	}
 }
 
@@ -512,9 +590,10 @@ int main(int argc, char **argv)
 		{ "iters", required_argument, NULL, 'n' }, { "cpu", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },      {},
 	};
-	static struct result lat[MAX_LAT], tput[MAX_TPUT], alloc[MAX_ALLOC], mem, check;
+	static struct result lat[MAX_LAT], dp[MAX_DP], tput[MAX_TPUT], alloc[MAX_ALLOC], mem, check;
 	struct bench_ctx c = { .exe = "/proc/self/exe" };
-	struct report rep = { .ctx = &c, .lat = lat, .tput = tput, .alloc = alloc, .mem = &mem, .check = &check };
+	struct report rep = { .ctx = &c, .lat = lat, .dp = dp, .tput = tput, .alloc = alloc, .mem = &mem,
+			      .check = &check };
 	bool json = false;
 	int opt, cpu = -1, r;
 	struct utsname u;
@@ -583,6 +662,7 @@ int main(int argc, char **argv)
 	progress("cross-check with ioreq-brokerd", NULL);
 	check = (struct result){ .id = "brokerd-sim", .title = "ioreq-brokerd + sim script, mean" };
 	daemon_crosscheck(&c, &check);
+	run_dataplane(&c, dp, &rep.n_dp);
 	run_throughput(&c, tput, &rep.n_tput);
 	run_allocs(&c, alloc, &rep.n_alloc);
 	progress("memory", NULL);

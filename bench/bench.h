@@ -9,8 +9,11 @@
  *   pingpong.c    the limit (raw AF_UNIX) and the transport floor (bare nng)
  *   brokerpath.c  the broker in-process: the broker path, its decomposition,
  *                 the in-HSM baseline, throughput
- *   daemon.c      runs the real ioreq-brokerd: the kvm guest, memory, and a
- *                 cross-check of the broker path through a sim script
+ *   dataplane.c   the broker in-process with ioreq-bench-dev (benchdev.c,
+ *                 dplane.h): guest-memory copies, doorbells, irqfds
+ *   daemon.c      runs the real ioreq-brokerd: the kvm guests (guest.c,
+ *                 dplane_guest.c), memory, and a cross-check of the broker
+ *                 path through a sim script
  *   report.c      the tables and the JSON
  *   util.c        clocks, placement, /proc readings, percentiles
  */
@@ -153,6 +156,9 @@ void meter_print(const struct meter *m, uint64_t requests);
 /* Sorts @ns (n samples, nanoseconds) and prints p50, p99, mean, min, max. */
 void latency_print(uint64_t *ns, size_t n);
 
+/* The same as "PREFIX_p50_ns" and "PREFIX_p99_ns" only. */
+void latency_print_as(const char *prefix, uint64_t *ns, size_t n);
+
 /* One "key value" line of a worker's output. */
 void out_kv(const char *key, double value);
 
@@ -167,6 +173,18 @@ int pp_nng_pong(const char *url, size_t rep_size);
  * "throughput". */
 int bp_worker(const struct worker_args *a);
 
+/* For the other workers of the in-process broker: starts the broker of
+ * the YAML file at @config (sim VMs, each with its device ready), the
+ * dispatcher of VM @vm, where the benchmark's threads post as vCPU @vcpu. */
+struct broker;
+struct dispatch;
+int bench_broker_up(const char *config, const char *bindir, unsigned vms, struct broker **ret);
+struct dispatch *bench_vm_dispatch(struct broker *b, unsigned vm);
+uint32_t bench_vcpu_pio(struct dispatch *d, unsigned vcpu, bool write, uint16_t port, uint32_t value);
+
+/* dataplane.c, kind: "dp-copy", "dp-bell", "dp-irq". */
+int dp_worker(const struct worker_args *a);
+
 /* ---- daemon.c: runs of the real ioreq-brokerd ---- */
 
 /* The broker path through a sim script: the mean per access from the wall
@@ -180,6 +198,11 @@ void daemon_memory(const struct bench_ctx *c, struct result *r);
  * (b) to ioreq-dev-null, timed by the guest (rdtsc). */
 void daemon_kvm(const struct bench_ctx *c, const cpu_set_t *cpus, struct result *hsm, struct result *dev);
 
+/* The data plane on /dev/kvm (dplane_guest.c): the guest's doorbell and
+ * interrupt figures against ioreq-bench-dev, c->iters of each, timed by
+ * the guest (rdtsc). */
+void daemon_kvm_dataplane(const struct bench_ctx *c, const cpu_set_t *cpus, struct result *r);
+
 /* ---- report.c ---- */
 
 struct report {
@@ -192,6 +215,8 @@ struct report {
 	double seconds; /* the whole run */
 	struct result *lat;
 	size_t n_lat;
+	struct result *dp;
+	size_t n_dp;
 	struct result *tput;
 	size_t n_tput;
 	struct result *alloc;

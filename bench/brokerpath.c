@@ -49,20 +49,26 @@
 
 /* ---- the vCPU side ---- */
 
-/* One 4-byte port read, as sim.c's vcpu_access posts it. */
-static uint32_t vcpu_read(struct dispatch *d, unsigned vcpu, uint16_t port)
+/* One 4-byte port access, as sim.c's vcpu_access posts it. */
+uint32_t bench_vcpu_pio(struct dispatch *d, unsigned vcpu, bool write, uint16_t port, uint32_t value)
 {
 	struct acrn_io_request *req = &d->page->req_slot[vcpu];
 
 	req->type = ACRN_IOREQ_TYPE_PORTIO;
 	req->completion_polling = 0;
 	memset(&req->reqs, 0, sizeof(req->reqs));
-	req->reqs.pio_request.direction = ACRN_IOREQ_DIR_READ;
+	req->reqs.pio_request.direction = write ? ACRN_IOREQ_DIR_WRITE : ACRN_IOREQ_DIR_READ;
 	req->reqs.pio_request.address = port;
 	req->reqs.pio_request.size = 4;
+	req->reqs.pio_request.value = value;
 	dispatch_submit(d, vcpu);
 	dispatch_wait_complete(d, vcpu);
 	return req->reqs.pio_request.value;
+}
+
+static uint32_t vcpu_read(struct dispatch *d, unsigned vcpu, uint16_t port)
+{
+	return bench_vcpu_pio(d, vcpu, false, port, 0);
 }
 
 /* Times @iters reads after @warmup; *@bad counts reads that did not return @expect. */
@@ -154,32 +160,25 @@ static int write_config(const char *dir, unsigned vms, unsigned vcpus, const cha
 	return fclose(f) ? -errno : 0;
 }
 
-/* The device is sandboxed as the broker's default has it, except where the
- * allocation counter must reach into it (its empty root has no counter). */
-static int broker_up(const char *dir, const struct worker_args *a, unsigned vms, unsigned vcpus,
-		     struct broker **ret)
+int bench_broker_up(const char *path, const char *bindir, unsigned vms, struct broker **ret)
 {
-	const char *sandbox = strcmp(a->kind, "broker-nosandbox") ? "strict" : "none";
-	char path[512], err[1024];
+	char err[1024];
 	struct cfg *cfg;
 	int r;
 
-	r = write_config(dir, vms, vcpus, sandbox, path, sizeof(path));
-	if (r < 0)
-		return r;
-	r = cfg_load(path, a->bindir, &cfg, err, sizeof(err));
+	r = cfg_load(path, bindir, &cfg, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "ioreq-bench: %s\n", err);
 		return r;
 	}
-	r = broker_create(cfg, a->bindir, ret);
+	r = broker_create(cfg, bindir, ret);
 	if (r < 0)
 		return r;
 	r = broker_start(*ret);
 	if (r == 0)
 		r = broker_autostart(*ret);
 	for (unsigned v = 0; r == 0 && v < vms; v++) {
-		struct vm_device_info d;
+		struct vm_device_info d = { 0 };
 
 		if (!vm_guest(broker_vm(*ret, v)) || !vm_guest(broker_vm(*ret, v))->local)
 			r = -ENODEV;
@@ -194,8 +193,20 @@ static int broker_up(const char *dir, const struct worker_args *a, unsigned vms,
 	return r;
 }
 
-/* VM @vm's dispatcher: the sim backend's, where its vCPUs post. */
-static struct dispatch *vm_dispatch(struct broker *b, unsigned vm)
+/* The device is sandboxed as the broker's default has it, except where the
+ * allocation counter must reach into it (its empty root has no counter). */
+static int broker_up(const char *dir, const struct worker_args *a, unsigned vms, unsigned vcpus,
+		     struct broker **ret)
+{
+	const char *sandbox = strcmp(a->kind, "broker-nosandbox") ? "strict" : "none";
+	char path[512];
+	int r;
+
+	r = write_config(dir, vms, vcpus, sandbox, path, sizeof(path));
+	return r < 0 ? r : bench_broker_up(path, a->bindir, vms, ret);
+}
+
+struct dispatch *bench_vm_dispatch(struct broker *b, unsigned vm)
 {
 	return vm_guest(broker_vm(b, vm))->local;
 }
@@ -232,9 +243,9 @@ static int broker_latency_run(const struct worker_args *a, const char *dir, bool
 	if (r < 0)
 		return r;
 	if (unclaimed)
-		vcpu_latency(vm_dispatch(b, 0), BENCH_UNCLAIMED_PORT, 0xffffffffu, a, 0, ns);
+		vcpu_latency(bench_vm_dispatch(b, 0), BENCH_UNCLAIMED_PORT, 0xffffffffu, a, 0, ns);
 	else
-		vcpu_latency(vm_dispatch(b, 0), BENCH_DEV_PORT, (uint32_t)BENCH_PATTERN, a, device_pid(b, 0), ns);
+		vcpu_latency(bench_vm_dispatch(b, 0), BENCH_DEV_PORT, (uint32_t)BENCH_PATTERN, a, device_pid(b, 0), ns);
 	if (!unclaimed)
 		out_kv("fallbacks", (double)broker_fallbacks(b));
 	broker_destroy(b);
@@ -301,7 +312,7 @@ static int throughput_run(const struct worker_args *a, const char *dir)
 	pthread_barrier_init(&start, NULL, n + 1);
 	for (unsigned i = 0; i < n; i++) {
 		c[i] = (struct tp_vcpu){
-			.d = vm_dispatch(b, i / a->vcpus),
+			.d = bench_vm_dispatch(b, i / a->vcpus),
 			.index = i % a->vcpus,
 			.start = &start,
 			.stop = &stop,

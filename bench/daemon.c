@@ -18,6 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "dplane.h"
+
 #define BROKERD_TIMEOUT_MS 120000
 #define MEM_ACCESSES 2000
 #define MEM_VMS 4
@@ -245,6 +247,10 @@ static const char *kvm_unusable(void)
 	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	int v;
 
+	if (fd < 0 && errno == ENOENT) {
+		snprintf(why, sizeof(why), "no /dev/kvm");
+		return why;
+	}
 	if (fd < 0) {
 		snprintf(why, sizeof(why), "/dev/kvm: %s", strerror(errno));
 		return why;
@@ -319,25 +325,23 @@ static int sandboxed(pid_t broker, const char *name)
 	return -1;
 }
 
-void daemon_kvm(const struct bench_ctx *c, const cpu_set_t *cpus, struct result *hsm, struct result *dev)
+/* A kvm VM of one vCPU running bin/guests/@image with @devices (YAML list
+ * items) and a UART whose output goes to a file: ioreq-brokerd started on
+ * @cpus. 0, or a negative errno with the reason in @why. */
+static int kvm_start(const struct bench_ctx *c, const cpu_set_t *cpus, const char *image, const char *devices,
+		     pid_t *ret, char *why, size_t len)
 {
-	char image[4200], config[512], log[512], out[512], text[8192], buf[65536];
-	const char *why = kvm_unusable();
-	int status, sandbox = -1;
+	char path[4200], config[512], log[512], out[512], text[8192];
+	const char *no = kvm_unusable();
 	struct stat st;
-	ssize_t n;
-	pid_t pid;
-	FILE *f;
 	int r;
 
-	hsm->ok = dev->ok = false;
-	snprintf(image, sizeof(image), "%s/guests/ioreq-bench.elf", c->bindir);
-	if (!why && stat(image, &st) < 0)
-		why = "no guest image (the guest runtime did not build)";
-	if (why) {
-		snprintf(hsm->why, sizeof(hsm->why), "kvm backend not available: %s", why);
-		snprintf(dev->why, sizeof(dev->why), "kvm backend not available: %s", why);
-		return;
+	snprintf(path, sizeof(path), "%s/guests/%s", c->bindir, image);
+	if (!no && stat(path, &st) < 0)
+		no = "no guest image (the guest runtime did not build)";
+	if (no) {
+		snprintf(why, len, "kvm backend not available: %s", no);
+		return -ENODEV;
 	}
 	snprintf(config, sizeof(config), "%s/kvm.yaml", c->tmp);
 	snprintf(log, sizeof(log), "%s/kvm.log", c->tmp);
@@ -345,19 +349,55 @@ void daemon_kvm(const struct bench_ctx *c, const cpu_set_t *cpus, struct result 
 	snprintf(text, sizeof(text),
 		 "broker:\n  runtime_dir: %s/run\n"
 		 "vms:\n  - name: kvm\n    backend: kvm\n    vcpus: 1\n    memory: 16M\n    image: %s\n"
-		 "    devices:\n"
-		 "      - { name: dev, program: ioreq-dev-null, args: [--pattern, \"0x%llx\"], pio: [\"%s\"],"
-		 " sandbox: strict }\n"
-		 "      - { name: param, program: ioreq-dev-null, args: [--pattern, \"%u\"], pio: [\"0x%x+4\"] }\n"
+		 "    devices:\n%s"
 		 "      - { name: uart, program: ioreq-dev-uart, pio: [\"0x3f8+8\"], output: %s }\n",
-		 c->tmp, image, BENCH_PATTERN, BENCH_DEV_PORT_RANGE, kvm_accesses(c), KVM_PARAM_PORT, out);
+		 c->tmp, path, devices, out);
 	r = write_file(config, text);
 	/* The broker opens a device's output file for appending. */
 	unlink(out);
 	if (r == 0)
-		r = brokerd_start(c, config, true, cpus, log, &pid);
-	if (r < 0) {
-		fail(hsm, "kvm backend not available: ioreq-brokerd: %s", strerror(-r));
+		r = brokerd_start(c, config, true, cpus, log, ret);
+	if (r < 0)
+		snprintf(why, len, "kvm backend not available: ioreq-brokerd: %s", strerror(-r));
+	return r;
+}
+
+/* Waits for the broker of kvm_start to exit with its VM; what the guest
+ * printed into @buf. 0, or -EIO with the reason in @why. */
+static int kvm_finish(const struct bench_ctx *c, pid_t pid, char *buf, size_t len, char *why, size_t wlen)
+{
+	char path[512], line[200];
+	int status = bench_wait(pid, BROKERD_TIMEOUT_MS);
+	ssize_t n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/kvm.uart", c->tmp);
+	f = fopen(path, "re");
+	n = f ? (ssize_t)fread(buf, 1, len - 1, f) : 0;
+	if (f)
+		fclose(f);
+	buf[n > 0 ? n : 0] = '\0';
+	if (status >= 0 && WIFEXITED(status) && !WEXITSTATUS(status))
+		return 0;
+	snprintf(path, sizeof(path), "%s/kvm.log", c->tmp);
+	bench_last_line(path, line, sizeof(line));
+	snprintf(why, wlen, "kvm backend not available: the guest did not report (%s)", line);
+	return -EIO;
+}
+
+void daemon_kvm(const struct bench_ctx *c, const cpu_set_t *cpus, struct result *hsm, struct result *dev)
+{
+	char devices[1024], buf[65536];
+	int sandbox = -1;
+	pid_t pid;
+
+	hsm->ok = dev->ok = false;
+	snprintf(devices, sizeof(devices),
+		 "      - { name: dev, program: ioreq-dev-null, args: [--pattern, \"0x%llx\"], pio: [\"%s\"],"
+		 " sandbox: strict }\n"
+		 "      - { name: param, program: ioreq-dev-null, args: [--pattern, \"%u\"], pio: [\"0x%x+4\"] }\n",
+		 BENCH_PATTERN, BENCH_DEV_PORT_RANGE, kvm_accesses(c), KVM_PARAM_PORT);
+	if (kvm_start(c, cpus, "ioreq-bench.elf", devices, &pid, hsm->why, sizeof(hsm->why)) < 0) {
 		fail(dev, "%s", hsm->why);
 		return;
 	}
@@ -366,20 +406,51 @@ void daemon_kvm(const struct bench_ctx *c, const cpu_set_t *cpus, struct result 
 		usleep(5000);
 		sandbox = sandboxed(pid, "dev");
 	}
-	status = bench_wait(pid, BROKERD_TIMEOUT_MS);
-	f = fopen(out, "re");
-	n = f ? (ssize_t)fread(buf, 1, sizeof(buf) - 1, f) : 0;
-	if (f)
-		fclose(f);
-	buf[n > 0 ? n : 0] = '\0';
-	if (status < 0 || !WIFEXITED(status) || WEXITSTATUS(status) || parse_guest_line(buf, "hsm", c->tsc_ghz, hsm) ||
-	    parse_guest_line(buf, "dev", c->tsc_ghz, dev)) {
-		char line[200];
-
-		bench_last_line(log, line, sizeof(line));
-		fail(hsm, "kvm backend not available: the guest did not report (%s)", line);
+	if (kvm_finish(c, pid, buf, sizeof(buf), hsm->why, sizeof(hsm->why)) < 0 ||
+	    parse_guest_line(buf, "hsm", c->tsc_ghz, hsm) || parse_guest_line(buf, "dev", c->tsc_ghz, dev)) {
+		if (!hsm->why[0])
+			snprintf(hsm->why, sizeof(hsm->why), "kvm backend not available: the guest did not report");
+		hsm->ok = false;
 		fail(dev, "%s", hsm->why);
 		return;
 	}
 	result_set(dev, "sandboxed", sandbox);
+}
+
+/* ---- the data plane on kvm ---- */
+
+static const char *const kvm_dp_figures[] = { "bell_stall", "bell_ack", "bell_broker", "irqfd_ring", "irqmsg_ring" };
+
+void daemon_kvm_dataplane(const struct bench_ctx *c, const cpu_set_t *cpus, struct result *r)
+{
+	char devices[1024], buf[65536];
+	double lost = 0;
+	pid_t pid;
+
+	r->ok = false;
+	snprintf(devices, sizeof(devices),
+		 "      - { name: dev, program: ioreq-bench-dev, pio: [\"" DP_PORT_RANGE "\"], irqs: [%u],"
+		 " memory: guest, doorbells: 3, irqfds: 1 }\n"
+		 "      - { name: param, program: ioreq-dev-null, args: [--pattern, \"%u\"], pio: [\"0x%x+4\"] }\n",
+		 DP_IRQ_LINE, c->iters, KVM_PARAM_PORT);
+	if (kvm_start(c, cpus, "ioreq-bench-dp.elf", devices, &pid, r->why, sizeof(r->why)) < 0 ||
+	    kvm_finish(c, pid, buf, sizeof(buf), r->why, sizeof(r->why)) < 0)
+		return;
+	for (size_t i = 0; i < sizeof(kvm_dp_figures) / sizeof(kvm_dp_figures[0]); i++) {
+		struct result one = { 0 };
+		char key[32];
+
+		if (parse_guest_line(buf, kvm_dp_figures[i], c->tsc_ghz, &one)) {
+			fail(r, "the guest did not report %s", kvm_dp_figures[i]);
+			return;
+		}
+		snprintf(key, sizeof(key), "%s_p50_ns", kvm_dp_figures[i]);
+		result_set(r, key, result_get(&one, "p50_ns"));
+		snprintf(key, sizeof(key), "%s_p99_ns", kvm_dp_figures[i]);
+		result_set(r, key, result_get(&one, "p99_ns"));
+		result_set(r, "n", result_get(&one, "n"));
+		lost += result_get(&one, "bad_values");
+	}
+	result_set(r, "lost", lost);
+	r->ok = true;
 }

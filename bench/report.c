@@ -140,6 +140,88 @@ static void latency_table(const struct report *rep)
 	       "process per round trip; cpu: their CPU time per round trip.\n");
 }
 
+/* The data plane: each figure beside its baseline, both keys of one
+ * result ("KEY_p50_ns"...), measured in the same loop. */
+static const struct {
+	const char *id;
+	const char *key, *title;
+	const char *base_key, *base_title;
+} dp_rows[] = {
+	{ "dp-copy", "copy4k_dev", "sim: device copies 4 KiB of guest RAM", "copy4k_mem",
+	  "memcpy of the same pages, in-process" },
+	{ "dp-copy", "copy1m_dev", "sim: device copies 1 MiB of guest RAM", "copy1m_mem",
+	  "memcpy of the same pages, in-process" },
+	{ "dp-bell", "bell_stall", "sim: ioeventfd write, vCPU held for", "bell_broker",
+	  "the same write through the broker" },
+	{ "dp-bell", "bell_ack", "sim: ioeventfd write until the device acks", "bell_broker",
+	  "the same write through the broker" },
+	{ "dp-irq", "irqfd", "sim: irqfd write until the HSM injects", "irqmsg", "Interrupt message until the HSM injects" },
+	{ "dp-irq", "irqfd_ring", "sim: doorbell, device, irqfd, injected", "irqmsg_ring",
+	  "the same with the Interrupt message" },
+	{ "kvm-dp", "bell_stall", "kvm: ioeventfd write, vCPU held for", "bell_broker", "the same write through the broker" },
+	{ "kvm-dp", "bell_ack", "kvm: ioeventfd write until the device acks", "bell_broker",
+	  "the same write through the broker" },
+	{ "kvm-dp", "irqfd_ring", "kvm: doorbell, device, irqfd, handler ran", "irqmsg_ring",
+	  "the same with the Interrupt message" },
+};
+
+static double dp_get(const struct result *r, const char *prefix, const char *what)
+{
+	char key[40];
+
+	snprintf(key, sizeof(key), "%s_%s_ns", prefix, what);
+	return result_get(r, key);
+}
+
+static const struct result *dp_result(const struct report *rep, const char *id)
+{
+	for (size_t i = 0; i < rep->n_dp; i++)
+		if (!strcmp(rep->dp[i].id, id))
+			return &rep->dp[i];
+	return NULL;
+}
+
+static void dataplane_table(const struct report *rep)
+{
+	const struct bench_ctx *c = rep->ctx;
+
+	if (!rep->n_dp)
+		return;
+	printf("\nData plane: ioreq-brokerd's broker (sim: in-process, as above) and a sandboxed ioreq-bench-dev with\n"
+	       "`memory: guest`, 3 doorbells and an irqfd; unpinned (the vCPU spins for the device's answer, as a\n"
+	       "polling driver does); each figure and its baseline alternate in one loop; medians over %d rounds of\n"
+	       "%u (copies), %u (doorbells, irqfds), kvm %u, timed by the guest (rdtsc)\n",
+	       ROUNDS, c->iters / ROUNDS / 4, c->iters / ROUNDS / 2, c->iters / ROUNDS / 8);
+	printf("%-43s %7s %7s   %-40s %7s %7s %7s\n", "figure", "p50 us", "p99 us", "baseline", "p50 us", "p99 us",
+	       "x base");
+	for (size_t i = 0; i < sizeof(dp_rows) / sizeof(dp_rows[0]); i++) {
+		const struct result *r = dp_result(rep, dp_rows[i].id);
+		double p50, base;
+
+		printf("%-43s", dp_rows[i].title);
+		if (!r || !r->ok) {
+			printf(" skipped: %s\n", r ? r->why : "not measured");
+			continue;
+		}
+		p50 = dp_get(r, dp_rows[i].key, "p50");
+		base = dp_get(r, dp_rows[i].base_key, "p50");
+		num(p50 / 1e3, 7, 2);
+		num(dp_get(r, dp_rows[i].key, "p99") / 1e3, 7, 1);
+		printf("   %-40s", dp_rows[i].base_title);
+		num(base / 1e3, 7, 2);
+		num(dp_get(r, dp_rows[i].base_key, "p99") / 1e3, 7, 1);
+		num(p50 / base, 7, 3);
+		if (result_get(r, "lost") > 0)
+			printf("  (%.0f rings unanswered)", result_get(r, "lost"));
+		printf("\n");
+	}
+	printf("x base: the figure's p50 over its baseline's. The copies are timed inside the device and around\n"
+	       "the memcpy; the doorbell, from the guest's write; the irqfd (sim), from the device's timestamp just\n"
+	       "before its eventfd write or its Interrupt message until the sim HSM counts the injection; the rows\n"
+	       "'doorbell, device, ...' from the guest's ring until it sees the interrupt (kvm: its ring-0 handler,\n"
+	       "which KVM-PVM emulates, has run).\n");
+}
+
 static void throughput_table(const struct report *rep)
 {
 	double base = NAN;
@@ -234,6 +316,7 @@ void report_text(const struct report *r)
 {
 	header(r);
 	latency_table(r);
+	dataplane_table(r);
 	throughput_table(r);
 	alloc_table(r);
 	memory_table(r);
@@ -331,6 +414,7 @@ void report_json(const struct report *r)
 		printf(",\n  \"crosscheck\": ");
 		json_result(r, r->check, false);
 	}
+	json_list(r, "dataplane", r->dp, r->n_dp, false);
 	json_list(r, "throughput", r->tput, r->n_tput, false);
 	json_list(r, "allocations", r->alloc, r->n_alloc, false);
 	if (r->mem) {

@@ -344,6 +344,19 @@ void latency_print(uint64_t *ns, size_t n)
 	out_kv("max_ns", (double)ns[n - 1]);
 }
 
+void latency_print_as(const char *prefix, uint64_t *ns, size_t n)
+{
+	char key[32];
+
+	if (!n)
+		return;
+	qsort(ns, n, sizeof(*ns), cmp_u64);
+	snprintf(key, sizeof(key), "%s_p50_ns", prefix);
+	out_kv(key, (double)rank(ns, n, 0.50));
+	snprintf(key, sizeof(key), "%s_p99_ns", prefix);
+	out_kv(key, (double)rank(ns, n, 0.99));
+}
+
 void out_kv(const char *key, double value)
 {
 	printf("%s %.6f\n", key, value);
