@@ -14,7 +14,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/fs.h>
-#include <linux/kvm.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -454,22 +453,31 @@ static void test_hostile_registrations(void **state)
 	assert_int_equal(count(harness_log(&r), "restarting"), 0);
 }
 
+/* A raw device with @limit that sends @n registrations of its doorbell 0,
+ * on the 4 bytes at @first, then at each next 4. */
+static void flooder(char *dev, size_t size, const char *limit, uint64_t first, int n)
+{
+	size_t len;
+
+	len = (size_t)snprintf(dev, size,
+			       "      - { name: dp, program: %s, mmio: [\"0x%llx+0x100\"], doorbells: 1, %s,\n"
+			       "          restart_limit: 0, output: dp.out, args: [--raw",
+			       DPLANE, BASE, limit);
+	for (int i = 0; i < n; i++)
+		len += (size_t)snprintf(dev + len, size - len, ", --reg, \"io:0:mmio:%" PRIx64 ":4\"",
+					first + 4 * (uint64_t)i);
+	assert_true(len < size - 8);
+	snprintf(dev + len, size - len, "] }\n");
+}
+
 /* Registrations count against max_msg_rate, and refusals against
  * max_violations, like claims. */
 static void test_registration_floods(void **state)
 {
 	char dev[2048];
-	size_t len;
 	struct run r;
 
-	len = (size_t)snprintf(dev, sizeof(dev),
-			       "      - { name: dp, program: %s, mmio: [\"0x%llx+0x100\"], doorbells: 1, max_msg_rate: 2,\n"
-			       "          restart_limit: 0, output: dp.out, args: [--raw",
-			       DPLANE, BASE);
-	for (int i = 0; i < 16; i++)
-		len += (size_t)snprintf(dev + len, sizeof(dev) - len, ", --reg, \"io:0:mmio:%llx:4\"",
-					BASE + 0x40 + 4 * (uint64_t)i);
-	snprintf(dev + len, sizeof(dev) - len, "] }\n");
+	flooder(dev, sizeof(dev), "max_msg_rate: 2", BASE + 0x40, 16);
 	s_reset();
 	s_line("sleep 500");
 	s_line("mmio read 0x%llx 8 any", BASE);
@@ -481,14 +489,7 @@ static void test_registration_floods(void **state)
 	assert_int_equal(count(harness_log(&r), "registered doorbell") + count(harness_log(&r), "refused a registration"), 2);
 	assert_true(count(read_text("dp.out"), "reg ") <= 2);
 
-	len = (size_t)snprintf(dev, sizeof(dev),
-			       "      - { name: dp, program: %s, mmio: [\"0x%llx+0x100\"], doorbells: 1, max_violations: 3,\n"
-			       "          restart_limit: 0, output: dp.out, args: [--raw",
-			       DPLANE, BASE);
-	for (int i = 0; i < 8; i++)
-		len += (size_t)snprintf(dev + len, sizeof(dev) - len, ", --reg, \"io:0:mmio:%llx:4\"",
-					OTHER + 4 * (uint64_t)i);
-	snprintf(dev + len, sizeof(dev) - len, "] }\n");
+	flooder(dev, sizeof(dev), "max_violations: 3", OTHER, 8);
 	unlink(tmp_path("dp.out"));
 	assert_int_equal(run_vm(&r, "", dev, false), 0);
 	assert_has(harness_log(&r), "vm v device dp: more than 3 protocol violations within a minute: cut off");
@@ -683,6 +684,16 @@ static void test_guest_memory_missing(void **state)
 	assert_string_equal(read_text("dp.out"), "");
 }
 
+/* The device that copies on a doorbell ring and answers through its
+ * irqfd, with its registers at @base and IRQ line 5. */
+static void copier(char *dev, size_t len, uint64_t base)
+{
+	snprintf(dev, len,
+		 "      - { name: dp, program: %s, mmio: [\"0x%" PRIx64 "+0x100\"], memory: guest, irqs: [5], doorbells: 1,\n"
+		 "          irqfds: 1, output: dp.out, args: [--bind-at-start, --copy-on-ring] }\n",
+		 DPLANE, base);
+}
+
 /* The whole data plane with no request after setup: the guest loads a
  * buffer and rings the device's doorbell; the device copies it in guest
  * memory and answers through its irqfd; the guest waits for the copy's
@@ -707,10 +718,7 @@ static void test_doorbell_to_irqfd(void **state)
 	s_line("  mem read 0x20000 8 0x%" PRIx64, blob_word(0));
 	s_line("  mem read 0x20800 8 0x%" PRIx64, blob_word(0x800));
 	s_line("end");
-	snprintf(dev, sizeof(dev),
-		 "      - { name: dp, program: %s, mmio: [\"0x%llx+0x100\"], memory: guest, irqs: [5], doorbells: 1,\n"
-		 "          irqfds: 1, output: dp.out, args: [--bind-at-start, --copy-on-ring] }\n",
-		 DPLANE, BASE);
+	copier(dev, sizeof(dev), BASE);
 	assert_int_equal(run_vm(&r, "    memory: 1M\n", dev, false), 0);
 	assert_has(read_text("dp.out"), "bound: ");
 	/* The 3 arguments were requests; the 20 doorbells and interrupts were not. */
@@ -719,22 +727,6 @@ static void test_doorbell_to_irqfd(void **state)
 }
 
 /* ---- under a real guest ---- */
-
-static bool have_kvm(void)
-{
-	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	const char *why;
-
-	if (fd < 0) {
-		why = strerror(errno);
-	} else {
-		why = ioctl(fd, KVM_GET_API_VERSION, 0) == KVM_API_VERSION ? NULL : "not a KVM device";
-		close(fd);
-	}
-	if (why)
-		harness_skip("/dev/kvm: %s: this test needs KVM", why);
-	return !why;
-}
 
 /* tests/guests/dataplane.c with the device sandboxed: 20 rounds of a 4 KiB
  * copy the guest asks for with a KVM_IOEVENTFD doorbell and learns of
@@ -746,12 +738,8 @@ static void test_kvm_doorbell_to_irqfd(void **state)
 	char dev[512];
 	struct run r;
 
-	if (!have_kvm())
-		return;
-	snprintf(dev, sizeof(dev),
-		 "      - { name: dp, program: %s, mmio: [\"0xd0000000+0x100\"], memory: guest, irqs: [5], doorbells: 1,\n"
-		 "          irqfds: 1, output: dp.out, args: [--bind-at-start, --copy-on-ring] }\n",
-		 DPLANE);
+	harness_need_kvm();
+	copier(dev, sizeof(dev), 0xd0000000);
 	keep_outputs(dev);
 	args[1] = harness_write("vm.yaml",
 				"broker: { runtime_dir: %s/run }\n"
