@@ -25,6 +25,21 @@
  *  10 unbind eventfd ARG0
  *  11 result = 1 if guest memory at ARG0 (ARG1 bytes) has a pointer for
  *     writing, 0 if only for reading, -EFAULT if none
+ *  12 result = how many writes reached other offsets (say, a doorbell's
+ *     address with a value its datamatch does not match)
+ *  13 result = 0 if guest memory's fd ARG0 maps writable (then unmapped),
+ *     else the errno of mmap(PROT_WRITE, MAP_SHARED); ARG1 = 1: of
+ *     reopening /proc/self/fd/ARG0 for writing instead
+ *
+ * Doorbell rings are read by a thread, and by command 6 before it counts
+ * them: the count covers every ring of a write that completed before it.
+ *
+ * --bind-at-start binds, once connected, a doorbell on the 4 bytes at its
+ * first range's start + 0x40 and an irqfd on its first IRQ line, and says
+ * "bound" (or why not). --copy-on-ring: for every doorbell ring it reads,
+ * it runs command 1 (copy, with the arguments then in its registers), then
+ * rings the irqfd it bound last (at start or by command 9): a driver's
+ * "go" and the device's "done", with no request either way.
  *
  * Every line it prints goes to its stdout (the test gives it a file).
  *
@@ -39,11 +54,11 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -55,14 +70,20 @@
 
 #define PROG "ioreq-test-dplane"
 #define MAX_REGS 16
+#define MAX_DOORBELLS 64
 
+/* The handler and the doorbell thread share it under @lock. */
 struct dp {
 	struct ioreq_dev *dev;
+	pthread_mutex_t lock;
 	uint64_t arg[3];
 	int64_t result;
-	_Atomic uint64_t rings;
-	int doorbells[64];
-	_Atomic int n_doorbells;
+	uint64_t others;
+	uint64_t rings;
+	int doorbells[MAX_DOORBELLS];
+	int n_doorbells;
+	int irqfd;  /* the last one bound, or -1 */
+	bool copy_on_ring;
 };
 
 static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -107,26 +128,70 @@ static void print_fds(void)
 
 /* ---- through the library ---- */
 
+static int64_t run(struct dp *d, uint64_t cmd);
+
+/* Reads every doorbell (they are non-blocking) into the count: how many
+ * rings it read. Under the lock. */
+static uint64_t drain(struct dp *d)
+{
+	uint64_t v, n = 0;
+
+	for (int i = 0; i < d->n_doorbells; i++)
+		if (read(d->doorbells[i], &v, sizeof(v)) == sizeof(v))
+			n += v;
+	d->rings += n;
+	return n;
+}
+
 static void *poller(void *arg)
 {
 	struct dp *d = arg;
 
 	for (;;) {
-		struct pollfd p[64];
-		int n = atomic_load(&d->n_doorbells);
+		struct pollfd p[MAX_DOORBELLS];
+		uint64_t one = 1;
+		int n;
 
+		pthread_mutex_lock(&d->lock);
+		n = d->n_doorbells;
 		for (int i = 0; i < n; i++)
 			p[i] = (struct pollfd){ .fd = d->doorbells[i], .events = POLLIN };
+		pthread_mutex_unlock(&d->lock);
+		/* A bound doorbell is seen within one timeout. */
 		if (poll(p, (nfds_t)n, 20) <= 0)
 			continue;
-		for (int i = 0; i < n; i++) {
-			uint64_t v;
+		pthread_mutex_lock(&d->lock);
+		if (drain(d) && d->copy_on_ring) {
+			int64_t r = run(d, 1);
 
-			if ((p[i].revents & POLLIN) && read(p[i].fd, &v, sizeof(v)) == sizeof(v))
-				atomic_fetch_add(&d->rings, v);
+			if (r < 0)
+				out("copy on ring: %s", strerror((int)-r));
+			if (d->irqfd < 0 || write(d->irqfd, &one, sizeof(one)) != sizeof(one))
+				out("copy on ring: no irqfd to ring");
 		}
+		pthread_mutex_unlock(&d->lock);
 	}
 	return NULL;
+}
+
+static int64_t try_write_memory(int fd, bool reopen)
+{
+	char proc[32];
+	void *p;
+
+	if (reopen) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		fd = open(proc, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		close(fd);
+		return 0;
+	}
+	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	munmap(p, 4096);
+	return 0;
 }
 
 static int64_t run(struct dp *d, uint64_t cmd)
@@ -162,7 +227,8 @@ static int64_t run(struct dp *d, uint64_t cmd)
 			r = -errno;
 		return r;
 	case 6:
-		return (int64_t)atomic_load(&d->rings);
+		drain(d);
+		return (int64_t)d->rings;
 	case 7:
 		v = 1;
 		return write((int)a[0], &v, sizeof(v)) == sizeof(v) ? 0 : -errno;
@@ -171,21 +237,28 @@ static int64_t run(struct dp *d, uint64_t cmd)
 					a[2] >> 32, &fd);
 		if (r < 0)
 			return r;
-		d->doorbells[atomic_load(&d->n_doorbells)] = fd;
-		atomic_fetch_add(&d->n_doorbells, 1);
+		if (d->n_doorbells < MAX_DOORBELLS)
+			d->doorbells[d->n_doorbells++] = fd;
 		return fd;
 	case 9:
 		if (a[0] == 0xffffffff)
 			r = ioreq_dev_irqfd_msi(d->dev, 0xfee00000, 0x41, &fd);
 		else
 			r = ioreq_dev_irqfd_line(d->dev, (uint32_t)a[0], &fd);
-		return r < 0 ? r : fd;
+		if (r < 0)
+			return r;
+		d->irqfd = fd;
+		return fd;
 	case 10:
 		return ioreq_dev_eventfd_release(d->dev, (int)a[0]);
 	case 11:
 		if (ioreq_mem_ptr(m, a[0], a[1], true))
 			return 1;
 		return ioreq_mem_ptr(m, a[0], a[1], false) ? 0 : -EFAULT;
+	case 12:
+		return (int64_t)d->others;
+	case 13:
+		return try_write_memory((int)a[0], a[1] == 1);
 	}
 	return -EINVAL;
 }
@@ -198,16 +271,18 @@ static int dp_access(struct ioreq_dev *dev, const struct ioreq_access *a, uint64
 
 	if (a->range != 0 || a->offset % stride)
 		return -EINVAL;
+	pthread_mutex_lock(&d->lock);
 	if (!a->write) {
 		*value = reg == 0 ? (uint64_t)d->result : reg <= 3 ? d->arg[reg - 1] : 0;
-		return 0;
-	}
-	if (reg == 0) {
+	} else if (reg == 0) {
 		d->result = run(d, a->value);
 		out("cmd %" PRIu64 ": %" PRId64, a->value, d->result);
 	} else if (reg <= 3) {
 		d->arg[reg - 1] = a->value;
+	} else {
+		d->others++;
 	}
+	pthread_mutex_unlock(&d->lock);
 	return 0;
 }
 
@@ -216,9 +291,39 @@ static const struct ioreq_dev_ops dp_ops = {
 	.mmio = dp_access,
 };
 
-static int library(const char *url, const char *name)
+/* A doorbell and an irqfd, before serving: from the main thread, which
+ * receives for itself until the answers come. */
+static void bind_at_start(struct dp *d)
 {
-	static struct dp d;
+	const struct ioreq_dev_info *info = ioreq_dev_info(d->dev);
+	int r, fd;
+
+	if (!info->n_ranges || !info->n_irq_lines) {
+		out("bind failed: no range or no IRQ line");
+		return;
+	}
+	r = ioreq_dev_ioeventfd(d->dev, info->ranges[0].kind, info->ranges[0].start + 0x40, 4, false, 0, &fd);
+	if (r < 0) {
+		out("bind failed: doorbell: %s", strerror(-r));
+		return;
+	}
+	pthread_mutex_lock(&d->lock);
+	d->doorbells[d->n_doorbells++] = fd;
+	pthread_mutex_unlock(&d->lock);
+	r = ioreq_dev_irqfd_line(d->dev, info->irq_lines[0], &fd);
+	if (r < 0) {
+		out("bind failed: irqfd: %s", strerror(-r));
+		return;
+	}
+	pthread_mutex_lock(&d->lock);
+	d->irqfd = fd;
+	pthread_mutex_unlock(&d->lock);
+	out("bound: doorbell %d irqfd %d", d->doorbells[0], fd);
+}
+
+static int library(const char *url, const char *name, bool bind, bool copy_on_ring)
+{
+	static struct dp d = { .lock = PTHREAD_MUTEX_INITIALIZER, .irqfd = -1 };
 	const struct ioreq_dev_info *info;
 	pthread_t t;
 	int r;
@@ -234,6 +339,9 @@ static int library(const char *url, const char *name)
 	for (size_t i = 0; i < info->n_mem_regions; i++)
 		out("region %zu: 0x%" PRIx64 "+0x%" PRIx64 "%s", i, info->mem_regions[i].gpa, info->mem_regions[i].size,
 		    info->mem_regions[i].read_only ? " read-only" : "");
+	d.copy_on_ring = copy_on_ring;
+	if (bind)
+		bind_at_start(&d);
 	if (pthread_create(&t, NULL, poller, &d) == 0)
 		pthread_detach(t);
 	r = ioreq_dev_serve(d.dev);
@@ -349,20 +457,25 @@ int main(int argc, char **argv)
 {
 	const char *url, *name, *regs[MAX_REGS];
 	size_t n_regs = 0;
-	bool use_raw = false;
+	bool use_raw = false, bind = false, copy_on_ring = false;
 
 	if (ioreq_dev_take_args(&argc, argv, &url, &name) < 0) {
-		fprintf(stderr, "usage: %s --socket URL --name NAME [--raw [--reg SPEC]...]\n", PROG);
+		fprintf(stderr, "usage: %s --socket URL --name NAME [--bind-at-start] [--copy-on-ring] [--raw [--reg SPEC]...]\n",
+			PROG);
 		return 2;
 	}
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--raw"))
 			use_raw = true;
+		else if (!strcmp(argv[i], "--bind-at-start"))
+			bind = true;
+		else if (!strcmp(argv[i], "--copy-on-ring"))
+			copy_on_ring = true;
 		else if (!strcmp(argv[i], "--reg") && i + 1 < argc && n_regs < MAX_REGS)
 			regs[n_regs++] = argv[++i];
 		else
 			return 2;
 	}
 	print_fds();
-	return use_raw ? raw(url, name, regs, n_regs) : library(url, name);
+	return use_raw ? raw(url, name, regs, n_regs) : library(url, name, bind, copy_on_ring);
 }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/kvm.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -216,6 +218,21 @@ void harness_skip(const char *fmt, ...)
 	if (current)
 		current->skipped = true;
 	skip();
+}
+
+void harness_need_kvm(void)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	const char *why;
+
+	if (fd < 0) {
+		why = strerror(errno);
+	} else {
+		why = ioctl(fd, KVM_GET_API_VERSION, 0) == KVM_API_VERSION ? NULL : "not a KVM device";
+		close(fd);
+	}
+	if (why)
+		harness_skip("/dev/kvm: %s: this test needs KVM", why);
 }
 
 void harness_keep_log(const char *label, const char *path)

@@ -46,6 +46,10 @@ int harness_exit_status(int failures);
 /* This test cannot run here: prints why (printf-style) and skips it. */
 void harness_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Skips the test (harness_skip, which does not return) unless /dev/kvm is
+ * there and usable. */
+void harness_need_kvm(void);
+
 /* A file that belongs with the logs (a fake's report, a device's output):
  * printed with them if the current test fails. */
 void harness_keep_log(const char *label, const char *path);

@@ -7,9 +7,6 @@
  * prints "demo: ok" only when every byte came back right.
  *
  * Skipped (77) without a usable /dev/kvm. */
-#include <errno.h>
-#include <fcntl.h>
-#include <linux/kvm.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,8 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -26,21 +21,6 @@
 
 #define EXAMPLES IOREQ_SRCDIR "/examples"
 #define DEMO_IMAGE IOREQ_BINDIR "/guests/demo.elf"
-
-static void need_kvm(void)
-{
-	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	const char *why;
-
-	if (fd < 0) {
-		why = strerror(errno);
-	} else {
-		why = ioctl(fd, KVM_GET_API_VERSION, 0) == KVM_API_VERSION ? NULL : "not a KVM device";
-		close(fd);
-	}
-	if (why)
-		harness_skip("/dev/kvm: %s: the demo guest needs KVM", why);
-}
 
 static void assert_has(const char *log, const char *needle)
 {
@@ -124,7 +104,7 @@ static void test_demo_kvm(void **state)
 	const char *args[] = { "--config", example("demo.yaml", NULL, NULL), "--exit-with-vms", NULL };
 	struct run r;
 
-	need_kvm();
+	harness_need_kvm();
 	assert_int_equal(harness_run(&r, args, 120), 0);
 	assert_demo_ran(harness_log(&r), harness_log(&r), "demo", "demo", "served by the hypervisor");
 }
@@ -136,7 +116,7 @@ static void test_demo_two_vms(void **state)
 	char uart[512];
 	struct run r;
 
-	need_kvm();
+	harness_need_kvm();
 	assert_int_equal(harness_run(&r, args, 180), 0);
 	snprintf(uart, sizeof(uart), "%s/demo2-uart.log", harness_tmpdir());
 	assert_demo_ran(harness_log(&r), harness_log(&r), "demo1", "demo[1]", "served by the hypervisor");
@@ -154,7 +134,7 @@ static void test_demo_acrn(void **state)
 	char hsm_log[512], *log;
 	struct run r;
 
-	need_kvm();
+	harness_need_kvm();
 	args[1] = example("demo.yaml", "backend: kvm", "backend: acrn");
 	snprintf(hsm_log, sizeof(hsm_log), "%s/hsm.log", harness_tmpdir());
 	setenv("LD_PRELOAD", FAKE_HSM_PRELOAD, 1);

@@ -6,7 +6,6 @@
  * needs it says why and is skipped, and the suite exits 77 (CTest: Skipped). */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/kvm.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,7 +13,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -22,21 +20,6 @@
 #include "harness.h"
 
 #define GUESTS IOREQ_BINDIR "/guests"
-
-static void need_kvm(void)
-{
-	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	const char *why;
-
-	if (fd < 0) {
-		why = strerror(errno);
-	} else {
-		why = ioctl(fd, KVM_GET_API_VERSION, 0) == KVM_API_VERSION ? NULL : "not a KVM device";
-		close(fd);
-	}
-	if (why)
-		harness_skip("/dev/kvm: %s: this test needs KVM", why);
-}
 
 /* One VM "t" running GUESTS/@image with @vcpus vCPUs and the devices in
  * @devices (YAML lines at the device list's indentation). */
@@ -70,7 +53,7 @@ static void test_access(void **state)
 {
 	struct run r;
 
-	need_kvm();
+	harness_need_kvm();
 	run_ok(&r,
 	       vm_config("access", 1,
 			 "      - { name: ram, program: ioreq-dev-ram, pio: [\"0x100+16\"], mmio: [\"0xd0000000+0x1000\"] }\n"),
@@ -89,7 +72,7 @@ static void test_two_vcpus_nothing_lost(void **state)
 {
 	struct run r;
 
-	need_kvm();
+	harness_need_kvm();
 	run_ok(&r,
 	       vm_config("stress", 2,
 			 "      - { name: ram, program: ioreq-dev-ram, mmio: [\"0xd0000000+0x1000\"], deadline_ms: 5000 }\n"),
@@ -107,7 +90,7 @@ static void test_irq(void **state)
 	char dev[512];
 	struct run r;
 
-	need_kvm();
+	harness_need_kvm();
 	snprintf(dev, sizeof(dev),
 		 "      - { name: irq, program: %s/ioreq-test-irq-dev, pio: [\"0x300+4\"], irqs: [5] }\n",
 		 IOREQ_TESTDIR);
@@ -123,7 +106,7 @@ static void test_device_killed(void **state)
 	struct run r;
 	pid_t pid;
 
-	need_kvm();
+	harness_need_kvm();
 	args[1] = vm_config("fallback", 1,
 			    "      - { name: dev, program: ioreq-dev-null, args: [--pattern, \"0x5a5a5a5a5a5a5a5a\"],\n"
 			    "          pio: [\"0x400+8\"], mmio: [\"0xd0000000+0x1000\"] }\n");
@@ -148,7 +131,7 @@ static void test_triple_fault(void **state)
 	const char *args[] = { "--config", NULL, "--exit-with-vms", NULL };
 	struct run r;
 
-	need_kvm();
+	harness_need_kvm();
 	args[1] = vm_config("crash", 1, "      []\n");
 	harness_run(&r, args, 60);
 	assert_int_equal(r.status, 1);
