@@ -9,11 +9,11 @@ CC=clang cmake -S . -B "$dir" -DIOREQ_FUZZ=ON >/dev/null
 cmake --build "$dir" -j"$(nproc)" >/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/config" "$work/script" "$work/wire" "$work/control"
+mkdir -p "$work/config" "$work/script" "$work/wire" "$work/control" "$work/virtq"
 cp examples/sim/*.yaml examples/*.yaml deploy/broker.yaml "$work/config/"
 cp examples/sim/*.txt "$work/script/"
 status=0
-for t in wire control config script; do
+for t in wire control config script virtq; do
 	echo "fuzz_$t: ${secs}s"
 	if ! "$dir/bin/fuzz_$t" -max_total_time="$secs" -max_len=4096 -timeout=10 \
 		-artifact_prefix="$work/" "$work/$t" >"$work/$t.log" 2>&1; then
