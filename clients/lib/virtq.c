@@ -165,14 +165,18 @@ struct walk {
 	struct ioreq_vq_chain *chain;
 };
 
-/* The longest prefix of [@gpa, @gpa + @len) that one region holds (0:
- * none): a translation holds for every prefix of a range it holds for. */
-static uint64_t mem_extent(const struct ioreq_mem *mem, uint64_t gpa, uint64_t len, bool write)
+/* The longest prefix of [@gpa, @gpa + @len) that one region holds, in
+ * *@ret_n, and where it is (NULL: none). A translation holds for every
+ * prefix of a range it holds for: the prefix is found by bisection. */
+static void *mem_piece(const struct ioreq_mem *mem, uint64_t gpa, uint64_t len, bool write, uint64_t *ret_n)
 {
 	uint64_t lo = 0, hi = len;
+	void *p = ioreq_mem_ptr(mem, gpa, len, write);
 
-	if (ioreq_mem_ptr(mem, gpa, len, write))
-		return len;
+	if (p) {
+		*ret_n = len;
+		return p;
+	}
 	while (hi - lo > 1) {
 		uint64_t mid = lo + (hi - lo) / 2;
 
@@ -181,7 +185,8 @@ static uint64_t mem_extent(const struct ioreq_mem *mem, uint64_t gpa, uint64_t l
 		else
 			hi = mid;
 	}
-	return lo;
+	*ret_n = lo;
+	return ioreq_mem_ptr(mem, gpa, lo, write);
 }
 
 static int walk_buffer(struct ioreq_vq *vq, struct walk *w, const struct desc *d)
@@ -201,13 +206,14 @@ static int walk_buffer(struct ioreq_vq *vq, struct walk *w, const struct desc *d
 	if (left && gpa + (left - 1) < gpa)
 		return -EFAULT;
 	while (left) {
-		uint64_t n = mem_extent(vq->mem, gpa, left, write);
+		uint64_t n;
+		void *p = mem_piece(vq->mem, gpa, left, write, &n);
 
-		if (!n)
+		if (!p)
 			return -EFAULT;
 		if (w->n == w->cap)
 			return -ENOBUFS;
-		w->iov[w->n].iov_base = ioreq_mem_ptr(vq->mem, gpa, n, write);
+		w->iov[w->n].iov_base = p;
 		w->iov[w->n++].iov_len = n;
 		gpa += n;
 		left -= n;

@@ -42,9 +42,9 @@
  *               already in flight (a head reused before it was used)
  *   -ERANGE     a head or next index outside its table
  *   -ELOOP      a chain longer than its table: a loop
- *   -EFAULT     a buffer or indirect table not wholly in guest RAM, wrapping
- *               the address space, or device-writable in RAM the device may
- *               only read
+ *   -EFAULT     a buffer not wholly in guest RAM, or wrapping the address
+ *               space, or device-writable in RAM the device may only read;
+ *               an indirect table not wholly in one region of guest RAM
  *   -EPROTO     VIRTQ_DESC_F_INDIRECT not negotiated, or with F_NEXT
  *   -EMLINK     VIRTQ_DESC_F_INDIRECT inside an indirect table
  *   -EBADMSG    an indirect table of 0 bytes, not a multiple of 16, or of
