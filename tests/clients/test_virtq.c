@@ -6,6 +6,7 @@
  * the read-only region is mapped read-only: an access outside guest RAM,
  * or a write to what the device may only read, is a crash here, not a
  * silent pass. */
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>

@@ -16,6 +16,7 @@
  * the documented errnos and breaks the queue, which then answers every
  * call with it and leaves guest memory alone. A walk that does not end is
  * libFuzzer's timeout. */
+#include <endian.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
