@@ -4,7 +4,7 @@ include(GNUInstallDirs)
 
 install(TARGETS ioreq-brokerd ioreqctl ${IOREQ_DEVICE_PROGRAMS} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS ioreq-device ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
-install(FILES clients/include/ioreq/device.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/ioreq)
+install(FILES clients/include/ioreq/device.h clients/include/ioreq/virtq.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/ioreq)
 configure_file(cmake/ioreq-device.pc.in ${CMAKE_BINARY_DIR}/ioreq-device.pc @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/ioreq-device.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 

@@ -9,11 +9,12 @@ CC=clang cmake -S . -B "$dir" -DIOREQ_FUZZ=ON >/dev/null
 cmake --build "$dir" -j"$(nproc)" >/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/config" "$work/script" "$work/wire" "$work/control" "$work/memview" "$work/evreg"
+targets="wire control config script memview evreg virtq"
+for t in $targets; do mkdir -p "$work/$t"; done
 cp examples/sim/*.yaml examples/*.yaml deploy/broker.yaml "$work/config/"
 cp examples/sim/*.txt "$work/script/"
 status=0
-for t in wire control config script memview evreg; do
+for t in $targets; do
 	echo "fuzz_$t: ${secs}s"
 	if ! "$dir/bin/fuzz_$t" -max_total_time="$secs" -max_len=4096 -timeout=10 \
 		-artifact_prefix="$work/" "$work/$t" >"$work/$t.log" 2>&1; then
