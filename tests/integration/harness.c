@@ -332,6 +332,24 @@ static bool exited_within(pid_t pid, double timeout_s)
 	return n > 0;
 }
 
+/* What a program that hangs is doing: each thread's name, state and
+ * kernel stack, and with gdb installed, every thread's own stack. */
+static void report_hang(pid_t pid)
+{
+	char cmd[512];
+
+	print_error("---- what pid %d is doing ----\n", (int)pid);
+	fflush(stdout);
+	fflush(stderr);
+	snprintf(cmd, sizeof(cmd),
+		 "for t in /proc/%d/task/*; do echo \"thread $(cat $t/comm) ($(cut -d' ' -f3 $t/stat)):\"; "
+		 "cat $t/stack 2>/dev/null; done >&2; "
+		 "command -v gdb >/dev/null && timeout 60 gdb -batch -nx -p %d -ex 'thread apply all bt' >&2 2>/dev/null",
+		 (int)pid, (int)pid);
+	if (system(cmd) < 0)
+		print_error("cannot run the shell: %s\n", strerror(errno));
+}
+
 void harness_wait(struct run *r, double timeout_s)
 {
 	double start = r->seconds;
@@ -340,6 +358,7 @@ void harness_wait(struct run *r, double timeout_s)
 
 	if (!exited_within(r->pid, timeout_s - (now() - start))) {
 		print_error("%s did not finish in %.0f s\n", l ? l->label : "the program", timeout_s);
+		report_hang(r->pid);
 		fail();
 	}
 	assert_int_equal(waitpid(r->pid, &status, 0), r->pid);
