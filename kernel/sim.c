@@ -162,13 +162,14 @@ static int parse_size(struct parser *p, const char *s, struct sim_op *op)
 	return 0;
 }
 
-/* "pio|mmio DIR ADDR SIZE VALUE" */
+/* "pio|mmio DIR ADDR SIZE VALUE [until MS]" */
 static int parse_access(struct parser *p, char **w, int n, struct sim_op *op)
 {
+	uint64_t ms;
 	int r;
 
-	if (n != 5)
-		return perr(p, "expected: %s read|write ADDR SIZE VALUE", w[0]);
+	if (n != 5 && !(n == 7 && !strcmp(w[5], "until")))
+		return perr(p, "expected: %s read|write ADDR SIZE VALUE [until MS]", w[0]);
 	op->op = SIM_ACCESS;
 	op->type = !strcmp(w[0], "pio") ? ACRN_IOREQ_TYPE_PORTIO : ACRN_IOREQ_TYPE_MMIO;
 	r = parse_dir(p, w[1], op);
@@ -183,7 +184,17 @@ static int parse_access(struct parser *p, char **w, int n, struct sim_op *op)
 		return perr(p, "port access beyond 0xffff or wider than 4 bytes");
 	if (op->addr + op->size - 1 < op->addr)
 		return perr(p, "access wraps around");
-	return parse_value(p, w[4], op);
+	if (n == 7) {
+		if (op->dir != ACRN_IOREQ_DIR_READ)
+			return perr(p, "only a read waits 'until'");
+		if (parse_u64(w[6], &ms) || !ms || ms > 60000)
+			return perr(p, "expected: until MS (1..60000)");
+		op->arg = (uint32_t)ms;
+	}
+	r = parse_value(p, w[4], op);
+	if (!r && n == 7 && op->value_mode != SIM_VALUE_LITERAL)
+		return perr(p, "'until' waits for a value: not '%s'", w[4]);
+	return r;
 }
 
 /* "pci DIR BB:DD.F REG SIZE VALUE" */
@@ -576,6 +587,8 @@ struct sim_cpus {
 };
 
 #define MAX_REPORTS_PER_VCPU 20
+/* How often a read with 'until' asks again. */
+#define UNTIL_POLL_MS 10
 
 static uint32_t ctl_gen(uint32_t v)
 {
@@ -706,6 +719,22 @@ static void check_read(struct sim_cpu *c, const struct sim_op *op, uint64_t expe
 			    type_names[op->type], op->addr, op->size, got, expect);
 }
 
+/* A sleep that a stop or a reset cuts short. */
+static enum step run_sleep(struct sim_cpu *c, unsigned ms)
+{
+	int64_t deadline = now_ms() + ms;
+
+	for (;;) {
+		uint32_t v = atomic_load(&c->cpus->ctl);
+		int64_t left = deadline - now_ms();
+		enum step st = cpu_check(c, v);
+
+		if (st != STEP_GO || left <= 0)
+			return st;
+		futex_wait_ms(&c->cpus->ctl, v, left);
+	}
+}
+
 static enum step run_access(struct sim_cpu *c, const struct sim_op *op, uint64_t iter)
 {
 	uint64_t value = op->value, got;
@@ -723,26 +752,20 @@ static enum step run_access(struct sim_cpu *c, const struct sim_op *op, uint64_t
 			st = vcpu_access(c, ACRN_IOREQ_TYPE_PORTIO, op->dir, 0xcfc + (reg & 3), op->size, value, &got);
 	} else {
 		st = vcpu_access(c, op->type, op->dir, op->addr, op->size, value, &got);
+		/* "until MS": as a driver polls a status register, again every
+		 * UNTIL_POLL_MS until the value comes back; a mismatch only
+		 * once the time is up. */
+		for (int64_t deadline = now_ms() + op->arg; op->arg && st == STEP_GO && got != value;) {
+			if (now_ms() >= deadline)
+				break;
+			st = run_sleep(c, UNTIL_POLL_MS);
+			if (st == STEP_GO)
+				st = vcpu_access(c, op->type, op->dir, op->addr, op->size, value, &got);
+		}
 	}
 	if (st == STEP_GO)
 		check_read(c, op, value, got);
 	return st;
-}
-
-/* A sleep that a stop or a reset cuts short. */
-static enum step run_sleep(struct sim_cpu *c, unsigned ms)
-{
-	int64_t deadline = now_ms() + ms;
-
-	for (;;) {
-		uint32_t v = atomic_load(&c->cpus->ctl);
-		int64_t left = deadline - now_ms();
-		enum step st = cpu_check(c, v);
-
-		if (st != STEP_GO || left <= 0)
-			return st;
-		futex_wait_ms(&c->cpus->ctl, v, left);
-	}
 }
 
 static enum step run_irq_wait(struct sim_cpu *c, const struct sim_op *op)

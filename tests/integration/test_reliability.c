@@ -271,8 +271,7 @@ static void test_claims_die_with_instance(void **state)
 				"mmio read 0x10000000 4 0x11\n"
 				"pio read 0x80 4 0x11\n"
 				"pio read 0x80 4 0xffffffff\n"
-				"sleep 2500\n"
-				"pio read 0x80 4 0x11\n"
+				"pio read 0x80 4 0x11 until 30000\n"
 				"mmio read 0x10000000 4 0xffffffff\n",
 				dev),
 			 0);
@@ -299,8 +298,7 @@ static void test_reconnect_as_someone_else(void **state)
 	assert_int_equal(run_vm(&r,
 				"repeat 2\n  pio read 0x80 1 0x11\nend\n"
 				"pio read 0x80 1 0xff\n"
-				"sleep 2500\n"
-				"pio read 0x80 1 0x11\n",
+				"pio read 0x80 1 0x11 until 30000\n",
 				dev),
 			 0);
 	assert_non_null(strstr(harness_log(&r), "vm v device bad: disconnected"));

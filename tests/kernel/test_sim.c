@@ -413,6 +413,49 @@ static void test_mem_wait(void **state)
 	vm_destroy(&v);
 }
 
+/* Port 0x80 reads 0 for its first 5 reads, then 0x11: a device that is
+ * not ready yet. */
+static void serve_late(struct vm *v, struct dispatch_access *a, struct acrn_io_request *req)
+{
+	if (a->dir == ACRN_IOREQ_DIR_READ)
+		dispatch_set_value(req, atomic_load(&v->port80) > 5 ? 0x11 : 0);
+}
+
+/* "until MS" polls a register as a driver does: again and again until it
+ * reads the value, reporting a mismatch only when the time is up, and
+ * only reads may wait. */
+static void test_read_until(void **state)
+{
+	const char *s[1] = { script("until.txt", "pio read 0x80 1 0x11 until 5000\npio read 0x80 1 0x12 until 30\n") };
+	static const struct {
+		const char *text, *err;
+	} bad[] = {
+		{ "pio write 0x80 1 1 until 10\n", "t:1: only a read waits 'until'" },
+		{ "pio read 0x80 1 any until 10\n", "t:1: 'until' waits for a value: not 'any'" },
+		{ "pio read 0x80 1 1 until 0\n", "t:1: expected: until MS (1..60000)" },
+		{ "pio read 0x80 1 1 till 9\n", "t:1: expected: pio read|write ADDR SIZE VALUE [until MS]" },
+	};
+	char want[256], err[256];
+	struct vm v;
+
+	assert_int_equal(vm_create(&v, 0, 1, s), 0);
+	v.serve = serve_late;
+	assert_int_equal(hsm_start(v.hsm), 0);
+	assert_int_equal(vm_wait(&v), 1);
+	assert_true(atomic_load(&v.port80) >= 7);
+	snprintf(want, sizeof(want), "vm simvm vcpu 0 %s:2: pio read 0x80 size 1 returned 0x11, expected 0x12", s[0]);
+	assert_int_equal(v.n_reports, 1);
+	assert_string_equal(v.reports[0], want);
+	vm_destroy(&v);
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct sim_script *sc = NULL;
+
+		assert_int_equal(sim_script_parse(bad[i].text, strlen(bad[i].text), "t", &sc, err, sizeof(err)), -EINVAL);
+		assert_string_equal(err, bad[i].err);
+	}
+}
+
 /* ---- doorbells and irqfds ---- */
 
 static uint64_t drain(int efd)
@@ -653,6 +696,7 @@ int main(void)
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_mem_mismatch),
 		cmocka_unit_test(test_mem_wait),
+		cmocka_unit_test(test_read_until),
 		cmocka_unit_test(test_ioeventfd),
 		cmocka_unit_test(test_irqfd),
 		cmocka_unit_test(test_bad_registrations),
