@@ -2,13 +2,16 @@
  * process playing the device through nng itself. */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <spawn.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +32,8 @@ struct events {
 
 static struct events ev = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 static char dir[64], path[96], url[128];
+static char *self;
+extern char **environ;
 
 static void note(unsigned *counter, uint32_t gen, const char *why)
 {
@@ -172,19 +177,36 @@ static void test_talk(void **state)
 	rpc_free(c);
 }
 
+/* The impostor: this program again (nng cannot cross a fork), which dials
+ * @url and says hello until it is killed. */
+static _Noreturn void impostor_main(const char *to)
+{
+	nng_socket s;
+
+	snprintf(url, sizeof(url), "%s", to);
+	s = dial();
+	for (;;) {
+		send_hello(s);
+		sleep(1);
+	}
+}
+
 /* Another process than the one expected is refused, and nothing it says
  * arrives. */
 static void test_impostor(void **state)
 {
+	char *argv[] = { self, "--impostor", url, NULL };
 	struct rpc *c;
-	nng_socket s;
+	pid_t pid;
+	int status;
 
 	assert_int_equal(rpc_new(&events, NULL, &c), 0);
 	assert_int_equal(rpc_listen(c, path, 1), 0);
-	rpc_expect(c, getpid() + 1);
-	s = dial();
+	rpc_expect(c, getpid());
+	assert_int_equal(posix_spawn(&pid, self, NULL, NULL, argv, environ), 0);
 	assert_true(wait_for(&ev.refused, 1));
-	nng_close(s);
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_int_equal(ev.hellos, 0);
 	rpc_free(c);
 }
@@ -234,7 +256,7 @@ static void test_new_instance(void **state)
 	rpc_free(c);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_talk, setup, teardown),
@@ -243,5 +265,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_new_instance, setup, teardown),
 	};
 
-	return cmocka_run_group_tests_name("rpc", tests, NULL, NULL);
+	int failed;
+
+	self = argv[0];
+	if (argc == 3 && !strcmp(argv[1], "--impostor"))
+		impostor_main(argv[2]);
+	failed = cmocka_run_group_tests_name("rpc", tests, NULL, NULL);
+
+	/* The dialers' pipes are freed by nng's reaper after nng_close. */
+	nng_fini();
+	return failed;
 }
