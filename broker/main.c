@@ -16,7 +16,6 @@
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 
-#include <nng/nng.h>
 #include <systemd/sd-daemon.h>
 
 #include "broker.h"
@@ -210,9 +209,6 @@ out:
 		close(sfd);
 	if (tfd >= 0)
 		close(tfd);
-	/* Every socket is closed: let nng finish freeing its pipes, which its
-	 * reaper thread does after nng_close has returned. */
-	nng_fini();
 	return result == 0 && exit_with_vms ? r : result;
 }
 
