@@ -180,6 +180,8 @@ void hsm_local_kick(struct hsm_vm *vm);
 int hsm_local_complete(struct hsm_vm *vm, unsigned vcpu);
 int hsm_local_clear(struct hsm_vm *vm);
 int hsm_local_destroy_client(struct hsm_vm *vm);
+/* The ioeventfd op: the dispatcher's in-HSM ioeventfd client. */
+int hsm_local_ioeventfd(struct hsm_vm *vm, const struct hsm_ioeventfd *e, int fd, bool deassign);
 
 /* NULL when @b is not built into this binary. */
 const struct hsm_ops *hsm_backend_ops(enum hsm_backend b);

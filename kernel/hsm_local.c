@@ -33,3 +33,22 @@ int hsm_local_destroy_client(struct hsm_vm *vm)
 {
 	return dispatch_destroy_default(vm->local);
 }
+
+/* The dispatcher's own ioeventfd client (drivers/virt/acrn/ioeventfd.c). */
+int hsm_local_ioeventfd(struct hsm_vm *vm, const struct hsm_ioeventfd *e, int fd, bool deassign)
+{
+	struct dispatch_ioeventfd de = {
+		.fd = fd,
+		.type = e->type,
+		.addr = e->addr,
+		.len = e->size,
+		.wildcard = !e->datamatch,
+		.data = e->data,
+	};
+	int r;
+
+	if (!deassign)
+		return dispatch_ioeventfd_assign(vm->local, &de);
+	r = dispatch_ioeventfd_deassign(vm->local, fd);
+	return r < 0 ? r : 0;
+}

@@ -266,28 +266,20 @@ static int kvm_inject_msi(struct hsm_vm *base, uint64_t addr, uint64_t data)
 static int kvm_ioeventfd(struct hsm_vm *base, const struct hsm_ioeventfd *e, int fd, bool deassign)
 {
 	struct kvm_guest *g = to_guest(base);
-	struct dispatch_ioeventfd de = {
-		.fd = fd,
-		.type = e->type,
-		.addr = e->addr,
-		.len = e->size,
-		.wildcard = !e->datamatch,
-		.data = e->data,
-	};
 	int r;
 
 	if (deassign) {
 		r = kvmvm_ioeventfd(g->k, e, fd, true);
 		if (!r)
-			dispatch_ioeventfd_deassign(&g->d, fd);
+			hsm_local_ioeventfd(base, e, fd, true);
 		return r;
 	}
-	r = dispatch_ioeventfd_assign(&g->d, &de);
+	r = hsm_local_ioeventfd(base, e, fd, false);
 	if (r)
 		return r;
 	r = kvmvm_ioeventfd(g->k, e, fd, false);
 	if (r)
-		dispatch_ioeventfd_deassign(&g->d, fd);
+		hsm_local_ioeventfd(base, e, fd, true);
 	return r;
 }
 

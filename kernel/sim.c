@@ -1399,26 +1399,6 @@ static int sim_inject_msi(struct hsm_vm *vm, uint64_t addr, uint64_t data)
 	return 0;
 }
 
-/* The dispatcher's own ioeventfd client, as the HSM has it. */
-static int sim_ioeventfd(struct hsm_vm *base, const struct hsm_ioeventfd *e, int fd, bool deassign)
-{
-	struct sim_vm *vm = to_sim(base);
-	struct dispatch_ioeventfd de = {
-		.fd = fd,
-		.type = e->type,
-		.addr = e->addr,
-		.len = e->size,
-		.wildcard = !e->datamatch,
-		.data = e->data,
-	};
-	int r;
-
-	if (!deassign)
-		return dispatch_ioeventfd_assign(&vm->d, &de);
-	r = dispatch_ioeventfd_deassign(&vm->d, fd);
-	return r < 0 ? r : 0;
-}
-
 static int sim_irqfd(struct hsm_vm *base, const struct hsm_irqfd *f, int fd, bool deassign)
 {
 	struct sim_vm *vm = to_sim(base);
@@ -1455,6 +1435,6 @@ const struct hsm_ops sim_ops = {
 	.clear = hsm_local_clear,
 	.destroy_client = hsm_local_destroy_client,
 	.destroy = sim_destroy,
-	.ioeventfd = sim_ioeventfd,
+	.ioeventfd = hsm_local_ioeventfd,
 	.irqfd = sim_irqfd,
 };
