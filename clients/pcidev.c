@@ -86,6 +86,8 @@ static int config_check(const struct pcidev_config *c)
 {
 	if (c->intx_pin > 4 || c->class_code > 0xffffff)
 		return -EINVAL;
+	if (c->cap_ptr && (c->msi || c->cap_ptr < PCIDEV_MSI_CAP || c->cap_ptr % 4))
+		return -EINVAL;
 	for (unsigned n = 0; n < PCIDEV_NBARS; n++) {
 		enum pcidev_bar_kind kind = c->bar[n].kind;
 
@@ -160,6 +162,10 @@ static void build_config(struct pcidev *d)
 		put(w, PCIDEV_MSI_ADDR_HI, 4, 0xffffffff);
 		put(w, PCIDEV_MSI_DATA, 2, 0xffff);
 	}
+	if (c->cap_ptr) {
+		put(r, PCIDEV_STATUS, 2, PCIDEV_STATUS_CAP_LIST);
+		r[PCIDEV_CAP_PTR] = c->cap_ptr;
+	}
 }
 
 /* ---- interrupts ---- */
@@ -198,6 +204,12 @@ static void ring_doorbell(struct pcidev *d)
 	}
 	if (d->cfg.intx_pin && !(command(d) & PCIDEV_CMD_INTX_DISABLE))
 		d->intx_pending = true;
+	update_intx(d);
+}
+
+void pcidev_set_intx(struct pcidev *d, bool pending)
+{
+	d->intx_pending = pending && d->cfg.intx_pin;
 	update_intx(d);
 }
 

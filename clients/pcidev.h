@@ -90,6 +90,10 @@ struct pcidev_config {
 	uint8_t revision;
 	uint8_t intx_pin;    /* 0: none, 1..4: INTA#..INTD# */
 	bool msi;            /* offer an MSI capability */
+	/* A capability list its owner serves from PCIDEV_MSI_CAP up (0: none;
+	 * not with @msi): the header points at it and the model never sees
+	 * accesses there. */
+	uint8_t cap_ptr;
 	struct pcidev_bar_config bar[PCIDEV_NBARS];
 };
 
@@ -156,6 +160,12 @@ int pcidev_init(struct pcidev *d, const struct pcidev_config *cfg, const struct 
 /* Back to the power-on state: decoding off (claimed ranges released),
  * registers cleared, INTx lowered. */
 void pcidev_reset(struct pcidev *d);
+
+/* The owner's own interrupt condition (an owner that serves its BARs
+ * itself, and never calls pcidev_bar_access, has no doorbell): INTx is
+ * pending while @pending, and asserted unless the command register disables
+ * it. */
+void pcidev_set_intx(struct pcidev *d, bool pending);
 
 /* A configuration access of @size (1, 2 or 4) bytes at @reg; beyond the
  * 256 bytes, reads are 0 and writes vanish. */
