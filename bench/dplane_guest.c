@@ -21,7 +21,7 @@
  * The interrupt handler runs in ring 0, which KVM-PVM emulates: both
  * interrupt figures carry that cost alike. */
 #include "dplane.h"
-#include "rt.h"
+#include "guest_samples.h"
 
 #define PARAM_PORT 0x520
 #define MAX_N 20000
@@ -36,15 +36,6 @@ static const char *const names[FIGURES] = { "bell_stall", "bell_ack", "bell_brok
 static uint32_t samples[FIGURES][MAX_N];
 static unsigned lost[FIGURES];
 static volatile unsigned irqs;
-
-static inline uint64_t rdtsc(void)
-{
-	uint32_t lo, hi;
-
-	/* lfence on both sides: the access must not move across either stamp. */
-	__asm__ volatile("lfence; rdtsc; lfence" : "=a"(lo), "=d"(hi) : : "memory");
-	return (uint64_t)hi << 32 | lo;
-}
 
 static volatile uint32_t *shared32(unsigned off)
 {
@@ -72,34 +63,9 @@ static bool spin(volatile uint32_t *word, uint32_t v, bool differ, unsigned fig)
 	return true;
 }
 
-static uint32_t clamp(uint64_t v)
-{
-	return v > 0xffffffffu ? 0xffffffffu : (uint32_t)v;
-}
-
-static void shell_sort(uint32_t *v, unsigned n)
-{
-	for (unsigned gap = n / 2; gap; gap /= 2)
-		for (unsigned i = gap; i < n; i++) {
-			uint32_t x = v[i];
-			unsigned j = i;
-
-			for (; j >= gap && v[j - gap] > x; j -= gap)
-				v[j] = v[j - gap];
-			v[j] = x;
-		}
-}
-
 static void report(unsigned fig, unsigned n)
 {
-	uint32_t *s = samples[fig];
-	uint64_t sum = 0;
-
-	for (unsigned i = 0; i < n; i++)
-		sum += s[i];
-	shell_sort(s, n);
-	rt_printf("ioreq-bench %s n=%u p50=%u p99=%u min=%u mean=%lu bad=%u\n", names[fig], n, s[(n - 1) / 2],
-		  s[(n * 99 + 99) / 100 - 1], s[0], (unsigned long)(sum / n), lost[fig]);
+	report_samples(names[fig], samples[fig], n, lost[fig]);
 }
 
 int guest_main(unsigned cpu, unsigned ncpus)
@@ -143,11 +109,11 @@ int guest_main(unsigned cpu, unsigned ncpus)
 		t[7] = rdtsc();
 		if (i < WARMUP)
 			continue;
-		samples[STALL][i - WARMUP] = clamp(t[1] - t[0]);
-		samples[ACK][i - WARMUP] = clamp(t[2] - t[0]);
-		samples[BROKER][i - WARMUP] = clamp(t[3] - t[2]);
-		samples[IRQFD][i - WARMUP] = clamp(t[5] - t[4]);
-		samples[IRQMSG][i - WARMUP] = clamp(t[7] - t[6]);
+		samples[STALL][i - WARMUP] = clamp32(t[1] - t[0]);
+		samples[ACK][i - WARMUP] = clamp32(t[2] - t[0]);
+		samples[BROKER][i - WARMUP] = clamp32(t[3] - t[2]);
+		samples[IRQFD][i - WARMUP] = clamp32(t[5] - t[4]);
+		samples[IRQMSG][i - WARMUP] = clamp32(t[7] - t[6]);
 	}
 	for (unsigned f = 0; f < FIGURES; f++)
 		report(f, n);

@@ -10,7 +10,7 @@
  *   "ioreq-bench hsm n=N p50=C p99=C min=C mean=C bad=B" (C in TSC cycles).
  * The host converts cycles with its own TSC rate: KVM runs the guest on the
  * host's TSC, only offset. */
-#include "rt.h"
+#include "guest_samples.h"
 
 #define DEV_PORT 0x510
 #define PARAM_PORT 0x520
@@ -21,46 +21,19 @@
 
 static uint32_t samples[MAX_N];
 
-static inline uint64_t rdtsc(void)
-{
-	uint32_t lo, hi;
-
-	/* lfence on both sides: the read must not move across either stamp. */
-	__asm__ volatile("lfence; rdtsc; lfence" : "=a"(lo), "=d"(hi) : : "memory");
-	return (uint64_t)hi << 32 | lo;
-}
-
-static void shell_sort(uint32_t *v, unsigned n)
-{
-	for (unsigned gap = n / 2; gap; gap /= 2)
-		for (unsigned i = gap; i < n; i++) {
-			uint32_t x = v[i];
-			unsigned j = i;
-
-			for (; j >= gap && v[j - gap] > x; j -= gap)
-				v[j] = v[j - gap];
-			v[j] = x;
-		}
-}
-
 static void measure(const char *name, uint16_t port, uint32_t expect, unsigned n)
 {
-	uint64_t sum = 0;
 	unsigned bad = 0;
 
 	for (unsigned i = 0; i < WARMUP; i++)
 		bad += inl(port) != expect;
 	for (unsigned i = 0; i < n; i++) {
-		uint64_t t0 = rdtsc(), t;
+		uint64_t t0 = rdtsc();
 
 		bad += inl(port) != expect;
-		t = rdtsc() - t0;
-		samples[i] = t > 0xffffffffu ? 0xffffffffu : (uint32_t)t;
-		sum += samples[i];
+		samples[i] = clamp32(rdtsc() - t0);
 	}
-	shell_sort(samples, n);
-	rt_printf("ioreq-bench %s n=%u p50=%u p99=%u min=%u mean=%lu bad=%u\n", name, n, samples[(n - 1) / 2],
-		  samples[(n * 99 + 99) / 100 - 1], samples[0], (unsigned long)(sum / n), bad);
+	report_samples(name, samples, n, bad);
 }
 
 int guest_main(unsigned cpu, unsigned ncpus)
