@@ -95,6 +95,20 @@ int wire_send(nng_socket sock, const Ioreq__Envelope *env, int flags)
 	return 0;
 }
 
+int wire_recv(nng_socket sock, int flags, struct wire_arena *arena, Ioreq__Envelope **ret)
+{
+	nng_msg *msg;
+	int r;
+
+	r = nng_recvmsg(sock, &msg, flags);
+	if (r)
+		return wire_errno(r);
+	wire_arena_reset(arena);
+	r = wire_unpack(nng_msg_body(msg), nng_msg_len(msg), arena, ret);
+	nng_msg_free(msg);
+	return r;
+}
+
 /* protobuf-c keeps proto3 enums open: any integer arrives. */
 static int kind_ok(Ioreq__Kind k)
 {

@@ -36,6 +36,11 @@ void wire_arena_reset(struct wire_arena *a);
  * negative errno. */
 int wire_send(nng_socket sock, const Ioreq__Envelope *env, int flags);
 
+/* Receives one message on @sock with @flags and unpacks it into @arena (reset
+ * first) as wire_unpack does. Returns 0 or a negative errno (nng's, or
+ * wire_unpack's). */
+int wire_recv(nng_socket sock, int flags, struct wire_arena *arena, Ioreq__Envelope **ret);
+
 /* Packs @env into a new nng message in *@ret (the caller owns it). */
 int wire_pack(const Ioreq__Envelope *env, nng_msg **ret);
 

@@ -351,19 +351,6 @@ static int library(const char *url, const char *name, bool bind, bool copy_on_ri
 
 /* ---- the protocol, raw ---- */
 
-static int recv_env(nng_socket s, struct wire_arena *a, Ioreq__Envelope **ret)
-{
-	nng_msg *msg;
-	int r;
-
-	if (nng_recvmsg(s, &msg, 0))
-		return -1;
-	wire_arena_reset(a);
-	r = wire_unpack(nng_msg_body(msg), nng_msg_len(msg), a, ret);
-	nng_msg_free(msg);
-	return r;
-}
-
 static int send_register(nng_socket s, const char *spec, uint32_t tag)
 {
 	Ioreq__Ioeventfd io = IOREQ__IOEVENTFD__INIT;
@@ -421,7 +408,8 @@ static int raw(const char *url, const char *name, const char *const *regs, size_
 	h.device = (char *)name;
 	env.msg_case = IOREQ__ENVELOPE__MSG_HELLO;
 	env.hello = &h;
-	if (wire_send(s, &env, 0) < 0 || recv_env(s, &arena, &in) < 0 || in->msg_case != IOREQ__ENVELOPE__MSG_WELCOME)
+	if (wire_send(s, &env, 0) < 0 || wire_recv(s, 0, &arena, &in) < 0 ||
+	    in->msg_case != IOREQ__ENVELOPE__MSG_WELCOME)
 		return 1;
 	out("given: doorbells %zu irqfds %zu", in->welcome->n_doorbells, in->welcome->n_irqfds);
 	for (size_t i = 0; i < n_regs; i++)
@@ -430,7 +418,7 @@ static int raw(const char *url, const char *name, const char *const *regs, size_
 	for (;;) {
 		Ioreq__Reply rep = IOREQ__REPLY__INIT;
 
-		if (recv_env(s, &arena, &in) < 0)
+		if (wire_recv(s, 0, &arena, &in) < 0)
 			return 1;
 		switch (in->msg_case) {
 		case IOREQ__ENVELOPE__MSG_REGISTRATION_RESULT:

@@ -71,19 +71,6 @@ static int dial(const char *url, nng_socket *s, bool keep_trying)
 	return nng_dial(*s, url, NULL, keep_trying ? NNG_FLAG_NONBLOCK : 0) ? -1 : 0;
 }
 
-static int recv_env(nng_socket s, struct wire_arena *a, Ioreq__Envelope **ret)
-{
-	nng_msg *msg;
-	int r;
-
-	if (nng_recvmsg(s, &msg, 0))
-		return -1;
-	wire_arena_reset(a);
-	r = wire_unpack(nng_msg_body(msg), nng_msg_len(msg), a, ret);
-	nng_msg_free(msg);
-	return r;
-}
-
 static int hello(nng_socket s, const char *name, struct wire_arena *a)
 {
 	Ioreq__Hello h = IOREQ__HELLO__INIT;
@@ -93,7 +80,7 @@ static int hello(nng_socket s, const char *name, struct wire_arena *a)
 	h.device = (char *)name;
 	env.msg_case = IOREQ__ENVELOPE__MSG_HELLO;
 	env.hello = &h;
-	if (wire_send(s, &env, 0) < 0 || recv_env(s, a, &in) < 0)
+	if (wire_send(s, &env, 0) < 0 || wire_recv(s, 0, a, &in) < 0)
 		return -1;
 	return in->msg_case == IOREQ__ENVELOPE__MSG_WELCOME ? 0 : -1;
 }
@@ -228,7 +215,7 @@ static int serve(nng_socket s, struct wire_arena *a)
 	for (;;) {
 		const Ioreq__Request *q;
 
-		if (recv_env(s, a, &in) < 0)
+		if (wire_recv(s, 0, a, &in) < 0)
 			return 1;
 		if (in->msg_case == IOREQ__ENVELOPE__MSG_SHUTDOWN)
 			return 0;
