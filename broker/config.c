@@ -502,17 +502,25 @@ static int parse_name(struct loader *l, const struct field *f, yaml_node_t *val,
 }
 
 /* Resolves @p, relative to the configuration's directory unless absolute. */
+/* @p as written, relative to this file unless absolute: a new string, or
+ * NULL without memory. */
+static char *relative_to_file(const struct loader *l, const char *p)
+{
+	char *joined;
+
+	if (p[0] == '/')
+		return strdup(p);
+	return asprintf(&joined, "%s/%s", l->dir, p) < 0 ? NULL : joined;
+}
+
 static int resolve(struct loader *l, const char *p, char **ret)
 {
-	char *joined = NULL;
+	char *joined = relative_to_file(l, p);
 	int r = 0;
 
-	if (p[0] != '/') {
-		if (asprintf(&joined, "%s/%s", l->dir, p) < 0)
-			return -ENOMEM;
-		p = joined;
-	}
-	*ret = realpath(p, NULL);
+	if (!joined)
+		return -ENOMEM;
+	*ret = realpath(joined, NULL);
 	if (!*ret)
 		r = -errno;
 	free(joined);
@@ -701,10 +709,7 @@ static int parse_output(struct loader *l, const struct field *f, yaml_node_t *va
 	}
 	if (!*s)
 		return fail(l, val, "'%s' must be stdout or a file name", f->key);
-	if (s[0] == '/')
-		dev->output_file = strdup(s);
-	else if (asprintf(&dev->output_file, "%s/%s", l->dir, s) < 0)
-		dev->output_file = NULL;
+	dev->output_file = relative_to_file(l, s);
 	return dev->output_file ? 0 : oom(l);
 }
 
@@ -721,10 +726,7 @@ static int parse_data_file(struct loader *l, const struct field *f, yaml_node_t 
 		return r;
 	if (!*s)
 		return fail(l, val, "'%s' must not be empty", f->key);
-	if (s[0] == '/')
-		*dst = strdup(s);
-	else if (asprintf(dst, "%s/%s", l->dir, s) < 0)
-		*dst = NULL;
+	*dst = relative_to_file(l, s);
 	return *dst ? 0 : oom(l);
 }
 
