@@ -123,6 +123,9 @@ static const int allowed[] = {
 	/* the data plane: files and doorbells */
 	SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(preadv) /* + */, SCMP_SYS(pwritev) /* + */,
 	SCMP_SYS(fdatasync), SCMP_SYS(fsync) /* + */, SCMP_SYS(poll), SCMP_SYS(ppoll) /* + */,
+	/* virtio devices (ioreq-dev-virtio-*): discard and write-zeroes on the
+	 * image, a block device's size, an eventfd for their workers' completions */
+	SCMP_SYS(fallocate), SCMP_SYS(lseek), SCMP_SYS(eventfd2),
 	/* time, chance */
 	SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep) /* + */, SCMP_SYS(clock_gettime) /* + vDSO fallback */,
 	SCMP_SYS(gettimeofday) /* + */, SCMP_SYS(getrandom),
@@ -185,6 +188,9 @@ static int add_rules(scmp_filter_ctx ctx)
 	if (r == 0)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(newfstatat), 1,
 				     SCMP_A3(SCMP_CMP_MASKED_EQ, AT_EMPTY_PATH, AT_EMPTY_PATH));
+	/* Whether a file it was given is O_DIRECT: its flags, and no more. */
+	if (r == 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1, SCMP_A1(SCMP_CMP_EQ, F_GETFL));
 	/* Signals to its own threads only (abort, raise). */
 	if (r == 0)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, SCMP_A0(SCMP_CMP_EQ, getpid()));
