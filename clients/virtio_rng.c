@@ -16,8 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ioreq/virtio.h"
 
@@ -36,8 +38,9 @@ struct rng {
 	 * the budget allows a starved request again. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	bool starved, quit;
+	bool starved, quit, refill_started;
 	pthread_t refill;
+	int refill_fd;              /* eventfd: the budget allows more */
 };
 
 static void top_up(struct rng *r)
@@ -81,6 +84,7 @@ static const struct timespec refill_period = { .tv_nsec = 20 * 1000 * 1000 };
 static void *refill_thread(void *arg)
 {
 	struct rng *r = arg;
+	uint64_t one = 1;
 
 	pthread_mutex_lock(&r->lock);
 	while (!r->quit) {
@@ -92,7 +96,10 @@ static void *refill_thread(void *arg)
 		pthread_mutex_unlock(&r->lock);
 		/* 20 ms of budget is enough for the next buffer, or part of it. */
 		nanosleep(&refill_period, NULL);
-		ioreq_virtio_kick(r->v, 0);
+		/* Through the queue thread (rng_event): the device's handle
+		 * is the serving call's, and may be gone by now. */
+		if (write(r->refill_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			break;
 		pthread_mutex_lock(&r->lock);
 	}
 	pthread_mutex_unlock(&r->lock);
@@ -137,6 +144,15 @@ static void rng_kick(struct ioreq_virtio *v, unsigned q, struct ioreq_vq *vq, vo
 		ioreq_virtio_done(v, q);
 }
 
+static void rng_event(struct ioreq_virtio *v, void *opaque)
+{
+	struct rng *r = opaque;
+	uint64_t n;
+
+	if (read(r->refill_fd, &n, sizeof(n)) == sizeof(n))
+		ioreq_virtio_kick(v, 0);
+}
+
 static int rng_setup(struct ioreq_virtio *v, void *opaque)
 {
 	struct rng *r = opaque;
@@ -144,12 +160,21 @@ static int rng_setup(struct ioreq_virtio *v, void *opaque)
 	r->v = v;
 	clock_gettime(CLOCK_MONOTONIC, &r->last);
 	r->tokens = (double)r->rate;
-	return -pthread_create(&r->refill, NULL, refill_thread, r);
+	r->refill_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (r->refill_fd < 0)
+		return -errno;
+	if (ioreq_virtio_watch(v, r->refill_fd) < 0)
+		return -EINVAL;
+	if (pthread_create(&r->refill, NULL, refill_thread, r))
+		return -EAGAIN;
+	r->refill_started = true;
+	return 0;
 }
 
 static const struct ioreq_virtio_ops rng_ops = {
 	.setup = rng_setup,
 	.kick = rng_kick,
+	.event = rng_event,
 };
 
 static const struct ioreq_virtio_device rng_device = {
@@ -169,7 +194,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = { { "rate", required_argument, NULL, 'r' }, { 0 } };
-	static struct rng r = { .rate = 1 << 20, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+	static struct rng r = { .rate = 1 << 20, .refill_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 	struct ioreq_virtio_args ta;
 	int c, status;
 
@@ -192,7 +217,7 @@ int main(int argc, char **argv)
 	r.quit = true;
 	pthread_cond_signal(&r.cond);
 	pthread_mutex_unlock(&r.lock);
-	if (r.v)
+	if (r.refill_started)
 		pthread_join(r.refill, NULL);
 	fprintf(stderr, "%s %s: %" PRIu64 " bytes of entropy given\n", PROG, ta.name, r.given);
 	return status;
