@@ -126,6 +126,9 @@ static const int allowed[] = {
 	/* virtio devices (ioreq-dev-virtio-*): discard and write-zeroes on the
 	 * image, a block device's size, an eventfd for their workers' completions */
 	SCMP_SYS(fallocate), SCMP_SYS(lseek), SCMP_SYS(eventfd2),
+	/* fstat on an fd it has: glibc asks newfstatat (below), ThreadSanitizer's
+	 * interceptor the old call */
+	SCMP_SYS(fstat),
 	/* time, chance */
 	SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep) /* + */, SCMP_SYS(clock_gettime) /* + vDSO fallback */,
 	SCMP_SYS(gettimeofday) /* + */, SCMP_SYS(getrandom),
