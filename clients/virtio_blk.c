@@ -108,13 +108,14 @@ struct blk {
 	struct req slots[QUEUE_SIZE];
 	struct req *free_list;
 	unsigned inflight;
+	bool starved;               /* it stopped popping: no free slot */
 
 	/* Shared with the workers */
 	pthread_mutex_t lock;
 	pthread_cond_t work_cond;
 	struct req *work_head, **work_tail;
 	struct req *done_head, **done_tail;
-	unsigned busy;              /* requests taken by workers, not done */
+	unsigned busy;              /* requests given to the workers, not done */
 	bool quit;
 	int done_fd;                /* eventfd: completions to publish */
 	pthread_t workers[MAX_WORKERS];
@@ -349,10 +350,13 @@ static void *worker(void *arg)
 
 		pthread_mutex_lock(&b->lock);
 		q->next = NULL;
+		/* One wake-up per batch: a list that was not empty has one
+		 * pending already (reap reads the eventfd before it takes it). */
+		if (!b->done_head && write(b->done_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			ioreq_virtio_log(b->v, "cannot signal a completion: %s", strerror(errno));
 		*b->done_tail = q;
 		b->done_tail = &q->next;
-		if (write(b->done_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-			ioreq_virtio_log(b->v, "cannot signal a completion: %s", strerror(errno));
+		b->busy--;
 	}
 	pthread_mutex_unlock(&b->lock);
 	free(bounce);
@@ -452,46 +456,73 @@ static bool parse(struct blk *b, struct req *q, struct iovec *iov, const struct 
 	return true;
 }
 
+/* Hands @n parsed requests, @first to @last, to the workers: one lock, and
+ * a wake-up per request rather than all the workers for each. */
+static void dispatch(struct blk *b, struct req *first, struct req *last, unsigned n)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&b->lock);
+	last->next = NULL;
+	*b->work_tail = first;
+	b->work_tail = &last->next;
+	b->busy += n;
+	for (unsigned i = 0; i < n && i < b->n_workers; i++)
+		pthread_cond_signal(&b->work_cond);
+	pthread_mutex_unlock(&b->lock);
+}
+
+/* Takes what the driver made available, as long as there are slots, with
+ * the driver's notifications off meanwhile (the device is looking anyway);
+ * a queue that ran out of slots is kicked again when a request completes. */
 static void blk_kick(struct ioreq_virtio *v, unsigned qi, struct ioreq_vq *vq, void *opaque)
 {
 	struct blk *b = opaque;
 	struct iovec iov[MAX_IOV];
 	struct ioreq_vq_chain c;
-	bool pushed = false, queued = false;
+	struct req *first = NULL, *last = NULL;
+	unsigned n = 0;
+	bool pushed = false;
 	int k = 0;
 
 	b->vq = vq;
-	while (b->free_list && (k = ioreq_vq_pop(vq, iov, MAX_IOV, &c)) > 0) {
-		struct req *q = b->free_list;
+	for (;;) {
+		ioreq_vq_disable_kicks(vq);
+		while (b->free_list && (k = ioreq_vq_pop(vq, iov, MAX_IOV, &c)) > 0) {
+			struct req *q = b->free_list;
 
-		b->free_list = q->next;
-		b->inflight++;
-		/* A status byte is the least a request has. */
-		q->status = c.in_len ? last_byte(iov + c.n_out, c.n_in) : NULL;
-		if (!q->status) {
-			q->next = b->free_list;
-			b->free_list = q;
-			b->inflight--;
-			k = -EBADMSG;
+			/* A status byte is the least a request has. */
+			q->status = c.in_len ? last_byte(iov + c.n_out, c.n_in) : NULL;
+			if (!q->status) {
+				k = -EBADMSG;
+				break;
+			}
+			b->free_list = q->next;
+			b->inflight++;
+			if (!parse(b, q, iov, &c)) {
+				k = complete(b, q);
+				if (k < 0)
+					break;
+				pushed = true;
+				continue;
+			}
+			if (last)
+				last->next = q;
+			else
+				first = q;
+			last = q;
+			n++;
+		}
+		if (k < 0 || !b->free_list) {
+			b->starved = !b->free_list;
 			break;
 		}
-		if (!parse(b, q, iov, &c)) {
-			k = complete(b, q);
-			if (k < 0)
-				break;
-			pushed = true;
-			continue;
-		}
-		pthread_mutex_lock(&b->lock);
-		q->next = NULL;
-		*b->work_tail = q;
-		b->work_tail = &q->next;
-		b->busy++;
-		pthread_mutex_unlock(&b->lock);
-		queued = true;
+		/* 1: more came while the kicks were off. */
+		k = ioreq_vq_enable_kicks(vq);
+		if (k <= 0)
+			break;
 	}
-	if (queued)
-		pthread_cond_broadcast(&b->work_cond);
+	dispatch(b, first, last, n);
 	if (k < 0) {
 		ioreq_virtio_needs_reset(v, k);
 		return;
@@ -518,9 +549,6 @@ static void reap(struct blk *b, bool publish)
 		struct req *q = list;
 
 		list = q->next;
-		pthread_mutex_lock(&b->lock);
-		b->busy--;
-		pthread_mutex_unlock(&b->lock);
 		if (publish) {
 			if (complete(b, q) == 0)
 				pushed = true;
@@ -532,9 +560,11 @@ static void reap(struct blk *b, bool publish)
 	}
 	if (pushed)
 		ioreq_virtio_done(b->v, 0);
-	/* The queue may have waited for slots. */
-	if (publish && pushed && b->vq)
+	/* The queue stopped for want of slots: there are some now. */
+	if (publish && b->starved && b->free_list) {
+		b->starved = false;
 		ioreq_virtio_kick(b->v, 0);
+	}
 }
 
 static void blk_event(struct ioreq_virtio *v, void *opaque)
@@ -550,17 +580,17 @@ static void blk_reset(struct ioreq_virtio *v, void *opaque)
 	struct blk *b = opaque;
 
 	pthread_mutex_lock(&b->lock);
-	/* Requests no worker took yet are simply dropped. */
+	/* Requests no worker took yet are dropped: done, never published. */
 	while (b->work_head) {
 		struct req *q = b->work_head;
 
 		b->work_head = q->next;
-		q->next = b->done_head;
-		b->done_head = q;
+		q->next = NULL;
+		*b->done_tail = q;
+		b->done_tail = &q->next;
+		b->busy--;
 	}
 	b->work_tail = &b->work_head;
-	if (!b->done_head)
-		b->done_tail = &b->done_head;
 	pthread_mutex_unlock(&b->lock);
 	for (;;) {
 		reap(b, false);
@@ -573,6 +603,7 @@ static void blk_reset(struct ioreq_virtio *v, void *opaque)
 		nanosleep(&ts, NULL);
 	}
 	b->vq = NULL;
+	b->starved = false;
 }
 
 static int blk_start(struct ioreq_virtio *v, void *opaque)
