@@ -181,6 +181,12 @@ struct dispatch;
 int bench_broker_up(const char *config, const char *bindir, unsigned vms, struct broker **ret);
 struct dispatch *bench_vm_dispatch(struct broker *b, unsigned vm);
 uint32_t bench_vcpu_pio(struct dispatch *d, unsigned vcpu, bool write, uint16_t port, uint32_t value);
+/* An MMIO access of @size bytes; a PCI configuration access of function
+ * @bdf (bus << 8 | device << 3 | function) through ports 0xCF8/0xCFC. Each
+ * returns what a read returned. */
+uint64_t bench_vcpu_mmio(struct dispatch *d, unsigned vcpu, bool write, uint64_t addr, unsigned size, uint64_t value);
+uint32_t bench_vcpu_pci(struct dispatch *d, unsigned vcpu, bool write, uint32_t bdf, unsigned reg, unsigned size,
+			uint32_t value);
 
 /* dataplane.c, kind: "dp-copy", "dp-bell", "dp-irq". */
 int dp_worker(const struct worker_args *a);
