@@ -1,7 +1,7 @@
 /* ioreq-bench: what a guest access costs, against what the transport
  * itself costs, measured side by side in one run on one machine.
  *
- *   ioreq-bench [--quick] [--json] [--iters N] [--cpu N]
+ *   ioreq-bench [--quick] [--json] [--iters N] [--cpu N] [--only PART]
  *
  * Latency cases, each unpinned and with every thread of both sides pinned
  * to one CPU (cross-CPU wake-ups dominate on small machines):
@@ -99,16 +99,37 @@ static const struct {
 	{ "broker-nosandbox", "broker path (sandbox: none; broker / dev-null)" },
 };
 
+/* The parts of a run, in the order they run; --only picks one. */
+static const char *const parts[] = { "latency", "crosscheck", "dataplane", "throughput", "allocations",
+				     "memory" };
+
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: ioreq-bench [--quick] [--json] [--iters N] [--cpu N]\n"
+	fprintf(f, "Usage: ioreq-bench [--quick] [--json] [--iters N] [--cpu N] [--only PART]\n"
 		   "\n"
-		   "  -q, --quick    a short run, for smoke tests (the figures are noisy)\n"
-		   "  -j, --json     print the results as one JSON object\n"
-		   "  -n, --iters N  timed round trips per latency case (default %d, quick %d)\n"
-		   "  -c, --cpu N    the CPU of the pinned runs (default: the first we may use)\n"
-		   "  -h, --help     show this help\n",
+		   "  -q, --quick      a short run, for smoke tests (the figures are noisy)\n"
+		   "  -j, --json       print the results as one JSON object\n"
+		   "  -n, --iters N    timed round trips per latency case (default %d, quick %d)\n"
+		   "  -c, --cpu N      the CPU of the pinned runs (default: the first we may use)\n"
+		   "  -o, --only PART  run only one part:",
 		   ITERS_DEFAULT, ITERS_QUICK);
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+		fprintf(f, " %s", parts[i]);
+	fprintf(f, "\n  -h, --help       show this help\n");
+}
+
+static bool part_known(const char *name)
+{
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+		if (!strcmp(parts[i], name))
+			return true;
+	return false;
+}
+
+/* Whether the run includes @part (NULL @only: all of them). */
+static bool wanted(const char *only, const char *part)
+{
+	return !only || !strcmp(only, part);
 }
 
 /* ---- workers ---- */
@@ -178,6 +199,7 @@ static int worker_main(int argc, char **argv, const char *exe)
 		r = pp_nng_worker(&a, false);
 	else if (!strncmp(a.kind, "dp-", 3))
 		r = dp_worker(&a);
+
 	else
 		r = bp_worker(&a);
 	fflush(stdout);
@@ -588,12 +610,13 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "quick", no_argument, NULL, 'q' }, { "json", no_argument, NULL, 'j' },
 		{ "iters", required_argument, NULL, 'n' }, { "cpu", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },      {},
+		{ "only", required_argument, NULL, 'o' }, { "help", no_argument, NULL, 'h' },
+		{},
 	};
 	static struct result lat[MAX_LAT], dp[MAX_DP], tput[MAX_TPUT], alloc[MAX_ALLOC], mem, check;
 	struct bench_ctx c = { .exe = "/proc/self/exe" };
-	struct report rep = { .ctx = &c, .lat = lat, .dp = dp, .tput = tput, .alloc = alloc, .mem = &mem,
-			      .check = &check };
+	struct report rep = { .ctx = &c, .lat = lat, .dp = dp, .tput = tput, .alloc = alloc };
+	const char *only = NULL;
 	bool json = false;
 	int opt, cpu = -1, r;
 	struct utsname u;
@@ -612,7 +635,7 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[i], "--worker"))
 			return worker_main(argc, argv, "/proc/self/exe");
 
-	while ((opt = getopt_long(argc, argv, "qjn:c:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "qjn:c:o:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'q':
 			c.quick = true;
@@ -626,6 +649,9 @@ int main(int argc, char **argv)
 		case 'c':
 			cpu = atoi(optarg);
 			break;
+		case 'o':
+			only = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -634,7 +660,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc) {
+	if (optind != argc || (only && !part_known(only))) {
 		usage(stderr);
 		return 2;
 	}
@@ -658,16 +684,26 @@ int main(int argc, char **argv)
 	if (uname(&u) == 0)
 		snprintf(rep.kernel, sizeof(rep.kernel), "%s %s", u.sysname, u.release);
 
-	run_latency(&c, lat, &rep.n_lat);
-	progress("cross-check with ioreq-brokerd", NULL);
-	check = (struct result){ .id = "brokerd-sim", .title = "ioreq-brokerd + sim script, mean" };
-	daemon_crosscheck(&c, &check);
-	run_dataplane(&c, dp, &rep.n_dp);
-	run_throughput(&c, tput, &rep.n_tput);
-	run_allocs(&c, alloc, &rep.n_alloc);
-	progress("memory", NULL);
-	mem = (struct result){ .id = "memory", .title = "memory" };
-	daemon_memory(&c, &mem);
+	if (wanted(only, "latency"))
+		run_latency(&c, lat, &rep.n_lat);
+	if (wanted(only, "crosscheck")) {
+		progress("cross-check with ioreq-brokerd", NULL);
+		check = (struct result){ .id = "brokerd-sim", .title = "ioreq-brokerd + sim script, mean" };
+		daemon_crosscheck(&c, &check);
+		rep.check = &check;
+	}
+	if (wanted(only, "dataplane"))
+		run_dataplane(&c, dp, &rep.n_dp);
+	if (wanted(only, "throughput"))
+		run_throughput(&c, tput, &rep.n_tput);
+	if (wanted(only, "allocations"))
+		run_allocs(&c, alloc, &rep.n_alloc);
+	if (wanted(only, "memory")) {
+		progress("memory", NULL);
+		mem = (struct result){ .id = "memory", .title = "memory" };
+		daemon_memory(&c, &mem);
+		rep.mem = &mem;
+	}
 	rep.seconds = (double)(bench_now_ns() - t0) / 1e9;
 
 	if (json)

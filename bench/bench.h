@@ -227,7 +227,7 @@ struct report {
 	size_t n_tput;
 	struct result *alloc;
 	size_t n_alloc;
-	struct result *mem;
+	struct result *mem;   /* each NULL when not run */
 	struct result *check;
 };
 

@@ -94,6 +94,8 @@ static void latency_table(const struct report *rep)
 {
 	const struct bench_ctx *c = rep->ctx;
 
+	if (!rep->n_lat && !rep->check)
+		return;
 	printf("\nLatency: one round trip as the requesting thread sees it; each case in %d rounds of %u timed\n"
 	       "(kvm: %u) after %u warm-up, interleaved with the other cases; figures are medians over the rounds\n",
 	       ROUNDS, c->iters / ROUNDS, c->iters / ROUNDS / 4, c->iters / ROUNDS / 10);
