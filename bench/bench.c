@@ -21,7 +21,9 @@
  * dplane_guest.c): a sandboxed device copying 4 KiB and 1 MiB of guest RAM
  * against an in-process memcpy, an ioeventfd doorbell against the same write
  * through the broker, an irqfd against the protocol's Interrupt message, on
- * sim and on /dev/kvm; throughput over 1, 2, 4 and 16 vCPUs in 1 and 2 VMs,
+ * sim and on /dev/kvm; ioreq-dev-virtio-blk's IOPS and MB/s from a polling
+ * driver against preadv on the same image (vblk.c); throughput over 1, 2, 4
+ * and 16 vCPUs in 1 and 2 VMs,
  * allocations per request (LD_PRELOAD counter) and memory.
  *
  * Each measurement runs in a worker process (ioreq-bench --worker CASE),
@@ -100,7 +102,7 @@ static const struct {
 };
 
 /* The parts of a run, in the order they run; --only picks one. */
-static const char *const parts[] = { "latency", "crosscheck", "dataplane", "throughput", "allocations",
+static const char *const parts[] = { "latency", "crosscheck", "dataplane", "vblk", "throughput", "allocations",
 				     "memory" };
 
 static void usage(FILE *f)
@@ -141,7 +143,8 @@ static int parse_worker(int argc, char **argv, struct worker_args *a)
 		{ "warmup", required_argument, NULL, 'u' },  { "req-size", required_argument, NULL, 'r' },
 		{ "rep-size", required_argument, NULL, 'p' }, { "vms", required_argument, NULL, 'v' },
 		{ "vcpus", required_argument, NULL, 'c' },   { "seconds", required_argument, NULL, 's' },
-		{ "bindir", required_argument, NULL, 'b' },  {},
+		{ "bindir", required_argument, NULL, 'b' },  { "image", required_argument, NULL, 'i' },
+		{},
 	};
 	int opt;
 
@@ -175,6 +178,9 @@ static int parse_worker(int argc, char **argv, struct worker_args *a)
 		case 'b':
 			a->bindir = optarg;
 			break;
+		case 'i':
+			a->image = optarg;
+			break;
 		default:
 			return -EINVAL;
 		}
@@ -199,7 +205,8 @@ static int worker_main(int argc, char **argv, const char *exe)
 		r = pp_nng_worker(&a, false);
 	else if (!strncmp(a.kind, "dp-", 3))
 		r = dp_worker(&a);
-
+	else if (!strcmp(a.kind, "vblk"))
+		r = vblk_worker(&a);
 	else
 		r = bp_worker(&a);
 	fflush(stdout);
@@ -430,6 +437,34 @@ static void run_dataplane(const struct bench_ctx *c, struct result *dp, size_t *
 	}
 }
 
+/* virtio-blk against preadv (vblk.c): one image for every round, each
+ * round a worker that measures every figure and its baseline. */
+static void run_vblk(const struct bench_ctx *c, struct result *r)
+{
+	char image[300], secs[16];
+	char *extra[] = { "--worker", "vblk", "--seconds", secs, "--image", image, NULL };
+	static struct result rounds[ROUNDS];
+	int e;
+
+	*r = (struct result){ .id = "vblk", .title = "sim: virtio-blk", .placement = "unpinned" };
+	snprintf(image, sizeof(image), "%s/vblk.img", c->tmp);
+	snprintf(secs, sizeof(secs), "%.2f", c->quick ? TPUT_SECONDS_QUICK : TPUT_SECONDS);
+	progress("virtio-blk: the image", NULL);
+	e = vblk_make_image(image);
+	if (e < 0) {
+		snprintf(r->why, sizeof(r->why), "%.200s: %s", image, strerror(-e));
+		unlink(image);
+		return;
+	}
+	memset(rounds, 0, sizeof(rounds));
+	for (size_t k = 0; k < ROUNDS; k++) {
+		progress(r->title, "unpinned");
+		run_worker(c, &c->all, extra, &rounds[k]);
+	}
+	merge_rounds(r, rounds, ROUNDS);
+	unlink(image);
+}
+
 static void run_throughput(const struct bench_ctx *c, struct result *tput, size_t *n)
 {
 	const size_t cases = sizeof(tput_cases) / sizeof(tput_cases[0]);
@@ -613,7 +648,7 @@ int main(int argc, char **argv)
 		{ "only", required_argument, NULL, 'o' }, { "help", no_argument, NULL, 'h' },
 		{},
 	};
-	static struct result lat[MAX_LAT], dp[MAX_DP], tput[MAX_TPUT], alloc[MAX_ALLOC], mem, check;
+	static struct result lat[MAX_LAT], dp[MAX_DP], tput[MAX_TPUT], alloc[MAX_ALLOC], mem, check, vblk;
 	struct bench_ctx c = { .exe = "/proc/self/exe" };
 	struct report rep = { .ctx = &c, .lat = lat, .dp = dp, .tput = tput, .alloc = alloc };
 	const char *only = NULL;
@@ -694,6 +729,10 @@ int main(int argc, char **argv)
 	}
 	if (wanted(only, "dataplane"))
 		run_dataplane(&c, dp, &rep.n_dp);
+	if (wanted(only, "vblk")) {
+		run_vblk(&c, &vblk);
+		rep.vblk = &vblk;
+	}
 	if (wanted(only, "throughput"))
 		run_throughput(&c, tput, &rep.n_tput);
 	if (wanted(only, "allocations"))
