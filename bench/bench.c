@@ -1,7 +1,7 @@
 /* ioreq-bench: what a guest access costs, against what the transport
  * itself costs, measured side by side in one run on one machine.
  *
- *   ioreq-bench [--quick] [--json] [--iters N] [--cpu N]
+ *   ioreq-bench [--quick] [--json] [--iters N] [--cpu N] [--only PART]
  *
  * Latency cases, each unpinned and with every thread of both sides pinned
  * to one CPU (cross-CPU wake-ups dominate on small machines):
@@ -21,7 +21,9 @@
  * dplane_guest.c): a sandboxed device copying 4 KiB and 1 MiB of guest RAM
  * against an in-process memcpy, an ioeventfd doorbell against the same write
  * through the broker, an irqfd against the protocol's Interrupt message, on
- * sim and on /dev/kvm; throughput over 1, 2, 4 and 16 vCPUs in 1 and 2 VMs,
+ * sim and on /dev/kvm; ioreq-dev-virtio-blk's IOPS and MB/s from a polling
+ * driver against preadv on the same image (vblk.c); throughput over 1, 2, 4
+ * and 16 vCPUs in 1 and 2 VMs,
  * allocations per request (LD_PRELOAD counter) and memory.
  *
  * Each measurement runs in a worker process (ioreq-bench --worker CASE),
@@ -99,16 +101,37 @@ static const struct {
 	{ "broker-nosandbox", "broker path (sandbox: none; broker / dev-null)" },
 };
 
+/* The parts of a run, in the order they run; --only picks one. */
+static const char *const parts[] = { "latency", "crosscheck", "dataplane", "vblk", "throughput", "allocations",
+				     "memory" };
+
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: ioreq-bench [--quick] [--json] [--iters N] [--cpu N]\n"
+	fprintf(f, "Usage: ioreq-bench [--quick] [--json] [--iters N] [--cpu N] [--only PART]\n"
 		   "\n"
-		   "  -q, --quick    a short run, for smoke tests (the figures are noisy)\n"
-		   "  -j, --json     print the results as one JSON object\n"
-		   "  -n, --iters N  timed round trips per latency case (default %d, quick %d)\n"
-		   "  -c, --cpu N    the CPU of the pinned runs (default: the first we may use)\n"
-		   "  -h, --help     show this help\n",
+		   "  -q, --quick      a short run, for smoke tests (the figures are noisy)\n"
+		   "  -j, --json       print the results as one JSON object\n"
+		   "  -n, --iters N    timed round trips per latency case (default %d, quick %d)\n"
+		   "  -c, --cpu N      the CPU of the pinned runs (default: the first we may use)\n"
+		   "  -o, --only PART  run only one part:",
 		   ITERS_DEFAULT, ITERS_QUICK);
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+		fprintf(f, " %s", parts[i]);
+	fprintf(f, "\n  -h, --help       show this help\n");
+}
+
+static bool part_known(const char *name)
+{
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+		if (!strcmp(parts[i], name))
+			return true;
+	return false;
+}
+
+/* Whether the run includes @part (NULL @only: all of them). */
+static bool wanted(const char *only, const char *part)
+{
+	return !only || !strcmp(only, part);
 }
 
 /* ---- workers ---- */
@@ -120,7 +143,8 @@ static int parse_worker(int argc, char **argv, struct worker_args *a)
 		{ "warmup", required_argument, NULL, 'u' },  { "req-size", required_argument, NULL, 'r' },
 		{ "rep-size", required_argument, NULL, 'p' }, { "vms", required_argument, NULL, 'v' },
 		{ "vcpus", required_argument, NULL, 'c' },   { "seconds", required_argument, NULL, 's' },
-		{ "bindir", required_argument, NULL, 'b' },  {},
+		{ "bindir", required_argument, NULL, 'b' },  { "image", required_argument, NULL, 'i' },
+		{},
 	};
 	int opt;
 
@@ -154,6 +178,9 @@ static int parse_worker(int argc, char **argv, struct worker_args *a)
 		case 'b':
 			a->bindir = optarg;
 			break;
+		case 'i':
+			a->image = optarg;
+			break;
 		default:
 			return -EINVAL;
 		}
@@ -178,6 +205,8 @@ static int worker_main(int argc, char **argv, const char *exe)
 		r = pp_nng_worker(&a, false);
 	else if (!strncmp(a.kind, "dp-", 3))
 		r = dp_worker(&a);
+	else if (!strcmp(a.kind, "vblk"))
+		r = vblk_worker(&a);
 	else
 		r = bp_worker(&a);
 	fflush(stdout);
@@ -408,6 +437,34 @@ static void run_dataplane(const struct bench_ctx *c, struct result *dp, size_t *
 	}
 }
 
+/* virtio-blk against preadv (vblk.c): one image for every round, each
+ * round a worker that measures every figure and its baseline. */
+static void run_vblk(const struct bench_ctx *c, struct result *r)
+{
+	char image[300], secs[16];
+	char *extra[] = { "--worker", "vblk", "--seconds", secs, "--image", image, NULL };
+	static struct result rounds[ROUNDS];
+	int e;
+
+	*r = (struct result){ .id = "vblk", .title = "sim: virtio-blk", .placement = "unpinned" };
+	snprintf(image, sizeof(image), "%s/vblk.img", c->tmp);
+	snprintf(secs, sizeof(secs), "%.2f", c->quick ? TPUT_SECONDS_QUICK : TPUT_SECONDS);
+	progress("virtio-blk: the image", NULL);
+	e = vblk_make_image(image);
+	if (e < 0) {
+		snprintf(r->why, sizeof(r->why), "%.200s: %s", image, strerror(-e));
+		unlink(image);
+		return;
+	}
+	memset(rounds, 0, sizeof(rounds));
+	for (size_t k = 0; k < ROUNDS; k++) {
+		progress(r->title, "unpinned");
+		run_worker(c, &c->all, extra, &rounds[k]);
+	}
+	merge_rounds(r, rounds, ROUNDS);
+	unlink(image);
+}
+
 static void run_throughput(const struct bench_ctx *c, struct result *tput, size_t *n)
 {
 	const size_t cases = sizeof(tput_cases) / sizeof(tput_cases[0]);
@@ -588,12 +645,13 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "quick", no_argument, NULL, 'q' }, { "json", no_argument, NULL, 'j' },
 		{ "iters", required_argument, NULL, 'n' }, { "cpu", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },      {},
+		{ "only", required_argument, NULL, 'o' }, { "help", no_argument, NULL, 'h' },
+		{},
 	};
-	static struct result lat[MAX_LAT], dp[MAX_DP], tput[MAX_TPUT], alloc[MAX_ALLOC], mem, check;
+	static struct result lat[MAX_LAT], dp[MAX_DP], tput[MAX_TPUT], alloc[MAX_ALLOC], mem, check, vblk;
 	struct bench_ctx c = { .exe = "/proc/self/exe" };
-	struct report rep = { .ctx = &c, .lat = lat, .dp = dp, .tput = tput, .alloc = alloc, .mem = &mem,
-			      .check = &check };
+	struct report rep = { .ctx = &c, .lat = lat, .dp = dp, .tput = tput, .alloc = alloc };
+	const char *only = NULL;
 	bool json = false;
 	int opt, cpu = -1, r;
 	struct utsname u;
@@ -612,7 +670,7 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[i], "--worker"))
 			return worker_main(argc, argv, "/proc/self/exe");
 
-	while ((opt = getopt_long(argc, argv, "qjn:c:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "qjn:c:o:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'q':
 			c.quick = true;
@@ -626,6 +684,9 @@ int main(int argc, char **argv)
 		case 'c':
 			cpu = atoi(optarg);
 			break;
+		case 'o':
+			only = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -634,7 +695,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc) {
+	if (optind != argc || (only && !part_known(only))) {
 		usage(stderr);
 		return 2;
 	}
@@ -658,16 +719,30 @@ int main(int argc, char **argv)
 	if (uname(&u) == 0)
 		snprintf(rep.kernel, sizeof(rep.kernel), "%s %s", u.sysname, u.release);
 
-	run_latency(&c, lat, &rep.n_lat);
-	progress("cross-check with ioreq-brokerd", NULL);
-	check = (struct result){ .id = "brokerd-sim", .title = "ioreq-brokerd + sim script, mean" };
-	daemon_crosscheck(&c, &check);
-	run_dataplane(&c, dp, &rep.n_dp);
-	run_throughput(&c, tput, &rep.n_tput);
-	run_allocs(&c, alloc, &rep.n_alloc);
-	progress("memory", NULL);
-	mem = (struct result){ .id = "memory", .title = "memory" };
-	daemon_memory(&c, &mem);
+	if (wanted(only, "latency"))
+		run_latency(&c, lat, &rep.n_lat);
+	if (wanted(only, "crosscheck")) {
+		progress("cross-check with ioreq-brokerd", NULL);
+		check = (struct result){ .id = "brokerd-sim", .title = "ioreq-brokerd + sim script, mean" };
+		daemon_crosscheck(&c, &check);
+		rep.check = &check;
+	}
+	if (wanted(only, "dataplane"))
+		run_dataplane(&c, dp, &rep.n_dp);
+	if (wanted(only, "vblk")) {
+		run_vblk(&c, &vblk);
+		rep.vblk = &vblk;
+	}
+	if (wanted(only, "throughput"))
+		run_throughput(&c, tput, &rep.n_tput);
+	if (wanted(only, "allocations"))
+		run_allocs(&c, alloc, &rep.n_alloc);
+	if (wanted(only, "memory")) {
+		progress("memory", NULL);
+		mem = (struct result){ .id = "memory", .title = "memory" };
+		daemon_memory(&c, &mem);
+		rep.mem = &mem;
+	}
 	rep.seconds = (double)(bench_now_ns() - t0) / 1e9;
 
 	if (json)

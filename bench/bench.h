@@ -11,6 +11,8 @@
  *                 the in-HSM baseline, throughput
  *   dataplane.c   the broker in-process with ioreq-bench-dev (benchdev.c,
  *                 dplane.h): guest-memory copies, doorbells, irqfds
+ *   vblk.c        the broker in-process with ioreq-dev-virtio-blk, driven
+ *                 by a polling virtio driver, against preadv
  *   daemon.c      runs the real ioreq-brokerd: the kvm guests (guest.c,
  *                 dplane_guest.c), memory, and a cross-check of the broker
  *                 path through a sim script
@@ -54,6 +56,7 @@ struct worker_args {
 	double seconds;    /* throughput: how long */
 	const char *exe;   /* this program, for pongs */
 	const char *bindir; /* where ioreq-dev-null lives */
+	const char *image; /* vblk: the disk image */
 };
 
 /* The orchestrator's view of one measurement: the worker's "key value"
@@ -181,9 +184,22 @@ struct dispatch;
 int bench_broker_up(const char *config, const char *bindir, unsigned vms, struct broker **ret);
 struct dispatch *bench_vm_dispatch(struct broker *b, unsigned vm);
 uint32_t bench_vcpu_pio(struct dispatch *d, unsigned vcpu, bool write, uint16_t port, uint32_t value);
+/* An MMIO access of @size bytes; a PCI configuration access of function
+ * @bdf (bus << 8 | device << 3 | function) through ports 0xCF8/0xCFC. Each
+ * returns what a read returned. */
+uint64_t bench_vcpu_mmio(struct dispatch *d, unsigned vcpu, bool write, uint64_t addr, unsigned size, uint64_t value);
+uint32_t bench_vcpu_pci(struct dispatch *d, unsigned vcpu, bool write, uint32_t bdf, unsigned reg, unsigned size,
+			uint32_t value);
 
 /* dataplane.c, kind: "dp-copy", "dp-bell", "dp-irq". */
 int dp_worker(const struct worker_args *a);
+
+/* vblk.c: ioreq-dev-virtio-blk against preadv on the image at
+ * @a->image, made by vblk_make_image (VBLK_IMAGE_BYTES, every 4 KiB block
+ * tagged, written back and read once). */
+#define VBLK_IMAGE_BYTES (64ull << 20)
+int vblk_make_image(const char *path);
+int vblk_worker(const struct worker_args *a);
 
 /* ---- daemon.c: runs of the real ioreq-brokerd ---- */
 
@@ -221,8 +237,9 @@ struct report {
 	size_t n_tput;
 	struct result *alloc;
 	size_t n_alloc;
-	struct result *mem;
+	struct result *mem;   /* each NULL when not run */
 	struct result *check;
+	struct result *vblk;
 };
 
 void report_text(const struct report *r);

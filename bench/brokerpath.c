@@ -66,6 +66,37 @@ uint32_t bench_vcpu_pio(struct dispatch *d, unsigned vcpu, bool write, uint16_t 
 	return req->reqs.pio_request.value;
 }
 
+uint64_t bench_vcpu_mmio(struct dispatch *d, unsigned vcpu, bool write, uint64_t addr, unsigned size, uint64_t value)
+{
+	struct dispatch_access a = { .type = ACRN_IOREQ_TYPE_MMIO,
+				     .dir = write ? ACRN_IOREQ_DIR_WRITE : ACRN_IOREQ_DIR_READ,
+				     .addr = addr,
+				     .size = size,
+				     .value = value };
+
+	return dispatch_access(d, vcpu, &a, false);
+}
+
+/* Configuration mechanism #1, as sim.c's "pci" statement does it: the
+ * address to 0xCF8, then the data port, which the HSM turns into PCICFG. */
+uint32_t bench_vcpu_pci(struct dispatch *d, unsigned vcpu, bool write, uint32_t bdf, unsigned reg, unsigned size,
+			uint32_t value)
+{
+	uint32_t cf8 = 1u << 31 | (bdf >> 8) << 16 | (bdf & 0xff) << 8 | (reg & 0xfc) | (reg & 0xf00) << 16;
+	struct dispatch_access a = { .type = ACRN_IOREQ_TYPE_PORTIO,
+				     .dir = ACRN_IOREQ_DIR_WRITE,
+				     .addr = 0xcf8,
+				     .size = 4,
+				     .value = cf8 };
+
+	dispatch_access(d, vcpu, &a, false);
+	a.dir = write ? ACRN_IOREQ_DIR_WRITE : ACRN_IOREQ_DIR_READ;
+	a.addr = 0xcfc + (reg & 3);
+	a.size = size;
+	a.value = value;
+	return (uint32_t)dispatch_access(d, vcpu, &a, false);
+}
+
 static uint32_t vcpu_read(struct dispatch *d, unsigned vcpu, uint16_t port)
 {
 	return bench_vcpu_pio(d, vcpu, false, port, 0);

@@ -94,6 +94,8 @@ static void latency_table(const struct report *rep)
 {
 	const struct bench_ctx *c = rep->ctx;
 
+	if (!rep->n_lat && !rep->check)
+		return;
 	printf("\nLatency: one round trip as the requesting thread sees it; each case in %d rounds of %u timed\n"
 	       "(kvm: %u) after %u warm-up, interleaved with the other cases; figures are medians over the rounds\n",
 	       ROUNDS, c->iters / ROUNDS, c->iters / ROUNDS / 4, c->iters / ROUNDS / 10);
@@ -222,6 +224,69 @@ static void dataplane_table(const struct report *rep)
 	       "which KVM-PVM emulates, has run).\n");
 }
 
+/* virtio-blk (vblk.c): each figure beside its baseline; x base is the
+ * median of the rounds' own ratios where the worker gives one. */
+static const struct {
+	const char *title, *key;
+	const char *base_title, *base_key;
+	const char *ratio_key; /* NULL: the medians' ratio */
+	const char *cost;      /* the device's CPU per request, or NULL */
+	double scale;
+} vblk_rows[] = {
+	{ "4 KiB random reads, QD1: IOPS", "qd1_iops", "1 thread's preadv, 4 KiB random", "pread1_iops", "x_qd1_iops",
+	  "qd1", 1 },
+	{ "4 KiB random reads, QD1: p50 us", "qd1_p50_ns", "1 thread's preadv: p50 us", "pread1_p50_ns", "x_qd1_p50",
+	  NULL, 1e-3 },
+	{ "4 KiB random reads, QD1: p99 us", "qd1_p99_ns", "1 thread's preadv: p99 us", "pread1_p99_ns", NULL, NULL,
+	  1e-3 },
+	{ "4 KiB random reads, QD32: IOPS", "qd32_iops", "4 threads' preadv, 4 KiB random", "pread4_iops", "x_qd32_iops",
+	  "qd32", 1 },
+	{ "128 KiB sequential reads, QD1: MB/s", "seq_mbs", "1 thread's preadv, 128 KiB seq.", "pread_seq_mbs",
+	  "x_seq_mbs", "seq", 1 },
+};
+
+static void vblk_table(const struct report *rep)
+{
+	const struct result *r = rep->vblk;
+
+	if (!r)
+		return;
+	printf("\nvirtio-blk: a sandboxed ioreq-dev-virtio-blk (4 workers, `doorbells: 1`) on a 64 MiB image in the\n"
+	       "page cache, driven by a polling virtio driver on a sim vCPU (the in-process broker, as above),\n"
+	       "against preadv on the same image in the same run; unpinned; medians over %d rounds of %.1f s a figure\n",
+	       ROUNDS, rep->ctx->quick ? TPUT_SECONDS_QUICK : TPUT_SECONDS);
+	if (!r->ok) {
+		printf("failed: %s\n", r->why);
+		return;
+	}
+	printf("%-37s %9s   %-33s %9s %7s %14s %8s\n", "figure", "device", "baseline", "", "x base", "dev cpu us/req",
+	       "csw/req");
+	for (size_t i = 0; i < sizeof(vblk_rows) / sizeof(vblk_rows[0]); i++) {
+		double v = result_get(r, vblk_rows[i].key), base = result_get(r, vblk_rows[i].base_key);
+		double x = vblk_rows[i].ratio_key ? result_get(r, vblk_rows[i].ratio_key) : v / base;
+		char key[32];
+
+		printf("%-37s", vblk_rows[i].title);
+		num(v * vblk_rows[i].scale, 9, 1);
+		printf("   %-33s", vblk_rows[i].base_title);
+		num(base * vblk_rows[i].scale, 9, 1);
+		num(x, 7, 3);
+		if (vblk_rows[i].cost) {
+			snprintf(key, sizeof(key), "%s_dev_cpu_ns", vblk_rows[i].cost);
+			num(result_get(r, key) / 1e3, 14, 1);
+			snprintf(key, sizeof(key), "%s_dev_csw", vblk_rows[i].cost);
+			num(result_get(r, key), 8, 1);
+		}
+		printf("\n");
+	}
+	if (result_get(r, "bad_values") > 0 || result_get(r, "notify_requests") > 0)
+		printf("(%.0f reads with wrong data or status, %.0f notifications that missed the doorbell)\n",
+		       result_get(r, "bad_values"), result_get(r, "notify_requests"));
+	printf("x base: device over baseline (for IOPS and MB/s higher is better, for latency lower); the device\n"
+	       "and its baseline run one after the other in each round. dev cpu, csw: CPU time and context switches\n"
+	       "of every thread of the device process per request.\n");
+}
+
 static void throughput_table(const struct report *rep)
 {
 	double base = NAN;
@@ -317,6 +382,7 @@ void report_text(const struct report *r)
 	header(r);
 	latency_table(r);
 	dataplane_table(r);
+	vblk_table(r);
 	throughput_table(r);
 	alloc_table(r);
 	memory_table(r);
@@ -415,6 +481,10 @@ void report_json(const struct report *r)
 		json_result(r, r->check, false);
 	}
 	json_list(r, "dataplane", r->dp, r->n_dp, false);
+	if (r->vblk) {
+		printf(",\n  \"vblk\": ");
+		json_result(r, r->vblk, false);
+	}
 	json_list(r, "throughput", r->tput, r->n_tput, false);
 	json_list(r, "allocations", r->alloc, r->n_alloc, false);
 	if (r->mem) {

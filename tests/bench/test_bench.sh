@@ -22,4 +22,9 @@ if [ -n "$failed" ]; then
 	echo "$failed" >&2
 	exit 1
 fi
+# The virtio-blk case needs nothing but the sim backend: it must have run.
+if ! grep -q '"id": "vblk", [^{}]*"ok": true' "$out"; then
+	echo "test_bench: the virtio-blk case (vblk) is missing" >&2
+	exit 1
+fi
 echo "test_bench: $(grep -o '"ok": true' "$out" | wc -l) cases ran"
