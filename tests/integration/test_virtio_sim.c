@@ -346,6 +346,35 @@ static void blk_broken_queue(void **state)
 	assert_null(strstr(harness_log(&r), "restart"));
 }
 
+/* Without bus mastering the device leaves guest memory alone: a request
+ * made available waits, and is served once the driver sets the bit. */
+static void blk_bus_master(void **state)
+{
+	struct run r;
+
+	make_image("disk.img", 16);
+	s_reset();
+	s_bar(2);
+	s("pci write " BDF " 0x04 2 0x2");
+	s_init(1, 0);
+	s("mem write 0x%llx 4 0", BUF(0));
+	s("mem write 0x%llx 8 4", BUF(0) + 8);
+	s("mem write 0x%llx 1 0xff", BUF(0) + 0x100);
+	{
+		struct seg segs[] = { { BUF(0), 16, false }, { BUF(0) + 0x1000, 512, true }, { BUF(0) + 0x100, 1, true } };
+
+		s_chain(0, segs, 3);
+	}
+	s("sleep 300");
+	s("mem read 0x%llx 2 0", USED(0) + 2);
+	s("mem read 0x%llx 1 0xff", BUF(0) + 0x100);
+	s("pci write " BDF " 0x04 2 0x6");
+	s_used(0, "513");
+	s("mem read 0x%llx 1 0", BUF(0) + 0x100);
+	s("mem read 0x%llx 8 0x%llx", BUF(0) + 0x1000, (unsigned long long)rep8('e'));
+	assert_int_equal(run_vm(&r, BLK_DEVICE("{ path: disk.img, mode: rw }", "        doorbells: 1\n")), 0);
+}
+
 /* ---- virtio-rng ---- */
 
 #define RNG_DEVICE(args)                                                    \
@@ -467,6 +496,7 @@ int main(void)
 		harness_test(blk_read_write),
 		harness_test(blk_read_only),
 		harness_test(blk_broken_queue),
+		harness_test(blk_bus_master),
 		harness_test(rng_entropy),
 		harness_test(rng_rate_limit),
 		harness_test(console_in_out),
