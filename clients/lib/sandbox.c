@@ -123,6 +123,10 @@ static const int allowed[] = {
 	/* the data plane: files and doorbells */
 	SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(preadv) /* + */, SCMP_SYS(pwritev) /* + */,
 	SCMP_SYS(fdatasync), SCMP_SYS(fsync) /* + */, SCMP_SYS(poll), SCMP_SYS(ppoll) /* + */,
+	/* vhost-user (--vhost-user fd:N): the next front end on the listening
+	 * socket the broker passed (its guest memory and eventfds come with
+	 * its messages, through recvmsg) */
+	SCMP_SYS(accept4),
 	/* time, chance */
 	SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep) /* + */, SCMP_SYS(clock_gettime) /* + vDSO fallback */,
 	SCMP_SYS(gettimeofday) /* + */, SCMP_SYS(getrandom),
@@ -185,6 +189,13 @@ static int add_rules(scmp_filter_ctx ctx)
 	if (r == 0)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(newfstatat), 1,
 				     SCMP_A3(SCMP_CMP_MASKED_EQ, AT_EMPTY_PATH, AT_EMPTY_PATH));
+	/* vhost-user: whether a front end's memory fd is sealed against
+	 * shrinking, and its eventfds made non-blocking; no other fcntl. */
+	if (r == 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1, SCMP_A1(SCMP_CMP_EQ, F_GET_SEALS));
+	if (r == 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 2, SCMP_A1(SCMP_CMP_EQ, F_SETFL),
+				     SCMP_A2(SCMP_CMP_EQ, O_NONBLOCK));
 	/* Signals to its own threads only (abort, raise). */
 	if (r == 0)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, SCMP_A0(SCMP_CMP_EQ, getpid()));
