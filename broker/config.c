@@ -736,17 +736,10 @@ static int parse_data_file(struct loader *l, const struct field *f, yaml_node_t 
 static int parse_vhost_user(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
 {
 	char **dst = at(obj, f->off);
-	const char *s;
-	int r;
+	int r = parse_data_file(l, f, val, obj);
 
-	r = get_string(l, val, f->key, &s);
 	if (r < 0)
 		return r;
-	if (!*s)
-		return fail(l, val, "'%s' must not be empty", f->key);
-	*dst = relative_to_file(l, s);
-	if (!*dst)
-		return oom(l);
 	if (strlen(*dst) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
 		return fail(l, val, "'%s': %s is longer than a socket path may be (107 bytes)", f->key, *dst);
 	return 0;
