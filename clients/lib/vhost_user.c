@@ -409,6 +409,8 @@ static int msg_recv(int fd, struct vu_msg *m, const char **why)
 	int r;
 
 	m->n_fds = 0;
+	/* Handlers may look at a field before checking the size: zeros. */
+	memset(&m->p, 0, sizeof(m->p));
 	do
 		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
@@ -529,7 +531,12 @@ static int on_set_features(struct vu_ctx *c)
 		return BAD(c, "features changed while the device runs");
 	c->u->features = f;
 	c->u->features_set = true;
-	return 0;
+	/* Without protocol features there is no SET_VRING_ENABLE: a ring is
+	 * enabled as soon as it is set up. */
+	if (!(f & BIT(VU_F_PROTOCOL_FEATURES)))
+		for (unsigned i = 0; i < c->v->dev->num_queues; i++)
+			c->u->q[i].enabled = true;
+	return device_update(c->v, c->u) < 0 ? BAD(c, "a ring outside the memory table") : 0;
 }
 
 static int on_get_protocol_features(struct vu_ctx *c)
@@ -975,14 +982,20 @@ static void conn_accept(struct ioreq_virtio *v, struct vu *u)
 	ioreq_virtio_log(v, "vhost-user: a front end connected");
 }
 
-/* A kick eventfd: drained, then the device pops. */
-static void queue_kicked(struct ioreq_virtio *v, struct vu *u, unsigned i)
+/* A kick eventfd: drained, then the device pops. A "kick fd" that reads
+ * as anything but an eventfd's counter (a pipe at its end, a socket)
+ * would have the loop spin: it ends the connection. */
+static int queue_kicked(struct ioreq_virtio *v, struct vu *u, unsigned i)
 {
 	uint64_t n;
+	ssize_t k = read(u->q[i].kick, &n, sizeof(n));
 
-	if (read(u->q[i].kick, &n, sizeof(n)) < 0 && errno != EAGAIN)
-		ioreq_virtio_log(v, "vhost-user: ring %u's kick eventfd: %s", i, strerror(errno));
+	if (k != sizeof(n) && !(k < 0 && errno == EAGAIN)) {
+		ioreq_virtio_log(v, "vhost-user: ring %u's kick fd is no eventfd: disconnecting", i);
+		return -EPROTO;
+	}
 	call_kick(v, i);
+	return 0;
 }
 
 enum { P_WAKE, P_WATCH, P_SOCK, P_QUEUES };
@@ -1023,9 +1036,12 @@ static int vu_loop(struct ioreq_virtio *v, struct vu *u)
 			virtio_call_event(v);
 		/* The fds below were the ones polled: nothing changed them
 		 * since, the lock was not released. */
-		for (size_t j = P_QUEUES; j < k; j++)
-			if (pfd[j].revents)
-				queue_kicked(v, u, qidx[j - P_QUEUES]);
+		for (size_t j = P_QUEUES; j < k && u->conn >= 0; j++) {
+			if (pfd[j].revents && queue_kicked(v, u, qidx[j - P_QUEUES]) < 0) {
+				conn_end(v, u);
+				pfd[P_SOCK].revents = 0;
+			}
+		}
 		if (pfd[P_SOCK].revents) {
 			if (u->conn < 0)
 				conn_accept(v, u);

@@ -694,10 +694,26 @@ static void config_out_of_range(int fd)
 	fe_send(fd, GET_CONFIG, &c, sizeof(c), NULL, 0);
 }
 
+/* A running ring whose "kick eventfd" is a pipe at its end: always
+ * readable, never a counter. */
+static void kick_not_eventfd(int fd)
+{
+	int kick, call, p[2];
+
+	fe_setup(fd, &kick, &call, false);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	close(p[1]);
+	fe_u64(fd, SET_VRING_KICK, 0, &p[0], 1);
+	close(p[0]);
+	close(kick);
+	close(call);
+}
+
 static const struct {
 	const char *name;
 	void (*send)(int fd);
 } hostile[] = {
+	{ "kick fd not an eventfd", kick_not_eventfd },
 	{ "oversized", oversized },
 	{ "wrong version", wrong_version },
 	{ "fd where none", fd_where_none },
