@@ -415,8 +415,8 @@ static void fe_publish(uint16_t idx, const char *out)
 	put(DESC + 24, &l1, 4);
 	put(DESC + 28, &f1, 2);
 	put(AVAIL + 4 + 2 * (idx % QSIZE), &head, 2);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	put(AVAIL + 2, &next_idx, 2);
+	/* The driver's release, paired with the device's acquire. */
+	__atomic_store_n((uint16_t *)(ram + AVAIL + 2), next_idx, __ATOMIC_RELEASE);
 }
 
 static void kick_it(int kick)
