@@ -25,7 +25,12 @@ done
 # CI builds with warnings as errors.
 [ "${CI:-}" = true ] && flags="$flags -DIOREQ_WERROR=ON"
 
-./deploy/install-deps.sh
+# The tests also boot a Linux guest under QEMU (test_integration_vhost_user).
+if [ "$what" = test ]; then
+	./deploy/install-deps.sh --qemu
+else
+	./deploy/install-deps.sh
+fi
 # shellcheck disable=SC2086
 cmake -S . -B "$dir" $flags >/dev/null
 cmake --build "$dir" -j"$(nproc)"

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -730,6 +731,20 @@ static int parse_data_file(struct loader *l, const struct field *f, yaml_node_t 
 	return *dst ? 0 : oom(l);
 }
 
+/* `vhost_user:`: a socket path, relative to this file, that fits a
+ * sockaddr_un once joined. */
+static int parse_vhost_user(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	char **dst = at(obj, f->off);
+	int r = parse_data_file(l, f, val, obj);
+
+	if (r < 0)
+		return r;
+	if (strlen(*dst) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
+		return fail(l, val, "'%s': %s is longer than a socket path may be (107 bytes)", f->key, *dst);
+	return 0;
+}
+
 /* ---- device ids ---- */
 
 /* The first user, then group, whose id is in @first..@last, named in @buf. */
@@ -1159,6 +1174,11 @@ static const struct field device_fields[] = {
 		 "goes on at once" },
 	{ "irqfds", NUM(DEV, irqfds, 0, EVENTFDS_MAX, 0),
 	  .doc = "eventfds it may bind to its IRQ lines or MSIs (irqfds): a write injects the interrupt" },
+	{ "vhost_user", STR(DEV, vhost_user, parse_vhost_user), .value = "socket path", .dflt = "none",
+	  .doc = "a virtio device (ioreq/virtio.h) serves a vhost-user front end (QEMU's -chardev socket,path=...) "
+		 "there instead of the VM's bus: the broker listens on it (relative to this file; mode 0600; a stale "
+		 "socket is replaced) from the VM's start to its stop, across restarts, and passes it as "
+		 "--vhost-user fd:N" },
 	/* 0 until the end of the file: broker.deadline_ms may come later */
 	{ "deadline_ms", NUM(DEV, deadline_ms, 1, DEADLINE_MS_MAX, 0), .dflt = "broker.deadline_ms",
 	  .doc = "how long a request waits for its reply before it completes with the fallback" },

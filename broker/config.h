@@ -96,6 +96,7 @@ struct cfg_device {
 	size_t n_files;
 	uint32_t doorbells;         /* eventfds it may bind to guest writes (ioeventfds) */
 	uint32_t irqfds;            /* eventfds it may bind to its interrupts (irqfds) */
+	char *vhost_user;           /* a vhost-user socket it serves (absolute path), or NULL */
 	/* The file it was read from (struct cfg's path, not owned): errors at
 	 * run time name FILE:LINE:COLUMN too. */
 	const char *config_path;

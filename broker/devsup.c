@@ -16,7 +16,9 @@
 #include <sys/eventfd.h>
 #include <sys/pidfd.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -93,6 +95,7 @@ struct devsup {
 	bool asked_to_exit;        /* event thread: Shutdown sent */
 	struct instance inst;
 	struct devsup_memory mem;  /* event thread: the guest's RAM; mem.fd < 0: none */
+	int vhost_user;            /* its `vhost_user:` listening socket, from start to stop; -1 */
 	int timer;                 /* handshake deadline, or restart time */
 	struct loop_source *timer_src;
 	struct loop_job kill_job;
@@ -969,7 +972,8 @@ static int spawn_instance(struct devsup *d, const int stdio[3], const int *cg_fd
 	struct instance *in = &d->inst;
 	bool strict = c->sandbox == CFG_SANDBOX_STRICT;
 	char pidfd[16], user[32], npass[16], fdnum[MAX_CGROUP_FDS][16], url[sizeof(d->sock) + 8], *argv[MAX_ARGS];
-	int fds[BLOCK_MAX + 1 + MAX_CGROUP_FDS];
+	char vhost[24];
+	int fds[BLOCK_MAX + 2 + MAX_CGROUP_FDS];
 	struct proc_req req = { .argv = argv, .stdio = { stdio[0], stdio[1], stdio[2] }, .fds = fds,
 				 .sandboxed = strict };
 	size_t k = 0, n_args = 0;
@@ -977,10 +981,16 @@ static int spawn_instance(struct devsup *d, const int stdio[3], const int *cg_fd
 
 	while (c->args[n_args])
 		n_args++;
-	if (n_args + 18 + 2 * MAX_CGROUP_FDS > MAX_ARGS || n_cg > MAX_CGROUP_FDS)
+	if (n_args + 20 + 2 * MAX_CGROUP_FDS > MAX_ARGS || n_cg > MAX_CGROUP_FDS)
 		return -E2BIG;
 	for (size_t i = 0; i < in->n_block; i++)
 		fds[req.n_fds++] = in->block[i];
+	/* The vhost-user socket comes last of what the device gets: the
+	 * broker keeps it across instances, it is no part of the block. */
+	if (d->vhost_user >= 0) {
+		snprintf(vhost, sizeof(vhost), "fd:%u", (unsigned)(3 + req.n_fds));
+		fds[req.n_fds++] = d->vhost_user;
+	}
 	if (strict) {
 		r = proc_broker_pidfd();
 		if (r < 0)
@@ -1003,8 +1013,8 @@ static int spawn_instance(struct devsup *d, const int stdio[3], const int *cg_fd
 			argv[k++] = "--cgroup-fd";
 			argv[k++] = fdnum[i];
 		}
-		if (in->n_block) {
-			snprintf(npass, sizeof(npass), "%u", (unsigned)in->n_block);
+		if (in->n_block || d->vhost_user >= 0) {
+			snprintf(npass, sizeof(npass), "%u", (unsigned)(in->n_block + (d->vhost_user >= 0)));
 			argv[k++] = "--pass-fds";
 			argv[k++] = npass;
 		}
@@ -1016,6 +1026,10 @@ static int spawn_instance(struct devsup *d, const int stdio[3], const int *cg_fd
 	argv[k++] = url;
 	argv[k++] = "--name";
 	argv[k++] = c->name;
+	if (d->vhost_user >= 0) {
+		argv[k++] = "--vhost-user";
+		argv[k++] = vhost;
+	}
 	for (size_t i = 0; i < n_args; i++)
 		argv[k++] = c->args[i];
 	argv[k] = NULL;
@@ -1298,6 +1312,7 @@ int devsup_new(const struct devsup_params *p, struct devsup **ret)
 	d->inst = (struct instance){ .pidfd = -1, .uid = (uid_t)-1, .stdin_copy = -1, .out.fd = -1, .err.fd = -1,
 				     .reaped = true, .mem.fd = -1 };
 	d->mem.fd = -1;
+	d->vhost_user = -1;
 	d->timer = -1;
 	d->uid = (uid_t)-1;
 	d->backoff_ms = BACKOFF_MIN_MS;
@@ -1329,6 +1344,58 @@ err:
 	return r;
 }
 
+/* The device's `vhost_user:` socket: listening from the VM's start to its
+ * stop, whatever becomes of the instances that accept on it (QEMU
+ * reconnects to the same path). A stale socket file is replaced; anything
+ * else at the path is refused. Mode 0600: the broker's user connects, or
+ * root; another front end's user needs the operator's chown. */
+static int vhost_user_listen(struct devsup *d)
+{
+	const char *path = d->cfg->vhost_user;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, r;
+
+	if (!path || d->vhost_user >= 0)
+		return 0;
+	/* The loader checked the length. */
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			r = -EEXIST;
+			goto fail;
+		}
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 || listen(fd, 1) < 0) {
+		r = -errno;
+		close(fd);
+		unlink(path);
+		goto fail;
+	}
+	d->vhost_user = fd;
+	return 0;
+fail:
+	log_err("%s:%d:%d: vm %s device %s: cannot listen on vhost_user %s: %s", d->cfg->config_path,
+		d->cfg->mark.line, d->cfg->mark.col, d->p.vm, d->cfg->name, path,
+		r == -EEXIST ? "something other than a socket is there" : strerror(-r));
+	return r;
+}
+
+static void vhost_user_close(struct devsup *d)
+{
+	if (d->vhost_user < 0)
+		return;
+	close(d->vhost_user);
+	d->vhost_user = -1;
+	unlink(d->cfg->vhost_user);
+}
+
 int devsup_start(struct devsup *d)
 {
 	bool given;
@@ -1339,6 +1406,9 @@ int devsup_start(struct devsup *d)
 		log_err("vm %s device %s: cannot create %s: %s", d->p.vm, d->cfg->name, d->dir, strerror(-r));
 		return r;
 	}
+	r = vhost_user_listen(d);
+	if (r < 0)
+		return r;
 	d->stopping = false;
 	d->window_start_ns = clock_now_ns();
 	d->window_restarts = 0;
@@ -1415,6 +1485,7 @@ void devsup_stop(struct devsup *d)
 		log_err("vm %s device %s: pid %d does not die; abandoning it", d->p.vm, d->cfg->name, in->pid);
 		finish_instance(d);
 	}
+	vhost_user_close(d);
 	rmdir(d->dir);
 }
 

@@ -73,6 +73,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -185,8 +186,20 @@ static int fail(const struct launch *l, int err, const char *fmt, ...)
 
 /* ---- 0. the fds for the device ---- */
 
+/* A listening AF_UNIX stream socket: a device's `vhost_user:` socket,
+ * which it accepts front ends on. */
+static bool listening_unix(int fd)
+{
+	int domain = 0, type = 0, listening = 0;
+	socklen_t len = sizeof(int);
+
+	return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX &&
+	       getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM &&
+	       getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening;
+}
+
 /* What an fd passed to a device may be; anything else (a directory, a
- * socket, a terminal, a pidfd...) is a mistake of the broker's. */
+ * connected socket, a terminal, a pidfd...) is a mistake of the broker's. */
 static const char *passed_kind(int fd, struct stat *st)
 {
 	char link[32], target[64];
@@ -194,6 +207,8 @@ static const char *passed_kind(int fd, struct stat *st)
 
 	if (fstat(fd, st) < 0)
 		return NULL;
+	if (S_ISSOCK(st->st_mode))
+		return listening_unix(fd) ? "listening socket" : NULL;
 	if (S_ISREG(st->st_mode))
 		return "file";
 	if (S_ISBLK(st->st_mode))
@@ -219,7 +234,7 @@ static int check_passed_fds(struct launch *l)
 		const char *kind = passed_kind(fd, &st);
 
 		if (!kind)
-			return fail(l, errno ? errno : EINVAL, "fd %d of the %u passed is no file, block device or eventfd",
+			return fail(l, errno ? errno : EINVAL, "fd %d of the %u passed is no file, block device, eventfd or listening socket",
 				    fd, l->pass_fds);
 		/* A memfd (it takes seals; no file of a filesystem does) is
 		 * guest memory the device maps: its address space must hold it. */

@@ -110,7 +110,9 @@ struct ioreq_dev {
 	uint32_t irq_lines[WIRE_MAX_LIST];
 
 	/* The data plane, from the Welcome. */
-	struct ioreq_mem mem;       /* mem.base NULL: no guest memory */
+	struct ioreq_mem mem;
+	uint8_t *mem_base;          /* the memfd's mapping; NULL: no guest memory */
+	uint64_t mem_size;
 	struct ioreq_mem_region mem_regions[WIRE_MAX_REGIONS];
 	size_t n_files;
 	int file_fd[WIRE_MAX_FILES];
@@ -396,6 +398,8 @@ static int map_memory(struct ioreq_dev *dev, const Ioreq__Memory *m)
 		munmap(base, m->size);
 		return -EPROTO;
 	}
+	dev->mem_base = base;
+	dev->mem_size = m->size;
 	dev->info.n_mem_regions = m->n_regions;
 	dev->info.mem_regions = dev->mem_regions;
 	return 0;
@@ -672,7 +676,7 @@ const struct ioreq_dev_info *ioreq_dev_info(const struct ioreq_dev *dev)
 
 const struct ioreq_mem *ioreq_dev_memory(const struct ioreq_dev *dev)
 {
-	return dev->mem.base ? &dev->mem : NULL;
+	return dev->mem_base ? &dev->mem : NULL;
 }
 
 int ioreq_dev_file(const struct ioreq_dev *dev, size_t i, int *ret_fd, bool *ret_writable)
@@ -699,8 +703,8 @@ struct ioreq_dev *ioreq_dev_close(struct ioreq_dev *dev)
 		dev->defer_first = (dev->defer_first + 1) % DEV_DEFER_MAX;
 		dev->defer_n--;
 	}
-	if (dev->mem.base)
-		munmap(dev->mem.base, dev->mem.size);
+	if (dev->mem_base)
+		munmap(dev->mem_base, dev->mem_size);
 	if (dev->lock_init) {
 		pthread_cond_destroy(&dev->changed);
 		pthread_mutex_destroy(&dev->lock);

@@ -3,26 +3,39 @@
 #include <errno.h>
 #include <string.h>
 
-int mem_view_init(struct ioreq_mem *m, uint8_t *base, uint64_t size, const struct ioreq_mem_region *regions,
-		  const uint64_t *offsets, size_t n)
+int mem_view_init_hosts(struct ioreq_mem *m, const struct ioreq_mem_region *regions, uint8_t *const *hosts,
+			size_t n)
 {
 	if (n > WIRE_MAX_REGIONS)
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++) {
 		const struct ioreq_mem_region *r = &regions[i];
 
-		if (!r->size || r->gpa + (r->size - 1) < r->gpa || offsets[i] > size || r->size > size - offsets[i])
+		if (!r->size || r->gpa + (r->size - 1) < r->gpa || !hosts[i])
 			return -EINVAL;
 		for (size_t j = 0; j < i; j++)
 			if (r->gpa <= regions[j].gpa + (regions[j].size - 1) && regions[j].gpa <= r->gpa + (r->size - 1))
 				return -EINVAL;
 	}
-	m->base = base;
-	m->size = size;
 	m->n = n;
 	memcpy(m->regions, regions, n * sizeof(*regions));
-	memcpy(m->offsets, offsets, n * sizeof(*offsets));
+	memcpy(m->hosts, hosts, n * sizeof(*hosts));
 	return 0;
+}
+
+int mem_view_init(struct ioreq_mem *m, uint8_t *base, uint64_t size, const struct ioreq_mem_region *regions,
+		  const uint64_t *offsets, size_t n)
+{
+	uint8_t *hosts[WIRE_MAX_REGIONS];
+
+	if (n > WIRE_MAX_REGIONS)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (offsets[i] > size || regions[i].size > size - offsets[i])
+			return -EINVAL;
+		hosts[i] = base + offsets[i];
+	}
+	return mem_view_init_hosts(m, regions, hosts, n);
 }
 
 void *ioreq_mem_ptr(const struct ioreq_mem *m, uint64_t gpa, uint64_t len, bool write)
@@ -38,7 +51,7 @@ void *ioreq_mem_ptr(const struct ioreq_mem *m, uint64_t gpa, uint64_t len, bool 
 			continue;
 		if (write && r->read_only)
 			return NULL;
-		return m->base + m->offsets[i] + (gpa - r->gpa);
+		return m->hosts[i] + (gpa - r->gpa);
 	}
 	return NULL;
 }

@@ -126,9 +126,10 @@ static const int allowed[] = {
 	/* virtio devices (ioreq-dev-virtio-*): discard and write-zeroes on the
 	 * image, a block device's size, an eventfd for their workers' completions */
 	SCMP_SYS(fallocate), SCMP_SYS(lseek), SCMP_SYS(eventfd2),
-	/* fstat on an fd it has: glibc asks newfstatat (below), ThreadSanitizer's
-	 * interceptor the old call */
-	SCMP_SYS(fstat),
+	/* vhost-user (--vhost-user fd:N): the next front end on the listening
+	 * socket the broker passed (its guest memory and eventfds come with
+	 * its messages, through recvmsg) */
+	SCMP_SYS(accept4),
 	/* time, chance */
 	SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep) /* + */, SCMP_SYS(clock_gettime) /* + vDSO fallback */,
 	SCMP_SYS(gettimeofday) /* + */, SCMP_SYS(getrandom),
@@ -137,8 +138,10 @@ static const int allowed[] = {
 	SCMP_SYS(restart_syscall) /* + */, SCMP_SYS(exit_group),
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 	/* The sanitizers, in a thread started after the lock: an alternate
-	 * signal stack, pthread_getattr_np */
-	SCMP_SYS(sigaltstack), SCMP_SYS(sched_getaffinity),
+	 * signal stack, pthread_getattr_np; ThreadSanitizer's fstat makes the
+	 * fstat call itself where glibc's is newfstatat (a vhost-user front
+	 * end's memory, a virtio-blk image) */
+	SCMP_SYS(sigaltstack), SCMP_SYS(sched_getaffinity), SCMP_SYS(fstat),
 #endif
 };
 
@@ -194,6 +197,13 @@ static int add_rules(scmp_filter_ctx ctx)
 	/* Whether a file it was given is O_DIRECT: its flags, and no more. */
 	if (r == 0)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1, SCMP_A1(SCMP_CMP_EQ, F_GETFL));
+	/* vhost-user: whether a front end's memory fd is sealed against
+	 * shrinking, and its eventfds made non-blocking; no other fcntl. */
+	if (r == 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1, SCMP_A1(SCMP_CMP_EQ, F_GET_SEALS));
+	if (r == 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 2, SCMP_A1(SCMP_CMP_EQ, F_SETFL),
+				     SCMP_A2(SCMP_CMP_EQ, O_NONBLOCK));
 	/* Signals to its own threads only (abort, raise). */
 	if (r == 0)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, SCMP_A0(SCMP_CMP_EQ, getpid()));

@@ -145,7 +145,10 @@ int ioreq_vq_new(const struct ioreq_mem *mem, const struct ioreq_vq_config *cfg,
 	vq->desc = desc;
 	vq->avail = avail;
 	vq->used = used;
-	/* Both sides start at 0: the driver's used_event speaks of it. */
+	/* Both sides start at the same index: the driver's used_event speaks
+	 * of it. */
+	vq->last_avail = vq->shadow_avail = cfg->start;
+	vq->used_idx = vq->signalled_used = cfg->start;
 	vq->signalled_valid = true;
 	*ret = vq;
 	return 0;
@@ -388,6 +391,11 @@ int ioreq_vq_disable_kicks(struct ioreq_vq *vq)
 	if (!vq->event_idx)
 		store16(vq->used, USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
 	return 0;
+}
+
+uint16_t ioreq_vq_next_avail(const struct ioreq_vq *vq)
+{
+	return vq->last_avail;
 }
 
 const char *ioreq_vq_broken(const struct ioreq_vq *vq)

@@ -312,6 +312,7 @@ static void test_data_plane(void **state)
 				"      - name: rng\n"
 				"        program: ioreq-dev-test\n"
 				"        memory: read-only\n"
+				"        vhost_user: rng.sock\n"
 				"      - {name: plain, program: ioreq-dev-test}\n");
 	const struct cfg_device *d = &c->vms[0].devices[0];
 	char p[512];
@@ -334,6 +335,8 @@ static void test_data_plane(void **state)
 	/* Run-time errors about an entry name the file. */
 	assert_ptr_equal(d->config_path, c->path);
 	assert_int_equal(c->vms[0].devices[1].memory, CFG_MEMORY_READ_ONLY);
+	assert_string_equal(c->vms[0].devices[1].vhost_user, in_tmp(p, sizeof(p), "rng.sock"));
+	assert_null(d->vhost_user);
 	d = &c->vms[0].devices[2];
 	assert_int_equal(d->memory, CFG_MEMORY_NONE);
 	assert_int_equal(d->n_files, 0);
@@ -720,6 +723,12 @@ static const struct bad bad[] = {
 	{ DEV "        files: [{path: a, path: b}]\n", "8:27: duplicate key 'path'" },
 	{ DEV "        files: [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q]\n",
 	  "8:16: 'files' has 17 entries, more than 16" },
+	{ DEV "        vhost_user: \"\"\n", "8:21: 'vhost_user' must not be empty" },
+	{ DEV "        vhost_user: [a.sock]\n", "8:21: expected a string for 'vhost_user'" },
+	{ DEV "        vhost_user: /" "0123456789012345678901234567890123456789012345678901234567890123456789"
+	      "0123456789012345678901234567890123456789\n",
+	  "8:21: 'vhost_user': /0123456789012345678901234567890123456789012345678901234567890123456789"
+	  "0123456789012345678901234567890123456789 is longer than a socket path may be (107 bytes)" },
 	{ DEV "        doorbells: 65\n", "8:20: 'doorbells' must be between 0 and 64" },
 	{ DEV "        doorbells: -1\n", "8:20: expected an unsigned integer for 'doorbells'" },
 	{ DEV "        irqfds: 65\n", "8:17: 'irqfds' must be between 0 and 64" },

@@ -135,7 +135,7 @@ static uint16_t avail_event(const struct drv *d)
 
 static void drv_start(struct drv *d, unsigned size, bool event_idx, bool indirect)
 {
-	struct ioreq_vq_config cfg = { size, RING_DESC, RING_AVAIL, RING_USED, event_idx, indirect };
+	struct ioreq_vq_config cfg = { size, RING_DESC, RING_AVAIL, RING_USED, event_idx, indirect, 0 };
 
 	memset(base, 0, RAM_END);
 	*d = (struct drv){ size, RING_DESC, RING_AVAIL, RING_USED, 0, NULL };
@@ -178,33 +178,33 @@ static void test_setup(void **state)
 		struct ioreq_vq_config cfg;
 		int err;
 	} cases[] = {
-		{ { 256, 0, 0x8000, 0x9000, false, false }, 0 },
-		{ { 1, 0, 0x8000, 0x9000, true, true }, 0 },
+		{ { 256, 0, 0x8000, 0x9000, false, false, 0 }, 0 },
+		{ { 1, 0, 0x8000, 0x9000, true, true, 0 }, 0 },
 		/* the largest, its rings filling most of RAM */
-		{ { 32768, 0, 0x80000, 0x90000, true, true }, 0 },
+		{ { 32768, 0, 0x80000, 0x90000, true, true, 0 }, 0 },
 		/* the descriptor table and available ring may be read-only */
-		{ { 64, RO, RO + 0x400, 0x9000, false, false }, 0 },
-		{ { 0, 0, 0x8000, 0x9000, false, false }, -EINVAL },
-		{ { 3, 0, 0x8000, 0x9000, false, false }, -EINVAL },
-		{ { 48, 0, 0x8000, 0x9000, false, false }, -EINVAL },
-		{ { 65536, 0, 0x8000, 0x9000, false, false }, -EINVAL },
-		{ { 1u << 31, 0, 0x8000, 0x9000, false, false }, -EINVAL },
+		{ { 64, RO, RO + 0x400, 0x9000, false, false, 0 }, 0 },
+		{ { 0, 0, 0x8000, 0x9000, false, false, 0 }, -EINVAL },
+		{ { 3, 0, 0x8000, 0x9000, false, false, 0 }, -EINVAL },
+		{ { 48, 0, 0x8000, 0x9000, false, false, 0 }, -EINVAL },
+		{ { 65536, 0, 0x8000, 0x9000, false, false, 0 }, -EINVAL },
+		{ { 1u << 31, 0, 0x8000, 0x9000, false, false, 0 }, -EINVAL },
 		/* misaligned: desc 16, avail 2, used 4 */
-		{ { 16, 0x8, 0x8000, 0x9000, false, false }, -EINVAL },
-		{ { 16, 0, 0x8001, 0x9000, false, false }, -EINVAL },
-		{ { 16, 0, 0x8000, 0x9002, false, false }, -EINVAL },
+		{ { 16, 0x8, 0x8000, 0x9000, false, false, 0 }, -EINVAL },
+		{ { 16, 0, 0x8001, 0x9000, false, false, 0 }, -EINVAL },
+		{ { 16, 0, 0x8000, 0x9002, false, false, 0 }, -EINVAL },
 		/* outside RAM: in the hole, running into it, across X and Y,
 		 * the used ring read-only, wrapping the address space */
-		{ { 16, HOLE, 0x8000, 0x9000, false, false }, -EFAULT },
-		{ { 16, 0, RAM_END - 0x20, 0x9000, false, false }, -EFAULT },
-		{ { 16, 0, 0x8000, RAM_END - 0x80, false, false }, -EFAULT },
-		{ { 256, X + 0x800, 0x8000, 0x9000, false, false }, -EFAULT },
-		{ { 16, 0, 0x8000, RO, false, false }, -EFAULT },
-		{ { 16, UINT64_MAX - 0xef, 0x8000, 0x9000, false, false }, -EFAULT },
-		{ { 16, 0, UINT64_MAX - 1, 0x9000, false, false }, -EFAULT },
+		{ { 16, HOLE, 0x8000, 0x9000, false, false, 0 }, -EFAULT },
+		{ { 16, 0, RAM_END - 0x20, 0x9000, false, false, 0 }, -EFAULT },
+		{ { 16, 0, 0x8000, RAM_END - 0x80, false, false, 0 }, -EFAULT },
+		{ { 256, X + 0x800, 0x8000, 0x9000, false, false, 0 }, -EFAULT },
+		{ { 16, 0, 0x8000, RO, false, false, 0 }, -EFAULT },
+		{ { 16, UINT64_MAX - 0xef, 0x8000, 0x9000, false, false, 0 }, -EFAULT },
+		{ { 16, 0, UINT64_MAX - 1, 0x9000, false, false, 0 }, -EFAULT },
 		/* the avail ring's used_event counts: 6 + 2 * size bytes */
-		{ { 16, 0, RAM_END - 0x24, 0x9000, false, false }, -EFAULT },
-		{ { 16, 0, RAM_END - 0x26, 0x9000, false, false }, 0 },
+		{ { 16, 0, RAM_END - 0x24, 0x9000, false, false, 0 }, -EFAULT },
+		{ { 16, 0, RAM_END - 0x26, 0x9000, false, false, 0 }, 0 },
 	};
 	uint8_t *before = malloc(RAM_END);
 
@@ -753,7 +753,7 @@ static void test_hostile(void **state)
  * driver sets up after its reset works. */
 static void test_reset(void **state)
 {
-	struct ioreq_vq_config cfg = { 8, RING_DESC, RING_AVAIL, RING_USED, false, false };
+	struct ioreq_vq_config cfg = { 8, RING_DESC, RING_AVAIL, RING_USED, false, false, 0 };
 	struct ioreq_vq_chain c;
 	struct iovec iov[2];
 	struct drv d;
@@ -776,6 +776,51 @@ static void test_reset(void **state)
 	drv_stop(&d);
 }
 
+/* A queue served again from where it stopped (vhost-user's GET_VRING_BASE
+ * and SET_VRING_BASE): the device pops from the start index, pushes after
+ * it, and says where it is; across the 2^16 wrap too. */
+static void test_start_index(void **state)
+{
+	struct ioreq_vq_config cfg = { 4, RING_DESC, RING_AVAIL, RING_USED, true, false, 0xfffe };
+	struct ioreq_vq_chain c;
+	struct iovec iov[1];
+	struct drv d;
+
+	drv_start(&d, 4, true, false);
+	assert_int_equal(ioreq_vq_next_avail(d.vq), 0);
+	drv_stop(&d);
+	d.vq = NULL;
+	assert_int_equal(ioreq_vq_new(&mem, &cfg, &d.vq), 0);
+	assert_int_equal(ioreq_vq_next_avail(d.vq), 0xfffe);
+	/* The driver's rings as they were: both idx at the start. */
+	set_avail_idx(&d, 0xfffe);
+	put16(d.used + 2, 0xfffe);
+	assert_int_equal(ioreq_vq_pop(d.vq, iov, 1, &c), 0);
+	desc(d.desc, 1, BUF, 8, F_WRITE, 0);
+	desc(d.desc, 3, BUF + 8, 8, F_WRITE, 0);
+	publish(&d, 1);
+	publish(&d, 3);
+	assert_int_equal(ioreq_vq_pop(d.vq, iov, 1, &c), 1);
+	assert_int_equal(c.head, 1);
+	assert_int_equal(ioreq_vq_pop(d.vq, iov, 1, &c), 1);
+	assert_int_equal(c.head, 3);
+	assert_int_equal(ioreq_vq_next_avail(d.vq), 0);
+	assert_int_equal(ioreq_vq_push(d.vq, 1, 8), 0);
+	/* The element went to slot 0xfffe % 4, the used idx past it. */
+	assert_int_equal(get32(d.used + 4 + 8 * 2), 1);
+	assert_int_equal(get16(d.used + 2), 0xffff);
+	assert_int_equal(ioreq_vq_push(d.vq, 3, 8), 0);
+	assert_int_equal(get32(d.used + 4 + 8 * 3), 3);
+	assert_int_equal(get16(d.used + 2), 0);
+	/* used_event at the start index: the first push passed it. */
+	set_used_event(&d, 0xfffe);
+	assert_int_equal(ioreq_vq_notify_needed(d.vq), 1);
+	/* A driver that ran further ahead than the queue holds, from there. */
+	set_avail_idx(&d, 5);
+	assert_int_equal(ioreq_vq_pop(d.vq, iov, 1, &c), -EOVERFLOW);
+	drv_stop(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -788,6 +833,7 @@ int main(void)
 		cmocka_unit_test(test_flags),
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_reset),
+		cmocka_unit_test(test_start_index),
 	};
 
 	return cmocka_run_group_tests_name("virtq", tests, setup, teardown);

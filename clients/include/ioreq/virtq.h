@@ -84,6 +84,9 @@ struct ioreq_vq_config {
 	uint64_t used;               /* 6 + 8 * size bytes, 4-aligned, writable */
 	bool event_idx;              /* VIRTIO_F_EVENT_IDX negotiated */
 	bool indirect;               /* VIRTIO_F_INDIRECT_DESC negotiated */
+	uint16_t start;              /* the first available index: 0 but for a
+				      * queue served again (vhost-user's
+				      * SET_VRING_BASE) */
 };
 
 /* One chain, as ioreq_vq_pop gives it. */
@@ -101,8 +104,9 @@ struct ioreq_vq;
  * used ring in one the device may write: it is translated here, once.
  * -EINVAL: a size that is not a power of 2 up to IOREQ_VQ_MAX_SIZE, or a
  * misaligned ring; -EFAULT: a ring outside guest RAM; -ENOMEM. Nothing is
- * written to guest memory. The driver's rings start empty: the device's
- * next available index and its used index are both 0. */
+ * written to guest memory. The device's next available index and its used
+ * index both start at @cfg->start (0: the driver's rings are empty; else
+ * the ring was served before, up to there, with nothing left in flight). */
 int ioreq_vq_new(const struct ioreq_mem *mem, const struct ioreq_vq_config *cfg, struct ioreq_vq **ret);
 
 /* Frees @vq; NULL is fine. Returns NULL. Chains in flight are forgotten:
@@ -138,6 +142,10 @@ int ioreq_vq_enable_kicks(struct ioreq_vq *vq);
  * ioreq_vq_enable_kicks, for the first chain, and no more until the next
  * ioreq_vq_enable_kicks. Returns 0. */
 int ioreq_vq_disable_kicks(struct ioreq_vq *vq);
+
+/* The index of the next available entry the device will pop: where a
+ * queue stopped now would start again (vhost-user's GET_VRING_BASE). */
+uint16_t ioreq_vq_next_avail(const struct ioreq_vq *vq);
 
 /* NULL while @vq works; once broken, what the guest did, in a sentence as
  * stable as the errno. */
