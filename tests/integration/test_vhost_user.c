@@ -320,13 +320,10 @@ static double boot(const char *qemu, const char *vmlinuz, const char *initrd, co
 	return now_s() - t0;
 }
 
-/* The device program: the project's virtio-blk where this build has it,
- * else the test's own minimal one. */
+/* The device program: the project's virtio-blk. */
 static const char *blk_program(void)
 {
-	static const char *const project = IOREQ_BINDIR "/ioreq-dev-virtio-blk";
-
-	return access(project, X_OK) == 0 ? project : IOREQ_TESTDIR "/ioreq-test-vblk";
+	return IOREQ_BINDIR "/ioreq-dev-virtio-blk";
 }
 
 static void test_qemu_blk(void **state)
