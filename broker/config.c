@@ -45,6 +45,8 @@
 
 struct list;
 
+#define CFG_MAX_SOCKETS 256
+
 struct loader {
 	const char *path;   /* as given, for messages */
 	char *dir;          /* resolved directory of the file */
@@ -56,6 +58,12 @@ struct loader {
 	 * a device's ranges must not overlap its elder siblings'. */
 	const struct list *list;
 	char *elems;
+	/* Every `vhost_user:` socket so far, in any VM: one device each. */
+	struct seen_socket {
+		char *path;
+		struct cfg_mark mark;
+	} sockets[CFG_MAX_SOCKETS];
+	size_t n_sockets;
 };
 
 struct field;
@@ -742,6 +750,14 @@ static int parse_vhost_user(struct loader *l, const struct field *f, yaml_node_t
 		return r;
 	if (strlen(*dst) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
 		return fail(l, val, "'%s': %s is longer than a socket path may be (107 bytes)", f->key, *dst);
+	/* Two devices on one socket: the second's start would take it from the first. */
+	for (size_t i = 0; i < l->n_sockets; i++)
+		if (!strcmp(l->sockets[i].path, *dst))
+			return fail(l, val, "'%s': another device's socket already (at %d:%d)", f->key,
+				    l->sockets[i].mark.line, l->sockets[i].mark.col);
+	if (l->n_sockets == CFG_MAX_SOCKETS)
+		return fail(l, val, "'%s': more than %d vhost-user sockets", f->key, CFG_MAX_SOCKETS);
+	l->sockets[l->n_sockets++] = (struct seen_socket){ *dst, node_mark(val) };
 	return 0;
 }
 

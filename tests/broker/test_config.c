@@ -729,6 +729,8 @@ static const struct bad bad[] = {
 	      "0123456789012345678901234567890123456789\n",
 	  "8:21: 'vhost_user': /0123456789012345678901234567890123456789012345678901234567890123456789"
 	  "0123456789012345678901234567890123456789 is longer than a socket path may be (107 bytes)" },
+	{ DEV "        vhost_user: a.sock\n" DEV_B "        vhost_user: a.sock\n",
+	  "11:21: 'vhost_user': another device's socket already (at 8:21)" },
 	{ DEV "        doorbells: 65\n", "8:20: 'doorbells' must be between 0 and 64" },
 	{ DEV "        doorbells: -1\n", "8:20: expected an unsigned integer for 'doorbells'" },
 	{ DEV "        irqfds: 65\n", "8:17: 'irqfds' must be between 0 and 64" },
