@@ -242,13 +242,27 @@ static int read_caps(struct vio_dev *d, uint64_t bar_size)
 
 int vio_find(struct vio_dev *d, uint16_t type, uint64_t bar_addr)
 {
+	uint32_t bdf;
+
+	if (find_function(type, &bdf) < 0) {
+		__builtin_memset(d, 0, sizeof(*d));
+		return fail(d, VIO_ENODEV, "no virtio device %04x:%04x on bus 0", VIO_VENDOR, VIO_DEVICE_BASE + type);
+	}
+	return vio_probe(d, bdf, bar_addr);
+}
+
+int vio_probe(struct vio_dev *d, uint32_t bdf, uint64_t bar_addr)
+{
+	uint32_t id = rt_pci_read(bdf, PCI_VENDOR, 4);
 	uint64_t size;
 	uint16_t cmd;
 
 	__builtin_memset(d, 0, sizeof(*d));
-	d->type = type;
-	if (find_function(type, &d->bdf) < 0)
-		return fail(d, VIO_ENODEV, "no virtio device %04x:%04x on bus 0", VIO_VENDOR, VIO_DEVICE_BASE + type);
+	d->bdf = bdf;
+	d->type = (uint16_t)((id >> 16) - VIO_DEVICE_BASE);
+	if ((id & 0xffff) != VIO_VENDOR || id >> 16 < VIO_DEVICE_BASE)
+		return fail(d, VIO_ENODEV, "%02x:%02x.%x is %04x:%04x, not a modern virtio device", bdf >> 8, bdf >> 3 & 31,
+			    bdf & 7, id & 0xffff, id >> 16);
 	size = place_bar(d, bar_addr);
 	if (!size)
 		return fail(d, VIO_ENODEV, "BAR0 is not a 64-bit memory BAR that fits at 0x%lx", bar_addr);

@@ -116,6 +116,9 @@ struct vio_dev {
  * capabilities. Nothing of the virtio device is touched yet. */
 int vio_find(struct vio_dev *d, uint16_t type, uint64_t bar_addr);
 
+/* The same for the function at @bdf (RT_BDF), whatever its type. */
+int vio_probe(struct vio_dev *d, uint32_t bdf, uint64_t bar_addr);
+
 /* Resets the device and brings it to DRIVER_OK: ACKNOWLEDGE, DRIVER,
  * features (VERSION_1 and what of @want the device offers), FEATURES_OK
  * (read back), @nq queues, MSI-X when @msix and the device has it (a
