@@ -131,6 +131,7 @@ static const char *write_config(const char *backend)
 			     "        irqfds: 2\n"
 			     "      - name: console\n"
 			     "        program: ioreq-dev-virtio-console\n"
+			     "        args: [--input, stdin]\n"
 			     "        pci: [\"00:06.0\"]\n"
 			     "        windows: { mmio: [\"0xe1100000+0x100000\"] }\n"
 			     "        input: stdin\n"
