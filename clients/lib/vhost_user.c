@@ -213,7 +213,7 @@ static void call_kick(struct ioreq_virtio *v, unsigned i)
 	struct vu *u = vu_of(v);
 
 	if (u->started && !u->broken && u->q[i].vq)
-		v->ops->kick(v, i, u->q[i].vq, v->opaque);
+		virtio_call_kick(v, i, u->q[i].vq);
 }
 
 /* Under the lock. Starts the device, or adds the rings that got ready.

@@ -193,6 +193,24 @@ uint64_t virtio_take_kicks(struct ioreq_virtio *v)
 	return atomic_exchange(&v->kicked, 0);
 }
 
+/* The device takes what queue @q has. Then the driver is asked to ring
+ * again for what comes next (with VIRTIO_F_EVENT_IDX a driver rings only
+ * past the avail_event a device last wrote: a device that never wrote it
+ * would hear from its driver once). Chains that came meanwhile, which the
+ * driver may not ring for, are taken at once, as long as the device takes
+ * any: one that stopped on purpose (out of slots, budget, input) kicks
+ * itself again when it can (ioreq_virtio_kick). */
+void virtio_call_kick(struct ioreq_virtio *v, unsigned q, struct ioreq_vq *vq)
+{
+	for (;;) {
+		uint16_t before = ioreq_vq_next_avail(vq);
+
+		v->ops->kick(v, q, vq, v->opaque);
+		if (ioreq_vq_broken(vq) || ioreq_vq_enable_kicks(vq) <= 0 || ioreq_vq_next_avail(vq) == before)
+			return;
+	}
+}
+
 int virtio_call_start(struct ioreq_virtio *v)
 {
 	return v->ops->start ? v->ops->start(v, v->opaque) : 0;

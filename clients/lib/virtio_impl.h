@@ -54,6 +54,7 @@ struct ioreq_virtio {
 };
 
 /* Under the lock: the device's callbacks, each guarding a NULL member. */
+void virtio_call_kick(struct ioreq_virtio *v, unsigned q, struct ioreq_vq *vq);
 int virtio_call_start(struct ioreq_virtio *v);
 void virtio_call_reset(struct ioreq_virtio *v);
 void virtio_call_event(struct ioreq_virtio *v);

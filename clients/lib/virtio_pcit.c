@@ -371,7 +371,7 @@ static void serve_queues(struct ioreq_virtio *v, uint64_t mask)
 		struct ioreq_vq *vq = virtio_pci_queue(&t->vp, q);
 
 		if ((mask & BIT(q)) && vq && !(t->vp.status & VIRTIO_STATUS_NEEDS_RESET))
-			v->ops->kick(v, q, vq, v->opaque);
+			virtio_call_kick(v, q, vq);
 	}
 }
 

@@ -16,6 +16,7 @@
  * gives each VM one) names the VM in every line: "demo[ID]: ...". Any
  * failure prints why and exits non-zero. */
 #include "rt.h"
+#include "virtio.h"
 
 #define DEMO_ID_PORT 0x510
 
@@ -70,6 +71,31 @@
 #define DMA_DOORBELL 0x20
 #define DMA_OP_INVERT 1
 #define DMA_BYTES 4096
+
+/* The virtio-blk disk (examples/demo.yaml's `disk`) and its BAR0, inside
+ * its window; the image examples/mkdisk.cmake writes. */
+#define DISK_BAR0 0xe1000000ull
+#define SECTOR 512
+#define DISK_LINE_LEN 32
+#define DISK_READ_AT 0
+#define DISK_READ_SECTORS 16
+#define DISK_WRITE_AT 1024
+#define DISK_WRITE_SECTORS 8
+
+/* virtio-blk (virtio 1.x, 5.2) */
+#define BLK_F_RO 5
+#define BLK_F_FLUSH 9
+#define BLK_T_IN 0
+#define BLK_T_OUT 1
+#define BLK_T_FLUSH 4
+#define BLK_T_GET_ID 8
+#define BLK_ID_BYTES 20
+#define BLK_CFG_CAPACITY 0
+
+struct blk_req {
+	uint32_t type, reserved;
+	uint64_t sector;
+};
 
 static char tag[16] = "demo";
 static volatile unsigned tagged, greeted;
@@ -252,6 +278,152 @@ static int use_dma(void)
 	return status == 1 && count == 1 ? 0 : 5;
 }
 
+static struct vio_dev disk;
+static uint8_t disk_buf[DISK_READ_SECTORS * SECTOR] __attribute__((aligned(4096)));
+static uint8_t disk_out[DISK_WRITE_SECTORS * SECTOR] __attribute__((aligned(4096)));
+static struct blk_req disk_req;
+static volatile uint8_t disk_status;
+static uint64_t disk_read_bytes, disk_written_bytes;
+
+/* One request: the header, @n data buffers, the status byte. Returns the
+ * status (0 OK), or -1 after printing why the transport failed. */
+static int blk_request(uint32_t type, uint64_t sector, const struct vio_buf *data, unsigned n)
+{
+	struct vio_buf bufs[4];
+	uint32_t len, in = 1;
+
+	disk_req = (struct blk_req){ .type = type, .sector = sector };
+	disk_status = 0xff;
+	bufs[0] = VIO_BUF_OUT(&disk_req, sizeof(disk_req));
+	for (unsigned i = 0; i < n; i++) {
+		bufs[1 + i] = data[i];
+		in += data[i].device_writes ? data[i].len : 0;
+	}
+	bufs[1 + n] = VIO_BUF_IN(&disk_status, 1);
+	if (vio_transfer(&disk, 0, bufs, n + 2, &len) < 0) {
+		rt_printf("%s: virtio-blk: %s\n", tag, disk.err);
+		return -1;
+	}
+	/* A read writes all its buffers and the status byte after them; the
+	 * others at least the status. */
+	if (type == BLK_T_IN ? len != in : len < 1) {
+		rt_printf("%s: virtio-blk: request type %u: used len %u, expected %u\n", tag, type, len, in);
+		return -1;
+	}
+	if (type == BLK_T_IN)
+		disk_read_bytes += in - 1;
+	else if (type == BLK_T_OUT)
+		for (unsigned i = 0; i < n; i++)
+			disk_written_bytes += data[i].len;
+	return disk_status;
+}
+
+/* The image's sector @s: DISK_LINE_LEN-byte lines naming it. */
+static void disk_pattern(uint64_t s, uint8_t *buf)
+{
+	char line[DISK_LINE_LEN + 1];
+
+	rt_snprintf(line, sizeof(line), "demo disk sector %06u .......\n", (unsigned)s);
+	for (unsigned i = 0; i < SECTOR; i++)
+		buf[i] = (uint8_t)line[i % DISK_LINE_LEN];
+}
+
+static int disk_check(uint64_t first, unsigned sectors, const uint8_t *buf)
+{
+	uint8_t want[SECTOR];
+
+	for (unsigned s = 0; s < sectors; s++) {
+		disk_pattern(first + s, want);
+		for (unsigned i = 0; i < SECTOR; i++) {
+			if (buf[s * SECTOR + i] != want[i]) {
+				rt_printf("%s: virtio-blk: sector %u byte %u is 0x%x, expected 0x%x\n", tag,
+					  (unsigned)(first + s), i, buf[s * SECTOR + i], want[i]);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Writes @buf to the write area, flushes it, and reads it back. */
+static int disk_write_check(const uint8_t *buf, bool flush)
+{
+	struct vio_buf out = VIO_BUF_OUT(buf, sizeof(disk_out));
+	struct vio_buf in = VIO_BUF_IN(disk_buf, sizeof(disk_out));
+	int st;
+
+	st = blk_request(BLK_T_OUT, DISK_WRITE_AT, &out, 1);
+	if (st == 0 && flush)
+		st = blk_request(BLK_T_FLUSH, 0, NULL, 0);
+	if (st == 0) {
+		__builtin_memset(disk_buf, 0, sizeof(disk_buf));
+		st = blk_request(BLK_T_IN, DISK_WRITE_AT, &in, 1);
+	}
+	if (st) {
+		if (st > 0)
+			rt_printf("%s: virtio-blk: a write, flush or read back ended with status %d\n", tag, st);
+		return -1;
+	}
+	for (unsigned i = 0; i < sizeof(disk_out); i++) {
+		if (disk_buf[i] != buf[i]) {
+			rt_printf("%s: virtio-blk: byte %u read back 0x%x, wrote 0x%x\n", tag, i, disk_buf[i], buf[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int use_disk(void)
+{
+	/* Two data buffers: one request, a chain of four descriptors. */
+	struct vio_buf rd[2] = { VIO_BUF_IN(disk_buf, sizeof(disk_buf) / 2),
+				 VIO_BUF_IN(disk_buf + sizeof(disk_buf) / 2, sizeof(disk_buf) / 2) };
+	struct vio_buf id = VIO_BUF_IN(disk_buf, BLK_ID_BYTES);
+	uint64_t want = VIO_BIT(VIO_F_EVENT_IDX) | VIO_BIT(BLK_F_RO) | VIO_BIT(BLK_F_FLUSH);
+	char serial[BLK_ID_BYTES + 1];
+	uint64_t capacity;
+	bool flush;
+
+	if (vio_find(&disk, VIO_ID_BLOCK, DISK_BAR0) < 0 || vio_setup(&disk, want, 1, true) < 0) {
+		rt_printf("%s: virtio-blk: %s\n", tag, disk.err);
+		return 6;
+	}
+	capacity = vio_config(&disk, BLK_CFG_CAPACITY, 8);
+	flush = disk.features & VIO_BIT(BLK_F_FLUSH);
+	if (capacity < DISK_WRITE_AT + DISK_WRITE_SECTORS || (disk.features & VIO_BIT(BLK_F_RO))) {
+		rt_printf("%s: virtio-blk: capacity %u sectors%s: not the demo's disk\n", tag, (unsigned)capacity,
+			  disk.features & VIO_BIT(BLK_F_RO) ? ", read-only" : "");
+		return 6;
+	}
+	__builtin_memset(disk_buf, 0, BLK_ID_BYTES);
+	if (blk_request(BLK_T_GET_ID, 0, &id, 1))
+		return 6;
+	/* The ID is up to 20 bytes, NUL-terminated only when shorter. */
+	for (unsigned i = 0; i < BLK_ID_BYTES; i++)
+		serial[i] = disk_buf[i] >= 0x20 && disk_buf[i] < 0x7f ? (char)disk_buf[i] : '\0';
+	serial[BLK_ID_BYTES] = '\0';
+	rt_printf("%s: virtio-blk %02x:%02x.%x: capacity %u sectors, id \"%s\", %s\n", tag, disk.bdf >> 8,
+		  disk.bdf >> 3 & 31, disk.bdf & 7, (unsigned)capacity, serial,
+		  disk.q[0].msix ? "completions by MSI-X" : "completions polled");
+
+	if (blk_request(BLK_T_IN, DISK_READ_AT, rd, 2) || disk_check(DISK_READ_AT, DISK_READ_SECTORS, disk_buf))
+		return 7;
+	for (unsigned i = 0; i < sizeof(disk_out); i++)
+		disk_out[i] = (uint8_t)(i * 13 + 1);
+	if (disk_write_check(disk_out, flush))
+		return 7;
+	rt_printf("%s: virtio-blk: read %u bytes, wrote %u bytes, read back ok%s\n", tag, DISK_READ_SECTORS * SECTOR,
+		  (unsigned)sizeof(disk_out), flush ? ", flushed" : "");
+	/* Leave the image as it was. */
+	for (unsigned s = 0; s < DISK_WRITE_SECTORS; s++)
+		disk_pattern(DISK_WRITE_AT + s, disk_out + s * SECTOR);
+	if (disk_write_check(disk_out, flush))
+		return 7;
+	rt_printf("%s: virtio-blk: ok, %u bytes read and %u written in all\n", tag, (unsigned)disk_read_bytes,
+		  (unsigned)disk_written_bytes);
+	return 0;
+}
+
 int guest_main(unsigned cpu, unsigned ncpus)
 {
 	int bdf;
@@ -279,7 +451,7 @@ int guest_main(unsigned cpu, unsigned ncpus)
 		rt_printf("%s: no PCI device %04x:%04x on bus 0\n", tag, TESTDEV_VENDOR, TESTDEV_DEVICE);
 		return 1;
 	}
-	if (use_testdev((uint32_t)bdf) || use_dma())
+	if (use_testdev((uint32_t)bdf) || use_dma() || use_disk())
 		return 1;
 	rt_printf("%s: ok\n", tag);
 	return 0;

@@ -36,6 +36,11 @@ static uint64_t rt_gdt[RT_SEL_TSS / 8 + 2 * RT_MAX_CPUS] __attribute__((aligned(
 static uint64_t rt_idt[256 * 2] __attribute__((aligned(16)));
 static struct rt_tss rt_tss[RT_MAX_CPUS] __attribute__((aligned(16)));
 static rt_irq_fn rt_irq_handlers[RT_IRQ_LINES];
+static struct {
+	rt_msi_fn fn;
+	void *arg;
+} rt_msi_handlers[RT_MSI_VECTORS];
+static unsigned rt_msi_used;
 /* The PICs' masks: all lines but the cascade (2) start masked. */
 static uint16_t rt_irq_mask = 0xfffb;
 
@@ -313,6 +318,37 @@ void rt_irq_enable(unsigned line, rt_irq_fn fn)
 		outb(0x21, rt_irq_mask & 0xff);
 }
 
+#define RT_LAPIC 0xfee00000ull
+#define RT_LAPIC_EOI 0x0b0
+#define RT_LAPIC_SVR 0x0f0
+#define RT_LAPIC_SVR_ENABLE 0x100
+#define RT_MSI_SPURIOUS 0xff
+
+static volatile unsigned rt_msi_lock;
+
+/* The APIC's registers are MMIO that KVM emulates: ring 3 may write them
+ * (the VMM's page tables are user-accessible). */
+int rt_msi_alloc(rt_msi_fn fn, void *arg, uint64_t *ret_addr, uint32_t *ret_data)
+{
+	unsigned i;
+
+	rt_lock(&rt_msi_lock);
+	i = rt_msi_used;
+	if (i < RT_MSI_VECTORS) {
+		rt_msi_handlers[i].fn = fn;
+		rt_msi_handlers[i].arg = arg;
+		rt_msi_used = i + 1;
+		if (i == 0)
+			mmio_write32(RT_LAPIC + RT_LAPIC_SVR, RT_LAPIC_SVR_ENABLE | RT_MSI_SPURIOUS);
+	}
+	rt_unlock(&rt_msi_lock);
+	if (i == RT_MSI_VECTORS)
+		return -1;
+	*ret_addr = RT_LAPIC; /* destination ID 0, physical */
+	*ret_data = RT_MSI_VECTOR + i;
+	return 0;
+}
+
 /* The trap entry saves and restores every register. */
 static void rt_syscall(long which, const volatile void *arg)
 {
@@ -373,6 +409,14 @@ void rt_trap(struct rt_frame *f)
 			for (;;)
 				__asm__ volatile("hlt");
 		}
+		return;
+	}
+	if (f->vector >= RT_MSI_VECTOR) {
+		unsigned i = (unsigned)f->vector - RT_MSI_VECTOR;
+
+		if (i < rt_msi_used && rt_msi_handlers[i].fn)
+			rt_msi_handlers[i].fn(rt_msi_handlers[i].arg);
+		mmio_write32(RT_LAPIC + RT_LAPIC_EOI, 0);
 		return;
 	}
 	if (f->vector >= RT_IRQ_VECTOR) {

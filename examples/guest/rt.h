@@ -183,6 +183,15 @@ typedef void (*rt_irq_fn)(unsigned line);
  * line) and unmasks the line. Call on vCPU 0 before the device may raise it. */
 void rt_irq_enable(unsigned line, rt_irq_fn fn);
 
+/* MSIs: the local APIC of vCPU 0 (APIC ID 0) delivers them, at the
+ * runtime's vectors RT_MSI_VECTOR.. (the APIC is switched on at the first
+ * call). Allocates a vector whose every message calls @fn(@arg) in ring 0
+ * on vCPU 0, and returns the message to program into the device (fixed
+ * delivery, edge, physical destination 0): *@ret_addr, *@ret_data. -1 when
+ * all RT_MSI_VECTORS are taken. Call from any vCPU; wait on vCPU 0. */
+typedef void (*rt_msi_fn)(void *arg);
+int rt_msi_alloc(rt_msi_fn fn, void *arg, uint64_t *ret_addr, uint32_t *ret_data);
+
 /* Sleeps (halted, in ring 0) until *@flag is non-zero; the interrupts that
  * set it must come to this vCPU. Checked with interrupts off: no lost wake-up. */
 void rt_wait(volatile unsigned *flag);

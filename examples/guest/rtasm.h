@@ -14,9 +14,12 @@
 /* The top of each vCPU's stack that ring 0 uses (TSS.rsp0). */
 #define RT_KSTACK_SIZE 0x4000
 
-/* Vectors with a stub: the 32 exceptions and the 16 PIC lines (0x20..0x2f). */
-#define RT_NR_VECTORS 48
+/* Vectors with a stub: the 32 exceptions, the 16 PIC lines (0x20..0x2f)
+ * and 16 MSI vectors (0x30..0x3f) that the local APIC delivers. */
+#define RT_NR_VECTORS 64
 #define RT_IRQ_VECTOR 0x20
+#define RT_MSI_VECTOR 0x30
+#define RT_MSI_VECTORS 16
 /* The runtime's few ring-0 services are entered from ring 3 with int3 (RDI
  * = which): KVM-PVM answers `int $n` in ring 3 with #UD, but delivers #BP
  * through a DPL-3 gate. No guest uses breakpoints. */

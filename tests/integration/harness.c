@@ -163,10 +163,14 @@ static void dump_logs(void)
 	fflush(stderr);
 }
 
+/* What harness_set_stdin chose, or "": inherit. */
+static char stdin_path[4096];
+
 void harness_cleanup(void)
 {
 	kill_leftovers();
 	n_logged = 0;
+	stdin_path[0] = '\0';
 	if (tmpdir[0])
 		nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	tmpdir[0] = '\0';
@@ -289,6 +293,11 @@ static void label_of(const char *const *argv, char *buf, size_t len)
 		n += (size_t)snprintf(buf + n, len - n, " %s", argv[i]);
 }
 
+void harness_set_stdin(const char *path)
+{
+	snprintf(stdin_path, sizeof(stdin_path), "%s", path ? path : "");
+}
+
 void harness_start_argv(struct run *r, const char *const *argv)
 {
 	static int seq;
@@ -301,6 +310,8 @@ void harness_start_argv(struct run *r, const char *const *argv)
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 1, r->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	if (*stdin_path)
+		posix_spawn_file_actions_addopen(&fa, 0, stdin_path, O_RDONLY, 0);
 	rc = posix_spawn(&r->pid, argv[0], &fa, NULL, (char *const *)argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	assert_int_equal(rc, 0);

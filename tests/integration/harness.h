@@ -72,6 +72,10 @@ const char *harness_write(const char *name, const char *fmt, ...) __attribute__(
  * a log file. */
 void harness_start(struct run *r, const char *const *args);
 
+/* Programs started from now on read @path as their stdin (NULL: they
+ * inherit the test's again, as they do after harness_cleanup). */
+void harness_set_stdin(const char *path);
+
 /* Starts any program: @argv[0] is its path. */
 void harness_start_argv(struct run *r, const char *const *argv);
 
