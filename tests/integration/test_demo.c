@@ -63,14 +63,15 @@ static size_t read_all(const char *path, char *buf, size_t len)
 	return n;
 }
 
-/* A copy of the build's disk image in the scratch directory, as @name. */
+/* A copy of the build's disk image in the scratch directory, as @name;
+ * its path (one of two, reused by the next calls but one). */
 static const char *disk_copy(const char *name)
 {
-	static char data[DEMO_DISK_BYTES];
-	char *path = malloc(512);
+	static char data[DEMO_DISK_BYTES], paths[2][512];
+	static unsigned k;
+	char *path = paths[k++ % 2];
 	FILE *f;
 
-	assert_non_null(path);
 	assert_int_equal(read_all(DEMO_DISK, data, sizeof(data)), sizeof(data));
 	snprintf(path, 512, "%s/%s", harness_tmpdir(), name);
 	f = fopen(path, "wbe");
