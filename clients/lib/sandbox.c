@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <asm/ioctls.h>
 #include <unistd.h>
 
 #include <linux/landlock.h>
@@ -204,6 +205,12 @@ static int add_rules(scmp_filter_ctx ctx)
 	if (r == 0)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 2, SCMP_A1(SCMP_CMP_EQ, F_SETFL),
 				     SCMP_A2(SCMP_CMP_EQ, O_NONBLOCK));
+#ifdef __SANITIZE_THREAD__
+	/* ThreadSanitizer asks whether a descriptor is a terminal (TCGETS) when
+	 * the console device reads its stdin; the answer reveals nothing. */
+	if (r == 0)
+		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, TCGETS));
+#endif
 	/* Signals to its own threads only (abort, raise). */
 	if (r == 0)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, SCMP_A0(SCMP_CMP_EQ, getpid()));
