@@ -473,8 +473,9 @@ static void dispatch(struct blk *b, struct req *first, struct req *last, unsigne
 }
 
 /* Takes what the driver made available, as long as there are slots, with
- * the driver's notifications off meanwhile (the device is looking anyway);
- * a queue that ran out of slots is kicked again when a request completes. */
+ * the driver's notifications off meanwhile (the device is looking anyway;
+ * the transport turns them on again after the kick). A queue that ran out
+ * of slots is kicked again when a request completes. */
 static void blk_kick(struct ioreq_virtio *v, unsigned qi, struct ioreq_vq *vq, void *opaque)
 {
 	struct blk *b = opaque;
@@ -486,42 +487,33 @@ static void blk_kick(struct ioreq_virtio *v, unsigned qi, struct ioreq_vq *vq, v
 	int k = 0;
 
 	b->vq = vq;
-	for (;;) {
-		ioreq_vq_disable_kicks(vq);
-		while (b->free_list && (k = ioreq_vq_pop(vq, iov, MAX_IOV, &c)) > 0) {
-			struct req *q = b->free_list;
+	ioreq_vq_disable_kicks(vq);
+	while (b->free_list && (k = ioreq_vq_pop(vq, iov, MAX_IOV, &c)) > 0) {
+		struct req *q = b->free_list;
 
-			/* A status byte is the least a request has. */
-			q->status = c.in_len ? last_byte(iov + c.n_out, c.n_in) : NULL;
-			if (!q->status) {
-				k = -EBADMSG;
+		/* A status byte is the least a request has. */
+		q->status = c.in_len ? last_byte(iov + c.n_out, c.n_in) : NULL;
+		if (!q->status) {
+			k = -EBADMSG;
+			break;
+		}
+		b->free_list = q->next;
+		b->inflight++;
+		if (!parse(b, q, iov, &c)) {
+			k = complete(b, q);
+			if (k < 0)
 				break;
-			}
-			b->free_list = q->next;
-			b->inflight++;
-			if (!parse(b, q, iov, &c)) {
-				k = complete(b, q);
-				if (k < 0)
-					break;
-				pushed = true;
-				continue;
-			}
-			if (last)
-				last->next = q;
-			else
-				first = q;
-			last = q;
-			n++;
+			pushed = true;
+			continue;
 		}
-		if (k < 0 || !b->free_list) {
-			b->starved = !b->free_list;
-			break;
-		}
-		/* 1: more came while the kicks were off. */
-		k = ioreq_vq_enable_kicks(vq);
-		if (k <= 0)
-			break;
+		if (last)
+			last->next = q;
+		else
+			first = q;
+		last = q;
+		n++;
 	}
+	b->starved = !b->free_list;
 	dispatch(b, first, last, n);
 	if (k < 0) {
 		ioreq_virtio_needs_reset(v, k);
