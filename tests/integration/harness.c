@@ -244,21 +244,42 @@ void harness_keep_log(const char *label, const char *path)
 	logged_add(label, path);
 }
 
-const char *harness_write(const char *name, const char *fmt, ...)
+/* @name in the scratch directory, opened for writing; its path in *@ret
+ * (one of 8, reused in turn). */
+static FILE *scratch_file(const char *name, const char **ret)
 {
 	static char path[8][512];
 	static int next;
 	char *p = path[next++ % 8];
-	va_list ap;
 	FILE *f;
 
 	snprintf(p, sizeof(path[0]), "%s/%s", harness_tmpdir(), name);
-	f = fopen(p, "w");
+	f = fopen(p, "we");
 	assert_non_null(f);
+	*ret = p;
+	return f;
+}
+
+const char *harness_write(const char *name, const char *fmt, ...)
+{
+	const char *p;
+	FILE *f = scratch_file(name, &p);
+	va_list ap;
+
 	va_start(ap, fmt);
 	vfprintf(f, fmt, ap);
 	va_end(ap);
-	fclose(f);
+	assert_int_equal(fclose(f), 0);
+	return p;
+}
+
+const char *harness_write_bytes(const char *name, const void *data, size_t len)
+{
+	const char *p;
+	FILE *f = scratch_file(name, &p);
+
+	assert_int_equal(fwrite(data, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
 	return p;
 }
 

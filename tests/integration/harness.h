@@ -68,6 +68,9 @@ void harness_cleanup(void);
 /* Writes @text (printf-style) to @name in the scratch directory; returns its path. */
 const char *harness_write(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Writes @len bytes of @data to @name in the scratch directory; returns its path. */
+const char *harness_write_bytes(const char *name, const void *data, size_t len);
+
 /* Starts ioreq-brokerd with @args (NULL-terminated) with stderr and stdout in
  * a log file. */
 void harness_start(struct run *r, const char *const *args);

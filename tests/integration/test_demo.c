@@ -63,22 +63,13 @@ static size_t read_all(const char *path, char *buf, size_t len)
 	return n;
 }
 
-/* A copy of the build's disk image in the scratch directory, as @name;
- * its path (one of two, reused by the next calls but one). */
+/* A copy of the build's disk image in the scratch directory, as @name. */
 static const char *disk_copy(const char *name)
 {
-	static char data[DEMO_DISK_BYTES], paths[2][512];
-	static unsigned k;
-	char *path = paths[k++ % 2];
-	FILE *f;
+	static char data[DEMO_DISK_BYTES];
 
 	assert_int_equal(read_all(DEMO_DISK, data, sizeof(data)), sizeof(data));
-	snprintf(path, 512, "%s/%s", harness_tmpdir(), name);
-	f = fopen(path, "wbe");
-	assert_non_null(f);
-	assert_int_equal(fwrite(data, 1, sizeof(data), f), sizeof(data));
-	assert_int_equal(fclose(f), 0);
-	return path;
+	return harness_write_bytes(name, data, sizeof(data));
 }
 
 /* The guest wrote back what it overwrote: the image is the build's. */

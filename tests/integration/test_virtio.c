@@ -68,16 +68,9 @@ static void disk_bytes(unsigned char *p)
 static const char *write_disk(void)
 {
 	static unsigned char data[DISK_SECTORS * SECTOR];
-	static char path[512];
-	FILE *f;
 
 	disk_bytes(data);
-	snprintf(path, sizeof(path), "%s/disk.img", harness_tmpdir());
-	f = fopen(path, "wbe");
-	assert_non_null(f);
-	assert_int_equal(fwrite(data, 1, sizeof(data), f), sizeof(data));
-	assert_int_equal(fclose(f), 0);
-	return path;
+	return harness_write_bytes("disk.img", data, sizeof(data));
 }
 
 static void assert_disk_unchanged(const char *path)
