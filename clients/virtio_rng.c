@@ -1,11 +1,11 @@
 /* ioreq-dev-virtio-rng: a virtio entropy device (virtio 1.x, section 5.4).
  *
- * One queue of device-writable buffers, each filled from getrandom(2) as far
- * as the VM's budget allows: --rate BYTES per second (default 1 MiB/s),
- * with a burst of one second's worth. A guest that asks for more waits: its
- * buffers stay in the queue until the budget refills, and are filled then
- * (a refill thread kicks the queue). The guest's buffers are written
- * directly, never read.
+ * One queue of device-writable buffers, each filled whole (up to a second's
+ * worth) from getrandom(2) once the VM's budget covers it: --rate BYTES per
+ * second (default 1 MiB/s), with a burst of one second's worth. A guest that
+ * asks for more waits: its buffers are filled in order as the budget
+ * refills (a refill thread kicks the queue). The guest's buffers are
+ * written directly, never read.
  *
  * Usage: ioreq-dev-virtio-rng --socket URL --name NAME [--rate BYTES]
  *        [--vhost-user SOCKET] */
@@ -33,6 +33,9 @@ struct rng {
 	double tokens;              /* bytes it may give now */
 	struct timespec last;       /* when tokens were last topped up */
 	uint64_t given;             /* bytes given so far */
+	struct iovec iov[MAX_IOV];  /* the buffer held for want of budget */
+	struct ioreq_vq_chain held;
+	bool holding;
 
 	/* The refill thread: sleeps while nobody waits, kicks the queue when
 	 * the budget allows a starved request again. */
@@ -106,34 +109,38 @@ static void *refill_thread(void *arg)
 	return NULL;
 }
 
+/* Fills buffers whole (up to a second's budget each), in order: a buffer
+ * the budget does not cover yet stays popped, held until it does. */
 static void rng_kick(struct ioreq_virtio *v, unsigned q, struct ioreq_vq *vq, void *opaque)
 {
 	struct rng *r = opaque;
-	struct iovec iov[MAX_IOV];
-	struct ioreq_vq_chain c;
 	bool pushed = false;
-	int k;
+	int k = 0;
 
 	top_up(r);
 	for (;;) {
-		uint64_t n;
+		uint64_t need, n;
 
-		if (r->tokens < 1.0) {
-			/* Leave the rest in the queue until the budget refills. */
+		if (!r->holding) {
+			k = ioreq_vq_pop(vq, r->iov, MAX_IOV, &r->held);
+			if (k <= 0)
+				break;
+			r->holding = true;
+		}
+		/* Device-readable buffers have nothing for us: only the rest is filled. */
+		need = r->held.in_len < r->rate ? r->held.in_len : r->rate;
+		if (r->tokens < (double)need) {
 			pthread_mutex_lock(&r->lock);
 			r->starved = true;
 			pthread_cond_signal(&r->cond);
 			pthread_mutex_unlock(&r->lock);
 			break;
 		}
-		k = ioreq_vq_pop(vq, iov, MAX_IOV, &c);
-		if (k <= 0)
-			break;
-		/* Device-readable buffers have nothing for us: only the rest is filled. */
-		n = fill(iov + c.n_out, c.n_in, (uint64_t)r->tokens);
+		n = fill(r->iov + r->held.n_out, r->held.n_in, need);
 		r->tokens -= (double)n;
 		r->given += n;
-		k = ioreq_vq_push(vq, c.head, (uint32_t)n);
+		r->holding = false;
+		k = ioreq_vq_push(vq, r->held.head, (uint32_t)n);
 		if (k < 0)
 			break;
 		pushed = true;
@@ -142,6 +149,14 @@ static void rng_kick(struct ioreq_virtio *v, unsigned q, struct ioreq_vq *vq, vo
 		ioreq_virtio_needs_reset(v, k);
 	else if (pushed)
 		ioreq_virtio_done(v, q);
+}
+
+/* The driver's reset: the held buffer went with its queue. */
+static void rng_reset(struct ioreq_virtio *v, void *opaque)
+{
+	struct rng *r = opaque;
+
+	r->holding = false;
 }
 
 static void rng_event(struct ioreq_virtio *v, void *opaque)
@@ -174,6 +189,7 @@ static int rng_setup(struct ioreq_virtio *v, void *opaque)
 static const struct ioreq_virtio_ops rng_ops = {
 	.setup = rng_setup,
 	.kick = rng_kick,
+	.reset = rng_reset,
 	.event = rng_event,
 };
 

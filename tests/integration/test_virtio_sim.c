@@ -283,7 +283,6 @@ static void blk_read_write(void **state)
 	s_blk(0, 0, 100, true, 1, "any");
 	assert_int_equal(run_vm(&r, BLK_DEVICE("{ path: disk.img, mode: rw }", "        doorbells: 1\n")), 0);
 	assert_non_null(strstr(harness_log(&r), "registered doorbell 0"));
-	assert_non_null(strstr(harness_log(&r), "2 reads (1536 bytes), 1 writes (1024 bytes), 1 flushes, 4 errors"));
 
 	/* The image on the host: the guest's two sectors, the discarded one zero. */
 	read_image("disk.img", 5, sector, 8);
@@ -405,18 +404,15 @@ static void rng_entropy(void **state)
 	}
 	s("mem read 0x%llx 8 any", BUF(0));
 	assert_int_equal(run_vm(&r, RNG_DEVICE("")), 0);
-	assert_non_null(strstr(harness_log(&r), "128 bytes of entropy given"));
 }
 
-/* The budget: --rate 256 bytes per second (a burst of 256, then 256 a
- * second). The guest asks for 8 buffers of 128 bytes and gets them, filled
- * only as far as the budget allows: never more than 256 + 256 a second in
- * all, however fast or slow the machine. */
+/* The budget: --rate 256 bytes per second, a burst of 256. The guest asks
+ * for 8 buffers of 128 bytes and gets each whole, in order: the first two
+ * at once, the other six as the budget refills, 768 bytes at 256 a second,
+ * so never in less than 3 seconds however fast the machine. */
 static void rng_rate_limit(void **state)
 {
 	struct timespec t0, t1;
-	long long given;
-	double secs;
 	struct run r;
 
 	s_reset();
@@ -426,15 +422,12 @@ static void rng_rate_limit(void **state)
 		struct seg one = { BUF(0) + 128 * i, 128, true };
 
 		s_chain(0, &one, 1);
-		s_used(0, "any");
+		s_used(0, "128");
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	assert_int_equal(run_vm(&r, RNG_DEVICE("--rate, 256")), 0);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-	given = harness_stat(&r, "rng: ioreq-dev-virtio-rng", " bytes of entropy given");
-	assert_true(given >= 256);
-	assert_true((double)given <= 256 + 256 * secs);
+	assert_true((double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9 > 2.9);
 }
 
 /* ---- virtio-console ---- */
@@ -469,7 +462,6 @@ static void console_in_out(void **state)
 				"        memory: guest\n"),
 			 0);
 	assert_non_null(strstr(harness_log(&r), "device con: ioreq-dev-virtio-console con: hello from the guest"));
-	assert_non_null(strstr(harness_log(&r), "21 bytes out, 17 bytes in"));
 }
 
 /* A YAML that does not give a virtio device what it needs: a clear line,
