@@ -29,6 +29,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "ioreq_ring.h"
+
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #define NAME_LEN_MAX 31
@@ -1117,7 +1119,7 @@ static int check_overlap(struct loader *l, const struct field *f, const struct c
 #define NAME_TEXT "1 to 31 of A-Z a-z 0-9 _ . -"
 
 _Static_assert(sizeof(enum cfg_backend) == sizeof(uint32_t) && sizeof(enum cfg_sandbox) == sizeof(uint32_t) &&
-		       sizeof(enum cfg_on_failure) == sizeof(uint32_t),
+		       sizeof(enum cfg_on_failure) == sizeof(uint32_t) && sizeof(enum cfg_transport) == sizeof(uint32_t),
 	       "enums are stored as uint32_t");
 _Static_assert(offsetof(struct cfg, device_id_count) == offsetof(struct cfg, device_id_first) + sizeof(uint32_t),
 	       "device_ids are compared as one 8-byte value");
@@ -1128,6 +1130,7 @@ static const char *const on_failure_v[] = {
 	[CFG_ON_FAILURE_HOLD] = "hold",
 	[CFG_ON_FAILURE_STOP_VM] = "stop-vm",
 };
+static const char *const transport_v[] = { [CFG_TRANSPORT_RING] = "ring", [CFG_TRANSPORT_NNG] = "nng" };
 static const char *const input_v[] = { [true] = "stdin" };
 static const char *const memory_v[] = { [CFG_MEMORY_GUEST] = "guest", [CFG_MEMORY_READ_ONLY] = "read-only" };
 static const char *const file_mode_v[] = { [false] = "ro", [true] = "rw" };
@@ -1198,6 +1201,12 @@ static const struct field device_fields[] = {
 	/* 0 until the end of the file: broker.deadline_ms may come later */
 	{ "deadline_ms", NUM(DEV, deadline_ms, 1, DEADLINE_MS_MAX, 0), .dflt = "broker.deadline_ms",
 	  .doc = "how long a request waits for its reply before it completes with the fallback" },
+	{ "transport", ENUM(DEV, transport, transport_v, CFG_TRANSPORT_DEFAULT), .dflt = "ring",
+	  .doc = "how requests reach it: a request ring in shared memory (nng when its program has none), or its nng "
+		 "socket only (IOREQ_TRANSPORT in the broker's environment changes the default)" },
+	{ "poll_us", NUM(DEV, poll_us, 0, RING_POLL_US_MAX, 0),
+	  .doc = "microseconds: how long it and the broker spin on its ring for the next request or reply before they sleep: "
+		 "lower latency for CPU time" },
 	{ "sandbox", ENUM(DEV, sandbox, sandbox_v, CFG_SANDBOX_STRICT),
 	  .doc = "strict: its own namespaces, uid, cgroup and seccomp filter; none: a plain child, for debugging" },
 	{ "on_failure", ENUM(DEV, on_failure, on_failure_v, CFG_ON_FAILURE_FALLBACK),
@@ -1397,6 +1406,14 @@ static int config_dir(struct loader *l)
 	return r;
 }
 
+/* The suite runs once more over nng alone by setting IOREQ_TRANSPORT=nng. */
+static enum cfg_transport default_transport(void)
+{
+	const char *v = getenv("IOREQ_TRANSPORT");
+
+	return v && !strcmp(v, "nng") ? CFG_TRANSPORT_NNG : CFG_TRANSPORT_RING;
+}
+
 int cfg_load(const char *path, const char *bindir, struct cfg **ret, char *err, size_t errlen)
 {
 	struct loader l = { .path = path, .bindir = bindir, .err = err, .errlen = errlen };
@@ -1438,6 +1455,8 @@ int cfg_load(const char *path, const char *bindir, struct cfg **ret, char *err, 
 		for (size_t j = 0; j < c->vms[i].n_devices; j++) {
 			if (!c->vms[i].devices[j].deadline_ms)
 				c->vms[i].devices[j].deadline_ms = c->deadline_ms;
+			if (!c->vms[i].devices[j].transport)
+				c->vms[i].devices[j].transport = default_transport();
 			c->vms[i].devices[j].config_path = c->path;
 		}
 	}

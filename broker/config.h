@@ -33,6 +33,13 @@ enum cfg_sandbox {
 	CFG_SANDBOX_STRICT,
 };
 
+/* How requests reach a device. */
+enum cfg_transport {
+	CFG_TRANSPORT_DEFAULT, /* not set: IOREQ_TRANSPORT in the broker's environment, else ring */
+	CFG_TRANSPORT_RING,    /* its request ring (shared memory), nng where it has none */
+	CFG_TRANSPORT_NNG,     /* its nng socket only */
+};
+
 /* Where a value was written, for messages about it later (1-based). */
 struct cfg_mark {
 	int line, col;
@@ -73,6 +80,8 @@ struct cfg_device {
 	size_t n_irqs;
 	bool msi;          /* may the device inject MSIs */
 	uint32_t deadline_ms;
+	enum cfg_transport transport;
+	uint32_t poll_us;  /* how long it and the broker spin on its ring before sleeping */
 	enum cfg_sandbox sandbox;
 	enum cfg_on_failure on_failure;
 	uint32_t restart_limit;     /* restarts allowed within restart_window_ms... */

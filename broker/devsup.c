@@ -26,6 +26,7 @@
 #include "clock.h"
 #include "log.h"
 #include "proc.h"
+#include "ring.h"
 #include "rpc.h"
 #include "wire.h"
 
@@ -56,6 +57,12 @@ struct reader {
  * device, in this order (proto/ioreq.proto's Welcome says which is what). */
 #define BLOCK_MAX (1 + WIRE_MAX_FILES + 2 * WIRE_MAX_EVENTFDS)
 
+/* How often something happened within the current second. */
+struct rate {
+	int64_t start_ns;
+	unsigned count;
+};
+
 /* One process serving the device. Its fields belong to the event thread,
  * except pid (under the device's lock, for devsup_info); the block is set
  * before the process exists and read by the socket's callbacks, which end
@@ -76,6 +83,12 @@ struct instance {
 	size_t n_block;
 	size_t files0, doorbells0, irqfds0; /* where each kind starts in it */
 	struct devsup_memory mem;           /* as given; mem.fd < 0: none */
+	/* Its request ring: where the ring's fds are in the device (0: it
+	 * was given none), whether it takes requests there (its Hello), and
+	 * its reply doorbell's watch. */
+	unsigned ring_fd0;
+	bool ring_on;
+	struct loop_source *ring_src;
 };
 
 /* The instance's generation and its state in one word, so that an event of
@@ -90,6 +103,7 @@ struct devsup {
 	char dir[PATH_MAX];
 	char sock[108];
 	struct rpc *rpc;
+	struct ring *ring;         /* transport: ring; NULL: nng only */
 	_Atomic uint64_t life;
 	bool stopping;             /* event thread: no restart */
 	bool asked_to_exit;        /* event thread: Shutdown sent */
@@ -106,9 +120,9 @@ struct devsup {
 	int64_t window_start_ns;
 	unsigned window_restarts;
 
-	/* Message rate: the receive callback (one at a time). */
-	int64_t rate_start_ns;
-	unsigned rate_count;
+	/* Message rate: the receive callback (one at a time); reply
+	 * doorbells that bring nothing: the event thread. */
+	struct rate msg_rate, ring_rate;
 
 	pthread_mutex_t lock;      /* what follows */
 	pid_t pid;
@@ -296,6 +310,7 @@ struct welcome_fds {
 	Ioreq__MemRegion rv[WIRE_MAX_REGIONS], *rp[WIRE_MAX_REGIONS];
 	Ioreq__FileFd fv[WIRE_MAX_FILES], *fp[WIRE_MAX_FILES];
 	int32_t doorbells[WIRE_MAX_EVENTFDS], irqfds[WIRE_MAX_EVENTFDS];
+	Ioreq__Ring ring;
 };
 
 static void fill_fds(const struct devsup *d, Ioreq__Welcome *w, struct welcome_fds *f)
@@ -336,6 +351,15 @@ static void fill_fds(const struct devsup *d, Ioreq__Welcome *w, struct welcome_f
 		f->irqfds[i] = (int32_t)(3 + in->irqfds0 + i);
 	w->n_irqfds = c->irqfds;
 	w->irqfds = f->irqfds;
+	if (in->ring_on) {
+		ioreq__ring__init(&f->ring);
+		f->ring.fd = (int32_t)in->ring_fd0;
+		f->ring.doorbell = (int32_t)in->ring_fd0 + 1;
+		f->ring.reply_doorbell = (int32_t)in->ring_fd0 + 2;
+		f->ring.slots = d->p.vcpus;
+		f->ring.poll_us = c->poll_us;
+		w->ring = &f->ring;
+	}
 }
 
 static int send_welcome(struct devsup *d, uint32_t gen)
@@ -385,10 +409,14 @@ static void on_hello(struct devsup *d, uint32_t gen, const Ioreq__Hello *h)
 		devsup_cut_off(d, gen, "said hello twice");
 		return;
 	}
+	/* Its ring, if it takes requests there and was given one. */
+	d->inst.ring_on = h->ring && d->inst.ring_fd0;
 	if (send_welcome(d, gen) < 0) {
 		devsup_cut_off(d, gen, "could not be welcomed");
 		return;
 	}
+	if (d->inst.ring_on)
+		ring_enable(d->ring, gen);
 	if (!atomic_compare_exchange_strong(&d->life, &starting, LIFE(gen, DEVSUP_READY)))
 		return;
 	log_info("vm %s device %s: ready (pid %d)", d->p.vm, d->cfg->name, d->pid);
@@ -531,9 +559,10 @@ static void on_register(struct devsup *d, uint32_t gen, const Ioreq__Register *r
 	}
 }
 
-static void on_reply(struct devsup *d, uint32_t gen, const Ioreq__Reply *rep)
+/* A reply to request @id, over nng or from the ring. */
+static void answer(struct devsup *d, uint32_t gen, uint64_t id, uint64_t value, bool ok)
 {
-	int r = d->p.events->reply(d->p.opaque, gen, rep->id, rep->value, rep->status == IOREQ__STATUS__STATUS_OK);
+	int r = d->p.events->reply(d->p.opaque, gen, id, value, ok);
 
 	if (r == -ENOENT)
 		devsup_violation(d, gen, "replied to a request that is not in flight (late or duplicate)");
@@ -543,28 +572,35 @@ static void on_reply(struct devsup *d, uint32_t gen, const Ioreq__Reply *rep)
 		devsup_cut_off(d, gen, "replied to a request it was never sent");
 }
 
+static void on_reply(struct devsup *d, uint32_t gen, const Ioreq__Reply *rep)
+{
+	answer(d, gen, rep->id, rep->value, rep->status == IOREQ__STATUS__STATUS_OK);
+}
+
 /* Interrupts, claims and registrations beyond max_msg_rate per second are
- * dropped; a device that keeps sending at four times its rate is cut off. */
-static bool within_rate(struct devsup *d, uint32_t gen)
+ * dropped, and so are reply doorbells that bring no reply; a device that
+ * keeps sending at four times its rate is cut off. */
+static bool within_rate(struct devsup *d, uint32_t gen, struct rate *m, const char *what)
 {
 	int64_t now = clock_now_ns();
 	unsigned rate = d->cfg->max_msg_rate;
+	char why[96];
 
-	if (now - d->rate_start_ns >= 1000000000) {
-		d->rate_start_ns = now;
-		d->rate_count = 0;
+	if (now - m->start_ns >= 1000000000) {
+		m->start_ns = now;
+		m->count = 0;
 	}
-	if (++d->rate_count <= rate)
+	if (++m->count <= rate)
 		return true;
 	atomic_fetch_add(&d->throttled, 1);
-	if (d->rate_count == rate + 1) {
-		char why[96];
-
-		snprintf(why, sizeof(why), "more than %u messages a second; dropping them", rate);
+	if (m->count == rate + 1) {
+		snprintf(why, sizeof(why), "more than %u %s a second; dropping them", rate, what);
 		devsup_violation(d, gen, why);
 	}
-	if (d->rate_count > 4 * rate)
-		devsup_cut_off(d, gen, "flooded the broker with messages");
+	if (m->count > 4 * rate) {
+		snprintf(why, sizeof(why), "flooded the broker with %s", what);
+		devsup_cut_off(d, gen, why);
+	}
 	return false;
 }
 
@@ -584,7 +620,7 @@ static void on_message(void *opaque, uint32_t gen, const Ioreq__Envelope *env)
 			devsup_cut_off(d, gen, "sent a message before its hello");
 		return;
 	}
-	if (env->msg_case != IOREQ__ENVELOPE__MSG_REPLY && !within_rate(d, gen))
+	if (env->msg_case != IOREQ__ENVELOPE__MSG_REPLY && !within_rate(d, gen, &d->msg_rate, "messages"))
 		return;
 	switch (env->msg_case) {
 	case IOREQ__ENVELOPE__MSG_REPLY:
@@ -630,10 +666,76 @@ static const struct rpc_events rpc_events = {
 	.closed = on_closed,
 };
 
+/* Cuts off an instance that corrupted its ring, or hands over the replies
+ * it wrote there. */
+static void ring_answers(struct devsup *d, uint32_t gen, int r, const struct ring_reply *v, size_t n,
+			 const char *why)
+{
+	if (r == -EPROTO) {
+		devsup_cut_off(d, gen, why);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		answer(d, gen, v[i].id, v[i].value, v[i].ok);
+}
+
+/* The request path, from the VM thread. In the ring, the hand-offs from
+ * the vCPU's exit to the device and back are the fewest the HSM allows:
+ * the HSM wakes the VM thread (1), which posts and rings the device's
+ * eventfd if it sleeps (2: its serving thread wakes); the device rings the
+ * reply doorbell (3: this VM's event thread wakes, collects, completes),
+ * and the completion wakes the vCPU (4). The HSM's own two are the floor;
+ * (2) and (3) go when both sides poll (poll_us): the VM thread then waits
+ * for the reply itself, and completes it. Over nng, each of (2) and (3)
+ * is several: nng's own threads pass the message on. */
 int devsup_send(struct devsup *d, uint32_t gen, uint64_t id, unsigned vcpu, const struct access *a, uint32_t tag,
 		uint64_t offset)
 {
+	struct ring_reply rep;
+	const char *why;
+	int r;
+
+	if (d->ring) {
+		r = ring_post(d->ring, gen, vcpu, id, a, tag, offset);
+		if (r == -ESTALE)
+			return r;
+		if (r == 0 && d->cfg->poll_us) {
+			r = ring_wait(d->ring, vcpu, id, clock_now_ns() + (int64_t)d->cfg->poll_us * 1000, &rep, &why);
+			if (r != 0)
+				ring_answers(d, gen, r, &rep, r > 0, why);
+			return 0;
+		}
+		if (r == 0)
+			return 0;
+		/* No ring in this instance, or the slot still held by a
+		 * request it never answered: over nng. */
+	}
 	return rpc_send_request(d->rpc, gen, id, vcpu, a, tag, offset);
+}
+
+/* The device rang its reply doorbell (event thread). */
+static void on_ring(void *opaque, uint32_t events)
+{
+	struct devsup *d = opaque;
+	struct ring_reply v[RING_SLOTS];
+	uint32_t gen = gen_of(d);
+	const char *why = NULL;
+	uint64_t ticks;
+	size_t n;
+	int r;
+
+	int memfd, doorbell, reply_doorbell;
+
+	ring_fds(d->ring, &memfd, &doorbell, &reply_doorbell);
+	if (read(reply_doorbell, &ticks, sizeof(ticks)) < 0 && errno == EAGAIN)
+		return;
+	r = ring_collect(d->ring, v, &n, &why);
+	if (r == 0 && !n) {
+		/* (Also when the VM thread took the reply while polling.) */
+		within_rate(d, gen, &d->ring_rate, "empty reply doorbells");
+		return;
+	}
+	ring_answers(d, gen, r, v, n, why);
 }
 
 void devsup_reset(struct devsup *d)
@@ -973,10 +1075,10 @@ static int spawn_instance(struct devsup *d, const int stdio[3], const int *cg_fd
 	bool strict = c->sandbox == CFG_SANDBOX_STRICT;
 	char pidfd[16], user[32], npass[16], fdnum[MAX_CGROUP_FDS][16], url[sizeof(d->sock) + 8], *argv[MAX_ARGS];
 	char vhost[24];
-	int fds[BLOCK_MAX + 2 + MAX_CGROUP_FDS];
+	int fds[BLOCK_MAX + 3 + 2 + MAX_CGROUP_FDS];
 	struct proc_req req = { .argv = argv, .stdio = { stdio[0], stdio[1], stdio[2] }, .fds = fds,
 				 .sandboxed = strict };
-	size_t k = 0, n_args = 0;
+	size_t k = 0, n_args = 0, n_pass;
 	int r;
 
 	while (c->args[n_args])
@@ -985,12 +1087,19 @@ static int spawn_instance(struct devsup *d, const int stdio[3], const int *cg_fd
 		return -E2BIG;
 	for (size_t i = 0; i < in->n_block; i++)
 		fds[req.n_fds++] = in->block[i];
+	/* Its ring's page and doorbells, fresh for each instance. */
+	if (d->ring) {
+		in->ring_fd0 = (unsigned)(3 + req.n_fds);
+		ring_fds(d->ring, &fds[req.n_fds], &fds[req.n_fds + 1], &fds[req.n_fds + 2]);
+		req.n_fds += 3;
+	}
 	/* The vhost-user socket comes last of what the device gets: the
 	 * broker keeps it across instances, it is no part of the block. */
 	if (d->vhost_user >= 0) {
 		snprintf(vhost, sizeof(vhost), "fd:%u", (unsigned)(3 + req.n_fds));
 		fds[req.n_fds++] = d->vhost_user;
 	}
+	n_pass = req.n_fds;
 	if (strict) {
 		r = proc_broker_pidfd();
 		if (r < 0)
@@ -1013,8 +1122,8 @@ static int spawn_instance(struct devsup *d, const int stdio[3], const int *cg_fd
 			argv[k++] = "--cgroup-fd";
 			argv[k++] = fdnum[i];
 		}
-		if (in->n_block || d->vhost_user >= 0) {
-			snprintf(npass, sizeof(npass), "%u", (unsigned)(in->n_block + (d->vhost_user >= 0)));
+		if (n_pass) {
+			snprintf(npass, sizeof(npass), "%u", (unsigned)n_pass);
 			argv[k++] = "--pass-fds";
 			argv[k++] = npass;
 		}
@@ -1097,6 +1206,19 @@ static int start_instance(struct devsup *d, bool *ret_given)
 		*ret_given = true;
 		goto fail;
 	}
+	if (d->ring) {
+		int memfd, doorbell, reply_doorbell;
+
+		r = ring_open(d->ring, gen, d->p.vcpus, d->cfg->poll_us);
+		if (r == 0) {
+			ring_fds(d->ring, &memfd, &doorbell, &reply_doorbell);
+			r = loop_add(d->p.loop, reply_doorbell, EPOLLIN, on_ring, d, &in->ring_src);
+		}
+		if (r < 0) {
+			devsup_log(d, LOG_ERR, "cannot create its request ring: %s", strerror(-r));
+			goto fail;
+		}
+	}
 	r = rpc_listen(d->rpc, d->sock, gen);
 	if (r < 0) {
 		devsup_log(d, LOG_ERR, "cannot listen on %s: %s", d->sock, strerror(-r));
@@ -1178,6 +1300,9 @@ static void finish_instance(struct devsup *d)
 	 * (nng_close would wait for one: upstream nng#1543). */
 	rpc_shut(d->rpc);
 	close_block(in);
+	in->ring_src = loop_remove(d->p.loop, in->ring_src);
+	if (d->ring)
+		ring_close(d->ring);
 	in->cg = cgroup_destroy(in->cg);
 	if (in->uid != (uid_t)-1)
 		proc_give_id(in->uid);
@@ -1333,6 +1458,8 @@ int devsup_new(const struct devsup_params *p, struct devsup **ret)
 		goto err;
 	}
 	r = rpc_new(&rpc_events, d, &d->rpc);
+	if (r == 0 && p->cfg->transport == CFG_TRANSPORT_RING)
+		r = ring_new(&d->ring);
 	if (r == 0)
 		r = loop_add(p->loop, d->timer, EPOLLIN, on_timer, d, &d->timer_src);
 	if (r < 0)
@@ -1498,6 +1625,7 @@ struct devsup *devsup_free(struct devsup *d)
 	if (d->timer_src)
 		d->timer_src = loop_remove(d->p.loop, d->timer_src);
 	d->rpc = rpc_free(d->rpc);
+	d->ring = ring_free(d->ring);
 	if (d->timer >= 0)
 		close(d->timer);
 	pthread_mutex_destroy(&d->lock);

@@ -85,6 +85,7 @@ struct devsup_events {
 struct devsup_params {
 	const struct cfg_device *cfg;
 	const char *vm;             /* the VM's name, for logs and the Welcome */
+	unsigned vcpus;             /* the VM's: one slot each in the device's request ring */
 	const char *runtime_dir;    /* the device's socket goes in RUNTIME_DIR/VM.DEVICE/ */
 	const char *launcher;       /* ioreq-launch */
 	struct loop *loop;          /* the VM's event thread */

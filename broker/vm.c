@@ -1007,6 +1007,7 @@ static void do_setup(void *arg)
 		struct devsup_params p = {
 			.cfg = &vm->cfg->devices[i],
 			.vm = vm->cfg->name,
+			.vcpus = vm->cfg->vcpus,
 			.runtime_dir = vm->env.runtime_dir,
 			.launcher = vm->env.launcher,
 			.loop = vm->loop,

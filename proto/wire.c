@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "ioreq_ring.h"
+
 void wire_arena_reset(struct wire_arena *a)
 {
 	a->used = 0;
@@ -165,6 +167,12 @@ static int memory_ok(const Ioreq__Memory *m)
 	return 1;
 }
 
+static int ring_ok(const Ioreq__Ring *r)
+{
+	return !r || (r->fd >= 3 && r->doorbell >= 3 && r->reply_doorbell >= 3 && r->slots >= 1 &&
+		      r->slots <= RING_SLOTS && r->poll_us <= RING_POLL_US_MAX);
+}
+
 static int files_ok(size_t n, Ioreq__FileFd *const *v)
 {
 	if (n > WIRE_MAX_FILES)
@@ -199,7 +207,7 @@ static int validate(const Ioreq__Envelope *e)
 		return name_ok(w->vm) && name_ok(w->device) && ranges_ok(w->n_ranges, w->ranges) &&
 		       ranges_ok(w->n_windows, w->windows) && w->n_irq_lines <= WIRE_MAX_LIST && memory_ok(w->memory) &&
 		       files_ok(w->n_files, w->files) && fds_ok(w->n_doorbells, w->doorbells, WIRE_MAX_EVENTFDS) &&
-		       fds_ok(w->n_irqfds, w->irqfds, WIRE_MAX_EVENTFDS);
+		       fds_ok(w->n_irqfds, w->irqfds, WIRE_MAX_EVENTFDS) && ring_ok(w->ring);
 	}
 	case IOREQ__ENVELOPE__MSG_REQUEST: {
 		const Ioreq__Request *q = e->request;

@@ -39,6 +39,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/pair1/pair.h>
 
+#include "devring.h"
 #include "memory.h"
 #include "sandbox.h"
 #include "wire.h"
@@ -118,6 +119,11 @@ struct ioreq_dev {
 	int file_fd[WIRE_MAX_FILES];
 	bool file_writable[WIRE_MAX_FILES];
 	struct eventfds doorbells, irqfds;
+	/* The request ring (Welcome.ring), served by a thread of its own
+	 * while ioreq_dev_serve runs; NULL: requests come as messages only. */
+	struct devring *ring;
+	/* Handlers run one at a time: the serving thread's or the ring's. */
+	pthread_mutex_t serve_lock;
 
 	/* The serving thread's (and the handshake's). */
 	struct wire_arena arena;
@@ -446,6 +452,13 @@ static int take_data_plane(struct ioreq_dev *dev, const Ioreq__Welcome *w)
 	r = take_eventfds(&dev->doorbells, w->n_doorbells, w->doorbells);
 	if (r == 0)
 		r = take_eventfds(&dev->irqfds, w->n_irqfds, w->irqfds);
+	if (r == 0 && w->ring) {
+		const Ioreq__Ring *g = w->ring;
+
+		if (!fd_mode_ok(g->fd, true) || !fd_mode_ok(g->doorbell, true) || !fd_mode_ok(g->reply_doorbell, true))
+			return -EPROTO;
+		r = devring_open(g, &dev->ring);
+	}
 	dev->info.n_files = dev->n_files;
 	dev->info.n_doorbells = dev->doorbells.n;
 	dev->info.n_irqfds = dev->irqfds.n;
@@ -511,6 +524,7 @@ static int send_hello(struct ioreq_dev *dev)
 
 	hello.version = IOREQ__VERSION__VERSION_CURRENT;
 	hello.device = dev->name;
+	hello.ring = true;
 	env.msg_case = IOREQ__ENVELOPE__MSG_HELLO;
 	env.hello = &hello;
 	/* Now or never: pair1 would otherwise keep the Hello for whichever
@@ -594,9 +608,11 @@ static int dev_open(struct ioreq_dev *dev, const char *url)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_mutex_init(&dev->lock, NULL);
+	pthread_mutex_init(&dev->serve_lock, NULL);
 	r = -pthread_cond_init(&dev->changed, &ca);
 	pthread_condattr_destroy(&ca);
 	if (r) {
+		pthread_mutex_destroy(&dev->serve_lock);
 		pthread_mutex_destroy(&dev->lock);
 		return r;
 	}
@@ -705,8 +721,10 @@ struct ioreq_dev *ioreq_dev_close(struct ioreq_dev *dev)
 	}
 	if (dev->mem_base)
 		munmap(dev->mem_base, dev->mem_size);
+	dev->ring = devring_free(dev->ring);
 	if (dev->lock_init) {
 		pthread_cond_destroy(&dev->changed);
+		pthread_mutex_destroy(&dev->serve_lock);
 		pthread_mutex_destroy(&dev->lock);
 	}
 	free(dev);
@@ -733,6 +751,28 @@ static ioreq_access_fn handler_for(const struct ioreq_dev_ops *ops, enum ioreq_k
 	return NULL;
 }
 
+/* Runs the handler of @a's kind; the caller holds serve_lock. */
+static int handle(struct ioreq_dev *dev, const struct ioreq_access *a, uint64_t *value)
+{
+	ioreq_access_fn fn = handler_for(dev->ops, a->kind);
+
+	return fn ? fn(dev, a, value, dev->opaque) : -EOPNOTSUPP;
+}
+
+/* A request from the ring, in the ring's thread. */
+static int ring_request(void *opaque, const struct ioreq_access *a, uint64_t *value)
+{
+	struct ioreq_dev *dev = opaque;
+	int r;
+
+	pthread_mutex_lock(&dev->serve_lock);
+	r = handle(dev, a, value);
+	pthread_mutex_unlock(&dev->serve_lock);
+	if (r >= 0)
+		*value &= size_mask(a->size);
+	return r;
+}
+
 /* Return values of the on_* handlers: 0 to go on, 1 when serving is over, or
  * a negative errno. */
 static int on_request(struct ioreq_dev *dev, const Ioreq__Envelope *env)
@@ -754,9 +794,8 @@ static int on_request(struct ioreq_dev *dev, const Ioreq__Envelope *env)
 		.bdf = q->bdf,
 		.reg = q->reg,
 	};
-	ioreq_access_fn fn = handler_for(dev->ops, a.kind);
 	uint64_t value = 0;
-	int r = fn ? fn(dev, &a, &value, dev->opaque) : -EOPNOTSUPP;
+	int r = handle(dev, &a, &value);
 
 	reply.id = q->id;
 	reply.status = r < 0 ? IOREQ__STATUS__STATUS_UNHANDLED : IOREQ__STATUS__STATUS_OK;
@@ -858,22 +897,28 @@ static int next_env(struct ioreq_dev *dev, Ioreq__Envelope **ret)
 
 int ioreq_dev_serve(struct ioreq_dev *dev)
 {
-	for (;;) {
+	int r = dev->ring ? devring_start(dev->ring, ring_request, dev) : 0;
+
+	while (r == 0) {
 		Ioreq__Envelope *env;
 		unsigned c;
-		int r;
 
 		r = next_env(dev, &env);
 		if (r < 0)
-			return r;
+			break;
 		/* (RegisterResults never get here: see next_env, receive_for.) */
 		c = env->msg_case;
-		if (c >= sizeof(serve_table) / sizeof(serve_table[0]) || !serve_table[c])
-			return -EPROTO;
+		if (c >= sizeof(serve_table) / sizeof(serve_table[0]) || !serve_table[c]) {
+			r = -EPROTO;
+			break;
+		}
+		pthread_mutex_lock(&dev->serve_lock);
 		r = serve_table[c](dev, env);
-		if (r)
-			return r < 0 ? r : 0;
+		pthread_mutex_unlock(&dev->serve_lock);
 	}
+	if (dev->ring)
+		devring_stop(dev->ring);
+	return r < 0 ? r : 0;
 }
 
 /* ---- device-initiated messages ---- */

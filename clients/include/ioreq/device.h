@@ -12,9 +12,12 @@
  *     ioreq_dev_serve(dev);                            // until Shutdown
  *     ioreq_dev_close(dev);
  *
- * Handlers run one at a time in the thread that calls ioreq_dev_serve, in the
- * order the broker sent the requests. Every function returns 0 or a negative
- * errno.
+ * Handlers run one at a time, and only while ioreq_dev_serve runs: in its
+ * thread (messages from the broker: a reset, claim results, and requests
+ * over the socket) or in the library's request-ring thread (requests the
+ * broker posts in the shared-memory ring it gives each device, the fast
+ * path), each vCPU's requests in the order the guest made them. Every
+ * function returns 0 or a negative errno.
  *
  * The data plane. What the device's YAML grants reaches it as fds the broker
  * opened (from fd 3 on; the program never opens anything itself, and in its
