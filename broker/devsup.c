@@ -89,6 +89,7 @@ struct instance {
 	unsigned ring_fd0;
 	bool ring_on;
 	struct loop_source *ring_src;
+	int ring_watch;         /* watch_ring's result */
 };
 
 /* The instance's generation and its state in one word, so that an event of
@@ -659,6 +660,26 @@ static void on_closed(void *opaque, uint32_t gen)
 	went_down(opaque, gen, "disconnected");
 }
 
+static void on_ring(void *opaque, uint32_t events);
+
+/* On the reply thread: its instance's reply doorbell, from its start to
+ * its end (the event thread waits for each). */
+static void watch_ring(void *arg)
+{
+	struct devsup *d = arg;
+	int memfd, doorbell, reply_doorbell;
+
+	ring_fds(d->ring, &memfd, &doorbell, &reply_doorbell);
+	d->inst.ring_watch = loop_add(d->p.replies, reply_doorbell, EPOLLIN, on_ring, d, &d->inst.ring_src);
+}
+
+static void unwatch_ring(void *arg)
+{
+	struct devsup *d = arg;
+
+	d->inst.ring_src = loop_remove(d->p.replies, d->inst.ring_src);
+}
+
 static const struct rpc_events rpc_events = {
 	.message = on_message,
 	.garbage = on_garbage,
@@ -713,22 +734,16 @@ int devsup_send(struct devsup *d, uint32_t gen, uint64_t id, unsigned vcpu, cons
 	return rpc_send_request(d->rpc, gen, id, vcpu, a, tag, offset);
 }
 
-/* The device rang its reply doorbell (event thread). */
+/* The device rang its reply doorbell (the VM's reply thread). */
 static void on_ring(void *opaque, uint32_t events)
 {
 	struct devsup *d = opaque;
 	struct ring_reply v[RING_SLOTS];
 	uint32_t gen = gen_of(d);
 	const char *why = NULL;
-	uint64_t ticks;
 	size_t n;
 	int r;
 
-	int memfd, doorbell, reply_doorbell;
-
-	ring_fds(d->ring, &memfd, &doorbell, &reply_doorbell);
-	if (read(reply_doorbell, &ticks, sizeof(ticks)) < 0 && errno == EAGAIN)
-		return;
 	r = ring_collect(d->ring, v, &n, &why);
 	if (r == 0 && !n) {
 		/* (Also when the VM thread took the reply while polling.) */
@@ -1207,12 +1222,10 @@ static int start_instance(struct devsup *d, bool *ret_given)
 		goto fail;
 	}
 	if (d->ring) {
-		int memfd, doorbell, reply_doorbell;
-
 		r = ring_open(d->ring, gen, d->p.vcpus, d->cfg->poll_us);
 		if (r == 0) {
-			ring_fds(d->ring, &memfd, &doorbell, &reply_doorbell);
-			r = loop_add(d->p.loop, reply_doorbell, EPOLLIN, on_ring, d, &in->ring_src);
+			loop_call(d->p.replies, watch_ring, d);
+			r = d->inst.ring_watch;
 		}
 		if (r < 0) {
 			devsup_log(d, LOG_ERR, "cannot create its request ring: %s", strerror(-r));
@@ -1300,9 +1313,10 @@ static void finish_instance(struct devsup *d)
 	 * (nng_close would wait for one: upstream nng#1543). */
 	rpc_shut(d->rpc);
 	close_block(in);
-	in->ring_src = loop_remove(d->p.loop, in->ring_src);
-	if (d->ring)
+	if (d->ring) {
+		loop_call(d->p.replies, unwatch_ring, d);
 		ring_close(d->ring);
+	}
 	in->cg = cgroup_destroy(in->cg);
 	if (in->uid != (uid_t)-1)
 		proc_give_id(in->uid);

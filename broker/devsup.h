@@ -10,8 +10,10 @@
  *
  * Threads: everything that changes an instance's life runs on the VM's
  * event thread (the loop given at creation). Events from the device's
- * socket arrive on nng's threads; devsup_send is called from the VM
- * thread. An instance is named by its generation, which grows by one at
+ * socket arrive on nng's threads, replies in its request ring on the VM's
+ * reply thread (never busy with anything else, so that neither a stop's
+ * drain nor a restart on the event thread holds them up); devsup_send is
+ * called from the VM thread. An instance is named by its generation, which grows by one at
  * each start: events and sends carry it, so nothing meant for one instance
  * reaches the next. */
 #ifndef IOREQ_DEVSUP_H
@@ -89,6 +91,7 @@ struct devsup_params {
 	const char *runtime_dir;    /* the device's socket goes in RUNTIME_DIR/VM.DEVICE/ */
 	const char *launcher;       /* ioreq-launch */
 	struct loop *loop;          /* the VM's event thread */
+	struct loop *replies;       /* the VM's thread for replies in rings (transport: ring) */
 	struct cgroup_tree *cgroups; /* NULL: no cgroup limits here */
 	const struct devsup_events *events;
 	void *opaque;

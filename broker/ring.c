@@ -193,8 +193,9 @@ out:
 }
 
 /* Looks at slot @v once: 1 with *@out when the device answered what was
- * posted there, 0 while it has not, -EPROTO for a lie. Under the lock,
- * with something posted in @v. */
+ * posted there, 2 when it answered on its socket instead (RING_SENT: the
+ * slot is free, the reply comes as a message), 0 while it has not, -EPROTO
+ * for a lie. Under the lock, with something posted in @v. */
 static int take_locked(struct ring *r, unsigned v, struct ring_reply *out, const char **why)
 {
 	struct ring_slot *s = &r->page->slot[v];
@@ -222,7 +223,7 @@ static int take_locked(struct ring *r, unsigned v, struct ring_reply *out, const
 		*why = "answered another request than the one in its ring's slot";
 		return -EPROTO;
 	}
-	if (status != RING_OK && status != RING_UNHANDLED) {
+	if (status != RING_OK && status != RING_UNHANDLED && status != RING_SENT) {
 		*why = "wrote an unknown status into its request ring";
 		return -EPROTO;
 	}
@@ -230,11 +231,12 @@ static int take_locked(struct ring *r, unsigned v, struct ring_reply *out, const
 	out->ok = status == RING_OK;
 	r->posted[v] = 0;
 	atomic_store_explicit(&s->state, RING_FREE, memory_order_relaxed);
-	return 1;
+	return status == RING_SENT ? 2 : 1;
 }
 
 int ring_collect(struct ring *r, struct ring_reply *out, size_t *ret_n, const char **why)
 {
+	uint64_t ticks;
 	size_t n = 0;
 	int e = 0;
 
@@ -243,8 +245,10 @@ int ring_collect(struct ring *r, struct ring_reply *out, size_t *ret_n, const ch
 		e = -ESTALE;
 		goto out;
 	}
+	/* Quiet it before looking: a ring after this look is not lost. */
+	(void)!read(r->reply_doorbell, &ticks, sizeof(ticks));
 	for (unsigned v = 0; v < r->slots && e >= 0; v++)
-		if (r->posted[v] && (e = take_locked(r, v, &out[n], why)) > 0)
+		if (r->posted[v] && (e = take_locked(r, v, &out[n], why)) == 1)
 			n++;
 out:
 	pthread_mutex_unlock(&r->lock);
@@ -258,7 +262,7 @@ int ring_wait(struct ring *r, unsigned slot, uint64_t id, int64_t until_ns, stru
 	int e = 0;
 
 	pthread_mutex_lock(&r->lock);
-	if (!r->page || slot >= r->slots || r->posted[slot] != id)
+	if (!id || !r->page || slot >= r->slots || r->posted[slot] != id)
 		goto out;
 	s = &r->page->slot[slot];
 	atomic_store(&r->page->h.broker_polling, 1);
@@ -276,6 +280,8 @@ int ring_wait(struct ring *r, unsigned slot, uint64_t id, int64_t until_ns, stru
 	 * device either saw the flag clear and rings, or is seen here. */
 	atomic_store(&r->page->h.broker_polling, 0);
 	e = take_locked(r, slot, out, why);
+	if (e == 2)
+		e = 0;
 out:
 	pthread_mutex_unlock(&r->lock);
 	return e;

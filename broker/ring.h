@@ -66,15 +66,16 @@ void ring_close(struct ring *r);
 int ring_post(struct ring *r, uint32_t gen, unsigned slot, uint64_t id, const struct access *a, uint32_t tag,
 	      uint64_t offset);
 
-/* Collects every answered slot into @out (room for RING_SLOTS), frees them
- * and sets *@ret_n. -EPROTO when the device corrupted the ring (*@why
+/* Quiets the reply doorbell, then collects every answered slot into @out
+ * (room for RING_SLOTS), frees them and sets *@ret_n. -EPROTO when the device corrupted the ring (*@why
  * says how; then nothing is collected), -ESTALE when no ring is open. */
 int ring_collect(struct ring *r, struct ring_reply *out, size_t *ret_n, const char **why);
 
 /* The VM thread, just after posting @id in @slot: spins until the device
  * answers it or @until_ns (CLOCK_MONOTONIC) passes, the device being told
  * not to ring meanwhile. 1 with *@out when it was answered, 0 when not
- * (the reply doorbell brings it later), -EPROTO as ring_collect. */
+ * (the reply doorbell or the socket brings it later), -EPROTO as
+ * ring_collect. */
 int ring_wait(struct ring *r, unsigned slot, uint64_t id, int64_t until_ns, struct ring_reply *out, const char **why);
 
 #endif

@@ -55,6 +55,7 @@ struct bvm {
 	const struct cfg_vm *cfg;
 	struct vm_env env;
 	struct loop *loop;
+	struct loop *replies;          /* the thread that collects replies from the devices' rings */
 	struct request_table *req;
 	struct loop_source *timer_src;
 	/* The guest. Changed on the event thread under the write lock; the VM
@@ -1011,6 +1012,7 @@ static void do_setup(void *arg)
 			.runtime_dir = vm->env.runtime_dir,
 			.launcher = vm->env.launcher,
 			.loop = vm->loop,
+			.replies = vm->replies,
 			.cgroups = vm->env.cgroups,
 			.events = &dev_events,
 			.opaque = dev,
@@ -1067,6 +1069,12 @@ int vm_new(const struct cfg_vm *cfg, const struct vm_env *env, struct bvm **ret)
 		r = evreg_set_new(cfg->name, &vm->regs);
 	if (r == 0)
 		r = loop_new(&vm->loop);
+	if (r == 0)
+		r = loop_new(&vm->replies);
+	if (r == 0) {
+		snprintf(name, sizeof(name), "vmr-%.11s", cfg->name);
+		r = loop_start(vm->replies, name);
+	}
 	if (r < 0)
 		goto err;
 	/* Before the loop runs, its sources may be added from here. */
@@ -1105,6 +1113,7 @@ struct bvm *vm_free(struct bvm *vm)
 		loop_call(vm->loop, do_teardown, vm);
 		vm->loop = loop_free(vm->loop);
 	}
+	vm->replies = loop_free(vm->replies);
 	vm->req = request_table_free(vm->req);
 	vm->regs = evreg_set_free(vm->regs);
 	for (size_t t = 0; t < 3; t++)

@@ -48,6 +48,11 @@ enum ring_state {
 enum ring_status {
 	RING_OK = 0,
 	RING_UNHANDLED = 1, /* the broker completes it with the fallback */
+	/* Answered with a Reply on the socket instead, after messages the
+	 * handler sent there (a Claim, an Interrupt): one channel keeps them
+	 * in order, so the claim is in place before the vCPU goes on. The
+	 * slot is free again. */
+	RING_SENT = 2,
 };
 
 struct ring_slot {

@@ -344,10 +344,16 @@ static int dev_recv_msg(struct ioreq_dev *dev, nng_duration timeout, nng_msg **r
 	return 0;
 }
 
+/* Messages other than replies this thread sent: a request from the ring
+ * whose handler sent one is answered on the socket too, after it. */
+static _Thread_local unsigned sent_by_thread;
+
 static int dev_send(struct ioreq_dev *dev, const Ioreq__Envelope *env)
 {
 	int r;
 
+	if (env->msg_case != IOREQ__ENVELOPE__MSG_REPLY)
+		sent_by_thread++;
 	/* pair1 sends on whatever pipe is up: the flag is what keeps anything
 	 * from reaching a broker that did not welcome us (a redial takes a
 	 * connect and a handshake, far longer than this check-then-send). */
@@ -759,18 +765,37 @@ static int handle(struct ioreq_dev *dev, const struct ioreq_access *a, uint64_t 
 	return fn ? fn(dev, a, value, dev->opaque) : -EOPNOTSUPP;
 }
 
-/* A request from the ring, in the ring's thread. */
+static int send_reply(struct ioreq_dev *dev, uint64_t id, bool write, unsigned size, int r, uint64_t value)
+{
+	Ioreq__Reply reply = IOREQ__REPLY__INIT;
+	Ioreq__Envelope out = IOREQ__ENVELOPE__INIT;
+
+	reply.id = id;
+	reply.status = r < 0 ? IOREQ__STATUS__STATUS_UNHANDLED : IOREQ__STATUS__STATUS_OK;
+	if (r >= 0 && !write)
+		reply.value = value & size_mask(size);
+	out.msg_case = IOREQ__ENVELOPE__MSG_REPLY;
+	out.reply = &reply;
+	return dev_send(dev, &out);
+}
+
+/* A request from the ring, in the ring's thread. A handler that sent the
+ * broker a message (a claim, an interrupt) has its reply follow it on the
+ * socket, so that the broker acts on the message before the vCPU goes on. */
 static int ring_request(void *opaque, const struct ioreq_access *a, uint64_t *value)
 {
 	struct ioreq_dev *dev = opaque;
+	unsigned sent = sent_by_thread;
 	int r;
 
 	pthread_mutex_lock(&dev->serve_lock);
 	r = handle(dev, a, value);
 	pthread_mutex_unlock(&dev->serve_lock);
+	if (sent_by_thread != sent)
+		return send_reply(dev, a->id, a->write, a->size, r, *value) < 0 ? r : DEVRING_SENT;
 	if (r >= 0)
 		*value &= size_mask(a->size);
-	return r;
+	return r < 0 ? r : 0;
 }
 
 /* Return values of the on_* handlers: 0 to go on, 1 when serving is over, or
@@ -778,8 +803,6 @@ static int ring_request(void *opaque, const struct ioreq_access *a, uint64_t *va
 static int on_request(struct ioreq_dev *dev, const Ioreq__Envelope *env)
 {
 	const Ioreq__Request *q = env->request;
-	Ioreq__Reply reply = IOREQ__REPLY__INIT;
-	Ioreq__Envelope out = IOREQ__ENVELOPE__INIT;
 	/* wire_unpack checked kind, direction and size. */
 	struct ioreq_access a = {
 		.id = q->id,
@@ -797,13 +820,7 @@ static int on_request(struct ioreq_dev *dev, const Ioreq__Envelope *env)
 	uint64_t value = 0;
 	int r = handle(dev, &a, &value);
 
-	reply.id = q->id;
-	reply.status = r < 0 ? IOREQ__STATUS__STATUS_UNHANDLED : IOREQ__STATUS__STATUS_OK;
-	if (r >= 0 && !a.write)
-		reply.value = value & size_mask(a.size);
-	out.msg_case = IOREQ__ENVELOPE__MSG_REPLY;
-	out.reply = &reply;
-	return dev_send(dev, &out);
+	return send_reply(dev, q->id, a.write, a.size, r, value);
 }
 
 static int on_reset(struct ioreq_dev *dev, const Ioreq__Envelope *env)

@@ -135,8 +135,9 @@ unsigned devring_serve(struct devring *r, devring_fn fn, void *opaque)
 		if (take(s, v, &a))
 			e = fn(opaque, &a, &value);
 		atomic_store_explicit(&s->reply_id, a.id, memory_order_relaxed);
-		atomic_store_explicit(&s->reply, e < 0 || a.write ? 0 : value, memory_order_relaxed);
-		atomic_store_explicit(&s->status, e < 0 ? RING_UNHANDLED : RING_OK, memory_order_relaxed);
+		atomic_store_explicit(&s->reply, e || a.write ? 0 : value, memory_order_relaxed);
+		atomic_store_explicit(&s->status, e < 0 ? RING_UNHANDLED : e == DEVRING_SENT ? RING_SENT : RING_OK,
+				      memory_order_relaxed);
 		/* Sequentially consistent, before reading the broker's flag. */
 		atomic_store(&s->state, RING_COMPLETE);
 		if (!atomic_load(&r->page->h.broker_polling))
@@ -164,13 +165,17 @@ static void *ring_main(void *arg)
 	unsigned spins = 0;
 	uint64_t ticks;
 
-	while (!atomic_load_explicit(&r->quit, memory_order_relaxed)) {
+	for (;;) {
 		struct pollfd p[2] = { { .fd = r->doorbell, .events = POLLIN }, { .fd = r->stop, .events = POLLIN } };
 
 		if (devring_serve(r, r->fn, r->opaque)) {
 			idle_since = r->poll_ns ? now_ns() : 0;
 			continue;
 		}
+		/* Only with nothing pending: what was posted before the stop
+		 * is answered, as messages before a Shutdown are. */
+		if (atomic_load_explicit(&r->quit, memory_order_relaxed))
+			break;
 		if (r->poll_ns && (++spins & 63 || now_ns() - idle_since < r->poll_ns)) {
 			cpu_relax();
 			continue;

@@ -16,7 +16,10 @@
 
 struct devring;
 
-/* Handles @a: 0 with *@value set, or a negative errno (unhandled). */
+/* Handles @a: 0 with *@value set, DEVRING_SENT when the reply went over the
+ * socket (after messages the handler sent there), or a negative errno
+ * (unhandled). */
+#define DEVRING_SENT 1
 typedef int (*devring_fn)(void *opaque, const struct ioreq_access *a, uint64_t *value);
 
 /* Maps the ring the Welcome gave (its fds are this process's). */

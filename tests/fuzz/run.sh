@@ -9,7 +9,7 @@ CC=clang cmake -S . -B "$dir" -DIOREQ_FUZZ=ON >/dev/null
 cmake --build "$dir" -j"$(nproc)" >/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-targets="wire control config script memview evreg virtq"
+targets="wire control config script memview evreg virtq ring"
 for t in $targets; do mkdir -p "$work/$t"; done
 cp examples/sim/*.yaml examples/*.yaml deploy/broker.yaml "$work/config/"
 cp examples/sim/*.txt "$work/script/"

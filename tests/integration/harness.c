@@ -224,6 +224,13 @@ void harness_skip(const char *fmt, ...)
 	skip();
 }
 
+bool harness_ring(void)
+{
+	const char *t = getenv("IOREQ_TRANSPORT");
+
+	return !t || strcmp(t, "nng");
+}
+
 void harness_need_kvm(void)
 {
 	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);

@@ -50,6 +50,10 @@ void harness_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * there and usable. */
 void harness_need_kvm(void);
 
+/* Whether the broker the tests start gives devices a request ring: the
+ * default, unless the suite runs with IOREQ_TRANSPORT=nng. */
+bool harness_ring(void);
+
 /* A file that belongs with the logs (a fake's report, a device's output):
  * printed with them if the current test fails. */
 void harness_keep_log(const char *label, const char *path);
