@@ -53,8 +53,10 @@
 #define WORKER_TIMEOUT_MS 180000
 #define ITERS_DEFAULT 20000
 #define ITERS_QUICK 2000
-#define MAX_LAT 24
-#define MAX_TPUT 8
+#define MAX_LAT 32
+/* The kvm guest's rows of each placement: in-HSM, ring, ring+poll, nng. */
+#define KVM_ROWS 4
+#define MAX_TPUT 12
 #define MAX_ALLOC 4
 #define MAX_DP 4
 
@@ -63,9 +65,13 @@ static const struct {
 	const char *title;
 } lat_cases[] = {
 	{ "unix", "raw AF_UNIX seqpacket ping-pong (limit)" },
+	{ "shm-eventfd", "shared page + eventfds, both sleep (ring floor)" },
+	{ "shm-spin", "shared page, both spin (polling limit)" },
 	{ "nng-aio", "bare nng pair1, aio callback (floor)" },
 	{ "nng-block", "bare nng pair1, blocking recv" },
-	{ "broker", "broker path: vCPU->broker->nng->dev-null" },
+	{ "broker", "broker path: vCPU->broker->ring->dev-null" },
+	{ "broker-poll", "broker path, ring with poll_us: 50" },
+	{ "broker-nng", "broker path over nng (transport: nng)" },
 	{ "broker-nosandbox", "broker path, device with sandbox: none" },
 	{ "broker-unclaimed", "broker, unclaimed port (no nng, no device)" },
 	{ "hsm-client", "in-HSM client (in-process baseline)" },
@@ -86,9 +92,12 @@ static const struct {
 };
 
 static const struct {
-	unsigned vms, vcpus;
+	unsigned vms, vcpus, devices;
+	const char *transport;
 } tput_cases[] = {
-	{ 1, 1 }, { 1, 2 }, { 1, 4 }, { 1, 16 }, { 2, 1 }, { 2, 2 }, { 2, 8 },
+	{ 1, 1, 1, "ring" }, { 1, 2, 1, "ring" }, { 1, 4, 1, "ring" }, { 1, 16, 1, "ring" }, { 1, 4, 4, "ring" },
+	{ 2, 1, 1, "ring" }, { 2, 2, 1, "ring" }, { 2, 8, 1, "ring" }, { 1, 1, 1, "nng" },  { 1, 4, 1, "nng" },
+	{ 2, 2, 1, "nng" },
 };
 
 static const struct {
@@ -143,6 +152,7 @@ static int parse_worker(int argc, char **argv, struct worker_args *a)
 		{ "warmup", required_argument, NULL, 'u' },  { "req-size", required_argument, NULL, 'r' },
 		{ "rep-size", required_argument, NULL, 'p' }, { "vms", required_argument, NULL, 'v' },
 		{ "vcpus", required_argument, NULL, 'c' },   { "seconds", required_argument, NULL, 's' },
+		{ "devices", required_argument, NULL, 'd' }, { "transport", required_argument, NULL, 't' },
 		{ "bindir", required_argument, NULL, 'b' },  { "image", required_argument, NULL, 'i' },
 		{},
 	};
@@ -175,6 +185,12 @@ static int parse_worker(int argc, char **argv, struct worker_args *a)
 		case 's':
 			a->seconds = strtod(optarg, NULL);
 			break;
+		case 'd':
+			a->devices = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 't':
+			a->transport = optarg;
+			break;
 		case 'b':
 			a->bindir = optarg;
 			break;
@@ -203,6 +219,8 @@ static int worker_main(int argc, char **argv, const char *exe)
 		r = pp_nng_worker(&a, true);
 	else if (!strcmp(a.kind, "nng-block"))
 		r = pp_nng_worker(&a, false);
+	else if (!strncmp(a.kind, "shm-", 4))
+		r = pp_shm_worker(&a, !strcmp(a.kind, "shm-spin"));
 	else if (!strncmp(a.kind, "dp-", 3))
 		r = dp_worker(&a);
 	else if (!strcmp(a.kind, "vblk"))
@@ -352,6 +370,7 @@ static void run_latency(const struct bench_ctx *c, struct result *lat, size_t *n
 	const size_t cases = sizeof(lat_cases) / sizeof(lat_cases[0]);
 	static struct result rounds[MAX_LAT][ROUNDS];
 	struct bench_ctx round = *c;
+	struct result scratch;
 
 	round.iters = c->iters / ROUNDS ? c->iters / ROUNDS : 1;
 	for (size_t p = 0; p < 2; p++) {
@@ -360,7 +379,9 @@ static void run_latency(const struct bench_ctx *c, struct result *lat, size_t *n
 		for (size_t i = 0; i < cases; i++)
 			row[i] = (struct result){ .id = lat_cases[i].id, .title = lat_cases[i].title };
 		row[cases] = (struct result){ .id = "kvm-hsm", .title = "kvm guest: in/out to the in-HSM client" };
-		row[cases + 1] = (struct result){ .id = "kvm-dev", .title = "kvm guest: in/out to sandboxed dev-null" };
+		row[cases + 1] = (struct result){ .id = "kvm-dev", .title = "kvm guest: to sandboxed dev-null, ring" };
+		row[cases + 2] = (struct result){ .id = "kvm-dev-poll", .title = "kvm guest: the same, poll_us: 50" };
+		row[cases + 3] = (struct result){ .id = "kvm-dev-nng", .title = "kvm guest: the same over nng" };
 		memset(rounds, 0, sizeof(rounds));
 		for (size_t k = 0; k < ROUNDS; k++) {
 			for (size_t i = 0; i < cases; i++) {
@@ -370,13 +391,18 @@ static void run_latency(const struct bench_ctx *c, struct result *lat, size_t *n
 				run_worker(&round, placements[p].cpus, extra, &rounds[i][k]);
 			}
 			progress("kvm guest", placements[p].name);
-			daemon_kvm(&round, placements[p].cpus, &rounds[cases][k], &rounds[cases + 1][k]);
+			daemon_kvm(&round, placements[p].cpus, "", &rounds[cases][k], &rounds[cases + 1][k]);
+			if (p == 0) /* (both spinning on one CPU: nothing to learn) */
+				daemon_kvm(&round, placements[p].cpus, ", poll_us: 50", &scratch, &rounds[cases + 2][k]);
+			else
+				snprintf(rounds[cases + 2][k].why, sizeof(rounds[0][0].why), "polling needs two CPUs");
+			daemon_kvm(&round, placements[p].cpus, ", transport: nng", &scratch, &rounds[cases + 3][k]);
 		}
-		for (size_t i = 0; i < cases + 2; i++) {
+		for (size_t i = 0; i < cases + KVM_ROWS; i++) {
 			row[i].placement = placements[p].name;
 			merge_rounds(&row[i], rounds[i], ROUNDS);
 		}
-		*n += cases + 2;
+		*n += cases + KVM_ROWS;
 	}
 }
 
@@ -468,8 +494,9 @@ static void run_vblk(const struct bench_ctx *c, struct result *r)
 static void run_throughput(const struct bench_ctx *c, struct result *tput, size_t *n)
 {
 	const size_t cases = sizeof(tput_cases) / sizeof(tput_cases[0]);
-	char vms[16], vcpus[16], secs[16];
-	char *extra[] = { "--worker", "throughput", "--vms", vms, "--vcpus", vcpus, "--seconds", secs, NULL };
+	char vms[16], vcpus[16], devs[16], secs[16], transport[8];
+	char *extra[] = { "--worker", "throughput", "--vms", vms, "--vcpus", vcpus, "--devices", devs,
+			  "--transport", transport, "--seconds", secs, NULL };
 	static struct result rounds[MAX_TPUT][ROUNDS];
 
 	snprintf(secs, sizeof(secs), "%.2f", c->quick ? TPUT_SECONDS_QUICK : TPUT_SECONDS);
@@ -480,7 +507,10 @@ static void run_throughput(const struct bench_ctx *c, struct result *tput, size_
 
 			snprintf(vms, sizeof(vms), "%u", tput_cases[i].vms);
 			snprintf(vcpus, sizeof(vcpus), "%u", tput_cases[i].vcpus);
-			snprintf(what, sizeof(what), "throughput, %u VM x %u vCPUs", tput_cases[i].vms, tput_cases[i].vcpus);
+			snprintf(devs, sizeof(devs), "%u", tput_cases[i].devices);
+			snprintf(transport, sizeof(transport), "%s", tput_cases[i].transport);
+			snprintf(what, sizeof(what), "throughput, %u VM x %u vCPUs x %u devices, %s", tput_cases[i].vms,
+				 tput_cases[i].vcpus, tput_cases[i].devices, tput_cases[i].transport);
 			progress(what, NULL);
 			run_worker(c, &c->all, extra, &rounds[i][k]);
 		}
@@ -489,7 +519,8 @@ static void run_throughput(const struct bench_ctx *c, struct result *tput, size_
 		struct result *r = &tput[(*n)++];
 
 		*r = (struct result){ .id = "throughput", .title = "throughput", .vms = tput_cases[i].vms,
-				      .vcpus = tput_cases[i].vcpus };
+				      .vcpus = tput_cases[i].vcpus, .devices = tput_cases[i].devices,
+				      .transport = tput_cases[i].transport };
 		merge_rounds(r, rounds[i], ROUNDS);
 	}
 }

@@ -7,6 +7,7 @@
  * it. A worker prints its results as "key value" lines on stdout.
  *
  *   pingpong.c    the limit (raw AF_UNIX) and the transport floor (bare nng)
+ *   shmpong.c     the request ring's: a shared page, spinning or eventfds
  *   brokerpath.c  the broker in-process: the broker path, its decomposition,
  *                 the in-HSM baseline, throughput
  *   dataplane.c   the broker in-process with ioreq-bench-dev (benchdev.c,
@@ -51,8 +52,10 @@ struct worker_args {
 	unsigned warmup;   /* untimed ones first */
 	size_t req_size;   /* bytes of a packed Request envelope */
 	size_t rep_size;   /* bytes of a packed Reply envelope */
-	unsigned vms;      /* throughput: VMs, each with one device */
+	unsigned vms;      /* throughput: VMs */
 	unsigned vcpus;    /* throughput: vCPUs per VM */
+	unsigned devices;  /* throughput: devices per VM (vCPU i reads device i % devices) */
+	const char *transport; /* throughput: the devices' (ring, nng) */
 	double seconds;    /* throughput: how long */
 	const char *exe;   /* this program, for pongs */
 	const char *bindir; /* where ioreq-dev-null lives */
@@ -67,7 +70,8 @@ struct result {
 	const char *id;        /* the case, as in the JSON */
 	const char *title;     /* what it measures, for the table */
 	const char *placement; /* "unpinned", "cpuN", or NULL */
-	unsigned vms, vcpus;   /* throughput rows */
+	unsigned vms, vcpus, devices; /* throughput rows */
+	const char *transport;
 	bool ok;
 	char why[256];         /* !ok: skipped or failed, and why */
 	size_t n;
@@ -171,6 +175,7 @@ int pp_unix_worker(const struct worker_args *a);
 int pp_nng_worker(const struct worker_args *a, bool aio);
 int pp_unix_pong(int fd, size_t rep_size);
 int pp_nng_pong(const char *url, size_t rep_size);
+int pp_shm_worker(const struct worker_args *a, bool spin);
 
 /* kind: "broker", "broker-nosandbox", "broker-unclaimed", "hsm-client",
  * "throughput". */
@@ -212,7 +217,9 @@ void daemon_memory(const struct bench_ctx *c, struct result *r);
 
 /* A guest's in/out loop on /dev/kvm: (a) to the HSM's exit-port client,
  * (b) to ioreq-dev-null, timed by the guest (rdtsc). */
-void daemon_kvm(const struct bench_ctx *c, const cpu_set_t *cpus, struct result *hsm, struct result *dev);
+/* @dev_keys: more YAML keys of the device (", transport: nng"). */
+void daemon_kvm(const struct bench_ctx *c, const cpu_set_t *cpus, const char *dev_keys, struct result *hsm,
+		struct result *dev);
 
 /* The data plane on /dev/kvm (dplane_guest.c): the guest's doorbell and
  * interrupt figures against ioreq-bench-dev, c->iters of each, timed by

@@ -43,6 +43,7 @@
 #include "vm.h"
 
 #define MAX_VMS 4
+#define MAX_DEVICES 8
 #define VCPU_WARMUP 200
 /* What the sim vCPU threads run meanwhile: a sleep of days. */
 #define PARK_SCRIPT "repeat 10000000\nsleep 60000\nend\n"
@@ -159,7 +160,16 @@ static int write_file(const char *path, const char *text)
 	return fclose(f) ? -errno : 0;
 }
 
-static int write_config(const char *dir, unsigned vms, unsigned vcpus, const char *sandbox, char *path, size_t len)
+/* What the benchmark's devices are configured with. */
+struct dev_setup {
+	const char *sandbox;   /* strict, none */
+	const char *transport; /* ring, nng */
+	unsigned poll_us;
+	unsigned devices;      /* per VM, at BENCH_DEV_PORT + 8 * i */
+};
+
+static int write_config(const char *dir, unsigned vms, unsigned vcpus, const struct dev_setup *ds, char *path,
+			size_t len)
 {
 	char park[300];
 	FILE *f;
@@ -178,15 +188,17 @@ static int write_config(const char *dir, unsigned vms, unsigned vcpus, const cha
 		fprintf(f, "  - name: vm%u\n    backend: sim\n    vcpus: %u\n    scripts: [", v, vcpus);
 		for (unsigned c = 0; c < vcpus; c++)
 			fprintf(f, "%spark.txt", c ? ", " : "");
-		fprintf(f,
-			"]\n"
-			"    devices:\n"
-			"      - name: dev\n"
-			"        program: ioreq-dev-null\n"
-			"        args: [--pattern, \"0x%llx\"]\n"
-			"        pio: [\"%s\"]\n"
-			"        sandbox: %s\n",
-			BENCH_PATTERN, BENCH_DEV_PORT_RANGE, sandbox);
+		fprintf(f, "]\n    devices:\n");
+		for (unsigned d = 0; d < ds->devices; d++)
+			fprintf(f,
+				"      - name: dev%u\n"
+				"        program: ioreq-dev-null\n"
+				"        args: [--pattern, \"0x%llx\"]\n"
+				"        pio: [\"0x%x+8\"]\n"
+				"        sandbox: %s\n"
+				"        transport: %s\n"
+				"        poll_us: %u\n",
+				d, BENCH_PATTERN, BENCH_DEV_PORT + 8 * d, ds->sandbox, ds->transport, ds->poll_us);
 	}
 	return fclose(f) ? -errno : 0;
 }
@@ -209,13 +221,15 @@ int bench_broker_up(const char *path, const char *bindir, unsigned vms, struct b
 	if (r == 0)
 		r = broker_autostart(*ret);
 	for (unsigned v = 0; r == 0 && v < vms; v++) {
-		struct vm_device_info d = { 0 };
-
 		if (!vm_guest(broker_vm(*ret, v)) || !vm_guest(broker_vm(*ret, v))->local)
 			r = -ENODEV;
-		else if (vm_device_info(broker_vm(*ret, v), 0, &d) < 0 || d.sup.state != DEVSUP_READY)
-			r = -ENOTCONN;
-		free(d.ranges);
+		for (size_t i = 0; r == 0 && i < vm_n_devices(broker_vm(*ret, v)); i++) {
+			struct vm_device_info d = { 0 };
+
+			if (vm_device_info(broker_vm(*ret, v), i, &d) < 0 || d.sup.state != DEVSUP_READY)
+				r = -ENOTCONN;
+			free(d.ranges);
+		}
 	}
 	if (r < 0) {
 		fprintf(stderr, "ioreq-bench: the broker did not start: %s\n", strerror(-r));
@@ -225,15 +239,28 @@ int bench_broker_up(const char *path, const char *bindir, unsigned vms, struct b
 }
 
 /* The device is sandboxed as the broker's default has it, except where the
- * allocation counter must reach into it (its empty root has no counter). */
+ * allocation counter must reach into it (its empty root has no counter);
+ * it takes requests in its ring (the default) unless the case says nng;
+ * it and the broker spin 50 us for the next request or reply in
+ * broker-poll. */
 static int broker_up(const char *dir, const struct worker_args *a, unsigned vms, unsigned vcpus,
 		     struct broker **ret)
 {
-	const char *sandbox = strcmp(a->kind, "broker-nosandbox") ? "strict" : "none";
+	struct dev_setup ds = {
+		.sandbox = strcmp(a->kind, "broker-nosandbox") ? "strict" : "none",
+		.transport = a->transport ? a->transport : strcmp(a->kind, "broker-nng") ? "ring" : "nng",
+		.poll_us = strcmp(a->kind, "broker-poll") ? 0 : 50,
+		.devices = a->devices ? a->devices : 1,
+	};
 	char path[512];
+	cpu_set_t cpus;
 	int r;
 
-	r = write_config(dir, vms, vcpus, sandbox, path, sizeof(path));
+	if (ds.poll_us && (sched_getaffinity(0, sizeof(cpus), &cpus) < 0 || CPU_COUNT(&cpus) < 2)) {
+		fprintf(stderr, "ioreq-bench: polling on both sides needs two CPUs\n");
+		return -EXDEV;
+	}
+	r = write_config(dir, vms, vcpus, &ds, path, sizeof(path));
 	return r < 0 ? r : bench_broker_up(path, a->bindir, vms, ret);
 }
 
@@ -242,11 +269,11 @@ struct dispatch *bench_vm_dispatch(struct broker *b, unsigned vm)
 	return vm_guest(broker_vm(b, vm))->local;
 }
 
-static pid_t device_pid(struct broker *b, unsigned vm)
+static pid_t device_pid(struct broker *b, unsigned vm, size_t i)
 {
 	struct vm_device_info d;
 
-	if (vm_device_info(broker_vm(b, vm), 0, &d) < 0)
+	if (vm_device_info(broker_vm(b, vm), i, &d) < 0)
 		return 0;
 	free(d.ranges);
 	return d.sup.pid;
@@ -276,7 +303,7 @@ static int broker_latency_run(const struct worker_args *a, const char *dir, bool
 	if (unclaimed)
 		vcpu_latency(bench_vm_dispatch(b, 0), BENCH_UNCLAIMED_PORT, 0xffffffffu, a, 0, ns);
 	else
-		vcpu_latency(bench_vm_dispatch(b, 0), BENCH_DEV_PORT, (uint32_t)BENCH_PATTERN, a, device_pid(b, 0), ns);
+		vcpu_latency(bench_vm_dispatch(b, 0), BENCH_DEV_PORT, (uint32_t)BENCH_PATTERN, a, device_pid(b, 0, 0), ns);
 	if (!unclaimed)
 		out_kv("fallbacks", (double)broker_fallbacks(b));
 	broker_destroy(b);
@@ -288,6 +315,7 @@ static int broker_latency_run(const struct worker_args *a, const char *dir, bool
 struct tp_vcpu {
 	struct dispatch *d;
 	unsigned index;
+	uint16_t port;
 	pthread_t thread;
 	pthread_barrier_t *start;
 	_Atomic bool *stop;
@@ -299,10 +327,10 @@ static void *tp_vcpu_main(void *arg)
 	struct tp_vcpu *c = arg;
 
 	for (unsigned i = 0; i < VCPU_WARMUP; i++)
-		c->bad += vcpu_read(c->d, c->index, BENCH_DEV_PORT) != (uint32_t)BENCH_PATTERN;
+		c->bad += vcpu_read(c->d, c->index, c->port) != (uint32_t)BENCH_PATTERN;
 	pthread_barrier_wait(c->start);
 	while (!atomic_load_explicit(c->stop, memory_order_relaxed)) {
-		c->bad += vcpu_read(c->d, c->index, BENCH_DEV_PORT) != (uint32_t)BENCH_PATTERN;
+		c->bad += vcpu_read(c->d, c->index, c->port) != (uint32_t)BENCH_PATTERN;
 		c->done++;
 	}
 	return NULL;
@@ -320,7 +348,8 @@ static int throughput_run(const struct worker_args *a, const char *dir)
 {
 	unsigned n = a->vms * a->vcpus, started = 0;
 	uint64_t done = 0, bad = 0, self0 = 0, self1 = 0, dev0 = 0, dev1 = 0;
-	pid_t devs[MAX_VMS];
+	pid_t devs[MAX_VMS * MAX_DEVICES];
+	unsigned n_devs = a->devices ? a->devices : 1;
 	pthread_barrier_t start;
 	_Atomic bool stop = false;
 	struct tp_vcpu *c;
@@ -328,7 +357,7 @@ static int throughput_run(const struct worker_args *a, const char *dir)
 	int64_t t0 = 0, t1 = 0;
 	int r;
 
-	if (!a->vms || a->vms > MAX_VMS || !a->vcpus || a->vcpus > ACRN_IO_REQUEST_MAX)
+	if (!a->vms || a->vms > MAX_VMS || !a->vcpus || a->vcpus > ACRN_IO_REQUEST_MAX || n_devs > MAX_DEVICES)
 		return -EINVAL;
 	c = calloc(n, sizeof(*c));
 	if (!c)
@@ -339,12 +368,14 @@ static int throughput_run(const struct worker_args *a, const char *dir)
 		return r;
 	}
 	for (unsigned v = 0; v < a->vms; v++)
-		devs[v] = device_pid(b, v);
+		for (unsigned d = 0; d < n_devs; d++)
+			devs[v * n_devs + d] = device_pid(b, v, d);
 	pthread_barrier_init(&start, NULL, n + 1);
 	for (unsigned i = 0; i < n; i++) {
 		c[i] = (struct tp_vcpu){
 			.d = bench_vm_dispatch(b, i / a->vcpus),
 			.index = i % a->vcpus,
+			.port = (uint16_t)(BENCH_DEV_PORT + 8 * ((i % a->vcpus) % (a->devices ? a->devices : 1))),
 			.start = &start,
 			.stop = &stop,
 		};
@@ -356,14 +387,14 @@ static int throughput_run(const struct worker_args *a, const char *dir)
 	if (started == n) {
 		pthread_barrier_wait(&start);
 		cpu_of(0, &self0);
-		for (unsigned v = 0; v < a->vms; v++)
+		for (unsigned v = 0; v < a->vms * n_devs; v++)
 			cpu_of(devs[v], &dev0);
 		t0 = bench_now_ns();
 		usleep((useconds_t)(a->seconds * 1e6));
 		atomic_store(&stop, true);
 		t1 = bench_now_ns();
 		cpu_of(0, &self1);
-		for (unsigned v = 0; v < a->vms; v++)
+		for (unsigned v = 0; v < a->vms * n_devs; v++)
 			cpu_of(devs[v], &dev1);
 	} else {
 		/* The ones that did start wait at the barrier: let them through. */
@@ -409,7 +440,8 @@ int bp_worker(const struct worker_args *a)
 			goto out;
 		}
 	}
-	if (!strcmp(a->kind, "broker") || !strcmp(a->kind, "broker-nosandbox"))
+	if (!strcmp(a->kind, "broker") || !strcmp(a->kind, "broker-nosandbox") || !strcmp(a->kind, "broker-poll") ||
+	    !strcmp(a->kind, "broker-nng"))
 		r = broker_latency_run(a, dir, false, ns);
 	else if (!strcmp(a->kind, "broker-unclaimed"))
 		r = broker_latency_run(a, dir, true, ns);

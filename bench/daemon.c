@@ -385,7 +385,8 @@ static int kvm_finish(const struct bench_ctx *c, pid_t pid, char *buf, size_t le
 	return -EIO;
 }
 
-void daemon_kvm(const struct bench_ctx *c, const cpu_set_t *cpus, struct result *hsm, struct result *dev)
+void daemon_kvm(const struct bench_ctx *c, const cpu_set_t *cpus, const char *dev_keys, struct result *hsm,
+		struct result *dev)
 {
 	char devices[1024], buf[65536];
 	int sandbox = -1;
@@ -394,9 +395,9 @@ void daemon_kvm(const struct bench_ctx *c, const cpu_set_t *cpus, struct result 
 	hsm->ok = dev->ok = false;
 	snprintf(devices, sizeof(devices),
 		 "      - { name: dev, program: ioreq-dev-null, args: [--pattern, \"0x%llx\"], pio: [\"%s\"],"
-		 " sandbox: strict }\n"
+		 " sandbox: strict%s }\n"
 		 "      - { name: param, program: ioreq-dev-null, args: [--pattern, \"%u\"], pio: [\"0x%x+4\"] }\n",
-		 BENCH_PATTERN, BENCH_DEV_PORT_RANGE, kvm_accesses(c), KVM_PARAM_PORT);
+		 BENCH_PATTERN, BENCH_DEV_PORT_RANGE, dev_keys, kvm_accesses(c), KVM_PARAM_PORT);
 	if (kvm_start(c, cpus, "ioreq-bench.elf", devices, &pid, hsm->why, sizeof(hsm->why)) < 0) {
 		fail(dev, "%s", hsm->why);
 		return;

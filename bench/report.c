@@ -45,15 +45,36 @@ static bool has_ratios(const struct result *r)
 	return strncmp(r->id, "kvm-", 4);
 }
 
-static void ratios(const struct report *rep, const struct result *r, double *ret_unix, double *ret_nng)
+static void ratios(const struct report *rep, const struct result *r, double *ret_unix, double *ret_spin,
+		   double *ret_nng)
 {
 	double p50 = result_get(r, "p50_ns");
 
-	*ret_unix = *ret_nng = NAN;
+	*ret_unix = *ret_spin = *ret_nng = NAN;
 	if (!r->ok || !has_ratios(r))
 		return;
 	*ret_unix = p50 / base_p50(rep, "unix", r->placement);
+	*ret_spin = p50 / base_p50(rep, "shm-spin", r->placement);
 	*ret_nng = p50 / base_p50(rep, "nng-aio", r->placement);
+}
+
+/* The kvm guest's sandboxed device over its in-HSM client, at @placement. */
+static void kvm_ratios(const struct report *rep, const char *placement)
+{
+	static const char *const ids[] = { "kvm-dev", "kvm-dev-poll", "kvm-dev-nng" };
+	static const char *const names[] = { "ring", "ring + poll_us: 50", "nng" };
+	double hsm = base_p50(rep, "kvm-hsm", placement);
+
+	if (isnan(hsm))
+		return;
+	printf("kvm guest, %s: a sandboxed device's access over the in-HSM client's:", placement);
+	for (size_t i = 0; i < 3; i++) {
+		double v = base_p50(rep, ids[i], placement);
+
+		if (!isnan(v))
+			printf(" %s %.2fx;", names[i], v / hsm);
+	}
+	printf("\n");
 }
 
 /* "12.3" or "-" for NAN, in @width columns. */
@@ -99,22 +120,24 @@ static void latency_table(const struct report *rep)
 	printf("\nLatency: one round trip as the requesting thread sees it; each case in %d rounds of %u timed\n"
 	       "(kvm: %u) after %u warm-up, interleaved with the other cases; figures are medians over the rounds\n",
 	       ROUNDS, c->iters / ROUNDS, c->iters / ROUNDS / 4, c->iters / ROUNDS / 10);
-	printf("%-48s %-9s %8s %8s %7s %7s %11s %13s\n", "case", "placement", "p50 us", "p99 us", "x unix", "x nng",
-	       "csw/req", "cpu us/req");
-	printf("%-48s %-9s %8s %8s %7s %7s %5s %5s %6s %6s\n", "", "", "", "", "", "", "req", "rep", "req", "rep");
+	printf("%-48s %-9s %8s %8s %7s %7s %7s %11s %13s\n", "case", "placement", "p50 us", "p99 us", "x unix",
+	       "x spin", "x nng", "csw/req", "cpu us/req");
+	printf("%-48s %-9s %8s %8s %7s %7s %7s %5s %5s %6s %6s\n", "", "", "", "", "", "", "", "req", "rep", "req",
+	       "rep");
 	for (size_t i = 0; i < rep->n_lat; i++) {
 		const struct result *r = &rep->lat[i];
-		double xu, xn;
+		double xu, xs, xn;
 
 		printf("%-48s %-9s", r->title, r->placement ? r->placement : "-");
 		if (!r->ok) {
 			printf(" skipped: %s\n", r->why);
 			continue;
 		}
-		ratios(rep, r, &xu, &xn);
+		ratios(rep, r, &xu, &xs, &xn);
 		num(result_get(r, "p50_ns") / 1e3, 8, 1);
 		num(result_get(r, "p99_ns") / 1e3, 8, 1);
 		num(xu, 7, 2);
+		num(xs, 7, 2);
 		num(xn, 7, 2);
 		num(result_get(r, "req_csw"), 5, 1);
 		num(result_get(r, "rep_csw"), 5, 1);
@@ -137,9 +160,11 @@ static void latency_table(const struct report *rep)
 		else
 			printf(" failed: %s\n", r->why);
 	}
-	printf("x unix, x nng: p50 over the p50 of the raw AF_UNIX and the broker-like bare nng cases at the same\n"
-	       "placement. csw: context switches of every thread of the requesting (req) and answering (rep)\n"
-	       "process per round trip; cpu: their CPU time per round trip.\n");
+	kvm_ratios(rep, "unpinned");
+	kvm_ratios(rep, rep->ctx->one_name);
+	printf("x unix, x spin, x nng: p50 over the p50 of the raw AF_UNIX, the spinning shared-page and the\n"
+	       "broker-like bare nng cases at the same placement. csw: context switches of every thread of the\n"
+	       "requesting (req) and answering (rep) process per round trip; cpu: their CPU time per round trip.\n");
 }
 
 /* The data plane: each figure beside its baseline, both keys of one
@@ -293,21 +318,21 @@ static void throughput_table(const struct report *rep)
 
 	if (!rep->n_tput)
 		return;
-	printf("\nThroughput: every vCPU reads the device port in a loop for %.1f s; one ioreq-dev-null per VM;\n"
-	       "unpinned; medians over %d interleaved rounds\n",
+	printf("\nThroughput: every vCPU reads its device's port in a loop for %.1f s (vCPU i, device i mod devs);\n"
+	       "ioreq-dev-null; unpinned; medians over %d interleaved rounds\n",
 	       rep->ctx->quick ? TPUT_SECONDS_QUICK : TPUT_SECONDS, ROUNDS);
-	printf("%4s %9s %6s %12s %10s %12s %12s %9s\n", "VMs", "vCPUs/VM", "vCPUs", "requests/s", "x 1 vCPU",
-	       "broker us/req", "device us/req", "CPUs busy");
+	printf("%4s %9s %6s %8s %-9s %12s %10s %12s %12s %9s\n", "VMs", "vCPUs/VM", "vCPUs", "devs/VM", "transport",
+	       "requests/s", "x 1 vCPU", "broker us/req", "device us/req", "CPUs busy");
 	for (size_t i = 0; i < rep->n_tput; i++) {
 		const struct result *r = &rep->tput[i];
 		double rate = result_get(r, "rate");
 
-		printf("%4u %9u %6u", r->vms, r->vcpus, r->vms * r->vcpus);
+		printf("%4u %9u %6u %8u %-9s", r->vms, r->vcpus, r->vms * r->vcpus, r->devices, r->transport);
 		if (!r->ok) {
 			printf(" failed: %s\n", r->why);
 			continue;
 		}
-		if (isnan(base) && r->vms * r->vcpus == 1)
+		if (isnan(base) && r->vms * r->vcpus == 1 && !strcmp(r->transport, "ring"))
 			base = rate;
 		num(rate, 12, 0);
 		num(rate / base, 10, 2);
@@ -415,7 +440,7 @@ static void json_num(double v)
 
 static void json_result(const struct report *rep, const struct result *r, bool lat)
 {
-	double xu, xn;
+	double xu, xs, xn;
 
 	printf("{\"id\": ");
 	json_str(r->id);
@@ -425,8 +450,11 @@ static void json_result(const struct report *rep, const struct result *r, bool l
 		printf(", \"placement\": ");
 		json_str(r->placement);
 	}
-	if (r->vms)
-		printf(", \"vms\": %u, \"vcpus_per_vm\": %u", r->vms, r->vcpus);
+	if (r->vms) {
+		printf(", \"vms\": %u, \"vcpus_per_vm\": %u, \"devices_per_vm\": %u, \"transport\": ", r->vms, r->vcpus,
+		       r->devices);
+		json_str(r->transport);
+	}
 	printf(", \"ok\": %s", r->ok ? "true" : "false");
 	if (!r->ok) {
 		printf(", \"why\": ");
@@ -439,9 +467,11 @@ static void json_result(const struct report *rep, const struct result *r, bool l
 		json_num(r->kv[i].value);
 	}
 	if (lat && r->ok && has_ratios(r)) {
-		ratios(rep, r, &xu, &xn);
+		ratios(rep, r, &xu, &xs, &xn);
 		printf(", \"ratio_unix_p50\": ");
 		json_num(xu);
+		printf(", \"ratio_spin_p50\": ");
+		json_num(xs);
 		printf(", \"ratio_nng_p50\": ");
 		json_num(xn);
 	}
