@@ -29,6 +29,22 @@
  *   memfd-bomb N     on request N, write 2 GiB into a memfd, 1 MiB at a time
  *   fork-bomb N      on request N, fork until fork fails, then serve on
  *
+ * The ring-* modes take their requests from the request ring (they say so
+ * in their Hello) and lie there, on request N of the ring:
+ *
+ *   ring-wrong-id    answer with the id of another request
+ *   ring-bad-state   write a state that does not exist
+ *   ring-bad-status  answer with a status that does not exist
+ *   ring-free        set the slot FREE instead of answering
+ *   ring-scribble    fill the whole page with 0xa5, then ring
+ *   ring-bell-flood  ring the reply doorbell 200000 times with nothing
+ *                    answered, then answer
+ *   ring-hang        take it (PROCESSING) and never answer: the vCPU's
+ *                    next requests come over the socket, and are served
+ *   ring-late        answer only after --delay-ms (past its deadline)
+ *   ring-truncate    try to shrink and grow the ring's memfd, then serve
+ *   ring-serve       behave, in the ring
+ *
  * Every misbehaviour answers the request it happened on, if it lives.
  *
  * With --once FILE the misbehaviour happens only if FILE does not exist
@@ -40,17 +56,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/pair1/pair.h>
 
+#include "ioreq_ring.h"
 #include "wire.h"
 
 extern char **environ;
 
 static const char *mode = "serve";
+static unsigned long delay_ms = 500;
 static unsigned long nth = 1;
 static uint64_t pattern = 0x11;
 static int32_t claim_error = 1;
@@ -71,18 +92,39 @@ static int dial(const char *url, nng_socket *s, bool keep_trying)
 	return nng_dial(*s, url, NULL, keep_trying ? NNG_FLAG_NONBLOCK : 0) ? -1 : 0;
 }
 
+/* The ring of the Welcome, for the ring-* modes. */
+static struct {
+	struct ring_page *page;
+	int fd, bell, reply_bell;
+	unsigned slots;
+} ring;
+
 static int hello(nng_socket s, const char *name, struct wire_arena *a)
 {
 	Ioreq__Hello h = IOREQ__HELLO__INIT;
 	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT, *in;
+	const Ioreq__Ring *g;
 
 	h.version = IOREQ__VERSION__VERSION_CURRENT;
 	h.device = (char *)name;
+	h.ring = !strncmp(mode, "ring-", 5);
 	env.msg_case = IOREQ__ENVELOPE__MSG_HELLO;
 	env.hello = &h;
 	if (wire_send(s, &env, 0) < 0 || wire_recv(s, 0, a, &in) < 0)
 		return -1;
-	return in->msg_case == IOREQ__ENVELOPE__MSG_WELCOME ? 0 : -1;
+	if (in->msg_case != IOREQ__ENVELOPE__MSG_WELCOME)
+		return -1;
+	g = in->welcome->ring;
+	if (h.ring && g) {
+		ring.page = mmap(NULL, RING_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, g->fd, 0);
+		if (ring.page == MAP_FAILED)
+			return -1;
+		ring.fd = g->fd;
+		ring.bell = g->doorbell;
+		ring.reply_bell = g->reply_doorbell;
+		ring.slots = g->slots;
+	}
+	return 0;
 }
 
 static void reply(nng_socket s, uint64_t id, uint64_t value)
@@ -253,6 +295,95 @@ static int serve(nng_socket s, struct wire_arena *a)
 	}
 }
 
+static void ring_bell(void)
+{
+	uint64_t one = 1;
+
+	(void)!write(ring.reply_bell, &one, sizeof(one));
+}
+
+static void ring_answer(struct ring_slot *sl, uint64_t id, uint32_t status, uint32_t state)
+{
+	atomic_store(&sl->reply_id, id);
+	atomic_store(&sl->reply, sl->write ? 0 : mask(pattern, sl->size));
+	atomic_store(&sl->status, status);
+	atomic_store(&sl->state, state);
+	ring_bell();
+}
+
+/* Lies about request @n (the nth), in slot @sl. */
+static void ring_misbehave(struct ring_slot *sl)
+{
+	uint64_t id = sl->id;
+
+	if (!strcmp(mode, "ring-wrong-id")) {
+		ring_answer(sl, id + 16, RING_OK, RING_COMPLETE);
+	} else if (!strcmp(mode, "ring-bad-state")) {
+		ring_answer(sl, id, RING_OK, 7);
+	} else if (!strcmp(mode, "ring-bad-status")) {
+		ring_answer(sl, id, 9, RING_COMPLETE);
+	} else if (!strcmp(mode, "ring-free")) {
+		ring_answer(sl, id, RING_OK, RING_FREE);
+	} else if (!strcmp(mode, "ring-scribble")) {
+		memset(ring.page, 0xa5, RING_SIZE);
+		ring_bell();
+	} else if (!strcmp(mode, "ring-bell-flood")) {
+		for (int i = 0; i < 200000; i++)
+			ring_bell();
+		ring_answer(sl, id, RING_OK, RING_COMPLETE);
+	} else if (!strcmp(mode, "ring-hang")) {
+		atomic_store(&sl->state, RING_PROCESSING);
+	} else if (!strcmp(mode, "ring-late")) {
+		nanosleep(&(struct timespec){ .tv_sec = (time_t)(delay_ms / 1000), .tv_nsec = (long)(delay_ms % 1000) * 1000000 },
+			  NULL);
+		ring_answer(sl, id, RING_OK, RING_COMPLETE);
+	} else if (!strcmp(mode, "ring-truncate")) {
+		if (ftruncate(ring.fd, 0) == 0 || ftruncate(ring.fd, 1 << 20) == 0)
+			fprintf(stderr, "misbehave: the ring's memfd changed its size\n");
+		ring_answer(sl, id, RING_OK, RING_COMPLETE);
+	} else {
+		ring_answer(sl, id, RING_OK, RING_COMPLETE);
+	}
+}
+
+/* Requests from the ring (and over the socket, where the broker sends
+ * them while a slot is held), until a Shutdown. */
+static int serve_ring(nng_socket s, struct wire_arena *a)
+{
+	unsigned long n = 0;
+	int rx = -1;
+
+	if (nng_socket_get_int(s, NNG_OPT_RECVFD, &rx))
+		return 1;
+	for (;;) {
+		struct pollfd p[2] = { { .fd = ring.bell, .events = POLLIN }, { .fd = rx, .events = POLLIN } };
+		Ioreq__Envelope *in;
+		uint64_t ticks;
+
+		while (wire_recv(s, NNG_FLAG_NONBLOCK, a, &in) == 0) {
+			if (in->msg_case == IOREQ__ENVELOPE__MSG_SHUTDOWN)
+				return 0;
+			if (in->msg_case == IOREQ__ENVELOPE__MSG_REQUEST)
+				reply(s, in->request->id, in->request->dir == IOREQ__DIRECTION__DIR_READ ?
+								  mask(pattern, in->request->size) : 0);
+		}
+		for (unsigned v = 0; v < ring.slots; v++) {
+			struct ring_slot *sl = &ring.page->slot[v];
+
+			if (atomic_load(&sl->state) != RING_PENDING)
+				continue;
+			if (++n == nth)
+				ring_misbehave(sl);
+			else
+				ring_answer(sl, sl->id, RING_OK, RING_COMPLETE);
+		}
+		atomic_store(&ring.page->h.device_waiting, 1);
+		poll(p, 2, 20);
+		atomic_store(&ring.page->h.device_waiting, 0);
+		(void)!read(ring.bell, &ticks, sizeof(ticks));
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static struct wire_arena arena;
@@ -276,6 +407,8 @@ int main(int argc, char **argv)
 			once = argv[i + 1];
 		else if (!strcmp(argv[i], "--child"))
 			child = true;
+		else if (!strcmp(argv[i], "--delay-ms"))
+			delay_ms = strtoul(argv[i + 1], NULL, 0);
 	}
 	if (!url || !name)
 		return 2;
@@ -283,7 +416,7 @@ int main(int argc, char **argv)
 		int fd = open(once, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
 
 		if (fd < 0)
-			mode = "serve";
+			mode = strncmp(mode, "ring-", 5) ? "serve" : "ring-serve";
 		else
 			close(fd);
 	}
@@ -305,5 +438,7 @@ int main(int argc, char **argv)
 		return 1;
 	if (!strcmp(mode, "claim-outside") || !strcmp(mode, "claim-crash"))
 		send_claim(s, 0x10000000, false, 7);
+	if (ring.page)
+		return serve_ring(s, &arena);
 	return serve(s, &arena);
 }
