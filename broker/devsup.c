@@ -697,7 +697,8 @@ static void ring_answers(struct devsup *d, uint32_t gen, int r, const struct rin
 		return;
 	}
 	for (size_t i = 0; i < n; i++)
-		answer(d, gen, v[i].id, v[i].value, v[i].ok);
+		if (!v[i].sent)
+			answer(d, gen, v[i].id, v[i].value, v[i].ok);
 }
 
 /* The request path, from the VM thread. In the ring, the hand-offs from

@@ -193,9 +193,8 @@ out:
 }
 
 /* Looks at slot @v once: 1 with *@out when the device answered what was
- * posted there, 2 when it answered on its socket instead (RING_SENT: the
- * slot is free, the reply comes as a message), 0 while it has not, -EPROTO
- * for a lie. Under the lock, with something posted in @v. */
+ * posted there (or said it answered on its socket), 0 while it has not,
+ * -EPROTO for a lie. Under the lock, with something posted in @v. */
 static int take_locked(struct ring *r, unsigned v, struct ring_reply *out, const char **why)
 {
 	struct ring_slot *s = &r->page->slot[v];
@@ -229,9 +228,10 @@ static int take_locked(struct ring *r, unsigned v, struct ring_reply *out, const
 	}
 	out->id = id;
 	out->ok = status == RING_OK;
+	out->sent = status == RING_SENT;
 	r->posted[v] = 0;
 	atomic_store_explicit(&s->state, RING_FREE, memory_order_relaxed);
-	return status == RING_SENT ? 2 : 1;
+	return 1;
 }
 
 int ring_collect(struct ring *r, struct ring_reply *out, size_t *ret_n, const char **why)
@@ -248,7 +248,7 @@ int ring_collect(struct ring *r, struct ring_reply *out, size_t *ret_n, const ch
 	/* Quiet it before looking: a ring after this look is not lost. */
 	(void)!read(r->reply_doorbell, &ticks, sizeof(ticks));
 	for (unsigned v = 0; v < r->slots && e >= 0; v++)
-		if (r->posted[v] && (e = take_locked(r, v, &out[n], why)) == 1)
+		if (r->posted[v] && (e = take_locked(r, v, &out[n], why)) > 0)
 			n++;
 out:
 	pthread_mutex_unlock(&r->lock);
@@ -280,8 +280,6 @@ int ring_wait(struct ring *r, unsigned slot, uint64_t id, int64_t until_ns, stru
 	 * device either saw the flag clear and rings, or is seen here. */
 	atomic_store(&r->page->h.broker_polling, 0);
 	e = take_locked(r, slot, out, why);
-	if (e == 2)
-		e = 0;
 out:
 	pthread_mutex_unlock(&r->lock);
 	return e;

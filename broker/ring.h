@@ -35,7 +35,9 @@ struct ring;
 struct ring_reply {
 	uint64_t id;
 	uint64_t value;
-	bool ok; /* false: the device did not handle it */
+	bool ok;   /* false: the device did not handle it */
+	bool sent; /* the device answered it on its socket instead (RING_SENT):
+		    * the slot is free, the reply comes as a message */
 };
 
 int ring_new(struct ring **ret);
@@ -73,9 +75,8 @@ int ring_collect(struct ring *r, struct ring_reply *out, size_t *ret_n, const ch
 
 /* The VM thread, just after posting @id in @slot: spins until the device
  * answers it or @until_ns (CLOCK_MONOTONIC) passes, the device being told
- * not to ring meanwhile. 1 with *@out when it was answered, 0 when not
- * (the reply doorbell or the socket brings it later), -EPROTO as
- * ring_collect. */
+ * not to ring meanwhile. 1 with *@out when it was answered (or sent), 0
+ * when not (the reply doorbell brings it later), -EPROTO as ring_collect. */
 int ring_wait(struct ring *r, unsigned slot, uint64_t id, int64_t until_ns, struct ring_reply *out, const char **why);
 
 #endif

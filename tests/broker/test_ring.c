@@ -79,6 +79,8 @@ static int answer_port(void *opaque, const struct ioreq_access *a, uint64_t *val
 		(*calls)++;
 	if (a->kind != IOREQ_PIO || a->addr == 0x99)
 		return -EOPNOTSUPP;
+	if (a->addr == 0x98)
+		return DEVRING_SENT;
 	*value = a->write ? 0 : a->addr * 3 + a->vcpu;
 	return 0;
 }
@@ -166,6 +168,15 @@ static void test_post_answer_collect(void **state)
 	assert_int_equal(n, 1);
 	assert_false(rep[0].ok);
 	assert_int_equal(rep[0].value, 0);
+	/* Answered on the socket: the slot is free, nothing to deliver. */
+	a.addr = 0x98;
+	assert_int_equal(ring_post(r, 1, 1, 0x51, &a, 5, 0x1), 0);
+	devring_serve(d, answer_port, NULL);
+	assert_int_equal(ring_collect(r, rep, &n, &why), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(rep[0].id, 0x51);
+	assert_true(rep[0].sent);
+	assert_int_equal(ring_post(r, 1, 1, 0x61, &a, 5, 0x1), 0);
 	devring_free(d);
 	ring_free(r);
 }
