@@ -25,9 +25,10 @@ done
 # CI builds with warnings as errors.
 [ "${CI:-}" = true ] && flags="$flags -DIOREQ_WERROR=ON"
 
-# The tests also boot a Linux guest under QEMU (test_integration_vhost_user).
+# The tests also boot a Linux guest under QEMU (test_integration_vhost_user)
+# and build the Debian packages (test_package).
 if [ "$what" = test ]; then
-	./deploy/install-deps.sh --qemu
+	./deploy/install-deps.sh --qemu --package
 else
 	./deploy/install-deps.sh
 fi

@@ -7,17 +7,27 @@ PACKAGES="build-essential cmake pkg-config git
 libnng-dev libprotobuf-c-dev protobuf-c-compiler
 libsystemd-dev systemd libcmocka-dev libyaml-dev libseccomp-dev linux-libc-dev
 libelf-dev"
+# Options, any of them together:
 # --fuzz: clang and its libFuzzer runtime, for tests/fuzz/run.sh
-[ "${1:-}" = --fuzz ] && PACKAGES="$PACKAGES clang libclang-rt-14-dev"
 # --qemu: what test_integration_vhost_user boots: QEMU (the vhost-user front
 # end), busybox for its initramfs, e2fsprogs to read its disk from the host,
 # and Debian's kernel, unpacked (never installed) into the cache directory
 # ${IOREQ_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ioreq-broker}/linux.
+# --package: what building and checking the Debian packages takes
+# (debian/, tests/deploy/): debhelper with its sysusers sequence, lintian,
+# blhc, and scdoc for the man pages.
 qemu=false
-if [ "${1:-}" = --qemu ]; then
-	qemu=true
-	PACKAGES="$PACKAGES qemu-system-x86 busybox-static e2fsprogs"
-fi
+for arg in "$@"; do
+	case $arg in
+	--fuzz) PACKAGES="$PACKAGES clang libclang-rt-14-dev" ;;
+	--qemu)
+		qemu=true
+		PACKAGES="$PACKAGES qemu-system-x86 busybox-static e2fsprogs"
+		;;
+	--package) PACKAGES="$PACKAGES debhelper dpkg-dev fakeroot lintian blhc scdoc" ;;
+	*) echo "install-deps: unknown option $arg (--fuzz, --qemu, --package)" >&2; exit 2 ;;
+	esac
+done
 
 kernel_package() {
 	apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[^ ]*\)$/\1/p' | head -n 1
