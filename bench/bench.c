@@ -60,21 +60,25 @@
 #define MAX_ALLOC 4
 #define MAX_DP 4
 
+/* Why a case that spins on both sides did not run. */
+#define POLL_NEEDS "polling needs two CPUs"
+
 static const struct {
 	const char *id;
 	const char *title;
+	bool spins;
 } lat_cases[] = {
-	{ "unix", "raw AF_UNIX seqpacket ping-pong (limit)" },
-	{ "shm-eventfd", "shared page + eventfds, both sleep (ring floor)" },
-	{ "shm-spin", "shared page, both spin (polling limit)" },
-	{ "nng-aio", "bare nng pair1, aio callback (floor)" },
-	{ "nng-block", "bare nng pair1, blocking recv" },
-	{ "broker", "broker path: vCPU->broker->ring->dev-null" },
-	{ "broker-poll", "broker path, ring with poll_us: 50" },
-	{ "broker-nng", "broker path over nng (transport: nng)" },
-	{ "broker-nosandbox", "broker path, device with sandbox: none" },
-	{ "broker-unclaimed", "broker, unclaimed port (no nng, no device)" },
-	{ "hsm-client", "in-HSM client (in-process baseline)" },
+	{ "unix", "raw AF_UNIX seqpacket ping-pong (limit)", false },
+	{ "shm-eventfd", "shared page + eventfds, both sleep (ring floor)", false },
+	{ "shm-spin", "shared page, both spin (polling limit)", true },
+	{ "nng-aio", "bare nng pair1, aio callback (floor)", false },
+	{ "nng-block", "bare nng pair1, blocking recv", false },
+	{ "broker", "broker path: vCPU->broker->ring->dev-null", false },
+	{ "broker-poll", "broker path, ring with poll_us: 50", true },
+	{ "broker-nng", "broker path over nng (transport: nng)", false },
+	{ "broker-nosandbox", "broker path, device with sandbox: none", false },
+	{ "broker-unclaimed", "broker, unclaimed port (no nng, no device)", false },
+	{ "hsm-client", "in-HSM client (in-process baseline)", false },
 };
 
 /* The data plane (dataplane.c; kvm: daemon.c), unpinned; each case's
@@ -387,15 +391,20 @@ static void run_latency(const struct bench_ctx *c, struct result *lat, size_t *n
 			for (size_t i = 0; i < cases; i++) {
 				char *extra[] = { "--worker", (char *)lat_cases[i].id, NULL };
 
+				/* Both sides spinning on one CPU: nothing to learn. */
+				if (lat_cases[i].spins && CPU_COUNT(placements[p].cpus) < 2) {
+					snprintf(rounds[i][k].why, sizeof(rounds[i][k].why), POLL_NEEDS);
+					continue;
+				}
 				progress(row[i].title, placements[p].name);
 				run_worker(&round, placements[p].cpus, extra, &rounds[i][k]);
 			}
 			progress("kvm guest", placements[p].name);
 			daemon_kvm(&round, placements[p].cpus, "", &rounds[cases][k], &rounds[cases + 1][k]);
-			if (p == 0) /* (both spinning on one CPU: nothing to learn) */
+			if (CPU_COUNT(placements[p].cpus) >= 2)
 				daemon_kvm(&round, placements[p].cpus, ", poll_us: 50", &scratch, &rounds[cases + 2][k]);
 			else
-				snprintf(rounds[cases + 2][k].why, sizeof(rounds[0][0].why), "polling needs two CPUs");
+				snprintf(rounds[cases + 2][k].why, sizeof(rounds[0][0].why), POLL_NEEDS);
 			daemon_kvm(&round, placements[p].cpus, ", transport: nng", &scratch, &rounds[cases + 3][k]);
 		}
 		for (size_t i = 0; i < cases + KVM_ROWS; i++) {

@@ -428,9 +428,10 @@ static void log_stats(struct bvm *vm)
 
 		if (vm_device_info(vm, i, &d) == 0)
 			log_info("vm %s device %s: %" PRIu64 " pio, %" PRIu64 " mmio, %" PRIu64 " pci requests; %" PRIu64
-				 " fallbacks (%" PRIu64 " expired), %" PRIu64 " bad replies, %" PRIu64 " interrupts",
+				 " fallbacks (%" PRIu64 " expired), %" PRIu64 " bad replies, %" PRIu64 " interrupts; sent %" PRIu64
+				 " in its ring, %" PRIu64 " on its socket",
 				 v.cfg->name, d.cfg->name, d.requests[0], d.requests[1], d.requests[2], d.fallbacks,
-				 d.expired, d.bad_replies, d.sup.interrupts);
+				 d.expired, d.bad_replies, d.sup.interrupts, d.sup.ring_requests, d.sup.socket_requests);
 		free(d.ranges);
 	}
 }

@@ -136,6 +136,7 @@ struct devsup {
 	unsigned log_lines, log_suppressed;
 
 	_Atomic uint64_t exits, interrupts, denied_interrupts, violations, throttled;
+	_Atomic uint64_t ring_requests, socket_requests; /* the VM thread's */
 };
 
 static const char *const state_names[] = {
@@ -721,6 +722,8 @@ int devsup_send(struct devsup *d, uint32_t gen, uint64_t id, unsigned vcpu, cons
 		r = ring_post(d->ring, gen, vcpu, id, a, tag, offset);
 		if (r == -ESTALE)
 			return r;
+		if (r == 0)
+			atomic_fetch_add_explicit(&d->ring_requests, 1, memory_order_relaxed);
 		if (r == 0 && d->cfg->poll_us) {
 			r = ring_wait(d->ring, vcpu, id, clock_now_ns() + (int64_t)d->cfg->poll_us * 1000, &rep, &why);
 			if (r != 0)
@@ -732,6 +735,7 @@ int devsup_send(struct devsup *d, uint32_t gen, uint64_t id, unsigned vcpu, cons
 		/* No ring in this instance, or the slot still held by a
 		 * request it never answered: over nng. */
 	}
+	atomic_fetch_add_explicit(&d->socket_requests, 1, memory_order_relaxed);
 	return rpc_send_request(d->rpc, gen, id, vcpu, a, tag, offset);
 }
 
@@ -1663,6 +1667,8 @@ void devsup_info(const struct devsup *d, struct devsup_info *ret)
 		.denied_interrupts = atomic_load(&m->denied_interrupts),
 		.violations = atomic_load(&m->violations),
 		.throttled = atomic_load(&m->throttled),
+		.ring_requests = atomic_load(&m->ring_requests),
+		.socket_requests = atomic_load(&m->socket_requests),
 	};
 	snprintf(ret->failure, sizeof(ret->failure), "%s", d->failure);
 	pthread_mutex_unlock(&m->lock);

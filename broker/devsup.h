@@ -159,6 +159,7 @@ struct devsup_info {
 	uint64_t interrupts, denied_interrupts;
 	uint64_t violations;
 	uint64_t throttled;  /* messages over max_msg_rate */
+	uint64_t ring_requests, socket_requests; /* how requests were sent */
 };
 
 void devsup_info(const struct devsup *d, struct devsup_info *ret);

@@ -573,16 +573,18 @@ void dispatch_kick(struct dispatch *d)
 	uint32_t kick;
 
 	do {
-		/* Nothing assigned: a waiter has nothing to take, a request
-		 * assigned later wakes it itself, and a waiter whose view
-		 * still had one sees the word changed and does not sleep. So
-		 * no wake-up: the broker completes a request and kicks each
-		 * time, and the VM thread would wake for nothing each time. */
-		if (!(v & DISPATCH_VCPU_MASK))
-			return;
 		kick = (v + (1u << DISPATCH_KICK_SHIFT)) & DISPATCH_KICK_MASK;
 	} while (!atomic_compare_exchange_weak(&d->dflt, &v, (v & ~DISPATCH_KICK_MASK) | kick));
-	dispatch_futex_wake(&d->dflt, INT_MAX);
+	/* The count always moves: a waiter that read the word before the
+	 * request it held was completed and the vCPU's next one assigned
+	 * would otherwise find the same word again (the vCPU's bit cleared
+	 * and set) and sleep through that request. But with nothing
+	 * assigned, nobody is woken: a waiter has nothing to take, and the
+	 * next request assigned wakes it itself. The broker kicks after
+	 * every completion, and the VM thread would wake for nothing each
+	 * time. */
+	if (v & DISPATCH_VCPU_MASK)
+		dispatch_futex_wake(&d->dflt, INT_MAX);
 }
 
 int dispatch_notify(struct dispatch *d, unsigned vcpu)

@@ -168,8 +168,8 @@ int dispatch_attach_except(struct dispatch *d, const _Atomic uint32_t *held);
 
 /* Wakes dispatch_attach_except to re-read its @held: call after clearing a
  * bit in it. Bumps the kick count in the futex word, so a waiter that read
- * @held just before the change cannot sleep through the wake-up; does
- * nothing while no request is assigned to the default client (then there
+ * @held just before the change cannot sleep through the wake-up; wakes
+ * nobody while no request is assigned to the default client (then there
  * is nothing to wake for). */
 void dispatch_kick(struct dispatch *d);
 

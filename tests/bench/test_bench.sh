@@ -14,6 +14,8 @@ if ! "$bench" --quick --json >"$out" 2>"$err"; then
 	exit 1
 fi
 failed=$(grep -o '"id": "[^"]*", "title": "[^"]*"[^{}]*"ok": false, "why": "[^"]*"' "$out" || true)
+# Both sides spinning on one CPU is not measured (the pinned placement).
+failed=$(echo "$failed" | grep -v '"why": "polling needs two CPUs"' || true)
 if ! { [ -r /dev/kvm ] && [ -w /dev/kvm ]; }; then
 	failed=$(echo "$failed" | grep -v '"why": "\(kvm backend not available: \)\{0,1\}\(no /dev/kvm\|/dev/kvm: \)' || true)
 fi

@@ -144,6 +144,9 @@ static void test_hang_then_socket(void **state)
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " fallbacks"), 1);
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " expired)"), 1);
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " pio"), 53);
+	/* From the held one on, the vCPU's requests go over the socket. */
+	assert_int_equal(harness_stat(&r, "vm v device bad:", " in its ring"), 3);
+	assert_int_equal(harness_stat(&r, "vm v device bad:", " on its socket"), 50);
 	assert_null(strstr(harness_log(&r), "cut off"));
 	assert_steady(&r);
 }

@@ -64,6 +64,10 @@ static void test_vms_are_isolated(void **state)
 	run_ok(&r, cfg, 120);
 	assert_int_equal(harness_stat(&r, "vm a device ram:", " mmio"), 4000);
 	assert_int_equal(harness_stat(&r, "vm b device ram:", " mmio"), 6000);
+	/* Every request in the device's ring (the default), or every one on
+	 * its socket (IOREQ_TRANSPORT=nng). */
+	assert_int_equal(harness_stat(&r, "vm b device ram:", " in its ring"), harness_ring() ? 6000 : 0);
+	assert_int_equal(harness_stat(&r, "vm b device ram:", " on its socket"), harness_ring() ? 0 : 6000);
 	assert_int_equal(harness_stat(&r, "vm a device counter:", " pio"), 2001);
 	assert_int_equal(harness_stat(&r, "vm b device counter:", " pio"), 3001);
 	assert_int_equal(harness_stat(&r, "vm a:", " completed with the fallback"), 0);
