@@ -63,7 +63,8 @@ static void usage(FILE *f)
 		   "                       status 0, 1 otherwise\n"
 		   "  -v, --verbose        log debug messages\n"
 		   "  -q, --quiet          log only warnings and errors\n"
-		   "  -h, --help           show this help\n");
+		   "  -h, --help           show this help\n"
+		   "      --version        show the version\n");
 }
 
 /* Programs named without a '/' in the config are looked up next to us first. */
@@ -246,6 +247,7 @@ int main(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "print-config-reference", no_argument, NULL, 'R' },
+		{ "version", no_argument, NULL, 'V' },
 		{},
 	};
 	const char *path = NULL;
@@ -277,6 +279,9 @@ int main(int argc, char **argv)
 			return 0;
 		case 'R':
 			return cfg_print_reference(stdout) < 0;
+		case 'V':
+			printf("ioreq-brokerd %s\n", IOREQ_VERSION);
+			return 0;
 		default:
 			usage(stderr);
 			return 2;
