@@ -29,6 +29,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "suggest.h"
+
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #define NAME_LEN_MAX 31
@@ -820,6 +822,19 @@ static void set_defaults(const struct schema *s, void *obj)
 	}
 }
 
+/* "unknown key", with the schema's nearest key when it looks like a typo of it. */
+static int unknown_key(struct loader *l, const yaml_node_t *k, const struct schema *s)
+{
+	struct suggest sg;
+
+	suggest_init(&sg, scalar(k));
+	for (size_t i = 0; i < s->n; i++)
+		suggest_add(&sg, s->fields[i].key);
+	if (suggest_best(&sg))
+		return fail(l, k, "unknown key '%s' in %s (did you mean '%s'?)", scalar(k), s->what, suggest_best(&sg));
+	return fail(l, k, "unknown key '%s' in %s", scalar(k), s->what);
+}
+
 /* Parses every key of @map in document order (late keys last), then checks
  * the keys against the object's backend and the required ones. @ret_seen
  * (optional) gets a bit per field. */
@@ -842,7 +857,7 @@ static int walk_map(struct loader *l, yaml_node_t *map, const struct schema *s, 
 		for (i = 0; i < s->n && strcmp(scalar(k), s->fields[i].key); i++)
 			;
 		if (i == s->n)
-			return fail(l, k, "unknown key '%s' in %s", scalar(k), s->what);
+			return unknown_key(l, k, s);
 		if (vals[i])
 			return fail(l, k, "duplicate key '%s'", scalar(k));
 		vals[i] = v;

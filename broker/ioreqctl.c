@@ -11,6 +11,9 @@
 #include <unistd.h>
 
 #include "control.pb-c.h"
+#include "suggest.h"
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #define DEFAULT_SOCKET "/run/ioreq-broker/control"
 #define MAX_REPLY (1u << 20)
@@ -26,7 +29,7 @@ enum {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: ioreqctl [--socket PATH] [--json] COMMAND\n"
+	fprintf(f, "Usage: ioreqctl [--socket PATH] [--json] COMMAND [ARGS...]\n"
 		   "\n"
 		   "Commands:\n"
 		   "  status                   the broker, its VMs and devices\n"
@@ -36,6 +39,7 @@ static void usage(FILE *f)
 		   "  vm start|stop|reset VM   control a VM\n"
 		   "  reload                   re-read the configuration\n"
 		   "\n"
+		   "Options may come anywhere; --version prints the version.\n"
 		   "The socket is $IOREQ_CONTROL_SOCKET or " DEFAULT_SOCKET ".\n"
 		   "Exit status: 0 ok, 1 failed, 2 usage, 3 broker unreachable, 4 permission denied.\n");
 }
@@ -277,57 +281,91 @@ static void print_reply(const Ioreqctl__CtlReply *r, Ioreqctl__CtlRequest__CmdCa
 
 /* ---- the command line and the socket ---- */
 
+static const struct command {
+	const char *name;
+	Ioreqctl__CtlRequest__CmdCase cmd;
+	int max_args; /* VM, DEVICE */
+} commands[] = {
+	{ "status", IOREQCTL__CTL_REQUEST__CMD_STATUS, 0 },
+	{ "vms", IOREQCTL__CTL_REQUEST__CMD_VMS, 1 },
+	{ "devices", IOREQCTL__CTL_REQUEST__CMD_DEVICES, 1 },
+	{ "stats", IOREQCTL__CTL_REQUEST__CMD_STATS, 2 },
+	{ "reload", IOREQCTL__CTL_REQUEST__CMD_RELOAD, 0 },
+	{ "vm", 0, 2 },
+};
+
+static const struct command vm_commands[] = {
+	{ "start", IOREQCTL__CTL_REQUEST__CMD_VM_START, 1 },
+	{ "stop", IOREQCTL__CTL_REQUEST__CMD_VM_STOP, 1 },
+	{ "reset", IOREQCTL__CTL_REQUEST__CMD_VM_RESET, 1 },
+};
+
+/* "unknown WHAT "WORD"", with the nearest of @cmds if it is near enough. */
+static void unknown(const char *what, const char *word, const struct command *cmds, size_t n)
+{
+	struct suggest s;
+
+	suggest_init(&s, word);
+	for (size_t i = 0; i < n; i++)
+		suggest_add(&s, cmds[i].name);
+	if (suggest_best(&s))
+		fprintf(stderr, "ioreqctl: unknown %s '%s' (did you mean '%s'?)\n", what, word, suggest_best(&s));
+	else
+		fprintf(stderr, "ioreqctl: unknown %s '%s'\n", what, word);
+}
+
+static const struct command *find(const struct command *cmds, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(cmds[i].name, name))
+			return &cmds[i];
+	return NULL;
+}
+
+/* Fills @q from the words after the options; says what is wrong, if anything. */
 static int parse_command(int argc, char **argv, Ioreqctl__CtlRequest *q, Ioreqctl__Target *t)
 {
-	static const struct {
-		const char *name;
-		Ioreqctl__CtlRequest__CmdCase cmd;
-		int max_args; /* VM, DEVICE */
-	} cmds[] = {
-		{ "status", IOREQCTL__CTL_REQUEST__CMD_STATUS, 0 },
-		{ "vms", IOREQCTL__CTL_REQUEST__CMD_VMS, 1 },
-		{ "devices", IOREQCTL__CTL_REQUEST__CMD_DEVICES, 1 },
-		{ "stats", IOREQCTL__CTL_REQUEST__CMD_STATS, 2 },
-		{ "reload", IOREQCTL__CTL_REQUEST__CMD_RELOAD, 0 },
-	};
-	static const struct {
-		const char *name;
-		Ioreqctl__CtlRequest__CmdCase cmd;
-	} vm_cmds[] = {
-		{ "start", IOREQCTL__CTL_REQUEST__CMD_VM_START },
-		{ "stop", IOREQCTL__CTL_REQUEST__CMD_VM_STOP },
-		{ "reset", IOREQCTL__CTL_REQUEST__CMD_VM_RESET },
-	};
+	const struct command *c;
 
-	if (argc < 1)
+	if (argc < 1) {
+		fprintf(stderr, "ioreqctl: which command?\n");
 		return -EINVAL;
+	}
+	c = find(commands, ARRAY_SIZE(commands), argv[0]);
+	if (!c) {
+		unknown("command", argv[0], commands, ARRAY_SIZE(commands));
+		return -EINVAL;
+	}
 	/* Every command carries a Target; the oneof's members all alias it. */
 	q->status = t;
-	if (!strcmp(argv[0], "vm")) {
-		if (argc != 3)
+	if (!strcmp(c->name, "vm")) {
+		argc--;
+		argv++;
+		if (argc < 1) {
+			fprintf(stderr, "ioreqctl: vm start|stop|reset VM\n");
 			return -EINVAL;
-		for (size_t i = 0; i < sizeof(vm_cmds) / sizeof(vm_cmds[0]); i++) {
-			if (!strcmp(argv[1], vm_cmds[i].name)) {
-				q->cmd_case = vm_cmds[i].cmd;
-				t->vm = argv[2];
-				return 0;
-			}
 		}
+		c = find(vm_commands, ARRAY_SIZE(vm_commands), argv[0]);
+		if (!c) {
+			unknown("vm command", argv[0], vm_commands, ARRAY_SIZE(vm_commands));
+			return -EINVAL;
+		}
+		if (argc != 2) {
+			fprintf(stderr, "ioreqctl: vm %s VM\n", c->name);
+			return -EINVAL;
+		}
+	}
+	if (argc - 1 > c->max_args) {
+		fprintf(stderr, "ioreqctl: %s takes at most %d argument%s\n", c->name, c->max_args,
+			c->max_args == 1 ? "" : "s");
 		return -EINVAL;
 	}
-	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-		if (strcmp(argv[0], cmds[i].name))
-			continue;
-		if (argc - 1 > cmds[i].max_args)
-			return -EINVAL;
-		q->cmd_case = cmds[i].cmd;
-		if (argc > 1)
-			t->vm = argv[1];
-		if (argc > 2)
-			t->device = argv[2];
-		return 0;
-	}
-	return -EINVAL;
+	q->cmd_case = c->cmd;
+	if (argc > 1)
+		t->vm = argv[1];
+	if (argc > 2)
+		t->device = argv[2];
+	return 0;
 }
 
 static int exchange(const char *path, const Ioreqctl__CtlRequest *q, Ioreqctl__CtlReply **ret)
@@ -368,12 +406,37 @@ out:
 	return r;
 }
 
+/* What getopt refused: an unknown option (with the nearest one, if near
+ * enough), or one without its argument. */
+static void bad_option(const struct option *opts, const char *arg)
+{
+	struct suggest s;
+	char names[8][24];
+	size_t n = 0, len = strcspn(arg, "=");
+
+	for (const struct option *o = opts; o->name && n < ARRAY_SIZE(names); o++, n++) {
+		snprintf(names[n], sizeof(names[n]), "--%s", o->name);
+		if (!strncmp(arg, names[n], len) && names[n][len] == '\0' && o->has_arg == required_argument) {
+			fprintf(stderr, "ioreqctl: option '%s' needs an argument\n", names[n]);
+			return;
+		}
+	}
+	suggest_init(&s, arg);
+	for (size_t i = 0; i < n; i++)
+		suggest_add(&s, names[i]);
+	if (suggest_best(&s))
+		fprintf(stderr, "ioreqctl: unknown option '%s' (did you mean '%s'?)\n", arg, suggest_best(&s));
+	else
+		fprintf(stderr, "ioreqctl: unknown option '%s'\n", arg);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{},
 	};
 	const char *path = getenv("IOREQ_CONTROL_SOCKET");
@@ -383,7 +446,9 @@ int main(int argc, char **argv)
 	bool json = false;
 	int opt, r, status;
 
-	while ((opt = getopt_long(argc, argv, "+s:jh", opts, NULL)) != -1) {
+	/* Options go anywhere: ioreqctl status --json is ioreqctl --json status. */
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "s:jh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			path = optarg;
@@ -394,13 +459,17 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return EXIT_OK;
+		case 'V':
+			printf("ioreqctl %s\n", IOREQ_VERSION);
+			return EXIT_OK;
 		default:
-			usage(stderr);
+			bad_option(opts, argv[optind - 1]);
+			fprintf(stderr, "Try 'ioreqctl --help'.\n");
 			return EXIT_USAGE;
 		}
 	}
 	if (parse_command(argc - optind, argv + optind, &q, &t) < 0) {
-		usage(stderr);
+		fprintf(stderr, "Try 'ioreqctl --help'.\n");
 		return EXIT_USAGE;
 	}
 	if (!path || !*path)

@@ -566,7 +566,9 @@ static const struct bad bad[] = {
 	{ "broker: {runtime_dir: run}\n" VM, "1:23: 'runtime_dir' must be an absolute path" },
 	/* unknown keys, at every level */
 	{ VM "colour: blue\n", "5:1: unknown key 'colour' in top level" },
-	{ "broker: {deadline: 5}\n" VM, "1:10: unknown key 'deadline' in broker" },
+	{ "broker: {deadline: 5}\n" VM, "1:10: unknown key 'deadline' in broker (did you mean 'deadline_ms'?)" },
+	{ "broker: {deadine_ms: 5}\n" VM, "1:10: unknown key 'deadine_ms' in broker (did you mean 'deadline_ms'?)" },
+	{ DEV "        on_falure: hold\n", "8:9: unknown key 'on_falure' in device (did you mean 'on_failure'?)" },
 	{ VM "    colour: blue\n", "5:5: unknown key 'colour' in vm" },
 	{ DEV "        policy: hold\n", "8:9: unknown key 'policy' in device" },
 	{ DEV "        pio: [{start: 1, len: 2}]\n", "8:26: unknown key 'len' in range" },
