@@ -142,6 +142,15 @@ struct cfg {
  * (or "FILE: message" when there is no position) into @err. */
 int cfg_load(const char *path, const char *bindir, struct cfg **ret, char *err, size_t errlen);
 
+/* Receives one error, "FILE:LINE:COLUMN: message". */
+typedef void cfg_report_fn(void *opaque, const char *msg);
+
+/* cfg_load for ioreq-brokerd --check: goes on past errors and passes the
+ * first @max_reports of them to @report; *@ret_errors gets how many there
+ * were in all (0: the configuration is in *@ret). */
+int cfg_check(const char *path, const char *bindir, size_t max_reports, cfg_report_fn *report, void *opaque,
+	      struct cfg **ret, size_t *ret_errors);
+
 /* Frees a whole or half-built configuration; NULL is fine. Returns NULL. */
 struct cfg *cfg_free(struct cfg *c);
 

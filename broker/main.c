@@ -25,6 +25,9 @@
 #include "log.h"
 #include "sim.h"
 
+/* --check reports this many errors, then how many more there are. */
+#define CHECK_MAX_ERRORS 20
+
 #ifdef __SANITIZE_ADDRESS__
 const char *__lsan_default_suppressions(void);
 
@@ -104,6 +107,31 @@ static int check_scripts(const struct cfg *c)
 		}
 	}
 	return bad;
+}
+
+static void print_error(void *opaque, const char *msg)
+{
+	fprintf(stderr, "%s\n", msg);
+}
+
+/* --check: every error of the file (the first CHECK_MAX_ERRORS), then those
+ * of its scripts. */
+static int check_config(const char *path, const char *bindir)
+{
+	struct cfg *c = NULL;
+	size_t errors;
+	int bad;
+
+	if (cfg_check(path, bindir, CHECK_MAX_ERRORS, print_error, NULL, &c, &errors) < 0) {
+		if (errors > CHECK_MAX_ERRORS)
+			fprintf(stderr, "%s: %zu more errors\n", path, errors - CHECK_MAX_ERRORS);
+		return 2;
+	}
+	bad = check_scripts(c);
+	if (!bad)
+		printf("%s: ok\n", path);
+	cfg_free(c);
+	return bad ? 2 : 0;
 }
 
 /* The control socket: the configured path, or RUNTIME_DIR/control. */
@@ -292,17 +320,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	own_bindir(bindir, sizeof(bindir));
+	if (check)
+		return check_config(path, bindir);
 	r = cfg_load(path, bindir, &c, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "%s\n", err);
 		return 2;
-	}
-	if (check) {
-		r = check_scripts(c);
-		if (!r)
-			printf("%s: ok\n", path);
-		cfg_free(c);
-		return r ? 2 : 0;
 	}
 	return run(c, bindir, exit_with_vms);
 }

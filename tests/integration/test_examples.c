@@ -68,6 +68,25 @@ static void test_sim_demo_says_ok(void **state)
 	assert_non_null(strstr(last, "ok: every VM stopped with status 0"));
 }
 
+/* --check reports every error, up to 20, then how many more. */
+static void test_check_reports_every_error(void **state)
+{
+	char text[2048] = "broker:\n", want[64];
+	const char *args[] = { "--check", NULL, NULL };
+	struct run r;
+
+	for (int i = 0; i < 25; i++)
+		snprintf(text + strlen(text), sizeof(text) - strlen(text), "  key%d: 1\n", i);
+	strcat(text, "vms:\n  - {name: a, backend: sim, vcpus: 1}\n");
+	args[1] = harness_write("bad.yaml", "%s", text);
+	assert_int_equal(harness_run(&r, args, 30), 2);
+	snprintf(want, sizeof(want), "bad.yaml:%d:3: unknown key 'key%d' in broker", 21, 19);
+	assert_non_null(strstr(harness_log(&r), want));
+	assert_null(strstr(harness_log(&r), "key20"));
+	assert_non_null(strstr(harness_log(&r), "bad.yaml: 5 more errors"));
+	assert_int_equal(count_lines(&r, "unknown key"), 20);
+}
+
 /* Every VM of @file runs its scripts to the end, is reset, and runs them
  * again to the end with status 0. */
 static void reset_each_vm(const char *file)
@@ -131,6 +150,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		harness_test(test_sim_demo_says_ok),
+		harness_test(test_check_reports_every_error),
 		harness_test(test_reset_every_sim_example),
 	};
 
