@@ -1693,91 +1693,137 @@ bool cfg_vm_equal(const struct cfg_vm *a, const struct cfg_vm *b, char *what, si
 
 /* ---- the reference ---- */
 
-static void print_backends(FILE *out, unsigned mask)
+/* @s as Markdown (as it is written) or scdoc (no backticks; its markup
+ * characters escaped). */
+static void put_text(FILE *out, const char *s, enum cfg_ref_format fmt)
 {
-	for (unsigned b = 0, first = 1; b < ARRAY_SIZE(backend_v); b++) {
-		if (mask & 1u << b) {
-			fprintf(out, "%s%s", first ? "" : ", ", backend_v[b]);
-			first = 0;
-		}
+	if (fmt == CFG_REF_MARKDOWN) {
+		fputs(s, out);
+		return;
+	}
+	for (; *s; s++) {
+		if (*s == '`')
+			continue;
+		if (*s == '_' || *s == '*' || *s == '\\')
+			fputc('\\', out);
+		fputc(*s, out);
 	}
 }
 
-static void print_field(FILE *out, const struct field *f, bool backends)
+static void backends_of(char *buf, size_t len, unsigned mask)
 {
-	char a[64], b[32], c[32];
+	size_t n = 0;
 
-	fprintf(out, "| `%s` | ", f->key);
+	buf[0] = '\0';
+	for (unsigned b = 0; b < ARRAY_SIZE(backend_v) && n < len; b++)
+		if (mask & 1u << b)
+			n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? ", " : "", backend_v[b]);
+}
+
+/* The value and default columns of @f. */
+static void field_columns(const struct field *f, char *value, char *dflt, size_t len)
+{
+	char b[32], c[32], a[32];
+
 	if (f->value) {
-		fputs(f->value, out);
+		snprintf(value, len, "%s", f->value);
 	} else if (f->parse == parse_bool) {
-		fputs("true, false", out);
+		snprintf(value, len, "true, false");
 	} else if (f->parse == parse_enum) {
-		join_names(a, sizeof(a), f->arg);
-		fputs(a, out);
+		join_names(value, len, f->arg);
 	} else {
 		format_num(b, sizeof(b), f, f->min);
 		format_num(c, sizeof(c), f, f->max);
-		fprintf(out, "%s..%s", b, c);
 		format_num(a, sizeof(a), f, f->align);
-		if (f->align)
-			fprintf(out, ", a multiple of %s", a);
+		snprintf(value, len, "%s..%s%s%s", b, c, f->align ? ", a multiple of " : "", f->align ? a : "");
 	}
-	fputs(" | ", out);
 	if (f->required == ALL) {
-		fputs("required", out);
+		snprintf(dflt, len, "required");
 	} else if (f->required) {
-		fputs("required with ", out);
-		print_backends(out, f->required);
+		backends_of(a, sizeof(a), f->required);
+		snprintf(dflt, len, "required with %s", a);
 	} else if (f->dflt) {
-		fputs(f->dflt, out);
+		snprintf(dflt, len, "%s", f->dflt);
 	} else if (f->parse == parse_ids) {
-		fprintf(out, "%" PRIu64 "+%" PRIu64, f->def >> 32, f->def & UINT32_MAX);
+		snprintf(dflt, len, "%" PRIu64 "+%" PRIu64, f->def >> 32, f->def & UINT32_MAX);
 	} else if (f->parse == parse_bool) {
-		fputs(f->def ? "true" : "false", out);
+		snprintf(dflt, len, "%s", f->def ? "true" : "false");
 	} else if (f->parse == parse_enum) {
-		fputs(((const struct names *)f->arg)->v[f->def], out);
+		snprintf(dflt, len, "%s", ((const struct names *)f->arg)->v[f->def]);
 	} else {
-		format_num(a, sizeof(a), f, f->def);
-		fputs(a, out);
+		format_num(dflt, len, f, f->def);
 	}
-	fputs(" | ", out);
-	if (backends) {
-		if (f->backends)
-			print_backends(out, f->backends);
-		else
-			fputs("all", out);
-		fputs(" | ", out);
-	}
-	fprintf(out, "%s |\n", f->doc ? f->doc : "");
 }
 
-static void print_schema(FILE *out, const struct schema *s)
+static void print_field(FILE *out, const struct field *f, bool backends, enum cfg_ref_format fmt)
+{
+	char value[256], dflt[256], which[32] = "all";
+
+	field_columns(f, value, dflt, sizeof(value));
+	if (f->backends)
+		backends_of(which, sizeof(which), f->backends);
+	if (fmt == CFG_REF_MARKDOWN) {
+		fprintf(out, "| `%s` | %s | %s | ", f->key, value, dflt);
+		if (backends)
+			fprintf(out, "%s | ", which);
+		fprintf(out, "%s |\n", f->doc ? f->doc : "");
+		return;
+	}
+	/* scdoc: a definition list, too wide a table for a terminal */
+	fputc('*', out);
+	put_text(out, f->key, fmt);
+	fputs("*\n\tValue: ", out);
+	put_text(out, value, fmt);
+	fputs(". Default: ", out);
+	put_text(out, dflt, fmt);
+	if (backends) {
+		fputs(". Backends: ", out);
+		put_text(out, which, fmt);
+	}
+	fputs(".\n", out);
+	if (f->doc && *f->doc) {
+		fprintf(out, "\t%c", toupper((unsigned char)f->doc[0]));
+		put_text(out, f->doc + 1, fmt);
+		fputs(".\n", out);
+	}
+	fputs("\n", out);
+}
+
+static void print_schema(FILE *out, const struct schema *s, enum cfg_ref_format fmt)
 {
 	bool backends = false;
 
 	for (const struct field *f = s->fields; f < s->fields + s->n; f++)
 		backends |= f->backends != 0;
-	fprintf(out, "\n#### %s\n\n| key | value | default |%s meaning |\n| --- | --- | --- |%s --- |\n", s->title,
-		backends ? " backends |" : "", backends ? " --- |" : "");
+	if (fmt == CFG_REF_MARKDOWN) {
+		fprintf(out, "\n#### %s\n\n| key | value | default |%s meaning |\n| --- | --- | --- |%s --- |\n",
+			s->title, backends ? " backends |" : "", backends ? " --- |" : "");
+	} else {
+		fputs("## ", out);
+		put_text(out, s->title, fmt);
+		fputs("\n\n", out);
+	}
 	for (const struct field *f = s->fields; f < s->fields + s->n; f++)
-		print_field(out, f, backends);
+		print_field(out, f, backends, fmt);
 	for (const struct field *f = s->fields; f < s->fields + s->n; f++) {
 		if (f->kind == K_MAP)
-			print_schema(out, f->arg);
+			print_schema(out, f->arg, fmt);
 		else if (f->kind == K_LIST)
-			print_schema(out, ((const struct list *)f->arg)->schema);
+			print_schema(out, ((const struct list *)f->arg)->schema, fmt);
 	}
 }
 
-int cfg_print_reference(FILE *out)
+int cfg_print_reference(FILE *out, enum cfg_ref_format fmt)
 {
-	fputs("Every key, from the loader's own tables (`ioreq-brokerd --print-config-reference`).\n"
-	      "Integers are decimal or 0x hex; sizes are bytes or take a K, M or G suffix. An address\n"
-	      "range is \"START+SIZE\", \"START..END\" (inclusive), {start: S, size: N} or {start: S, end: E};\n"
-	      "a PCI function is BB:DD.F or 0000:BB:DD.F (hex). Relative paths are relative to the\n"
-	      "configuration file's directory.\n",
-	      out);
-	print_schema(out, &top_schema);
+	put_text(out,
+		 "Every key, from the loader's own tables (`ioreq-brokerd --print-config-reference`).\n"
+		 "Integers are decimal or 0x hex; sizes are bytes or take a K, M or G suffix. An address\n"
+		 "range is \"START+SIZE\", \"START..END\" (inclusive), {start: S, size: N} or {start: S, end: E};\n"
+		 "a PCI function is BB:DD.F or 0000:BB:DD.F (hex). Relative paths are relative to the\n"
+		 "configuration file's directory.\n",
+		 fmt);
+	if (fmt == CFG_REF_SCDOC)
+		fputs("\n", out);
+	print_schema(out, &top_schema, fmt);
 	return fflush(out) || ferror(out) ? -EIO : 0;
 }

@@ -162,6 +162,11 @@ bool cfg_vm_equal(const struct cfg_vm *a, const struct cfg_vm *b, char *what, si
 
 /* Writes the configuration reference (Markdown: every key, its values,
  * default and meaning), the text README.md carries. -EIO if writing failed. */
-int cfg_print_reference(FILE *f);
+enum cfg_ref_format {
+	CFG_REF_MARKDOWN, /* README.md's tables */
+	CFG_REF_SCDOC,    /* ioreq-broker.yaml(5), through scdoc */
+};
+
+int cfg_print_reference(FILE *f, enum cfg_ref_format fmt);
 
 #endif

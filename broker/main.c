@@ -61,7 +61,9 @@ static void usage(FILE *f)
 		   "\n"
 		   "  -c, --config FILE    run the VMs and devices that FILE declares\n"
 		   "  -n, --check FILE     validate FILE (and its sim scripts), start nothing\n"
-		   "      --print-config-reference  print every configuration key (Markdown)\n"
+		   "      --print-config-reference[=markdown|scdoc]\n"
+		   "                       print every configuration key (README.md's tables, or\n"
+		   "                       scdoc for ioreq-broker.yaml(5))\n"
 		   "  -x, --exit-with-vms  exit when every VM has stopped: 0 if all stopped with\n"
 		   "                       status 0, 1 otherwise\n"
 		   "  -v, --verbose        log debug messages\n"
@@ -274,7 +276,7 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
-		{ "print-config-reference", no_argument, NULL, 'R' },
+		{ "print-config-reference", optional_argument, NULL, 'R' },
 		{ "version", no_argument, NULL, 'V' },
 		{},
 	};
@@ -306,7 +308,12 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case 'R':
-			return cfg_print_reference(stdout) < 0;
+			if (optarg && strcmp(optarg, "markdown") && strcmp(optarg, "scdoc")) {
+				fprintf(stderr, "ioreq-brokerd: --print-config-reference=markdown|scdoc\n");
+				return 2;
+			}
+			return cfg_print_reference(stdout, optarg && !strcmp(optarg, "scdoc") ? CFG_REF_SCDOC
+											: CFG_REF_MARKDOWN) < 0;
 		case 'V':
 			printf("ioreq-brokerd %s\n", IOREQ_VERSION);
 			return 0;

@@ -987,7 +987,7 @@ static void test_reference_in_readme(void **state)
 	FILE *f = open_memstream(&ref, &len);
 
 	assert_non_null(f);
-	assert_int_equal(cfg_print_reference(f), 0);
+	assert_int_equal(cfg_print_reference(f, CFG_REF_MARKDOWN), 0);
 	assert_int_equal(fclose(f), 0);
 	a = strstr(readme, begin);
 	assert_non_null(a);
