@@ -7,6 +7,7 @@
 
 #include "access.h"
 #include "broker.h"
+#include "histo.h"
 #include "vm.h"
 
 /* The VMs a Target selects: one by name, or all (the broker's read lock is held). */
@@ -172,6 +173,33 @@ static int fill_devices(struct control_reply *r, struct bvm **vms, size_t n, con
 	return 0;
 }
 
+/* Buckets from 1 us (1023 ns) to 8.6 s, each twice the last. */
+#define LATENCY_FIRST_BIT 10
+#define LATENCY_BUCKETS 24
+
+static int fill_latency(struct control_reply *r, Ioreqctl__DeviceStats *o, const struct histo *h)
+{
+	Ioreqctl__LatencyBucket *b = control_alloc(r, LATENCY_BUCKETS, sizeof(*b));
+	Ioreqctl__LatencyBucket **bp = control_alloc(r, LATENCY_BUCKETS, sizeof(*bp));
+	uint64_t le[LATENCY_BUCKETS], counts[LATENCY_BUCKETS];
+
+	if (!b || !bp)
+		return -ENOMEM;
+	for (size_t i = 0; i < LATENCY_BUCKETS; i++)
+		le[i] = (UINT64_C(1) << (LATENCY_FIRST_BIT + i)) - 1;
+	histo_cumulative(h, le, LATENCY_BUCKETS, counts, &o->latency_count);
+	for (size_t i = 0; i < LATENCY_BUCKETS; i++) {
+		ioreqctl__latency_bucket__init(&b[i]);
+		b[i].le_ns = le[i];
+		b[i].count = counts[i];
+		bp[i] = &b[i];
+	}
+	o->latency_sum_ns = histo_sum(h);
+	o->latency = bp;
+	o->n_latency = LATENCY_BUCKETS;
+	return 0;
+}
+
 static int fill_stats(struct control_reply *r, struct bvm **vms, size_t n, const char *only)
 {
 	size_t total = count_devices(vms, n, only), k = 0;
@@ -218,6 +246,10 @@ static int fill_stats(struct control_reply *r, struct bvm **vms, size_t n, const
 			o->p90_ns = info.p90_ns;
 			o->p99_ns = info.p99_ns;
 			o->max_ns = info.max_ns;
+			o->restarts = info.sup.restarts;
+			o->state = (char *)devsup_state_name(info.sup.state);
+			if (fill_latency(r, o, info.latency) < 0)
+				return control_error(r, -ENOMEM, "out of memory");
 			dp[k++] = o;
 			v[i].n_devices++;
 		}

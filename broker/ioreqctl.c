@@ -1,5 +1,6 @@
 /* ioreqctl: the command-line client of ioreq-brokerd's control socket. */
 #include <errno.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -36,6 +37,7 @@ static void usage(FILE *f)
 		   "  vms [VM]                 the VMs\n"
 		   "  devices [VM]             devices: ranges, pid, state, restarts\n"
 		   "  stats [VM [DEVICE]]      request counts, fallbacks, expiries, latency\n"
+		   "  metrics                  the counters and latency histograms (OpenMetrics)\n"
 		   "  vm start|stop|reset VM   control a VM\n"
 		   "  reload                   re-read the configuration\n"
 		   "\n"
@@ -279,25 +281,179 @@ static void print_reply(const Ioreqctl__CtlReply *r, Ioreqctl__CtlRequest__CmdCa
 	}
 }
 
+/* ---- OpenMetrics ---- */
+
+/* A label value: backslash, double quote and newline escaped. */
+static void om_value(const char *s)
+{
+	for (; s && *s; s++) {
+		if (*s == '\\' || *s == '"')
+			printf("\\%c", *s);
+		else if (*s == '\n')
+			printf("\\n");
+		else
+			putchar(*s);
+	}
+}
+
+static void om_labels(const char *vm, const char *device, const char *key, const char *value)
+{
+	printf("{vm=\"");
+	om_value(vm);
+	if (device) {
+		printf("\",device=\"");
+		om_value(device);
+	}
+	if (key) {
+		printf("\",%s=\"", key);
+		om_value(value);
+	}
+	printf("\"}");
+}
+
+static void om_family(const char *name, const char *type, const char *help)
+{
+	printf("# TYPE %s %s\n# HELP %s %s\n", name, type, name, help);
+}
+
+#define VM_COUNTER(f, h) { "ioreq_vm_" #f, h, offsetof(Ioreqctl__VmStats, f) }
+#define DEV_COUNTER(f, h) { "ioreq_device_" #f, h, offsetof(Ioreqctl__DeviceStats, f) }
+
+static const struct om_counter {
+	const char *name, *help;
+	size_t off; /* of a uint64_t */
+} vm_counters[] = {
+	VM_COUNTER(requests, "Requests taken from the VM's vCPUs."),
+	VM_COUNTER(unclaimed, "Requests no device serves."),
+	VM_COUNTER(fallbacks, "Requests completed with the fallback (all ones, or dropped)."),
+}, device_counters[] = {
+	DEV_COUNTER(replies, "Requests the device answered."),
+	DEV_COUNTER(fallbacks, "Requests completed with the fallback."),
+	DEV_COUNTER(expired, "Requests past their deadline."),
+	DEV_COUNTER(bad_replies, "Replies the broker refused."),
+	DEV_COUNTER(throttled, "Requests and messages over max_inflight or max_msg_rate."),
+	DEV_COUNTER(violations, "Soft protocol violations."),
+	DEV_COUNTER(interrupts, "Interrupts the device raised."),
+	DEV_COUNTER(denied_interrupts, "Interrupts refused (not granted)."),
+	DEV_COUNTER(exits, "Instances of the device that ended."),
+};
+
+static uint64_t field(const void *obj, size_t off)
+{
+	return *(const uint64_t *)((const char *)obj + off);
+}
+
+/* The counters and latency histograms as OpenMetrics text: each family
+ * once, its samples together, and # EOF at the end. */
+static void print_metrics(const Ioreqctl__CtlReply *r)
+{
+	static const char *const kinds[] = { "pio", "mmio", "pci" };
+
+	for (size_t f = 0; f < ARRAY_SIZE(vm_counters); f++) {
+		om_family(vm_counters[f].name, "counter", vm_counters[f].help);
+		for (size_t i = 0; i < r->n_stats; i++) {
+			printf("%s_total", vm_counters[f].name);
+			om_labels(r->stats[i]->vm, NULL, NULL, NULL);
+			printf(" %" PRIu64 "\n", field(r->stats[i], vm_counters[f].off));
+		}
+	}
+	om_family("ioreq_device_requests", "counter", "Requests routed to the device, by kind.");
+	for (size_t i = 0; i < r->n_stats; i++) {
+		for (size_t k = 0; k < r->stats[i]->n_devices; k++) {
+			const Ioreqctl__DeviceStats *d = r->stats[i]->devices[k];
+			const uint64_t by_kind[] = { d->pio, d->mmio, d->pci };
+
+			for (size_t j = 0; j < ARRAY_SIZE(kinds); j++) {
+				printf("ioreq_device_requests_total");
+				om_labels(d->vm, d->device, "kind", kinds[j]);
+				printf(" %" PRIu64 "\n", by_kind[j]);
+			}
+		}
+	}
+	for (size_t f = 0; f < ARRAY_SIZE(device_counters); f++) {
+		om_family(device_counters[f].name, "counter", device_counters[f].help);
+		for (size_t i = 0; i < r->n_stats; i++) {
+			for (size_t k = 0; k < r->stats[i]->n_devices; k++) {
+				const Ioreqctl__DeviceStats *d = r->stats[i]->devices[k];
+
+				printf("%s_total", device_counters[f].name);
+				om_labels(d->vm, d->device, NULL, NULL);
+				printf(" %" PRIu64 "\n", field(d, device_counters[f].off));
+			}
+		}
+	}
+	om_family("ioreq_device_restarts", "counter", "Restarts of the device.");
+	for (size_t i = 0; i < r->n_stats; i++) {
+		for (size_t k = 0; k < r->stats[i]->n_devices; k++) {
+			printf("ioreq_device_restarts_total");
+			om_labels(r->stats[i]->vm, r->stats[i]->devices[k]->device, NULL, NULL);
+			printf(" %u\n", r->stats[i]->devices[k]->restarts);
+		}
+	}
+	om_family("ioreq_device_ready", "gauge", "1 when the device is ready, else 0.");
+	for (size_t i = 0; i < r->n_stats; i++) {
+		for (size_t k = 0; k < r->stats[i]->n_devices; k++) {
+			const Ioreqctl__DeviceStats *d = r->stats[i]->devices[k];
+
+			printf("ioreq_device_ready");
+			om_labels(d->vm, d->device, NULL, NULL);
+			printf(" %d\n", d->state && !strcmp(d->state, "ready"));
+		}
+	}
+	om_family("ioreq_device_latency_seconds", "histogram", "From sending a request to the device to its reply.");
+	printf("# UNIT ioreq_device_latency_seconds seconds\n");
+	for (size_t i = 0; i < r->n_stats; i++) {
+		for (size_t k = 0; k < r->stats[i]->n_devices; k++) {
+			const Ioreqctl__DeviceStats *d = r->stats[i]->devices[k];
+			char le[32];
+
+			for (size_t b = 0; b < d->n_latency; b++) {
+				snprintf(le, sizeof(le), "%.9f", (double)d->latency[b]->le_ns / 1e9);
+				printf("ioreq_device_latency_seconds_bucket");
+				om_labels(d->vm, d->device, "le", le);
+				printf(" %" PRIu64 "\n", d->latency[b]->count);
+			}
+			printf("ioreq_device_latency_seconds_bucket");
+			om_labels(d->vm, d->device, "le", "+Inf");
+			printf(" %" PRIu64 "\n", d->latency_count);
+			printf("ioreq_device_latency_seconds_count");
+			om_labels(d->vm, d->device, NULL, NULL);
+			printf(" %" PRIu64 "\n", d->latency_count);
+			printf("ioreq_device_latency_seconds_sum");
+			om_labels(d->vm, d->device, NULL, NULL);
+			printf(" %.9f\n", (double)d->latency_sum_ns / 1e9);
+		}
+	}
+	printf("# EOF\n");
+}
+
 /* ---- the command line and the socket ---- */
+
+/* How a command shows what the broker answered. */
+enum view {
+	VIEW_REPLY,   /* a table, or --json */
+	VIEW_METRICS, /* OpenMetrics text */
+};
 
 static const struct command {
 	const char *name;
 	Ioreqctl__CtlRequest__CmdCase cmd;
 	int max_args; /* VM, DEVICE */
+	enum view view;
 } commands[] = {
-	{ "status", IOREQCTL__CTL_REQUEST__CMD_STATUS, 0 },
-	{ "vms", IOREQCTL__CTL_REQUEST__CMD_VMS, 1 },
-	{ "devices", IOREQCTL__CTL_REQUEST__CMD_DEVICES, 1 },
-	{ "stats", IOREQCTL__CTL_REQUEST__CMD_STATS, 2 },
-	{ "reload", IOREQCTL__CTL_REQUEST__CMD_RELOAD, 0 },
-	{ "vm", 0, 2 },
+	{ "status", IOREQCTL__CTL_REQUEST__CMD_STATUS, 0, VIEW_REPLY },
+	{ "vms", IOREQCTL__CTL_REQUEST__CMD_VMS, 1, VIEW_REPLY },
+	{ "devices", IOREQCTL__CTL_REQUEST__CMD_DEVICES, 1, VIEW_REPLY },
+	{ "stats", IOREQCTL__CTL_REQUEST__CMD_STATS, 2, VIEW_REPLY },
+	{ "metrics", IOREQCTL__CTL_REQUEST__CMD_STATS, 0, VIEW_METRICS },
+	{ "reload", IOREQCTL__CTL_REQUEST__CMD_RELOAD, 0, VIEW_REPLY },
+	{ "vm", 0, 2, VIEW_REPLY },
 };
 
 static const struct command vm_commands[] = {
-	{ "start", IOREQCTL__CTL_REQUEST__CMD_VM_START, 1 },
-	{ "stop", IOREQCTL__CTL_REQUEST__CMD_VM_STOP, 1 },
-	{ "reset", IOREQCTL__CTL_REQUEST__CMD_VM_RESET, 1 },
+	{ "start", IOREQCTL__CTL_REQUEST__CMD_VM_START, 1, VIEW_REPLY },
+	{ "stop", IOREQCTL__CTL_REQUEST__CMD_VM_STOP, 1, VIEW_REPLY },
+	{ "reset", IOREQCTL__CTL_REQUEST__CMD_VM_RESET, 1, VIEW_REPLY },
 };
 
 /* "unknown WHAT "WORD"", with the nearest of @cmds if it is near enough. */
@@ -322,8 +478,10 @@ static const struct command *find(const struct command *cmds, size_t n, const ch
 	return NULL;
 }
 
-/* Fills @q from the words after the options; says what is wrong, if anything. */
-static int parse_command(int argc, char **argv, Ioreqctl__CtlRequest *q, Ioreqctl__Target *t)
+/* Fills @q from the words after the options and *@ret with the command;
+ * says what is wrong, if anything. */
+static int parse_command(int argc, char **argv, Ioreqctl__CtlRequest *q, Ioreqctl__Target *t,
+			 const struct command **ret)
 {
 	const struct command *c;
 
@@ -361,6 +519,7 @@ static int parse_command(int argc, char **argv, Ioreqctl__CtlRequest *q, Ioreqct
 		return -EINVAL;
 	}
 	q->cmd_case = c->cmd;
+	*ret = c;
 	if (argc > 1)
 		t->vm = argv[1];
 	if (argc > 2)
@@ -443,6 +602,7 @@ int main(int argc, char **argv)
 	Ioreqctl__CtlRequest q = IOREQCTL__CTL_REQUEST__INIT;
 	Ioreqctl__Target t = IOREQCTL__TARGET__INIT;
 	Ioreqctl__CtlReply *reply = NULL;
+	const struct command *c = NULL;
 	bool json = false;
 	int opt, r, status;
 
@@ -468,7 +628,7 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (parse_command(argc - optind, argv + optind, &q, &t) < 0) {
+	if (parse_command(argc - optind, argv + optind, &q, &t, &c) < 0) {
 		fprintf(stderr, "Try 'ioreqctl --help'.\n");
 		return EXIT_USAGE;
 	}
@@ -479,7 +639,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ioreqctl: %s: %s\n", path, strerror(-r));
 		return r == -EACCES || r == -EPERM ? EXIT_DENIED : EXIT_UNREACHABLE;
 	}
-	print_reply(reply, q.cmd_case, json);
+	if (c->view == VIEW_METRICS && !reply->error)
+		print_metrics(reply);
+	else
+		print_reply(reply, q.cmd_case, json);
 	status = reply->error == 0 ? EXIT_OK : reply->error == -EACCES ? EXIT_DENIED : EXIT_FAILED;
 	ioreqctl__ctl_reply__free_unpacked(reply, NULL);
 	return status;

@@ -1150,6 +1150,7 @@ int vm_device_info(struct bvm *vm, size_t i, struct vm_device_info *ret)
 		.p90_ns = histo_quantile(&s->latency, 0.90),
 		.p99_ns = histo_quantile(&s->latency, 0.99),
 		.max_ns = atomic_load(&s->latency.max),
+		.latency = &s->latency,
 	};
 	for (size_t t = 0; t < 3; t++)
 		ret->requests[t] = atomic_load(&s->requests[t]);

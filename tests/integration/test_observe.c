@@ -1,0 +1,363 @@
+/* What ioreqctl shows of a running broker beyond its tables: metrics in the
+ * OpenMetrics text format, checked strictly against the format and against
+ * the broker's own stats. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "json.h"
+
+static char out[1 << 18];
+static char sock[512];
+
+static int ctl(const char *first, ...)
+{
+	const char *argv[16] = { IOREQ_BINDIR "/ioreqctl", "--socket", sock };
+	size_t n = 3;
+	va_list ap;
+
+	va_start(ap, first);
+	for (const char *a = first; a && n < 15; a = va_arg(ap, const char *))
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	return harness_exec(argv, out, sizeof(out));
+}
+
+/* A VM that runs until stopped, with two devices to count. */
+static void start_broker(struct run *r)
+{
+	const char *args[] = { "--config", NULL, NULL };
+
+	snprintf(sock, sizeof(sock), "%s/run/control", harness_tmpdir());
+	harness_write("loop.txt", "repeat 1000000\n  pio write 0x60 1 1\n  mmio read 0x1000 4 0\n  sleep 2\nend\n");
+	args[1] = harness_write("c.yaml",
+				"broker: { runtime_dir: %s/run }\n"
+				"vms:\n"
+				"  - name: loop\n"
+				"    backend: sim\n"
+				"    vcpus: 1\n"
+				"    scripts: [loop.txt]\n"
+				"    devices:\n"
+				"      - { name: sink, program: ioreq-dev-null, pio: [\"0x60..0x63\"] }\n"
+				"      - { name: ram, program: ioreq-dev-ram, mmio: [\"0x1000+0x100\"] }\n",
+				harness_tmpdir());
+	harness_start(r, args);
+	assert_non_null(harness_wait_log(r, "vm loop: started", 30));
+}
+
+/* ---- a strict OpenMetrics checker (the text format, with what Prometheus
+ * itself checks of histograms) ---- */
+
+#define MAX_FAMILIES 64
+#define MAX_SERIES 256
+
+struct om {
+	char families[MAX_FAMILIES][64];
+	char types[MAX_FAMILIES][16];
+	size_t n_families;
+	/* per histogram series (its labels without le): the last bucket */
+	struct series {
+		char key[256];
+		double last_le, last_count, inf;
+		bool has_inf, has_count, has_sum;
+	} series[MAX_SERIES];
+	size_t n_series;
+	unsigned samples;
+};
+
+static bool metric_name(const char **p, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	if (!isalpha((unsigned char)**p) && **p != '_' && **p != ':')
+		return false;
+	while (isalnum((unsigned char)**p) || **p == '_' || **p == ':') {
+		if (n + 1 >= len)
+			return false;
+		buf[n++] = *(*p)++;
+	}
+	buf[n] = '\0';
+	return true;
+}
+
+/* {name="value",...}: the labels except le into @key, le into @le. */
+static const char *labels(const char *p, char *key, size_t klen, char *le, size_t llen)
+{
+	size_t k = 0;
+
+	*key = *le = '\0';
+	if (*p != '{')
+		return p;
+	p++;
+	while (*p != '}') {
+		char name[64], value[128];
+		size_t v = 0;
+
+		if (!metric_name(&p, name, sizeof(name)) || strchr(name, ':') || *p++ != '=' || *p++ != '"')
+			return NULL;
+		while (*p != '"') {
+			if (!*p || *p == '\n' || v + 2 >= sizeof(value))
+				return NULL;
+			if (*p == '\\') {
+				p++;
+				if (*p != '\\' && *p != '"' && *p != 'n')
+					return NULL;
+			}
+			value[v++] = *p++;
+		}
+		value[v] = '\0';
+		p++;
+		if (!strcmp(name, "le"))
+			snprintf(le, llen, "%.63s", value);
+		else
+			k += (size_t)snprintf(key + k, klen > k ? klen - k : 0, "%s=%s,", name, value);
+		if (*p == ',')
+			p++;
+		else if (*p != '}')
+			return NULL;
+	}
+	return p + 1;
+}
+
+static bool number(const char *s, double *ret)
+{
+	char *end;
+
+	if (!strcmp(s, "+Inf")) {
+		*ret = HUGE_VAL;
+		return true;
+	}
+	errno = 0;
+	*ret = strtod(s, &end);
+	return !errno && end != s && !*end && !isspace((unsigned char)*s);
+}
+
+static struct series *series_of(struct om *m, const char *family, const char *key)
+{
+	char k[256];
+
+	snprintf(k, sizeof(k), "%s|%s", family, key);
+	for (size_t i = 0; i < m->n_series; i++)
+		if (!strcmp(m->series[i].key, k))
+			return &m->series[i];
+	if (m->n_series == MAX_SERIES)
+		return NULL;
+	snprintf(m->series[m->n_series].key, sizeof(m->series[0].key), "%s", k);
+	m->series[m->n_series].last_le = -HUGE_VAL;
+	return &m->series[m->n_series++];
+}
+
+static char why[512];
+
+#define BAD(...) (snprintf(why, sizeof(why), __VA_ARGS__), why)
+
+/* NULL, or what breaks the format first. */
+static const char *check_openmetrics(const char *text, struct om *m)
+{
+	const char *line = text, *family = NULL, *type = NULL;
+	unsigned n = 0;
+	bool eof = false;
+
+	memset(m, 0, sizeof(*m));
+	while (*line) {
+		const char *nl = strchr(line, '\n'), *p;
+		char buf[1024], name[128], key[256], le[64], *sp;
+		double v;
+
+		n++;
+		if (!nl)
+			return BAD("line %u does not end with a newline", n);
+		if (eof)
+			return BAD("line %u: text after # EOF", n);
+		snprintf(buf, sizeof(buf), "%.*s", (int)(nl - line), line);
+		line = nl + 1;
+		if (!strcmp(buf, "# EOF")) {
+			eof = true;
+			continue;
+		}
+		if (!strncmp(buf, "# ", 2)) {
+			char kw[8], fam[128], rest[512] = "";
+
+			if (sscanf(buf, "# %7s %127s %511[^\n]", kw, fam, rest) < 2)
+				return BAD("line %u: bad metadata: %.300s", n, buf);
+			p = fam;
+			if (!metric_name(&p, name, sizeof(name)) || *p)
+				return BAD("line %u: bad family name: %.300s", n, buf);
+			if (!strcmp(kw, "TYPE")) {
+				static const char *const types[] = { "counter", "gauge", "histogram", "gaugehistogram",
+								     "summary", "info", "stateset", "unknown" };
+				bool known = false;
+
+				for (size_t i = 0; i < m->n_families; i++)
+					if (!strcmp(m->families[i], fam))
+						return BAD("line %u: family %s twice (its samples must be together)", n,
+							 fam);
+				for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+					known |= !strcmp(rest, types[i]);
+				if (!known)
+					return BAD("line %u: unknown type %s", n, rest);
+				if (m->n_families == MAX_FAMILIES)
+					return BAD("too many families");
+				snprintf(m->families[m->n_families], sizeof(m->families[0]), "%s", fam);
+				snprintf(m->types[m->n_families], sizeof(m->types[0]), "%s", rest);
+				family = m->families[m->n_families];
+				type = m->types[m->n_families++];
+				if (!strcmp(type, "counter") && strlen(fam) > 6 && !strcmp(fam + strlen(fam) - 6, "_total"))
+					return BAD("line %u: a counter family is named without _total", n);
+			} else if (!strcmp(kw, "HELP") || !strcmp(kw, "UNIT")) {
+				if (!family || strcmp(fam, family))
+					return BAD("line %u: %s for %s outside its family", n, kw, fam);
+				if (!strcmp(kw, "UNIT") && (strlen(fam) <= strlen(rest) ||
+							    strcmp(fam + strlen(fam) - strlen(rest), rest)))
+					return BAD("line %u: the family name must end with its unit", n);
+			} else {
+				return BAD("line %u: unknown metadata %s", n, kw);
+			}
+			continue;
+		}
+		/* a sample: name{labels} value */
+		p = buf;
+		if (!metric_name(&p, name, sizeof(name)))
+			return BAD("line %u: bad metric name: %.300s", n, buf);
+		p = labels(p, key, sizeof(key), le, sizeof(le));
+		if (!p || *p != ' ')
+			return BAD("line %u: bad labels: %.300s", n, buf);
+		sp = strchr(p + 1, ' ');
+		if (sp)
+			return BAD("line %u: timestamps or exemplars are not expected: %.300s", n, buf);
+		if (!number(p + 1, &v))
+			return BAD("line %u: bad value: %.300s", n, buf);
+		if (!family)
+			return BAD("line %u: a sample before any # TYPE", n);
+		m->samples++;
+		if (!strcmp(type, "counter")) {
+			char want[160];
+
+			snprintf(want, sizeof(want), "%s_total", family);
+			if (strcmp(name, want))
+				return BAD("line %u: %s is not %s", n, name, want);
+			if (v < 0)
+				return BAD("line %u: a negative counter", n);
+		} else if (!strcmp(type, "gauge")) {
+			if (strcmp(name, family))
+				return BAD("line %u: %s outside its family %s", n, name, family);
+		} else if (!strcmp(type, "histogram")) {
+			size_t fl = strlen(family);
+			struct series *s = series_of(m, family, key);
+
+			if (!s)
+				return BAD("too many series");
+			double lev;
+
+			if (strncmp(name, family, fl))
+				return BAD("line %u: %s outside its family %s", n, name, family);
+			if (!strcmp(name + fl, "_bucket")) {
+				if (!*le || !number(le, &lev))
+					return BAD("line %u: a bucket without a number in le", n);
+				if (s->has_inf || s->has_count || lev <= s->last_le || v < s->last_count)
+					return BAD("line %u: buckets out of order or not cumulative", n);
+				s->last_le = lev;
+				s->last_count = v;
+				if (lev == HUGE_VAL) {
+					s->has_inf = true;
+					s->inf = v;
+				}
+			} else if (!strcmp(name + fl, "_count")) {
+				if (!s->has_inf || v != s->inf)
+					return BAD("line %u: _count is not the +Inf bucket", n);
+				s->has_count = true;
+			} else if (!strcmp(name + fl, "_sum")) {
+				if (v < 0)
+					return BAD("line %u: a negative _sum", n);
+				s->has_sum = true;
+			} else {
+				return BAD("line %u: %s outside its family %s", n, name, family);
+			}
+		}
+	}
+	if (!eof)
+		return BAD("no # EOF at the end");
+	for (size_t i = 0; i < m->n_series; i++)
+		if (!m->series[i].has_inf || !m->series[i].has_count || !m->series[i].has_sum)
+			return BAD("histogram %s lacks +Inf, _count or _sum", m->series[i].key);
+	return NULL;
+}
+
+/* The value of the sample @name{@labels} in @text, or -1. */
+static double sample(const char *text, const char *name, const char *labels_text)
+{
+	char want[256];
+	const char *p;
+
+	snprintf(want, sizeof(want), "\n%s%s ", name, labels_text);
+	p = strstr(text, want);
+	return p ? strtod(p + strlen(want), NULL) : -1;
+}
+
+static void test_metrics(void **state)
+{
+	struct run r;
+	struct om m;
+	double requests;
+
+	start_broker(&r);
+	/* some traffic first */
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(ctl("--json", "stats", "loop", NULL), 0);
+		if (json_num(out, "stats.0.devices.1.replies") >= 20)
+			break;
+		usleep(50000);
+	}
+	assert_int_equal(ctl("metrics", NULL), 0);
+	if (check_openmetrics(out, &m))
+		fail_msg("ioreqctl metrics: %s", why);
+	assert_true(m.samples > 20);
+	requests = sample(out, "ioreq_vm_requests_total", "{vm=\"loop\"}");
+	assert_true(requests >= 40);
+	assert_true(sample(out, "ioreq_device_requests_total", "{vm=\"loop\",device=\"sink\",kind=\"pio\"}") >= 20);
+	assert_true(sample(out, "ioreq_device_requests_total", "{vm=\"loop\",device=\"ram\",kind=\"mmio\"}") >= 20);
+	assert_int_equal(sample(out, "ioreq_device_ready", "{vm=\"loop\",device=\"sink\"}"), 1);
+	assert_true(sample(out, "ioreq_device_latency_seconds_count", "{vm=\"loop\",device=\"ram\"}") >= 20);
+	assert_true(sample(out, "ioreq_device_latency_seconds_sum", "{vm=\"loop\",device=\"ram\"}") > 0);
+	assert_non_null(strstr(out, "# TYPE ioreq_device_latency_seconds histogram\n"));
+	/* the checker itself refuses what it should */
+	{
+		static const char *const bad[] = {
+			"# TYPE a counter\na 1\n# EOF\n",                                    /* no _total */
+			"# TYPE a counter\na_total 1\n",                                     /* no EOF */
+			"# TYPE a gauge\na 1\n# TYPE b gauge\nb 1\n# TYPE a gauge\na 2\n# EOF\n", /* a twice */
+			"# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_count 1\nh_sum 1\n# EOF\n",
+			"# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_count 2\nh_sum 1\n# EOF\n",
+			"# TYPE a gauge\na{x=\"1} 1\n# EOF\n",
+		};
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+			if (!check_openmetrics(bad[i], &m))
+				fail_msg("the checker took bad text %zu", i);
+	}
+	kill(r.pid, SIGTERM);
+	harness_wait(&r, 30);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		harness_test(test_metrics),
+	};
+
+	return harness_run_group("observe", tests);
+}
