@@ -7,6 +7,7 @@
 
 #include "access.h"
 #include "broker.h"
+#include "events.h"
 #include "histo.h"
 #include "vm.h"
 
@@ -282,12 +283,54 @@ static int do_vm(struct control_reply *r, struct broker *b, const Ioreqctl__Targ
 	return 0;
 }
 
+/* How long an events query with `wait` waits for one: short, so that a
+ * follower's connection never holds up a stop for long. */
+#define EVENTS_WAIT_MS 500
+
+static void fill_events(struct control_reply *r, const Ioreqctl__EventsQuery *q)
+{
+	uint64_t after = q ? q->after : 0;
+	struct event *e = control_alloc(r, EVENTS_RING, sizeof(*e));
+	Ioreqctl__Event *m = control_alloc(r, EVENTS_RING, sizeof(*m));
+	Ioreqctl__Event **p = control_alloc(r, EVENTS_RING, sizeof(*p));
+	size_t n;
+
+	if (!e || !m || !p) {
+		control_error(r, -ENOMEM, "out of memory");
+		return;
+	}
+	if (q && q->wait)
+		events_wait(after, EVENTS_WAIT_MS);
+	n = events_read(after, e, EVENTS_RING, &control_msg(r)->lost);
+	for (size_t i = 0; i < n; i++) {
+		ioreqctl__event__init(&m[i]);
+		m[i].seq = e[i].seq;
+		m[i].time_ns = e[i].time_ns;
+		m[i].vm = e[i].vm;
+		m[i].device = e[i].device;
+		m[i].from = e[i].from;
+		m[i].to = e[i].to;
+		m[i].reason = e[i].reason;
+		m[i].restarts = e[i].restarts;
+		p[i] = &m[i];
+	}
+	control_msg(r)->events = p;
+	control_msg(r)->n_events = n;
+	/* Never an empty datagram, which the client could not tell from EOF. */
+	control_message(r, "%zu events", n);
+}
+
 void commands_handle(void *opaque, const Ioreqctl__CtlRequest *q, struct control_reply *r)
 {
 	struct broker *b = opaque;
 	struct bvm **vms;
 	size_t n;
 
+	if (q->cmd_case == IOREQCTL__CTL_REQUEST__CMD_EVENTS) {
+		/* The bus is the broker's own: no VM lock, none held while waiting. */
+		fill_events(r, q->events);
+		return;
+	}
 	if (q->cmd_case == IOREQCTL__CTL_REQUEST__CMD_RELOAD) {
 		char why[512];
 

@@ -1,5 +1,7 @@
 /* ioreqctl: the command-line client of ioreq-brokerd's control socket. */
 #include <errno.h>
+#include <signal.h>
+#include <time.h>
 #include <stddef.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -38,6 +40,8 @@ static void usage(FILE *f)
 		   "  devices [VM]             devices: ranges, pid, state, restarts\n"
 		   "  stats [VM [DEVICE]]      request counts, fallbacks, expiries, latency\n"
 		   "  metrics                  the counters and latency histograms (OpenMetrics)\n"
+		   "  events [--follow]        recent changes of state of devices and VMs (JSON\n"
+		   "                           lines); --follow: and every new one until interrupted\n"
 		   "  vm start|stop|reset VM   control a VM\n"
 		   "  reload                   re-read the configuration\n"
 		   "\n"
@@ -427,12 +431,93 @@ static void print_metrics(const Ioreqctl__CtlReply *r)
 	printf("# EOF\n");
 }
 
+/* ---- events ---- */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+	interrupted = 1;
+}
+
+static void print_event(const Ioreqctl__Event *e)
+{
+	time_t s = (time_t)(e->time_ns / 1000000000);
+	char when[32];
+	struct tm tm;
+
+	gmtime_r(&s, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	printf("{\"time\": \"%s.%06" PRId64 "Z\", \"seq\": %" PRIu64 ", \"vm\": ", when, e->time_ns / 1000 % 1000000,
+	       e->seq);
+	json_str(e->vm);
+	printf(", \"device\": ");
+	if (e->device && *e->device)
+		json_str(e->device);
+	else
+		printf("null");
+	printf(", \"from\": ");
+	json_str(e->from);
+	printf(", \"to\": ");
+	json_str(e->to);
+	printf(", \"reason\": ");
+	json_str(e->reason);
+	printf(", \"restarts\": %u}\n", e->restarts);
+}
+
+static int exchange(const char *path, const Ioreqctl__CtlRequest *q, Ioreqctl__CtlReply **ret);
+
+/* One JSON line per event; with @follow, asks again and again (each time
+ * the broker waits a moment for news) until SIGINT or SIGTERM. */
+static int events(const char *path, bool follow)
+{
+	Ioreqctl__CtlRequest q = IOREQCTL__CTL_REQUEST__INIT;
+	Ioreqctl__EventsQuery eq = IOREQCTL__EVENTS_QUERY__INIT;
+	struct sigaction sa = { .sa_handler = on_interrupt };
+	int status = EXIT_OK;
+
+	/* No SA_RESTART: a signal ends the wait for the broker's answer. */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	q.cmd_case = IOREQCTL__CTL_REQUEST__CMD_EVENTS;
+	q.events = &eq;
+	do {
+		Ioreqctl__CtlReply *reply = NULL;
+		int r = exchange(path, &q, &reply);
+
+		if (r < 0) {
+			if (interrupted)
+				break;
+			fprintf(stderr, "ioreqctl: %s: %s\n", path, strerror(-r));
+			return r == -EACCES || r == -EPERM ? EXIT_DENIED : EXIT_UNREACHABLE;
+		}
+		if (reply->error) {
+			print_reply(reply, q.cmd_case, false);
+			status = reply->error == -EACCES ? EXIT_DENIED : EXIT_FAILED;
+			ioreqctl__ctl_reply__free_unpacked(reply, NULL);
+			break;
+		}
+		/* A follower too slow for the broker's ring hears what it missed. */
+		if (reply->lost && eq.after)
+			printf("{\"lost\": %" PRIu64 "}\n", reply->lost);
+		for (size_t i = 0; i < reply->n_events; i++) {
+			print_event(reply->events[i]);
+			eq.after = reply->events[i]->seq;
+		}
+		ioreqctl__ctl_reply__free_unpacked(reply, NULL);
+		eq.wait = true;
+	} while (follow && !interrupted);
+	return status;
+}
+
 /* ---- the command line and the socket ---- */
 
 /* How a command shows what the broker answered. */
 enum view {
 	VIEW_REPLY,   /* a table, or --json */
 	VIEW_METRICS, /* OpenMetrics text */
+	VIEW_EVENTS,  /* JSON lines, once or followed */
 };
 
 static const struct command {
@@ -446,6 +531,7 @@ static const struct command {
 	{ "devices", IOREQCTL__CTL_REQUEST__CMD_DEVICES, 1, VIEW_REPLY },
 	{ "stats", IOREQCTL__CTL_REQUEST__CMD_STATS, 2, VIEW_REPLY },
 	{ "metrics", IOREQCTL__CTL_REQUEST__CMD_STATS, 0, VIEW_METRICS },
+	{ "events", IOREQCTL__CTL_REQUEST__CMD_EVENTS, 0, VIEW_EVENTS },
 	{ "reload", IOREQCTL__CTL_REQUEST__CMD_RELOAD, 0, VIEW_REPLY },
 	{ "vm", 0, 2, VIEW_REPLY },
 };
@@ -596,6 +682,7 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "follow", no_argument, NULL, 'f' },
 		{},
 	};
 	const char *path = getenv("IOREQ_CONTROL_SOCKET");
@@ -603,18 +690,21 @@ int main(int argc, char **argv)
 	Ioreqctl__Target t = IOREQCTL__TARGET__INIT;
 	Ioreqctl__CtlReply *reply = NULL;
 	const struct command *c = NULL;
-	bool json = false;
+	bool json = false, follow = false;
 	int opt, r, status;
 
 	/* Options go anywhere: ioreqctl status --json is ioreqctl --json status. */
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "s:jh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "s:jhf", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			path = optarg;
 			break;
 		case 'j':
 			json = true;
+			break;
+		case 'f':
+			follow = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -634,6 +724,12 @@ int main(int argc, char **argv)
 	}
 	if (!path || !*path)
 		path = DEFAULT_SOCKET;
+	if (follow && c->view != VIEW_EVENTS) {
+		fprintf(stderr, "ioreqctl: --follow is for events\n");
+		return EXIT_USAGE;
+	}
+	if (c->view == VIEW_EVENTS)
+		return events(path, follow);
 	r = exchange(path, &q, &reply);
 	if (r < 0) {
 		fprintf(stderr, "ioreqctl: %s: %s\n", path, strerror(-r));

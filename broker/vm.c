@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "evreg.h"
+#include "events.h"
 #include "histo.h"
 #include "hsm.h"
 #include "log.h"
@@ -125,7 +126,15 @@ size_t vm_n_devices(const struct bvm *vm)
 
 static void set_state(struct bvm *vm, enum vm_state s)
 {
-	if (atomic_exchange(&vm->state, s) != (int)s && vm->env.changed)
+	enum vm_state was = (enum vm_state)atomic_exchange(&vm->state, s);
+	char why[32] = "";
+
+	if (was == s)
+		return;
+	if (s == VM_EXITED)
+		snprintf(why, sizeof(why), "status %d", atomic_load(&vm->status));
+	events_publish(vm->cfg->name, NULL, vm_state_name(was), vm_state_name(s), why, 0);
+	if (vm->env.changed)
 		vm->env.changed(vm->env.opaque);
 }
 

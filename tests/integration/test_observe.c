@@ -353,10 +353,74 @@ static void test_metrics(void **state)
 	harness_wait(&r, 30);
 }
 
+/* The device's events after the line containing @after, in order: @want
+ * (each a "from>to"), found in @log as JSON lines of ioreqctl events. */
+static bool has_sequence(const char *log, const char *device, const char *const *want, size_t n)
+{
+	char needle[160];
+	const char *p = log;
+
+	for (size_t i = 0; i < n; i++) {
+		char from[16], to[16];
+
+		sscanf(want[i], "%15[^>]>%15s", from, to);
+		snprintf(needle, sizeof(needle), "\"device\": \"%s\", \"from\": \"%s\", \"to\": \"%s\"", device,
+			 from, to);
+		p = strstr(p, needle);
+		if (!p)
+			return false;
+	}
+	return true;
+}
+
+static void test_events_follow(void **state)
+{
+	static const char *const restart[] = { "ready>down", "down>starting", "starting>ready" };
+	const char *argv[] = { IOREQ_BINDIR "/ioreqctl", "--socket", sock, "events", "--follow", NULL };
+	struct run r, follow;
+	long long pid;
+
+	start_broker(&r);
+	assert_non_null(harness_wait_log(&r, "vm loop device ram: ready", 30));
+	/* without --follow: what happened so far, one JSON object a line */
+	assert_int_equal(ctl("events", NULL), 0);
+	assert_non_null(strstr(out, "\"vm\": \"loop\", \"device\": \"sink\", \"from\": \"starting\", \"to\": \"ready\""));
+	assert_non_null(strstr(out, "\"vm\": \"loop\", \"device\": null, \"from\": \"stopped\", \"to\": \"running\""));
+	for (char *l = out; *l; l = strchr(l, '\n') + 1) {
+		char line[512];
+
+		snprintf(line, sizeof(line), "%.*s", (int)strcspn(l, "\n"), l);
+		if (!json_valid(line))
+			fail_msg("not a JSON object: %s", line);
+		if (!strchr(l, '\n'))
+			break;
+	}
+	/* --follow: a device killed goes down, restarts and is ready again */
+	harness_start_argv(&follow, argv);
+	usleep(300000);
+	assert_int_equal(ctl("--json", "devices", "loop", NULL), 0);
+	pid = json_num(out, "devices.0.pid");
+	assert_true(pid > 0);
+	assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
+	for (int i = 0; i < 200 && !has_sequence(harness_log(&follow), "sink", restart, 3); i++)
+		usleep(50000);
+	if (!has_sequence(harness_log(&follow), "sink", restart, 3))
+		fail_msg("no down, starting, ready sequence in ioreqctl events --follow");
+	assert_non_null(strstr(harness_log(&follow), "\"restarts\": 1}"));
+	/* it runs until interrupted, and then ends well */
+	assert_int_equal(follow.status, -1);
+	kill(follow.pid, SIGINT);
+	harness_wait(&follow, 10);
+	assert_int_equal(follow.status, 0);
+	kill(r.pid, SIGTERM);
+	harness_wait(&r, 30);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		harness_test(test_metrics),
+		harness_test(test_events_follow),
 	};
 
 	return harness_run_group("observe", tests);
