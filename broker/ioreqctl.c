@@ -1,5 +1,7 @@
 /* ioreqctl: the command-line client of ioreq-brokerd's control socket. */
 #include <errno.h>
+#include <poll.h>
+#include <termios.h>
 #include <signal.h>
 #include <time.h>
 #include <stddef.h>
@@ -40,6 +42,8 @@ static void usage(FILE *f)
 		   "  devices [VM]             devices: ranges, pid, state, restarts\n"
 		   "  stats [VM [DEVICE]]      request counts, fallbacks, expiries, latency\n"
 		   "  metrics                  the counters and latency histograms (OpenMetrics)\n"
+		   "  top [--once | -n N]      a live view of VMs and devices: state, requests\n"
+		   "                           per second, latency, fallbacks, restarts (q quits)\n"
 		   "  events [--follow]        recent changes of state of devices and VMs (JSON\n"
 		   "                           lines); --follow: and every new one until interrupted\n"
 		   "  vm start|stop|reset VM   control a VM\n"
@@ -511,6 +515,192 @@ static int events(const char *path, bool follow)
 	return status;
 }
 
+/* ---- top ---- */
+
+#define TOP_INTERVAL_MS 1000
+
+/* One look at the broker: its status and every VM's and device's stats. */
+struct sample {
+	Ioreqctl__CtlReply *status, *stats;
+	struct timespec when;
+};
+
+static void sample_free(struct sample *s)
+{
+	if (s->status)
+		ioreqctl__ctl_reply__free_unpacked(s->status, NULL);
+	if (s->stats)
+		ioreqctl__ctl_reply__free_unpacked(s->stats, NULL);
+	*s = (struct sample){ 0 };
+}
+
+static int take_sample(const char *path, struct sample *s)
+{
+	Ioreqctl__CtlRequest q = IOREQCTL__CTL_REQUEST__INIT;
+	Ioreqctl__Target t = IOREQCTL__TARGET__INIT;
+	int r;
+
+	q.status = &t; /* the oneof's Target members alias each other */
+	q.cmd_case = IOREQCTL__CTL_REQUEST__CMD_STATUS;
+	r = exchange(path, &q, &s->status);
+	if (r == 0) {
+		q.cmd_case = IOREQCTL__CTL_REQUEST__CMD_STATS;
+		r = exchange(path, &q, &s->stats);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &s->when);
+	if (r == 0 && (s->status->error || s->stats->error))
+		r = s->status->error ? s->status->error : s->stats->error;
+	return r;
+}
+
+static uint64_t device_requests(const Ioreqctl__DeviceStats *d)
+{
+	return d->pio + d->mmio + d->pci;
+}
+
+/* The same device in the earlier sample, or NULL (it is new). */
+static const Ioreqctl__DeviceStats *find_device(const struct sample *s, const char *vm, const char *name)
+{
+	for (size_t i = 0; s->stats && i < s->stats->n_stats; i++)
+		for (size_t k = 0; k < s->stats->stats[i]->n_devices; k++)
+			if (!strcmp(s->stats->stats[i]->vm, vm) && !strcmp(s->stats->stats[i]->devices[k]->device, name))
+				return s->stats->stats[i]->devices[k];
+	return NULL;
+}
+
+static const Ioreqctl__VmStats *find_vm(const struct sample *s, const char *vm)
+{
+	for (size_t i = 0; s->stats && i < s->stats->n_stats; i++)
+		if (!strcmp(s->stats->stats[i]->vm, vm))
+			return s->stats->stats[i];
+	return NULL;
+}
+
+static double rate(uint64_t now, uint64_t then, double seconds)
+{
+	return now >= then && seconds > 0 ? (double)(now - then) / seconds : 0;
+}
+
+/* One frame: @now against @then (requests per second between the two). */
+static void print_frame(const struct sample *then, const struct sample *now)
+{
+	const Ioreqctl__BrokerInfo *b = now->status->broker;
+	double dt = (double)(now->when.tv_sec - then->when.tv_sec) + (double)(now->when.tv_nsec - then->when.tv_nsec) / 1e9;
+	uint64_t up = b ? b->uptime_ms / 1000 : 0;
+	char p50[24], p99[24], max[24];
+
+	if (b)
+		printf("ioreq-brokerd %s, pid %u, up %" PRIu64 "h%02" PRIu64 "m%02" PRIu64 "s: %u VMs (%u running), %u "
+		       "devices (%u ready)\n\n",
+		       b->version, b->pid, up / 3600, up / 60 % 60, up % 60, b->vms_total, b->vms_running,
+		       b->devices_total, b->devices_ready);
+	printf("%-20s %-8s %9s %8s %8s %8s %9s %8s\n", "VM / DEVICE", "STATE", "REQ/S", "P50", "P99", "MAX",
+	       "FALLBACKS", "RESTARTS");
+	for (size_t i = 0; i < now->status->n_vms; i++) {
+		const Ioreqctl__VmInfo *v = now->status->vms[i];
+		const Ioreqctl__VmStats *vs = find_vm(now, v->name), *was = find_vm(then, v->name);
+
+		printf("%-20s %-8s %9.1f %8s %8s %8s %9" PRIu64 " %8s\n", v->name, v->state,
+		       vs && was ? rate(vs->requests, was->requests, dt) : 0.0, "", "", "", vs ? vs->fallbacks : 0, "");
+		for (size_t k = 0; vs && k < vs->n_devices; k++) {
+			const Ioreqctl__DeviceStats *d = vs->devices[k], *dw = find_device(then, v->name, d->device);
+
+			fmt_ns(p50, sizeof(p50), d->p50_ns);
+			fmt_ns(p99, sizeof(p99), d->p99_ns);
+			fmt_ns(max, sizeof(max), d->max_ns);
+			printf("  %-18s %-8s %9.1f %8s %8s %8s %9" PRIu64 " %8u\n", d->device, d->state,
+			       dw ? rate(device_requests(d), device_requests(dw), dt) : 0.0, p50, p99, max, d->fallbacks,
+			       d->restarts);
+		}
+	}
+}
+
+static struct termios saved_tty;
+static bool tty_raw;
+
+static void restore_tty(void)
+{
+	if (tty_raw)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
+	tty_raw = false;
+}
+
+/* Keys one at a time, unechoed, for q; the terminal comes back at exit. */
+static void raw_tty(void)
+{
+	struct termios t;
+
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_tty) < 0)
+		return;
+	t = saved_tty;
+	t.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+	t.c_cc[VMIN] = 0;
+	t.c_cc[VTIME] = 0;
+	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0) {
+		tty_raw = true;
+		atexit(restore_tty);
+	}
+}
+
+/* Waits @ms for the next frame; whether to go on (no q, no signal). */
+static bool top_wait(int ms)
+{
+	struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
+	char c;
+
+	if (!tty_raw) {
+		poll(NULL, 0, ms);
+		return !interrupted;
+	}
+	while (!interrupted && poll(&p, 1, ms) > 0) {
+		if (read(STDIN_FILENO, &c, 1) == 1 && (c == 'q' || c == 'Q'))
+			return false;
+		ms = 100; /* another key: look again soon */
+	}
+	return !interrupted;
+}
+
+/* Like top(1): a frame a second on a terminal until q or SIGINT; @frames
+ * of them (0: endless) otherwise, one when stdout is not a terminal. */
+static int top(const char *path, long frames)
+{
+	struct sigaction sa = { .sa_handler = on_interrupt };
+	struct sample then = { 0 }, now = { 0 };
+	bool live = isatty(STDOUT_FILENO);
+	int r;
+
+	if (!live && frames == 0)
+		frames = 1;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	r = take_sample(path, &then);
+	if (r == 0 && live)
+		raw_tty();
+	for (long n = 0; r == 0 && (frames == 0 || n < frames); n++) {
+		if (!top_wait(TOP_INTERVAL_MS))
+			break;
+		r = take_sample(path, &now);
+		if (r < 0)
+			break;
+		if (live)
+			printf("\033[H\033[2J"); /* home, clear */
+		print_frame(&then, &now);
+		fflush(stdout);
+		sample_free(&then);
+		then = now;
+		now = (struct sample){ 0 };
+	}
+	restore_tty();
+	sample_free(&then);
+	sample_free(&now);
+	if (r < 0) {
+		fprintf(stderr, "ioreqctl: %s: %s\n", path, strerror(-r));
+		return r == -EACCES || r == -EPERM ? EXIT_DENIED : r == -ECONNREFUSED || r == -ENOENT ? EXIT_UNREACHABLE
+													: EXIT_FAILED;
+	}
+	return EXIT_OK;
+}
+
 /* ---- the command line and the socket ---- */
 
 /* How a command shows what the broker answered. */
@@ -518,6 +708,7 @@ enum view {
 	VIEW_REPLY,   /* a table, or --json */
 	VIEW_METRICS, /* OpenMetrics text */
 	VIEW_EVENTS,  /* JSON lines, once or followed */
+	VIEW_TOP,     /* a live view */
 };
 
 static const struct command {
@@ -532,6 +723,7 @@ static const struct command {
 	{ "stats", IOREQCTL__CTL_REQUEST__CMD_STATS, 2, VIEW_REPLY },
 	{ "metrics", IOREQCTL__CTL_REQUEST__CMD_STATS, 0, VIEW_METRICS },
 	{ "events", IOREQCTL__CTL_REQUEST__CMD_EVENTS, 0, VIEW_EVENTS },
+	{ "top", IOREQCTL__CTL_REQUEST__CMD_STATS, 0, VIEW_TOP },
 	{ "reload", IOREQCTL__CTL_REQUEST__CMD_RELOAD, 0, VIEW_REPLY },
 	{ "vm", 0, 2, VIEW_REPLY },
 };
@@ -683,6 +875,8 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "follow", no_argument, NULL, 'f' },
+		{ "once", no_argument, NULL, '1' },
+		{ "iterations", required_argument, NULL, 'n' },
 		{},
 	};
 	const char *path = getenv("IOREQ_CONTROL_SOCKET");
@@ -691,11 +885,13 @@ int main(int argc, char **argv)
 	Ioreqctl__CtlReply *reply = NULL;
 	const struct command *c = NULL;
 	bool json = false, follow = false;
+	long frames = 0;
+	char *end;
 	int opt, r, status;
 
 	/* Options go anywhere: ioreqctl status --json is ioreqctl --json status. */
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "s:jhf", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "s:jhfn:", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			path = optarg;
@@ -705,6 +901,16 @@ int main(int argc, char **argv)
 			break;
 		case 'f':
 			follow = true;
+			break;
+		case '1':
+			frames = 1;
+			break;
+		case 'n':
+			frames = strtol(optarg, &end, 10);
+			if (*end || frames < 1) {
+				fprintf(stderr, "ioreqctl: -n takes a number of frames, 1 or more\n");
+				return EXIT_USAGE;
+			}
 			break;
 		case 'h':
 			usage(stdout);
@@ -728,8 +934,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ioreqctl: --follow is for events\n");
 		return EXIT_USAGE;
 	}
+	if (frames && c->view != VIEW_TOP) {
+		fprintf(stderr, "ioreqctl: --once and -n are for top\n");
+		return EXIT_USAGE;
+	}
 	if (c->view == VIEW_EVENTS)
 		return events(path, follow);
+	if (c->view == VIEW_TOP)
+		return top(path, frames);
 	r = exchange(path, &q, &reply);
 	if (r < 0) {
 		fprintf(stderr, "ioreqctl: %s: %s\n", path, strerror(-r));

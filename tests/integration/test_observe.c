@@ -14,6 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <poll.h>
+#include <pty.h>
+#include <termios.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -353,6 +357,82 @@ static void test_metrics(void **state)
 	harness_wait(&r, 30);
 }
 
+static void test_top_once(void **state)
+{
+	struct run r;
+	double rate;
+	char *l;
+
+	start_broker(&r);
+	assert_non_null(harness_wait_log(&r, "vm loop device ram: ready", 30));
+	/* not a terminal: one frame, from two samples a second apart */
+	assert_int_equal(ctl("top", NULL), 0);
+	assert_non_null(strstr(out, "VM / DEVICE"));
+	assert_non_null(strstr(out, "1 VMs (1 running), 2 devices (2 ready)"));
+	l = strstr(out, "\nloop ");
+	assert_non_null(l);
+	assert_int_equal(sscanf(l, " loop running %lf", &rate), 1);
+	assert_true(rate > 10); /* a request every 2 ms or so, two a round */
+	l = strstr(out, "\n  sink ");
+	assert_non_null(l);
+	assert_int_equal(sscanf(l, " sink ready %lf", &rate), 1);
+	assert_true(rate > 5);
+	assert_int_equal(ctl("top", "--once", NULL), 0);
+	assert_int_equal(ctl("-n", "2", "top", NULL), 0);
+	assert_non_null(strstr(strstr(out, "VM / DEVICE") + 1, "VM / DEVICE")); /* two frames */
+	kill(r.pid, SIGTERM);
+	harness_wait(&r, 30);
+}
+
+/* On a terminal: frames until q, and the terminal as it was. */
+static void test_top_tty(void **state)
+{
+	struct termios t;
+	struct run r;
+	char buf[8192];
+	size_t got = 0;
+	int master, status = -1;
+	pid_t pid;
+
+	start_broker(&r);
+	assert_non_null(harness_wait_log(&r, "vm loop device ram: ready", 30));
+	pid = forkpty(&master, NULL, NULL, NULL);
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl(IOREQ_BINDIR "/ioreqctl", "ioreqctl", "--socket", sock, "top", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 100 && (got < 1 || !strstr(buf, "sink")); i++) {
+		struct pollfd p = { .fd = master, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&p, 1, 100) > 0 && (n = read(master, buf + got, sizeof(buf) - 1 - got)) > 0)
+			got += (size_t)n;
+		buf[got] = '\0';
+	}
+	assert_non_null(strstr(buf, "\033[H\033[2J"));
+	assert_non_null(strstr(buf, "sink"));
+	/* keys one by one, unechoed, while it runs (a pty's master sees its termios) */
+	assert_int_equal(tcgetattr(master, &t), 0);
+	assert_false(t.c_lflag & (ICANON | ECHO));
+	assert_int_equal(write(master, "q", 1), 1);
+	for (int i = 0; i < 50 && waitpid(pid, &status, WNOHANG) == 0; i++) {
+		char drain[1024];
+
+		if (read(master, drain, sizeof(drain)) < 0)
+			usleep(100000);
+	}
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	/* and the terminal as it found it */
+	assert_int_equal(tcgetattr(master, &t), 0);
+	assert_true(t.c_lflag & ICANON);
+	assert_true(t.c_lflag & ECHO);
+	close(master);
+	kill(r.pid, SIGTERM);
+	harness_wait(&r, 30);
+}
+
 /* The device's events after the line containing @after, in order: @want
  * (each a "from>to"), found in @log as JSON lines of ioreqctl events. */
 static bool has_sequence(const char *log, const char *device, const char *const *want, size_t n)
@@ -421,6 +501,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		harness_test(test_metrics),
 		harness_test(test_events_follow),
+		harness_test(test_top_once),
+		harness_test(test_top_tty),
 	};
 
 	return harness_run_group("observe", tests);
