@@ -1160,6 +1160,8 @@ static int start_instance(struct devsup *d, bool *ret_given)
 	if (d->cfg->sandbox != CFG_SANDBOX_STRICT)
 		log_warn("vm %s device %s: sandbox none: running unconfined", d->p.vm, d->cfg->name);
 	log_info("vm %s device %s: started %s (pid %d)", d->p.vm, d->cfg->name, d->cfg->program, in->pid);
+	log_debug("vm %s device %s: instance %u on %s, uid %d", d->p.vm, d->cfg->name, gen, d->sock,
+		  in->uid == (uid_t)-1 ? -1 : (int)in->uid);
 	arm_timer(d, DEVSUP_HANDSHAKE_MS);
 	return 0;
 fail:

@@ -22,6 +22,7 @@
 #include "commands.h"
 #include "control.h"
 #include "config.h"
+#include "journal.h"
 #include "log.h"
 #include "sim.h"
 
@@ -196,7 +197,7 @@ static int run(struct cfg *c, const char *bindir, bool exit_with_vms)
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
 	tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
 	if (sfd < 0 || tfd < 0 || timerfd_settime(tfd, 0, &tick, NULL) < 0) {
-		log_err("cannot set up the main loop: %s", strerror(errno));
+		log_msg_errno(LOG_ERR, errno, "cannot set up the main loop: %s", strerror(errno));
 		cfg_free(c);
 		goto out;
 	}
@@ -329,10 +330,14 @@ int main(int argc, char **argv)
 	own_bindir(bindir, sizeof(bindir));
 	if (check)
 		return check_config(path, bindir);
+	/* Under systemd: to the journal, with the VM and device as fields. */
+	if (log_stderr_is_journal())
+		log_set_sink(journal_sink);
 	r = cfg_load(path, bindir, &c, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "%s\n", err);
 		return 2;
 	}
+	log_debug("config %s loaded: %zu VMs, devices next to %s", path, c->n_vms, bindir);
 	return run(c, bindir, exit_with_vms);
 }

@@ -245,6 +245,7 @@ static void *vm_thread(void *arg)
 	unsigned n = vm->cfg->vcpus;
 	int r;
 
+	log_debug("vm %s: its thread takes the requests of %u vcpus", vm->cfg->name, n);
 	for (;;) {
 		uint32_t held;
 

@@ -17,7 +17,12 @@
 #include <poll.h>
 #include <pty.h>
 #include <termios.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include <cmocka.h>
 
@@ -496,6 +501,179 @@ static void test_events_follow(void **state)
 	harness_wait(&r, 30);
 }
 
+/* The next datagram on @fd within @ms, or "". */
+static const char *notify_msg(int fd, int ms)
+{
+	static char buf[512];
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	ssize_t n = 0;
+
+	buf[0] = '\0';
+	if (poll(&p, 1, ms) > 0 && (n = recv(fd, buf, sizeof(buf) - 1, 0)) > 0)
+		buf[n] = '\0';
+	return buf;
+}
+
+/* sd_notify: READY=1 once up, STATUS= only when it changes, and a reload
+ * (SIGHUP) as systemd's protocol has it: RELOADING=1 with MONOTONIC_USEC,
+ * then READY=1. */
+static void test_notify(void **state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct run r;
+	const char *m;
+	char last_status[256] = "";
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	bool ready = false;
+
+	assert_true(fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", harness_tmpdir());
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+	start_broker(&r);
+	unsetenv("NOTIFY_SOCKET");
+	/* up, then a status line; then nothing new for a while: it does not change */
+	for (int i = 0; i < 50 && !*last_status; i++) {
+		m = notify_msg(fd, 100);
+		ready |= !strcmp(m, "READY=1");
+		if (!strncmp(m, "STATUS=", 7))
+			snprintf(last_status, sizeof(last_status), "%s", m);
+	}
+	assert_true(ready);
+	assert_true(*last_status);
+	for (int i = 0; i < 25; i++) {
+		m = notify_msg(fd, 100);
+		if (*m && !strcmp(m, last_status))
+			fail_msg("the same %s twice", m);
+		if (!strncmp(m, "STATUS=", 7))
+			snprintf(last_status, sizeof(last_status), "%s", m);
+	}
+	kill(r.pid, SIGHUP);
+	do
+		m = notify_msg(fd, 5000);
+	while (*m && strncmp(m, "RELOADING=1", 11));
+	assert_true(!strncmp(m, "RELOADING=1\nMONOTONIC_USEC=", 27));
+	assert_true(strtoull(m + 27, NULL, 10) > 0);
+	do
+		m = notify_msg(fd, 5000);
+	while (*m && strcmp(m, "READY=1"));
+	assert_string_equal(m, "READY=1");
+	kill(r.pid, SIGTERM);
+	harness_wait(&r, 30);
+	close(fd);
+}
+
+/* Logs: the journal's level prefix only when stderr is the journal's stream
+ * (its device and inode in JOURNAL_STREAM; without journald to take the
+ * fields, the line falls back to stderr); debug lines with --verbose. */
+/* Runs @argv where /run/systemd/journal/socket is a socket of ours (a
+ * mount namespace of a child: the host's journal is never touched), and
+ * returns every datagram it got, separated by blank lines. */
+static void journal_run(const char *const *argv, char *text, size_t len)
+{
+	char path[512];
+	int pipefd[2], status;
+	ssize_t n;
+	size_t got = 0;
+	pid_t pid;
+
+	assert_int_equal(pipe(pipefd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX, .sun_path = "/run/systemd/journal/socket" };
+		char buf[4096];
+		pid_t broker;
+		int fd;
+
+		close(pipefd[0]);
+		if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+		    mount("tmpfs", "/run/systemd", "tmpfs", 0, "mode=0755") < 0 || mkdir("/run/systemd/journal", 0755) < 0)
+			_exit(3);
+		fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			_exit(4);
+		broker = fork();
+		if (broker == 0) {
+			execv(argv[0], (char *const *)argv);
+			_exit(127);
+		}
+		waitpid(broker, &status, 0);
+		while ((n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT)) > 0) {
+			buf[n++] = '\n';
+			if (write(pipefd[1], buf, (size_t)n) != n)
+				_exit(5);
+		}
+		_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 6);
+	}
+	close(pipefd[1]);
+	while (got + 1 < len && (n = read(pipefd[0], text + got, len - 1 - got)) > 0)
+		got += (size_t)n;
+	text[got] = '\0';
+	close(pipefd[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	snprintf(path, sizeof(path), "exit status %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		fail_msg("the broker under a journal of ours: %s", path);
+}
+
+static void test_logs(void **state)
+{
+	static const char *const script =
+		"exec 2>\"$1\"; JOURNAL_STREAM=$2; [ \"$2\" = match ] && JOURNAL_STREAM=$(stat -c %d:%i \"$1\"); "
+		"export JOURNAL_STREAM; exec \"$3\" --config \"$4\" --exit-with-vms";
+	const char *args[] = { "--verbose", "--config", NULL, "--exit-with-vms", NULL };
+	const char *quiet[] = { "--config", NULL, "--exit-with-vms", NULL };
+	char file[512], text[16384];
+	struct run r;
+
+	harness_write("once.txt", "pio read 0x60 1 0\n");
+	args[2] = quiet[1] = harness_write("v.yaml", "vms:\n  - name: a\n    backend: sim\n    vcpus: 1\n"
+						     "    scripts: [once.txt]\n    devices:\n"
+						     "      - { name: sink, program: ioreq-dev-null, pio: [\"0x60..0x63\"] }\n");
+	for (int matching = 0; matching < 2; matching++) {
+		const char *argv[] = { "/bin/sh", "-c", script, "sh", file, matching ? "match" : "1:1",
+				       IOREQ_BINDIR "/ioreq-brokerd", args[2], NULL };
+		FILE *f;
+		size_t n;
+
+		snprintf(file, sizeof(file), "%s/stderr-%d", harness_tmpdir(), matching);
+		if (matching && geteuid() != 0) {
+			printf("the journal's fields: not checked, a mount namespace needs root\n");
+			continue;
+		}
+		if (matching) {
+			journal_run(argv, text, sizeof(text));
+			harness_keep_log("what the journal got", harness_write("journal.txt", "%s", text));
+			assert_non_null(strstr(text, "MESSAGE=vm a device sink: ready (pid "));
+			assert_non_null(strstr(text, "PRIORITY=6\nSYSLOG_IDENTIFIER=ioreq-brokerd\nVM=a\nDEVICE=sink\n"
+						     "MESSAGE=vm a device sink: ready"));
+			assert_non_null(strstr(text, "VM=a\nMESSAGE=vm a: stopped with status 0"));
+			continue;
+		}
+		harness_start_argv(&r, argv);
+		harness_wait(&r, 60);
+		assert_int_equal(r.status, 0);
+		f = fopen(file, "r");
+		assert_non_null(f);
+		n = fread(text, 1, sizeof(text) - 1, f);
+		fclose(f);
+		text[n] = '\0';
+		harness_keep_log("stderr, JOURNAL_STREAM elsewhere", file);
+		assert_non_null(strstr(text, "ioreq-brokerd: control: serving "));
+		assert_null(strstr(text, "<6>"));
+	}
+	/* --verbose: what the broker does, step by step */
+	assert_int_equal(harness_run(&r, args, 60), 0);
+	assert_non_null(strstr(harness_log(&r), "loaded: 1 VMs"));
+	assert_non_null(strstr(harness_log(&r), "vm a: its thread takes the requests of 1 vcpus"));
+	assert_non_null(strstr(harness_log(&r), "vm a device sink: instance 1 on "));
+	assert_non_null(strstr(harness_log(&r), "control: serving "));
+	assert_int_equal(harness_run(&r, quiet, 60), 0);
+	assert_null(strstr(harness_log(&r), "loaded: 1 VMs"));
+	assert_non_null(strstr(harness_log(&r), "control: serving "));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -503,6 +681,8 @@ int main(void)
 		harness_test(test_events_follow),
 		harness_test(test_top_once),
 		harness_test(test_top_tty),
+		harness_test(test_notify),
+		harness_test(test_logs),
 	};
 
 	return harness_run_group("observe", tests);
