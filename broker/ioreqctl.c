@@ -734,11 +734,15 @@ static const struct command vm_commands[] = {
 	{ "reset", IOREQCTL__CTL_REQUEST__CMD_VM_RESET, 1, VIEW_REPLY },
 };
 
-/* "unknown WHAT "WORD"", with the nearest of @cmds if it is near enough. */
-static void unknown(const char *what, const char *word, const struct command *cmds, size_t n)
+/* The entry of @cmds named @word; else NULL, once it said that @word is an
+ * unknown @what, with the nearest name if one is near enough. */
+static const struct command *lookup(const char *what, const struct command *cmds, size_t n, const char *word)
 {
 	struct suggest s;
 
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(cmds[i].name, word))
+			return &cmds[i];
 	suggest_init(&s, word);
 	for (size_t i = 0; i < n; i++)
 		suggest_add(&s, cmds[i].name);
@@ -746,13 +750,6 @@ static void unknown(const char *what, const char *word, const struct command *cm
 		fprintf(stderr, "ioreqctl: unknown %s '%s' (did you mean '%s'?)\n", what, word, suggest_best(&s));
 	else
 		fprintf(stderr, "ioreqctl: unknown %s '%s'\n", what, word);
-}
-
-static const struct command *find(const struct command *cmds, size_t n, const char *name)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!strcmp(cmds[i].name, name))
-			return &cmds[i];
 	return NULL;
 }
 
@@ -767,11 +764,9 @@ static int parse_command(int argc, char **argv, Ioreqctl__CtlRequest *q, Ioreqct
 		fprintf(stderr, "ioreqctl: which command?\n");
 		return -EINVAL;
 	}
-	c = find(commands, ARRAY_SIZE(commands), argv[0]);
-	if (!c) {
-		unknown("command", argv[0], commands, ARRAY_SIZE(commands));
+	c = lookup("command", commands, ARRAY_SIZE(commands), argv[0]);
+	if (!c)
 		return -EINVAL;
-	}
 	/* Every command carries a Target; the oneof's members all alias it. */
 	q->status = t;
 	if (!strcmp(c->name, "vm")) {
@@ -781,11 +776,9 @@ static int parse_command(int argc, char **argv, Ioreqctl__CtlRequest *q, Ioreqct
 			fprintf(stderr, "ioreqctl: vm start|stop|reset VM\n");
 			return -EINVAL;
 		}
-		c = find(vm_commands, ARRAY_SIZE(vm_commands), argv[0]);
-		if (!c) {
-			unknown("vm command", argv[0], vm_commands, ARRAY_SIZE(vm_commands));
+		c = lookup("vm command", vm_commands, ARRAY_SIZE(vm_commands), argv[0]);
+		if (!c)
 			return -EINVAL;
-		}
 		if (argc != 2) {
 			fprintf(stderr, "ioreqctl: vm %s VM\n", c->name);
 			return -EINVAL;

@@ -20,19 +20,7 @@ static char out[1 << 16];
 static char sock[512];
 
 /* ioreqctl --socket SOCK ARGS...; returns its exit status, output in out. */
-static int ctl(const char *first, ...)
-{
-	const char *argv[16] = { IOREQ_BINDIR "/ioreqctl", "--socket", sock };
-	size_t n = 3;
-	va_list ap;
-
-	va_start(ap, first);
-	for (const char *a = first; a && n < 15; a = va_arg(ap, const char *))
-		argv[n++] = a;
-	va_end(ap);
-	argv[n] = NULL;
-	return harness_exec(argv, out, sizeof(out));
-}
+#define ctl(...) harness_ioreqctl(sock, out, sizeof(out), __VA_ARGS__)
 
 static const char *config(const char *name, const char *vms)
 {

@@ -46,12 +46,7 @@ static bool wait_lines(const struct run *r, const char *needle, int n, double ti
 	return false;
 }
 
-static int ctl(const char *sock, const char *a, const char *b, const char *c)
-{
-	const char *argv[] = { IOREQ_BINDIR "/ioreqctl", "--socket", sock, a, b, c, NULL };
-
-	return harness_exec(argv, out, sizeof(out));
-}
+#define ctl(sock, ...) harness_ioreqctl(sock, out, sizeof(out), __VA_ARGS__)
 
 static void test_sim_demo_says_ok(void **state)
 {
@@ -112,7 +107,7 @@ static void reset_each_vm(const char *file)
 		snprintf(line, sizeof(line), "vm %s: stopped with status ", name);
 		if (!wait_lines(&r, line, 1, 60))
 			fail_msg("%s: vm %s did not finish its scripts", file, name);
-		assert_int_equal(ctl(sock, "vm", "reset", name), 0);
+		assert_int_equal(ctl(sock, "vm", "reset", name, NULL), 0);
 		if (!wait_lines(&r, line, 2, 60))
 			fail_msg("%s: vm %s did not finish its scripts again after a reset", file, name);
 		snprintf(line, sizeof(line), "vm %s: stopped with status 0", name);

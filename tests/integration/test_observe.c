@@ -32,19 +32,7 @@
 static char out[1 << 18];
 static char sock[512];
 
-static int ctl(const char *first, ...)
-{
-	const char *argv[16] = { IOREQ_BINDIR "/ioreqctl", "--socket", sock };
-	size_t n = 3;
-	va_list ap;
-
-	va_start(ap, first);
-	for (const char *a = first; a && n < 15; a = va_arg(ap, const char *))
-		argv[n++] = a;
-	va_end(ap);
-	argv[n] = NULL;
-	return harness_exec(argv, out, sizeof(out));
-}
+#define ctl(...) harness_ioreqctl(sock, out, sizeof(out), __VA_ARGS__)
 
 /* A VM that runs until stopped, with two devices to count. */
 static void start_broker(struct run *r)
