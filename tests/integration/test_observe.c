@@ -3,6 +3,7 @@
  * the broker's own stats. */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -565,7 +566,8 @@ static void journal_run(const char *const *argv, char *text, size_t len)
 	size_t got = 0;
 	pid_t pid;
 
-	assert_int_equal(pipe(pipefd), 0);
+	/* close-on-exec: only the child writes, and its end is the only one */
+	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -586,8 +588,20 @@ static void journal_run(const char *const *argv, char *text, size_t len)
 			execv(argv[0], (char *const *)argv);
 			_exit(127);
 		}
-		waitpid(broker, &status, 0);
-		while ((n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT)) > 0) {
+		/* Read as journald does, while it runs: a full queue would block its logging. */
+		for (bool done = false;;) {
+			struct pollfd p = { .fd = fd, .events = POLLIN };
+
+			if (!done && waitpid(broker, &status, WNOHANG) == broker)
+				done = true;
+			if (poll(&p, 1, done ? 0 : 100) <= 0) {
+				if (done)
+					break;
+				continue;
+			}
+			n = recv(fd, buf, sizeof(buf) - 1, 0);
+			if (n <= 0)
+				continue;
 			buf[n++] = '\n';
 			if (write(pipefd[1], buf, (size_t)n) != n)
 				_exit(5);
