@@ -11,7 +11,10 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <systemd/sd-daemon.h>
 
 #include "cgroup.h"
 #include "clock.h"
@@ -390,6 +393,7 @@ err:
 int broker_reload(struct broker *b, char *why, size_t len)
 {
 	char buf[512], err[1024];
+	struct timespec now;
 	struct cfg *c;
 	int r;
 
@@ -398,6 +402,10 @@ int broker_reload(struct broker *b, char *why, size_t len)
 		len = sizeof(buf);
 	}
 	pthread_mutex_lock(&b->reload);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	/* systemd's reload protocol: RELOADING=1 with the time, READY=1 when done. */
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, (uint64_t)now.tv_sec * 1000000 + (uint64_t)now.tv_nsec / 1000);
+	log_debug("reload: reading %s", b->cfg->path);
 	r = cfg_load(b->cfg->path, b->bindir, &c, err, sizeof(err));
 	if (r < 0) {
 		snprintf(why, len, "%s", err);
@@ -409,8 +417,11 @@ int broker_reload(struct broker *b, char *why, size_t len)
 			cfg_free(c);
 	}
 	pthread_mutex_unlock(&b->reload);
+	sd_notify(0, "READY=1");
 	if (r < 0)
 		log_err("reload refused: %s", why);
+	else
+		log_debug("reload: %s", why);
 	return r;
 }
 

@@ -7,6 +7,8 @@
 
 #include "access.h"
 #include "broker.h"
+#include "events.h"
+#include "histo.h"
 #include "vm.h"
 
 /* The VMs a Target selects: one by name, or all (the broker's read lock is held). */
@@ -172,6 +174,33 @@ static int fill_devices(struct control_reply *r, struct bvm **vms, size_t n, con
 	return 0;
 }
 
+/* Buckets from 1 us (1023 ns) to 8.6 s, each twice the last. */
+#define LATENCY_FIRST_BIT 10
+#define LATENCY_BUCKETS 24
+
+static int fill_latency(struct control_reply *r, Ioreqctl__DeviceStats *o, const struct histo *h)
+{
+	Ioreqctl__LatencyBucket *b = control_alloc(r, LATENCY_BUCKETS, sizeof(*b));
+	Ioreqctl__LatencyBucket **bp = control_alloc(r, LATENCY_BUCKETS, sizeof(*bp));
+	uint64_t le[LATENCY_BUCKETS], counts[LATENCY_BUCKETS];
+
+	if (!b || !bp)
+		return -ENOMEM;
+	for (size_t i = 0; i < LATENCY_BUCKETS; i++)
+		le[i] = (UINT64_C(1) << (LATENCY_FIRST_BIT + i)) - 1;
+	histo_cumulative(h, le, LATENCY_BUCKETS, counts, &o->latency_count);
+	for (size_t i = 0; i < LATENCY_BUCKETS; i++) {
+		ioreqctl__latency_bucket__init(&b[i]);
+		b[i].le_ns = le[i];
+		b[i].count = counts[i];
+		bp[i] = &b[i];
+	}
+	o->latency_sum_ns = histo_sum(h);
+	o->latency = bp;
+	o->n_latency = LATENCY_BUCKETS;
+	return 0;
+}
+
 static int fill_stats(struct control_reply *r, struct bvm **vms, size_t n, const char *only)
 {
 	size_t total = count_devices(vms, n, only), k = 0;
@@ -218,6 +247,10 @@ static int fill_stats(struct control_reply *r, struct bvm **vms, size_t n, const
 			o->p90_ns = info.p90_ns;
 			o->p99_ns = info.p99_ns;
 			o->max_ns = info.max_ns;
+			o->restarts = info.sup.restarts;
+			o->state = (char *)devsup_state_name(info.sup.state);
+			if (fill_latency(r, o, info.latency) < 0)
+				return control_error(r, -ENOMEM, "out of memory");
 			dp[k++] = o;
 			v[i].n_devices++;
 		}
@@ -250,12 +283,54 @@ static int do_vm(struct control_reply *r, struct broker *b, const Ioreqctl__Targ
 	return 0;
 }
 
+/* How long an events query with `wait` waits for one: short, so that a
+ * follower's connection never holds up a stop for long. */
+#define EVENTS_WAIT_MS 500
+
+static void fill_events(struct control_reply *r, const Ioreqctl__EventsQuery *q)
+{
+	uint64_t after = q ? q->after : 0;
+	struct event *e = control_alloc(r, EVENTS_RING, sizeof(*e));
+	Ioreqctl__Event *m = control_alloc(r, EVENTS_RING, sizeof(*m));
+	Ioreqctl__Event **p = control_alloc(r, EVENTS_RING, sizeof(*p));
+	size_t n;
+
+	if (!e || !m || !p) {
+		control_error(r, -ENOMEM, "out of memory");
+		return;
+	}
+	if (q && q->wait)
+		events_wait(after, EVENTS_WAIT_MS);
+	n = events_read(after, e, EVENTS_RING, &control_msg(r)->lost);
+	for (size_t i = 0; i < n; i++) {
+		ioreqctl__event__init(&m[i]);
+		m[i].seq = e[i].seq;
+		m[i].time_ns = e[i].time_ns;
+		m[i].vm = e[i].vm;
+		m[i].device = e[i].device;
+		m[i].from = e[i].from;
+		m[i].to = e[i].to;
+		m[i].reason = e[i].reason;
+		m[i].restarts = e[i].restarts;
+		p[i] = &m[i];
+	}
+	control_msg(r)->events = p;
+	control_msg(r)->n_events = n;
+	/* Never an empty datagram, which the client could not tell from EOF. */
+	control_message(r, "%zu events", n);
+}
+
 void commands_handle(void *opaque, const Ioreqctl__CtlRequest *q, struct control_reply *r)
 {
 	struct broker *b = opaque;
 	struct bvm **vms;
 	size_t n;
 
+	if (q->cmd_case == IOREQCTL__CTL_REQUEST__CMD_EVENTS) {
+		/* The bus is the broker's own: no VM lock, none held while waiting. */
+		fill_events(r, q->events);
+		return;
+	}
 	if (q->cmd_case == IOREQCTL__CTL_REQUEST__CMD_RELOAD) {
 		char why[512];
 

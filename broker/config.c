@@ -12,7 +12,9 @@
  * Errors are "FILE:LINE:COLUMN: message": a bad value is reported at the value,
  * an unknown or duplicate key at the key, a missing key, or one the VM's
  * backend does not take, at the mapping that lacks or has it. The first error
- * in document order wins and nothing is returned. */
+ * in document order wins and nothing is returned; cfg_check goes on past an
+ * error to the next key or element (not into checks of the mapping as a
+ * whole, which a bad key would only confuse) and reports every one. */
 #include "config.h"
 
 #include <ctype.h>
@@ -30,6 +32,7 @@
 #include <yaml.h>
 
 #include "ioreq_ring.h"
+#include "suggest.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -55,6 +58,11 @@ struct loader {
 	const char *bindir; /* may be NULL */
 	char *err;
 	size_t errlen;
+	/* cfg_check: every error goes to report (the first max of them) and the
+	 * loader goes on with the next key or element; else the first one wins. */
+	cfg_report_fn *report;
+	void *report_opaque;
+	size_t max_reports, n_errors;
 	yaml_document_t doc;
 	/* The sequence whose element is being read: names are unique in it, and
 	 * a device's ranges must not overlap its elder siblings'. */
@@ -157,16 +165,35 @@ static struct cfg_mark node_mark(const yaml_node_t *n)
 __attribute__((format(printf, 3, 0))) static void verr(struct loader *l, const struct cfg_mark *m, const char *fmt,
 							va_list ap)
 {
+	char line[1024], *err = l->err;
+	size_t len = l->errlen;
 	int n;
 
-	if (!l->err || !l->errlen)
+	if (l->report) {
+		err = line;
+		len = sizeof(line);
+		if (++l->n_errors > l->max_reports)
+			return;
+	}
+	if (!err || !len)
 		return;
 	if (m)
-		n = snprintf(l->err, l->errlen, "%s:%d:%d: ", l->path, m->line, m->col);
+		n = snprintf(err, len, "%s:%d:%d: ", l->path, m->line, m->col);
 	else
-		n = snprintf(l->err, l->errlen, "%s: ", l->path);
-	if (n >= 0 && (size_t)n < l->errlen)
-		vsnprintf(l->err + n, l->errlen - n, fmt, ap);
+		n = snprintf(err, len, "%s: ", l->path);
+	if (n >= 0 && (size_t)n < len)
+		vsnprintf(err + n, len - n, fmt, ap);
+	if (l->report)
+		l->report(l->report_opaque, line);
+}
+
+/* After error @r: whether to stop here. Only cfg_check goes on (to the next
+ * key or element), and never without memory; *first keeps the first error. */
+static bool stop_at(struct loader *l, int r, int *first)
+{
+	if (!*first)
+		*first = r;
+	return !l->report || r == -ENOMEM;
 }
 
 __attribute__((format(printf, 3, 4))) static int fail_at(struct loader *l, struct cfg_mark m, const char *fmt, ...)
@@ -505,7 +532,9 @@ static int parse_name(struct loader *l, const struct field *f, yaml_node_t *val,
 	for (char *e = l->elems; e < (char *)obj; e += l->list->size) {
 		const struct cfg_mark *m = at(e, l->list->mark_off);
 
-		if (!strcmp(*(char **)at(e, f->off), s))
+		const char *elder = *(char **)at(e, f->off);
+
+		if (elder && !strcmp(elder, s)) /* NULL: its name was wrong (cfg_check goes on) */
 			return fail(l, val, "duplicate %s name '%s' (first at %d:%d)", l->list->what, s, m->line,
 				    m->col);
 	}
@@ -822,6 +851,19 @@ static void set_defaults(const struct schema *s, void *obj)
 	}
 }
 
+/* "unknown key", with the schema's nearest key when it looks like a typo of it. */
+static int unknown_key(struct loader *l, const yaml_node_t *k, const struct schema *s)
+{
+	struct suggest sg;
+
+	suggest_init(&sg, scalar(k));
+	for (size_t i = 0; i < s->n; i++)
+		suggest_add(&sg, s->fields[i].key);
+	if (suggest_best(&sg))
+		return fail(l, k, "unknown key '%s' in %s (did you mean '%s'?)", scalar(k), s->what, suggest_best(&sg));
+	return fail(l, k, "unknown key '%s' in %s", scalar(k), s->what);
+}
+
 /* Parses every key of @map in document order (late keys last), then checks
  * the keys against the object's backend and the required ones. @ret_seen
  * (optional) gets a bit per field. */
@@ -832,40 +874,56 @@ static int walk_map(struct loader *l, yaml_node_t *map, const struct schema *s, 
 	unsigned backend;
 	uint32_t seen = 0;
 	size_t i;
-	int r;
+	int r, bad = 0;
 
 	if (map->type != YAML_MAPPING_NODE)
 		return fail(l, map, "expected a mapping for %s", s->what);
 	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
 		yaml_node_t *k = node_at(l, p->key), *v = node_at(l, p->value);
 
-		if (!is_string(k))
-			return fail(l, k, "expected a string key in %s", s->what);
+		if (!is_string(k)) {
+			r = fail(l, k, "expected a string key in %s", s->what);
+			if (stop_at(l, r, &bad))
+				return r;
+			continue;
+		}
 		for (i = 0; i < s->n && strcmp(scalar(k), s->fields[i].key); i++)
 			;
-		if (i == s->n)
-			return fail(l, k, "unknown key '%s' in %s", scalar(k), s->what);
-		if (vals[i])
-			return fail(l, k, "duplicate key '%s'", scalar(k));
+		if (i == s->n || vals[i]) {
+			r = i == s->n ? unknown_key(l, k, s) : fail(l, k, "duplicate key '%s'", scalar(k));
+			if (stop_at(l, r, &bad))
+				return r;
+			continue;
+		}
 		vals[i] = v;
 		seen |= UINT32_C(1) << i;
-		if (!s->fields[i].late && (r = s->fields[i].parse(l, &s->fields[i], v, obj)) < 0)
+		if (!s->fields[i].late && (r = s->fields[i].parse(l, &s->fields[i], v, obj)) < 0 && stop_at(l, r, &bad))
 			return r;
 	}
+	/* What follows judges the keys together: not on a half-read mapping. */
+	if (bad)
+		return bad;
 	backend = s->backend ? s->backend(obj) : ALL;
 	for (i = 0, f = s->fields; i < s->n; i++, f++) {
+		r = 0;
 		if (vals[i] && f->backends && !(f->backends & backend))
-			return fail(l, f->late ? vals[i] : map, "'%s' is not valid with backend %s", f->key,
-				    backend_of_mask(backend));
-		if (!vals[i] && f->required == ALL)
-			return fail(l, map, "missing required key '%s' in %s", f->key, s->what);
-		if (!vals[i] && (f->required & backend))
-			return fail(l, map, "missing required key '%s' in %s (backend %s)", f->key, s->what,
-				    backend_of_mask(backend));
-	}
-	for (i = 0, f = s->fields; i < s->n; i++, f++)
-		if (f->late && (r = f->parse(l, f, vals[i], obj)) < 0)
+			r = fail(l, f->late ? vals[i] : map, "'%s' is not valid with backend %s", f->key,
+				 backend_of_mask(backend));
+		else if (!vals[i] && f->required == ALL)
+			r = fail(l, map, "missing required key '%s' in %s", f->key, s->what);
+		else if (!vals[i] && (f->required & backend))
+			r = fail(l, map, "missing required key '%s' in %s (backend %s)", f->key, s->what,
+				 backend_of_mask(backend));
+		if (r < 0 && stop_at(l, r, &bad))
 			return r;
+	}
+	if (bad)
+		return bad;
+	for (i = 0, f = s->fields; i < s->n; i++, f++)
+		if (f->late && (r = f->parse(l, f, vals[i], obj)) < 0 && stop_at(l, r, &bad))
+			return r;
+	if (bad)
+		return bad;
 	if (ret_seen)
 		*ret_seen = seen;
 	return s->finish ? s->finish(l, map, obj) : 0;
@@ -882,7 +940,7 @@ static int parse_list(struct loader *l, const struct field *f, yaml_node_t *val,
 	const struct list *li = f->arg, *saved_list = l->list;
 	char *saved_elems = l->elems, *arr;
 	size_t n;
-	int r;
+	int r, bad = 0;
 
 	r = get_seq(l, val, f->key, &n);
 	if (r < 0)
@@ -898,7 +956,7 @@ static int parse_list(struct loader *l, const struct field *f, yaml_node_t *val,
 	*(size_t *)at(obj, f->n_off) = n;
 	l->list = li;
 	l->elems = arr;
-	for (size_t i = 0; i < n && r == 0; i++) {
+	for (size_t i = 0; i < n; i++) {
 		yaml_node_t *e = seq_item(l, val, i);
 		char *elem = arr + i * li->size;
 
@@ -908,10 +966,12 @@ static int parse_list(struct loader *l, const struct field *f, yaml_node_t *val,
 			r = li->scalar->parse(l, li->scalar, e, elem);
 		else
 			r = walk_map(l, e, li->schema, elem, NULL);
+		if (r < 0 && stop_at(l, r, &bad))
+			break;
 	}
 	l->list = saved_list;
 	l->elems = saved_elems;
-	return r;
+	return bad;
 }
 
 /* A sequence of scalars into an array of f->stride-byte elements at f->off,
@@ -1090,6 +1150,8 @@ static int check_overlap(struct loader *l, const struct field *f, const struct c
 				continue;
 			format_range(a, sizeof(a), k, r);
 			format_range(b, sizeof(b), k, &v[i]);
+			if (!d->name) /* its name was wrong (cfg_check goes on) */
+				continue;
 			if (k->bdf)
 				return fail_at(l, r->mark, "duplicate PCI address %s of device '%s' (already claimed by "
 					       "device '%s')", a, dev->name, d->name);
@@ -1414,40 +1476,37 @@ static enum cfg_transport default_transport(void)
 	return v && !strcmp(v, "nng") ? CFG_TRANSPORT_NNG : CFG_TRANSPORT_RING;
 }
 
-int cfg_load(const char *path, const char *bindir, struct cfg **ret, char *err, size_t errlen)
+static int load(struct loader *l, struct cfg **ret)
 {
-	struct loader l = { .path = path, .bindir = bindir, .err = err, .errlen = errlen };
 	struct cfg *c = NULL;
 	struct stat st;
 	FILE *f;
 	int r;
 
 	*ret = NULL;
-	if (err && errlen)
-		err[0] = '\0';
-	f = fopen(path, "re");
+	f = fopen(l->path, "re");
 	if (!f) {
 		r = -errno;
-		return fail_file(&l, r, "%s", strerror(-r));
+		return fail_file(l, r, "%s", strerror(-r));
 	}
 	/* fopen takes a directory, and libyaml would call it an input error */
 	if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-		r = fail_file(&l, -EISDIR, "%s", strerror(EISDIR));
+		r = fail_file(l, -EISDIR, "%s", strerror(EISDIR));
 		goto out_file;
 	}
-	r = load_document(&l, f);
+	r = load_document(l, f);
 	if (r < 0)
 		goto out_file;
-	r = config_dir(&l);
+	r = config_dir(l);
 	if (r < 0)
 		goto out;
 	c = calloc(1, sizeof(*c));
-	if (!c || !(c->path = strdup(path))) {
-		r = oom(&l);
+	if (!c || !(c->path = strdup(l->path))) {
+		r = oom(l);
 		goto out;
 	}
 	set_defaults(&top_schema, c);
-	r = walk_map(&l, yaml_document_get_root_node(&l.doc), &top_schema, c, NULL);
+	r = walk_map(l, yaml_document_get_root_node(&l->doc), &top_schema, c, NULL);
 	if (r < 0)
 		goto out;
 	/* The one default that is another key's value, known only now. */
@@ -1464,10 +1523,31 @@ int cfg_load(const char *path, const char *bindir, struct cfg **ret, char *err, 
 	c = NULL;
 out:
 	cfg_free(c);
-	free(l.dir);
-	yaml_document_delete(&l.doc);
+	free(l->dir);
+	yaml_document_delete(&l->doc);
 out_file:
 	fclose(f);
+	return r;
+}
+
+int cfg_load(const char *path, const char *bindir, struct cfg **ret, char *err, size_t errlen)
+{
+	struct loader l = { .path = path, .bindir = bindir, .err = err, .errlen = errlen };
+
+	if (err && errlen)
+		err[0] = '\0';
+	return load(&l, ret);
+}
+
+int cfg_check(const char *path, const char *bindir, size_t max_reports, cfg_report_fn *report, void *opaque,
+	      struct cfg **ret, size_t *ret_errors)
+{
+	struct loader l = {
+		.path = path, .bindir = bindir, .report = report, .report_opaque = opaque, .max_reports = max_reports
+	};
+	int r = load(&l, ret);
+
+	*ret_errors = l.n_errors;
 	return r;
 }
 
@@ -1631,91 +1711,137 @@ bool cfg_vm_equal(const struct cfg_vm *a, const struct cfg_vm *b, char *what, si
 
 /* ---- the reference ---- */
 
-static void print_backends(FILE *out, unsigned mask)
+/* @s as Markdown (as it is written) or scdoc (no backticks; its markup
+ * characters escaped). */
+static void put_text(FILE *out, const char *s, enum cfg_ref_format fmt)
 {
-	for (unsigned b = 0, first = 1; b < ARRAY_SIZE(backend_v); b++) {
-		if (mask & 1u << b) {
-			fprintf(out, "%s%s", first ? "" : ", ", backend_v[b]);
-			first = 0;
-		}
+	if (fmt == CFG_REF_MARKDOWN) {
+		fputs(s, out);
+		return;
+	}
+	for (; *s; s++) {
+		if (*s == '`')
+			continue;
+		if (*s == '_' || *s == '*' || *s == '\\')
+			fputc('\\', out);
+		fputc(*s, out);
 	}
 }
 
-static void print_field(FILE *out, const struct field *f, bool backends)
+static void backends_of(char *buf, size_t len, unsigned mask)
 {
-	char a[64], b[32], c[32];
+	size_t n = 0;
 
-	fprintf(out, "| `%s` | ", f->key);
+	buf[0] = '\0';
+	for (unsigned b = 0; b < ARRAY_SIZE(backend_v) && n < len; b++)
+		if (mask & 1u << b)
+			n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? ", " : "", backend_v[b]);
+}
+
+/* The value and default columns of @f. */
+static void field_columns(const struct field *f, char *value, char *dflt, size_t len)
+{
+	char b[32], c[32], a[32];
+
 	if (f->value) {
-		fputs(f->value, out);
+		snprintf(value, len, "%s", f->value);
 	} else if (f->parse == parse_bool) {
-		fputs("true, false", out);
+		snprintf(value, len, "true, false");
 	} else if (f->parse == parse_enum) {
-		join_names(a, sizeof(a), f->arg);
-		fputs(a, out);
+		join_names(value, len, f->arg);
 	} else {
 		format_num(b, sizeof(b), f, f->min);
 		format_num(c, sizeof(c), f, f->max);
-		fprintf(out, "%s..%s", b, c);
 		format_num(a, sizeof(a), f, f->align);
-		if (f->align)
-			fprintf(out, ", a multiple of %s", a);
+		snprintf(value, len, "%s..%s%s%s", b, c, f->align ? ", a multiple of " : "", f->align ? a : "");
 	}
-	fputs(" | ", out);
 	if (f->required == ALL) {
-		fputs("required", out);
+		snprintf(dflt, len, "required");
 	} else if (f->required) {
-		fputs("required with ", out);
-		print_backends(out, f->required);
+		backends_of(a, sizeof(a), f->required);
+		snprintf(dflt, len, "required with %s", a);
 	} else if (f->dflt) {
-		fputs(f->dflt, out);
+		snprintf(dflt, len, "%s", f->dflt);
 	} else if (f->parse == parse_ids) {
-		fprintf(out, "%" PRIu64 "+%" PRIu64, f->def >> 32, f->def & UINT32_MAX);
+		snprintf(dflt, len, "%" PRIu64 "+%" PRIu64, f->def >> 32, f->def & UINT32_MAX);
 	} else if (f->parse == parse_bool) {
-		fputs(f->def ? "true" : "false", out);
+		snprintf(dflt, len, "%s", f->def ? "true" : "false");
 	} else if (f->parse == parse_enum) {
-		fputs(((const struct names *)f->arg)->v[f->def], out);
+		snprintf(dflt, len, "%s", ((const struct names *)f->arg)->v[f->def]);
 	} else {
-		format_num(a, sizeof(a), f, f->def);
-		fputs(a, out);
+		format_num(dflt, len, f, f->def);
 	}
-	fputs(" | ", out);
-	if (backends) {
-		if (f->backends)
-			print_backends(out, f->backends);
-		else
-			fputs("all", out);
-		fputs(" | ", out);
-	}
-	fprintf(out, "%s |\n", f->doc ? f->doc : "");
 }
 
-static void print_schema(FILE *out, const struct schema *s)
+static void print_field(FILE *out, const struct field *f, bool backends, enum cfg_ref_format fmt)
+{
+	char value[256], dflt[256], which[32] = "all";
+
+	field_columns(f, value, dflt, sizeof(value));
+	if (f->backends)
+		backends_of(which, sizeof(which), f->backends);
+	if (fmt == CFG_REF_MARKDOWN) {
+		fprintf(out, "| `%s` | %s | %s | ", f->key, value, dflt);
+		if (backends)
+			fprintf(out, "%s | ", which);
+		fprintf(out, "%s |\n", f->doc ? f->doc : "");
+		return;
+	}
+	/* scdoc: a definition list, too wide a table for a terminal */
+	fputc('*', out);
+	put_text(out, f->key, fmt);
+	fputs("*\n\tValue: ", out);
+	put_text(out, value, fmt);
+	fputs(". Default: ", out);
+	put_text(out, dflt, fmt);
+	if (backends) {
+		fputs(". Backends: ", out);
+		put_text(out, which, fmt);
+	}
+	fputs(".\n", out);
+	if (f->doc && *f->doc) {
+		fprintf(out, "\t%c", toupper((unsigned char)f->doc[0]));
+		put_text(out, f->doc + 1, fmt);
+		fputs(".\n", out);
+	}
+	fputs("\n", out);
+}
+
+static void print_schema(FILE *out, const struct schema *s, enum cfg_ref_format fmt)
 {
 	bool backends = false;
 
 	for (const struct field *f = s->fields; f < s->fields + s->n; f++)
 		backends |= f->backends != 0;
-	fprintf(out, "\n#### %s\n\n| key | value | default |%s meaning |\n| --- | --- | --- |%s --- |\n", s->title,
-		backends ? " backends |" : "", backends ? " --- |" : "");
+	if (fmt == CFG_REF_MARKDOWN) {
+		fprintf(out, "\n#### %s\n\n| key | value | default |%s meaning |\n| --- | --- | --- |%s --- |\n",
+			s->title, backends ? " backends |" : "", backends ? " --- |" : "");
+	} else {
+		fputs("## ", out);
+		put_text(out, s->title, fmt);
+		fputs("\n\n", out);
+	}
 	for (const struct field *f = s->fields; f < s->fields + s->n; f++)
-		print_field(out, f, backends);
+		print_field(out, f, backends, fmt);
 	for (const struct field *f = s->fields; f < s->fields + s->n; f++) {
 		if (f->kind == K_MAP)
-			print_schema(out, f->arg);
+			print_schema(out, f->arg, fmt);
 		else if (f->kind == K_LIST)
-			print_schema(out, ((const struct list *)f->arg)->schema);
+			print_schema(out, ((const struct list *)f->arg)->schema, fmt);
 	}
 }
 
-int cfg_print_reference(FILE *out)
+int cfg_print_reference(FILE *out, enum cfg_ref_format fmt)
 {
-	fputs("Every key, from the loader's own tables (`ioreq-brokerd --print-config-reference`).\n"
-	      "Integers are decimal or 0x hex; sizes are bytes or take a K, M or G suffix. An address\n"
-	      "range is \"START+SIZE\", \"START..END\" (inclusive), {start: S, size: N} or {start: S, end: E};\n"
-	      "a PCI function is BB:DD.F or 0000:BB:DD.F (hex). Relative paths are relative to the\n"
-	      "configuration file's directory.\n",
-	      out);
-	print_schema(out, &top_schema);
+	put_text(out,
+		 "Every key, from the loader's own tables (`ioreq-brokerd --print-config-reference`).\n"
+		 "Integers are decimal or 0x hex; sizes are bytes or take a K, M or G suffix. An address\n"
+		 "range is \"START+SIZE\", \"START..END\" (inclusive), {start: S, size: N} or {start: S, end: E};\n"
+		 "a PCI function is BB:DD.F or 0000:BB:DD.F (hex). Relative paths are relative to the\n"
+		 "configuration file's directory.\n",
+		 fmt);
+	if (fmt == CFG_REF_SCDOC)
+		fputs("\n", out);
+	print_schema(out, &top_schema, fmt);
 	return fflush(out) || ferror(out) ? -EIO : 0;
 }

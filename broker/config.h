@@ -151,6 +151,15 @@ struct cfg {
  * (or "FILE: message" when there is no position) into @err. */
 int cfg_load(const char *path, const char *bindir, struct cfg **ret, char *err, size_t errlen);
 
+/* Receives one error, "FILE:LINE:COLUMN: message". */
+typedef void cfg_report_fn(void *opaque, const char *msg);
+
+/* cfg_load for ioreq-brokerd --check: goes on past errors and passes the
+ * first @max_reports of them to @report; *@ret_errors gets how many there
+ * were in all (0: the configuration is in *@ret). */
+int cfg_check(const char *path, const char *bindir, size_t max_reports, cfg_report_fn *report, void *opaque,
+	      struct cfg **ret, size_t *ret_errors);
+
 /* Frees a whole or half-built configuration; NULL is fine. Returns NULL. */
 struct cfg *cfg_free(struct cfg *c);
 
@@ -162,6 +171,11 @@ bool cfg_vm_equal(const struct cfg_vm *a, const struct cfg_vm *b, char *what, si
 
 /* Writes the configuration reference (Markdown: every key, its values,
  * default and meaning), the text README.md carries. -EIO if writing failed. */
-int cfg_print_reference(FILE *f);
+enum cfg_ref_format {
+	CFG_REF_MARKDOWN, /* README.md's tables */
+	CFG_REF_SCDOC,    /* ioreq-broker.yaml(5), through scdoc */
+};
+
+int cfg_print_reference(FILE *f, enum cfg_ref_format fmt);
 
 #endif

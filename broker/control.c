@@ -156,6 +156,12 @@ static void handle(struct control *c, int fd, struct control_reply *r)
 		control_error(r, -EBADMSG, "malformed request");
 		return;
 	}
+	if (log_enabled(LOG_DEBUG)) {
+		const ProtobufCFieldDescriptor *f =
+			protobuf_c_message_descriptor_get_field(&ioreqctl__ctl_request__descriptor, (unsigned)q->cmd_case);
+
+		log_debug("control: %s from a client", f ? f->name : "an unknown command");
+	}
 	c->fn(c->opaque, q, r);
 	ioreqctl__ctl_request__free_unpacked(q, NULL);
 }
@@ -397,7 +403,7 @@ int control_open(const char *path, const char *group, control_fn fn, void *opaqu
 			goto err;
 		}
 		if (r < 0) {
-			log_err("control: cannot create %s: %s", path, strerror(-r));
+			log_msg_errno(LOG_ERR, -r, "control: cannot create %s: %s", path, strerror(-r));
 			goto err;
 		}
 		log_info("control: serving %s", c->path);

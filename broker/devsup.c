@@ -24,6 +24,7 @@
 
 #include "cgroup.h"
 #include "clock.h"
+#include "events.h"
 #include "log.h"
 #include "proc.h"
 #include "ring.h"
@@ -239,6 +240,17 @@ static void flush_suppressed(struct devsup *d)
 	log_suppressed(d, n);
 }
 
+/* Tells the event bus (ioreqctl events) that the device went @from @to. */
+static void moved(struct devsup *d, enum devsup_state from, enum devsup_state to, const char *why)
+{
+	unsigned restarts;
+
+	pthread_mutex_lock(&d->lock);
+	restarts = d->restarts;
+	pthread_mutex_unlock(&d->lock);
+	events_publish(d->p.vm, d->cfg->name, state_names[from], state_names[to], why, restarts);
+}
+
 /* ---- going down, once per instance ---- */
 
 static void went_down(struct devsup *d, uint32_t gen, const char *why)
@@ -249,6 +261,7 @@ static void went_down(struct devsup *d, uint32_t gen, const char *why)
 		if (LIFE_GEN(w) != gen || (LIFE_STATE(w) != DEVSUP_STARTING && LIFE_STATE(w) != DEVSUP_READY))
 			return;
 	} while (!atomic_compare_exchange_weak(&d->life, &w, LIFE(gen, DEVSUP_DOWN)));
+	moved(d, LIFE_STATE(w), DEVSUP_DOWN, why);
 	log_warn("vm %s device %s: %s; %s", d->p.vm, d->cfg->name, why, policies[d->cfg->on_failure]);
 	d->p.events->down(d->p.opaque, gen, why);
 	/* The process goes on the event thread, which owns its pidfd. */
@@ -421,6 +434,7 @@ static void on_hello(struct devsup *d, uint32_t gen, const Ioreq__Hello *h)
 		ring_enable(d->ring, gen);
 	if (!atomic_compare_exchange_strong(&d->life, &starting, LIFE(gen, DEVSUP_READY)))
 		return;
+	moved(d, DEVSUP_STARTING, DEVSUP_READY, "");
 	log_info("vm %s device %s: ready (pid %d)", d->p.vm, d->cfg->name, d->pid);
 	d->p.events->ready(d->p.opaque, gen);
 }
@@ -1211,6 +1225,7 @@ static int start_instance(struct devsup *d, bool *ret_given)
 	uint32_t gen = gen_of(d) + 1;
 	struct instance *in = &d->inst;
 	int stdio[3] = { -1, -1, -1 }, cg_fds[MAX_CGROUP_FDS];
+	enum devsup_state was;
 	size_t n_cg = 0;
 	int r;
 
@@ -1218,7 +1233,8 @@ static int start_instance(struct devsup *d, bool *ret_given)
 				 .mem.fd = -1 };
 	*ret_given = false;
 	/* Starting before anything can connect: its hello must find it so. */
-	atomic_store(&d->life, LIFE(gen, DEVSUP_STARTING));
+	was = LIFE_STATE(atomic_exchange(&d->life, LIFE(gen, DEVSUP_STARTING)));
+	moved(d, was, DEVSUP_STARTING, was == DEVSUP_DOWN ? "restarting" : "starting");
 	/* Fresh ones for each instance: nothing of the last one's (an eventfd
 	 * it may have registered) reaches this one. */
 	r = open_block(d, in);
@@ -1284,6 +1300,8 @@ static int start_instance(struct devsup *d, bool *ret_given)
 	if (d->cfg->sandbox != CFG_SANDBOX_STRICT)
 		log_warn("vm %s device %s: sandbox none: running unconfined", d->p.vm, d->cfg->name);
 	log_info("vm %s device %s: started %s (pid %d)", d->p.vm, d->cfg->name, d->cfg->program, in->pid);
+	log_debug("vm %s device %s: instance %u on %s, uid %d", d->p.vm, d->cfg->name, gen, d->sock,
+		  in->uid == (uid_t)-1 ? -1 : (int)in->uid);
 	arm_timer(d, DEVSUP_HANDSHAKE_MS);
 	return 0;
 fail:
@@ -1293,6 +1311,7 @@ fail:
 	for (size_t i = 0; i < n_cg; i++)
 		close(cg_fds[i]);
 	atomic_store(&d->life, LIFE(gen, DEVSUP_DOWN));
+	moved(d, DEVSUP_STARTING, DEVSUP_DOWN, "could not start");
 	in->reaped = true;
 	finish_instance(d);
 	return r;
@@ -1361,6 +1380,7 @@ static void schedule_restart(struct devsup *d)
 			 c->restart_window_ms);
 		pthread_mutex_unlock(&d->lock);
 		atomic_store(&d->life, LIFE(LIFE_GEN(w), DEVSUP_FAILED));
+		moved(d, DEVSUP_DOWN, DEVSUP_FAILED, d->failure);
 		log_err("vm %s device %s: %s: given up; its requests get the fallback", d->p.vm, c->name, d->failure);
 		d->p.events->failed(d->p.opaque);
 			return;
@@ -1596,6 +1616,8 @@ void devsup_ask_stop(struct devsup *d)
 	while (LIFE_STATE(w) != DEVSUP_STOPPED &&
 	       !atomic_compare_exchange_weak(&d->life, &w, LIFE(LIFE_GEN(w), DEVSUP_STOPPED)))
 		;
+	if (LIFE_STATE(w) != DEVSUP_STOPPED)
+		moved(d, LIFE_STATE(w), DEVSUP_STOPPED, "stopped");
 	if (LIFE_STATE(w) != DEVSUP_READY)
 		return;
 	env.msg_case = IOREQ__ENVELOPE__MSG_SHUTDOWN;

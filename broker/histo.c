@@ -30,6 +30,7 @@ void histo_record(struct histo *h, uint64_t value)
 	uint64_t max = atomic_load_explicit(&h->max, memory_order_relaxed);
 
 	atomic_fetch_add_explicit(&h->n[bucket_of(value)], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->sum, value, memory_order_relaxed);
 	while (value > max &&
 	       !atomic_compare_exchange_weak_explicit(&h->max, &max, value, memory_order_relaxed, memory_order_relaxed))
 		;
@@ -42,6 +43,29 @@ uint64_t histo_count(const struct histo *h)
 	for (unsigned i = 0; i < HISTO_BUCKETS; i++)
 		total += atomic_load_explicit(&h->n[i], memory_order_relaxed);
 	return total;
+}
+
+uint64_t histo_sum(const struct histo *h)
+{
+	return atomic_load_explicit(&h->sum, memory_order_relaxed);
+}
+
+void histo_cumulative(const struct histo *h, const uint64_t *le, size_t n, uint64_t *ret_counts,
+		      uint64_t *ret_total)
+{
+	uint64_t seen = 0;
+	size_t j = 0;
+
+	for (unsigned i = 0; i < HISTO_BUCKETS; i++) {
+		uint64_t c = atomic_load_explicit(&h->n[i], memory_order_relaxed);
+
+		for (; j < n && upper_bound(i) > le[j]; j++)
+			ret_counts[j] = seen;
+		seen += c;
+	}
+	for (; j < n; j++)
+		ret_counts[j] = seen;
+	*ret_total = seen;
 }
 
 uint64_t histo_quantile(const struct histo *h, double q)

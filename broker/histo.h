@@ -4,6 +4,7 @@
 #define IOREQ_HISTO_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define HISTO_SUB 4
@@ -12,6 +13,7 @@
 struct histo {
 	_Atomic uint64_t n[HISTO_BUCKETS];
 	_Atomic uint64_t max;
+	_Atomic uint64_t sum; /* of every value (wraps after 584 years of nanoseconds) */
 };
 
 void histo_record(struct histo *h, uint64_t value);
@@ -21,5 +23,14 @@ void histo_record(struct histo *h, uint64_t value);
 uint64_t histo_quantile(const struct histo *h, double q);
 
 uint64_t histo_count(const struct histo *h);
+
+uint64_t histo_sum(const struct histo *h);
+
+/* From one pass over the buckets: into @ret_counts[j], how many values are
+ * at most @le[j] (ascending; exact when each is a power of two minus one,
+ * where buckets end), and into *@ret_total all of them, so the counts never
+ * exceed the total however the histogram moves meanwhile. */
+void histo_cumulative(const struct histo *h, const uint64_t *le, size_t n, uint64_t *ret_counts,
+		      uint64_t *ret_total);
 
 #endif

@@ -709,6 +709,7 @@ static int parse_args(int argc, char **argv, struct launch *l)
 		{ "user", required_argument, NULL, 'u' },
 		{ "cgroup-fd", required_argument, NULL, 'c' },
 		{ "pass-fds", required_argument, NULL, 'f' },
+		{ "version", no_argument, NULL, 'V' },
 		{},
 	};
 	unsigned uid, gid;
@@ -740,6 +741,9 @@ static int parse_args(int argc, char **argv, struct launch *l)
 			if (sscanf(optarg, "%u%c", &l->pass_fds, &end) != 1 || l->pass_fds > MAX_PASS_FDS)
 				return -EINVAL;
 			break;
+		case 'V':
+			printf("ioreq-launch %s\n", IOREQ_VERSION);
+			exit(0);
 		default:
 			return -EINVAL;
 		}

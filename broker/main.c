@@ -22,8 +22,12 @@
 #include "commands.h"
 #include "control.h"
 #include "config.h"
+#include "journal.h"
 #include "log.h"
 #include "sim.h"
+
+/* --check reports this many errors, then how many more there are. */
+#define CHECK_MAX_ERRORS 20
 
 #ifdef __SANITIZE_ADDRESS__
 const char *__lsan_default_suppressions(void);
@@ -58,12 +62,15 @@ static void usage(FILE *f)
 		   "\n"
 		   "  -c, --config FILE    run the VMs and devices that FILE declares\n"
 		   "  -n, --check FILE     validate FILE (and its sim scripts), start nothing\n"
-		   "      --print-config-reference  print every configuration key (Markdown)\n"
+		   "      --print-config-reference[=markdown|scdoc]\n"
+		   "                       print every configuration key (README.md's tables, or\n"
+		   "                       scdoc for ioreq-broker.yaml(5))\n"
 		   "  -x, --exit-with-vms  exit when every VM has stopped: 0 if all stopped with\n"
 		   "                       status 0, 1 otherwise\n"
 		   "  -v, --verbose        log debug messages\n"
 		   "  -q, --quiet          log only warnings and errors\n"
-		   "  -h, --help           show this help\n");
+		   "  -h, --help           show this help\n"
+		   "      --version        show the version\n");
 }
 
 /* Programs named without a '/' in the config are looked up next to us first. */
@@ -105,6 +112,31 @@ static int check_scripts(const struct cfg *c)
 	return bad;
 }
 
+static void print_error(void *opaque, const char *msg)
+{
+	fprintf(stderr, "%s\n", msg);
+}
+
+/* --check: every error of the file (the first CHECK_MAX_ERRORS), then those
+ * of its scripts. */
+static int check_config(const char *path, const char *bindir)
+{
+	struct cfg *c = NULL;
+	size_t errors;
+	int bad;
+
+	if (cfg_check(path, bindir, CHECK_MAX_ERRORS, print_error, NULL, &c, &errors) < 0) {
+		if (errors > CHECK_MAX_ERRORS)
+			fprintf(stderr, "%s: %zu more errors\n", path, errors - CHECK_MAX_ERRORS);
+		return 2;
+	}
+	bad = check_scripts(c);
+	if (!bad)
+		printf("%s: ok\n", path);
+	cfg_free(c);
+	return bad ? 2 : 0;
+}
+
 /* The control socket: the configured path, or RUNTIME_DIR/control. */
 static struct control *open_control(struct broker *b)
 {
@@ -121,6 +153,26 @@ static struct control *open_control(struct broker *b)
 	return ctl;
 }
 
+static bool uses_sim(const struct cfg *c)
+{
+	for (size_t i = 0; i < c->n_vms; i++)
+		if (c->vms[i].backend == CFG_BACKEND_SIM)
+			return true;
+	return false;
+}
+
+/* With --exit-with-vms the last line says how it went, as the demo guest's
+ * "demo: ok" does: a sim VM's status is 0 only when every access of its
+ * scripts returned what they expected. */
+static void say_verdict(int status, bool sim)
+{
+	if (status)
+		log_err("failed: not every VM stopped with status 0");
+	else
+		log_info("ok: every VM stopped with status 0%s",
+			 sim ? " (sim: every access returned what its script expected)" : "");
+}
+
 /* The main thread takes the signals and tells systemd how things are; it
  * wakes for a signal, a VM's change of state, or its one-second tick. */
 static int run(struct cfg *c, const char *bindir, bool exit_with_vms)
@@ -130,6 +182,7 @@ static int run(struct cfg *c, const char *bindir, bool exit_with_vms)
 	struct control *ctl = NULL;
 	struct broker *b = NULL;
 	int sfd, tfd, r, result = 1;
+	bool sim = false;
 	uint64_t watchdog_us;
 	int64_t last_ping = 0;
 	sigset_t set;
@@ -144,7 +197,7 @@ static int run(struct cfg *c, const char *bindir, bool exit_with_vms)
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
 	tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
 	if (sfd < 0 || tfd < 0 || timerfd_settime(tfd, 0, &tick, NULL) < 0) {
-		log_err("cannot set up the main loop: %s", strerror(errno));
+		log_msg_errno(LOG_ERR, errno, "cannot set up the main loop: %s", strerror(errno));
 		cfg_free(c);
 		goto out;
 	}
@@ -202,6 +255,7 @@ static int run(struct cfg *c, const char *bindir, bool exit_with_vms)
 	}
 	sd_notify(0, "STOPPING=1");
 	result = 0;
+	sim = uses_sim(broker_cfg(b));
 out:
 	ctl = control_close(ctl);
 	r = broker_destroy(b);
@@ -209,6 +263,8 @@ out:
 		close(sfd);
 	if (tfd >= 0)
 		close(tfd);
+	if (result == 0 && exit_with_vms)
+		say_verdict(r, sim);
 	return result == 0 && exit_with_vms ? r : result;
 }
 
@@ -221,7 +277,8 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
-		{ "print-config-reference", no_argument, NULL, 'R' },
+		{ "print-config-reference", optional_argument, NULL, 'R' },
+		{ "version", no_argument, NULL, 'V' },
 		{},
 	};
 	const char *path = NULL;
@@ -252,7 +309,15 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case 'R':
-			return cfg_print_reference(stdout) < 0;
+			if (optarg && strcmp(optarg, "markdown") && strcmp(optarg, "scdoc")) {
+				fprintf(stderr, "ioreq-brokerd: --print-config-reference=markdown|scdoc\n");
+				return 2;
+			}
+			return cfg_print_reference(stdout, optarg && !strcmp(optarg, "scdoc") ? CFG_REF_SCDOC
+											: CFG_REF_MARKDOWN) < 0;
+		case 'V':
+			printf("ioreq-brokerd %s\n", IOREQ_VERSION);
+			return 0;
 		default:
 			usage(stderr);
 			return 2;
@@ -263,17 +328,16 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	own_bindir(bindir, sizeof(bindir));
+	if (check)
+		return check_config(path, bindir);
+	/* Under systemd: to the journal, with the VM and device as fields. */
+	if (log_stderr_is_journal())
+		log_set_sink(journal_sink);
 	r = cfg_load(path, bindir, &c, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "%s\n", err);
 		return 2;
 	}
-	if (check) {
-		r = check_scripts(c);
-		if (!r)
-			printf("%s: ok\n", path);
-		cfg_free(c);
-		return r ? 2 : 0;
-	}
+	log_debug("config %s loaded: %zu VMs, devices next to %s", path, c->n_vms, bindir);
 	return run(c, bindir, exit_with_vms);
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "evreg.h"
+#include "events.h"
 #include "histo.h"
 #include "hsm.h"
 #include "log.h"
@@ -126,7 +127,15 @@ size_t vm_n_devices(const struct bvm *vm)
 
 static void set_state(struct bvm *vm, enum vm_state s)
 {
-	if (atomic_exchange(&vm->state, s) != (int)s && vm->env.changed)
+	enum vm_state was = (enum vm_state)atomic_exchange(&vm->state, s);
+	char why[32] = "";
+
+	if (was == s)
+		return;
+	if (s == VM_EXITED)
+		snprintf(why, sizeof(why), "status %d", atomic_load(&vm->status));
+	events_publish(vm->cfg->name, NULL, vm_state_name(was), vm_state_name(s), why, 0);
+	if (vm->env.changed)
 		vm->env.changed(vm->env.opaque);
 }
 
@@ -237,6 +246,7 @@ static void *vm_thread(void *arg)
 	unsigned n = vm->cfg->vcpus;
 	int r;
 
+	log_debug("vm %s: its thread takes the requests of %u vcpus", vm->cfg->name, n);
 	for (;;) {
 		uint32_t held;
 
@@ -1160,6 +1170,7 @@ int vm_device_info(struct bvm *vm, size_t i, struct vm_device_info *ret)
 		.p90_ns = histo_quantile(&s->latency, 0.90),
 		.p99_ns = histo_quantile(&s->latency, 0.99),
 		.max_ns = atomic_load(&s->latency.max),
+		.latency = &s->latency,
 	};
 	for (size_t t = 0; t < 3; t++)
 		ret->requests[t] = atomic_load(&s->requests[t]);

@@ -60,6 +60,7 @@ struct vm_device_info {
 	uint64_t requests[3];  /* by ACRN_IOREQ_TYPE_* */
 	uint64_t fallbacks, expired, bad_replies, throttled;
 	uint64_t replies, p50_ns, p90_ns, p99_ns, max_ns;
+	const struct histo *latency; /* the live histogram, as long as the VM */
 	struct vm_range *ranges; /* malloc'ed; the caller frees it */
 	size_t n_ranges;
 };

@@ -2,7 +2,7 @@
  *
  * Reads return a fixed pattern truncated to the access size; writes are
  * counted. With --counter-at, a PIO/MMIO read at that range offset returns the
- * number of writes so far, so a test can prove none was lost or delivered
+ * number of writes since the VM's last reset, so a test can prove none was lost or delivered
  * twice. --delay-us makes it a slow device, for deadline tests. */
 #include <errno.h>
 #include <getopt.h>
@@ -25,7 +25,8 @@ struct null_dev {
 	bool counter;
 	uint64_t counter_at;
 	unsigned long delay_us;
-	uint64_t writes, reads;
+	uint64_t writes, reads; /* since it started, for its last words */
+	uint64_t counter_writes; /* since the last reset: what --counter-at reads */
 };
 
 __attribute__((format(printf, 2, 3))) static void null_log(const struct null_dev *nd, const char *fmt, ...)
@@ -55,20 +56,30 @@ static int null_access(struct ioreq_dev *dev, const struct ioreq_access *a, uint
 		delay(nd->delay_us);
 	if (a->write) {
 		nd->writes++;
+		nd->counter_writes++;
 		return 0;
 	}
 	nd->reads++;
 	if (nd->counter && a->kind != IOREQ_PCICFG && a->offset == nd->counter_at)
-		*value = nd->writes;
+		*value = nd->counter_writes;
 	else
 		*value = nd->pattern; /* the library truncates it to the access size */
 	return 0;
+}
+
+/* A reset VM starts counting again, as it would with a device just powered on. */
+static void null_reset(struct ioreq_dev *dev, void *opaque)
+{
+	struct null_dev *nd = opaque;
+
+	nd->counter_writes = 0;
 }
 
 static const struct ioreq_dev_ops null_ops = {
 	.pio = null_access,
 	.mmio = null_access,
 	.pcicfg = null_access,
+	.reset = null_reset,
 };
 
 static void usage(void)

@@ -564,8 +564,9 @@ struct sim_cpus {
 	 * racing with the end of a script neither loses nor double-counts it. */
 	pthread_mutex_t lock;
 	unsigned ended; /* vCPUs at the end of their script in this generation */
-	bool stopped;   /* on_stop was called */
+	bool stopped;   /* on_stop was called in this generation */
 	_Atomic uint64_t accesses, mismatches, irq_ops, msis, mem_ops;
+	uint64_t mismatches_before; /* at the last reset: the new run's status counts from here */
 	/* Line levels, each its own futex word so the irq statement can wait;
 	 * and the rising edges not taken yet, likewise. */
 	_Atomic uint32_t irq_level[SIM_IRQ_LINES];
@@ -1024,6 +1025,7 @@ static enum step run_script(struct sim_cpu *c)
 static void cpu_ended(struct sim_cpu *c)
 {
 	struct sim_cpus *s = c->cpus;
+	uint64_t before = 0;
 	bool last = false;
 
 	if (c->reported > MAX_REPORTS_PER_VCPU && s->report) {
@@ -1038,10 +1040,11 @@ static void cpu_ended(struct sim_cpu *c)
 	if (ctl_gen(atomic_load(&s->ctl)) == c->gen && ++s->ended == s->d->vcpu_num && !s->stopped) {
 		s->stopped = true;
 		last = true;
+		before = s->mismatches_before;
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (last && s->on_stop && !(atomic_load(&s->ctl) & CTL_STOP))
-		s->on_stop(s->opaque, atomic_load(&s->mismatches) ? 1 : 0);
+		s->on_stop(s->opaque, atomic_load(&s->mismatches) > before ? 1 : 0);
 }
 
 static void *cpu_main(void *arg)
@@ -1181,7 +1184,10 @@ void sim_cpus_reset(struct sim_cpus *s)
 	for (unsigned i = 0; i < atomic_load(&s->n_msi_kinds); i++)
 		atomic_store(&s->msi_kinds[i].pending, 0);
 	pthread_mutex_lock(&s->lock);
+	/* A VM whose scripts had ended runs them again and stops again. */
 	s->ended = 0;
+	s->stopped = false;
+	s->mismatches_before = atomic_load(&s->mismatches);
 	atomic_fetch_add(&s->ctl, 1u << CTL_GEN_SHIFT);
 	pthread_mutex_unlock(&s->lock);
 	cpus_wake(s);

@@ -30,6 +30,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -160,6 +161,19 @@ static int match_opt(int argc, char **argv, int i, const char *opt, const char *
 	return 2;
 }
 
+/* Every device program answers --version (before any "--") the same way. */
+static void print_version(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "--version")) {
+			const char *slash = strrchr(argv[0], '/');
+
+			printf("%s %s\n", slash ? slash + 1 : argv[0], IOREQ_VERSION);
+			exit(0);
+		}
+	}
+}
+
 /* One pass over argv; with @compact, also drops what it took. Two passes keep
  * argv untouched when the options are wrong. */
 static int scan_args(int *argc, char **argv, bool compact, const char **url, const char **name)
@@ -211,6 +225,7 @@ int ioreq_dev_take_args(int *argc, char **argv, const char **ret_url, const char
 
 	if (!argc || !argv || *argc < 1)
 		return -EINVAL;
+	print_version(*argc, argv);
 	r = scan_args(argc, argv, false, &url, &name);
 	if (r < 0)
 		return r;

@@ -566,7 +566,9 @@ static const struct bad bad[] = {
 	{ "broker: {runtime_dir: run}\n" VM, "1:23: 'runtime_dir' must be an absolute path" },
 	/* unknown keys, at every level */
 	{ VM "colour: blue\n", "5:1: unknown key 'colour' in top level" },
-	{ "broker: {deadline: 5}\n" VM, "1:10: unknown key 'deadline' in broker" },
+	{ "broker: {deadline: 5}\n" VM, "1:10: unknown key 'deadline' in broker (did you mean 'deadline_ms'?)" },
+	{ "broker: {deadine_ms: 5}\n" VM, "1:10: unknown key 'deadine_ms' in broker (did you mean 'deadline_ms'?)" },
+	{ DEV "        on_falure: hold\n", "8:9: unknown key 'on_falure' in device (did you mean 'on_failure'?)" },
 	{ VM "    colour: blue\n", "5:5: unknown key 'colour' in vm" },
 	{ DEV "        policy: hold\n", "8:9: unknown key 'policy' in device" },
 	{ DEV "        pio: [{start: 1, len: 2}]\n", "8:26: unknown key 'len' in range" },
@@ -759,6 +761,74 @@ static void test_bad(void **state)
 	assert_int_equal(failed, 0);
 }
 
+/* cfg_check: every error of a file, in document order; cfg_load the first. */
+static char reports[8][512];
+static size_t n_reports;
+
+static void collect(void *opaque, const char *msg)
+{
+	assert_true(n_reports < 8);
+	snprintf(reports[n_reports++], sizeof(reports[0]), "%s", msg + strlen(yaml) + 1);
+}
+
+static void test_check_every_error(void **state)
+{
+	static const char text[] = "broker:\n"
+				   "  deadine_ms: 5\n"           /* 2: a typo */
+				   "  cgroup: relative\n"         /* 3: a bad value beside it */
+				   "vms:\n"
+				   "  - name: a\n"
+				   "    backend: sim\n"
+				   "    vcpus: 99\n"              /* 7 */
+				   "    devices:\n"
+				   "      - name: d\n"
+				   "        program: ioreq-dev-test\n"
+				   "        pio: [\"0x10+0\"]\n"    /* 11 */
+				   "        on_falure: hold\n"    /* 12 */
+				   "      - name: d\n"            /* 13: a duplicate, after a bad sibling */
+				   "        program: ioreq-dev-test\n"
+				   "  - name: \"bad name!\"\n"  /* 15 */
+				   "    backend: sim\n"
+				   "    vcpus: 1\n";
+	static const char *const want[] = {
+		"2:3: unknown key 'deadine_ms' in broker (did you mean 'deadline_ms'?)",
+		"3:11: 'cgroup' must be an absolute path",
+		"7:12: 'vcpus' must be between 1 and 16",
+		"11:15: empty pio range (size 0)",
+		"12:9: unknown key 'on_falure' in device (did you mean 'on_failure'?)",
+		"13:15: duplicate device name 'd' (first at 9:9)",
+		"15:11: invalid name 'bad name!' (1 to 31 characters from A-Z a-z 0-9 _ . -)",
+	};
+	struct cfg *c = NULL;
+	size_t errors;
+	char err[512];
+
+	put_file(tmp, "case.yaml", text, 0644);
+	n_reports = 0;
+	assert_int_equal(cfg_check(yaml, bindir, 20, collect, NULL, &c, &errors), -EINVAL);
+	assert_null(c);
+	assert_int_equal(errors, sizeof(want) / sizeof(want[0]));
+	assert_int_equal(n_reports, errors);
+	for (size_t i = 0; i < n_reports; i++)
+		assert_string_equal(reports[i], want[i]);
+	/* the first few only, but all of them counted */
+	n_reports = 0;
+	assert_int_equal(cfg_check(yaml, bindir, 2, collect, NULL, &c, &errors), -EINVAL);
+	assert_int_equal(n_reports, 2);
+	assert_int_equal(errors, sizeof(want) / sizeof(want[0]));
+	/* a normal load stops at the first */
+	assert_int_equal(load(text, &c, err, sizeof(err)), -EINVAL);
+	assert_null(c);
+	assert_string_equal(err + strlen(yaml) + 1, want[0]);
+	/* a good file: no error, and the configuration */
+	n_reports = 0;
+	put_file(tmp, "case.yaml", "vms:\n  - {name: a, backend: sim, vcpus: 1}\n", 0644);
+	assert_int_equal(cfg_check(yaml, bindir, 20, collect, NULL, &c, &errors), 0);
+	assert_int_equal(errors, 0);
+	assert_non_null(c);
+	c = cfg_free(c);
+}
+
 /* Errors without a position in the file: "FILE: message". */
 static void test_file_errors(void **state)
 {
@@ -917,7 +987,7 @@ static void test_reference_in_readme(void **state)
 	FILE *f = open_memstream(&ref, &len);
 
 	assert_non_null(f);
-	assert_int_equal(cfg_print_reference(f), 0);
+	assert_int_equal(cfg_print_reference(f, CFG_REF_MARKDOWN), 0);
 	assert_int_equal(fclose(f), 0);
 	a = strstr(readme, begin);
 	assert_non_null(a);
@@ -966,6 +1036,7 @@ int main(void)
 		cmocka_unit_test(test_deadline_order),
 		cmocka_unit_test(test_same_ranges_two_vms),
 		cmocka_unit_test(test_bad),
+		cmocka_unit_test(test_check_every_error),
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_err_buffer),
 		cmocka_unit_test(test_free_and_names),

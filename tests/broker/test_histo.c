@@ -14,7 +14,34 @@ static int reset(void **state)
 	for (unsigned i = 0; i < HISTO_BUCKETS; i++)
 		atomic_store(&h.n[i], 0);
 	atomic_store(&h.max, 0);
+	atomic_store(&h.sum, 0);
 	return 0;
+}
+
+/* What ioreqctl metrics exports: cumulative counts at powers of two minus
+ * one, and the sum. */
+static void test_cumulative(void **state)
+{
+	static const uint64_t le[] = { 1023, 2047, 4095, 1048575 };
+	uint64_t counts[4], total;
+
+	histo_cumulative(&h, le, 4, counts, &total);
+	assert_int_equal(total, 0);
+	assert_int_equal(counts[3], 0);
+	histo_record(&h, 5);
+	histo_record(&h, 1023);
+	histo_record(&h, 1024);
+	histo_record(&h, 3000);
+	histo_record(&h, 4095);
+	histo_record(&h, 4096);
+	histo_record(&h, 2000000);
+	histo_cumulative(&h, le, 4, counts, &total);
+	assert_int_equal(counts[0], 2); /* 5, 1023 */
+	assert_int_equal(counts[1], 3); /* and 1024 */
+	assert_int_equal(counts[2], 5); /* and 3000, 4095 */
+	assert_int_equal(counts[3], 6); /* and 4096 */
+	assert_int_equal(total, 7);
+	assert_int_equal(histo_sum(&h), 5 + 1023 + 1024 + 3000 + 4095 + 4096 + 2000000);
 }
 
 static void test_empty(void **state)
@@ -57,6 +84,7 @@ static void test_extremes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_cumulative, reset),
 		cmocka_unit_test_setup(test_empty, reset),
 		cmocka_unit_test_setup(test_small_values_exact, reset),
 		cmocka_unit_test_setup(test_precision, reset),

@@ -498,3 +498,17 @@ int harness_exec(const char *const *argv, char *out, size_t len)
 	/* The log stays: if the test fails, it is printed with the others. */
 	return r.status;
 }
+
+int harness_ioreqctl(const char *sock, char *out, size_t len, ...)
+{
+	const char *argv[16] = { IOREQ_BINDIR "/ioreqctl", "--socket", sock };
+	size_t n = 3;
+	va_list ap;
+
+	va_start(ap, len);
+	for (const char *a = va_arg(ap, const char *); a && n < 15; a = va_arg(ap, const char *))
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	return harness_exec(argv, out, len);
+}

@@ -90,6 +90,10 @@ void harness_start_argv(struct run *r, const char *const *argv);
  * what it printed on stdout and stderr in @out. */
 int harness_exec(const char *const *argv, char *out, size_t len);
 
+/* Runs ioreqctl --socket @sock and the arguments after it (up to a NULL),
+ * like harness_exec: its exit status, what it printed in @out. */
+int harness_ioreqctl(const char *sock, char *out, size_t len, ...);
+
 /* Waits up to @timeout_s; on timeout kills the program and fails the test. */
 void harness_wait(struct run *r, double timeout_s);
 

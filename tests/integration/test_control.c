@@ -20,19 +20,7 @@ static char out[1 << 16];
 static char sock[512];
 
 /* ioreqctl --socket SOCK ARGS...; returns its exit status, output in out. */
-static int ctl(const char *first, ...)
-{
-	const char *argv[16] = { IOREQ_BINDIR "/ioreqctl", "--socket", sock };
-	size_t n = 3;
-	va_list ap;
-
-	va_start(ap, first);
-	for (const char *a = first; a && n < 15; a = va_arg(ap, const char *))
-		argv[n++] = a;
-	va_end(ap);
-	argv[n] = NULL;
-	return harness_exec(argv, out, sizeof(out));
-}
+#define ctl(...) harness_ioreqctl(sock, out, sizeof(out), __VA_ARGS__)
 
 static const char *config(const char *name, const char *vms)
 {
@@ -77,6 +65,8 @@ static void test_subcommands(void **state)
 	/* status: human and JSON agree with the configuration */
 	assert_int_equal(ctl("status", NULL), 0);
 	assert_non_null(strstr(out, "vms:     3 (1 running)"));
+	assert_int_equal(ctl("status", "--json", NULL), 0);
+	assert_true(json_valid(out));
 	assert_int_equal(ctl("--json", "status", NULL), 0);
 	assert_true(json_valid(out));
 	assert_int_equal(json_num(out, "broker.pid"), r.pid);
@@ -272,10 +262,52 @@ static void test_socket_activation(void **state)
 	assert_int_equal(r.status, 0);
 }
 
+/* --version everywhere, and "did you mean" for what ioreqctl does not know. */
+static void test_command_line(void **state)
+{
+	static const char *const programs[] = {
+		"ioreq-brokerd", "ioreqctl", "ioreq-launch", "ioreq-dev-null", "ioreq-dev-ram", "ioreq-dev-uart",
+		"ioreq-dev-rtc", "ioreq-dev-pci", "ioreq-dev-dma", "ioreq-dev-virtio-blk", "ioreq-dev-virtio-rng",
+		"ioreq-dev-virtio-console",
+	};
+	static const struct {
+		const char *args[4];
+		const char *says;
+	} typos[] = {
+		{ { "stauts" }, "unknown command 'stauts' (did you mean 'status'?)" },
+		{ { "devics", "vm1" }, "unknown command 'devics' (did you mean 'devices'?)" },
+		{ { "frobnicate" }, "unknown command 'frobnicate'\n" },
+		{ { "vm", "rest", "a" }, "unknown vm command 'rest' (did you mean 'reset'?)" },
+		{ { "--jsn", "status" }, "unknown option '--jsn' (did you mean '--json'?)" },
+		{ { "status", "--sockt=x" }, "unknown option '--sockt=x' (did you mean '--socket'?)" },
+		{ { "status", "--socket" }, "option '--socket' needs an argument" },
+	};
+	char expect[128];
+
+	for (size_t i = 0; i < sizeof(programs) / sizeof(programs[0]); i++) {
+		char path[512];
+		const char *argv[] = { path, "--version", NULL };
+
+		snprintf(path, sizeof(path), "%s/%s", IOREQ_BINDIR, programs[i]);
+		snprintf(expect, sizeof(expect), "%s %s\n", programs[i], IOREQ_VERSION);
+		assert_int_equal(harness_exec(argv, out, sizeof(out)), 0);
+		assert_string_equal(out, expect);
+	}
+	snprintf(sock, sizeof(sock), "%s/nothing", harness_tmpdir());
+	for (size_t i = 0; i < sizeof(typos) / sizeof(typos[0]); i++) {
+		const char *const *a = typos[i].args;
+
+		assert_int_equal(ctl(a[0], a[1], a[2], a[3], NULL), 2);
+		if (!strstr(out, typos[i].says))
+			fail_msg("ioreqctl %s %s: said \"%s\", not \"%s\"", a[0], a[1] ? a[1] : "", out, typos[i].says);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		harness_test(test_subcommands),
+		harness_test(test_command_line),
 		harness_test(test_reload),
 		harness_test(test_socket_activation),
 	};

@@ -131,7 +131,9 @@ struct ioreq_dev_info {
 };
 
 /* Removes "--socket URL" and "--name NAME" from argv (anywhere before "--"),
- * shifting the rest down and updating *argc. -EINVAL if either is missing. */
+ * shifting the rest down and updating *argc. -EINVAL if either is missing.
+ * A "--version" before "--" prints "PROGRAM VERSION" (the library's, which is
+ * the project's) and exits 0, so every device program answers it alike. */
 int ioreq_dev_take_args(int *argc, char **argv, const char **ret_url, const char **ret_name);
 
 /* Dials @url, sends Hello and waits for Welcome. @ops is borrowed for the
