@@ -90,7 +90,7 @@ static void assert_disk_unchanged(const char *path)
  * interrupt came as a message (they are irqfds). */
 static void assert_disk_stats(const char *log, const char *vm)
 {
-	static const char want[] = " requests; 0 fallbacks (0 expired), 0 bad replies, 0 interrupts\n";
+	static const char want[] = " requests; 0 fallbacks (0 expired), 0 bad replies, 0 interrupts;";
 	char head[96];
 	const char *line;
 
