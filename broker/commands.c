@@ -237,6 +237,8 @@ static int fill_stats(struct control_reply *r, struct bvm **vms, size_t n, const
 			o->fallbacks = info.fallbacks;
 			o->expired = info.expired;
 			o->bad_replies = info.bad_replies;
+			o->ring_requests = info.sup.ring_requests;
+			o->socket_requests = info.sup.socket_requests;
 			o->interrupts = info.sup.interrupts;
 			o->denied_interrupts = info.sup.denied_interrupts;
 			o->violations = info.sup.violations;

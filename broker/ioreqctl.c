@@ -220,9 +220,11 @@ static void print_stats(const Ioreqctl__CtlReply *r, bool json)
 				       ", \"fallbacks\": %" PRIu64 ", \"expired\": %" PRIu64 ", \"bad_replies\": %" PRIu64
 				       ", \"interrupts\": %" PRIu64 ", \"exits\": %" PRIu64 ", \"replies\": %" PRIu64
 				       ", \"p50_ns\": %" PRIu64 ", \"p90_ns\": %" PRIu64 ", \"p99_ns\": %" PRIu64
-				       ", \"max_ns\": %" PRIu64 ", \"throttled\": %" PRIu64 "}",
+				       ", \"max_ns\": %" PRIu64 ", \"throttled\": %" PRIu64 ", \"ring_requests\": %" PRIu64
+				       ", \"socket_requests\": %" PRIu64 "}",
 				       d->pio, d->mmio, d->pci, d->fallbacks, d->expired, d->bad_replies, d->interrupts,
-				       d->exits, d->replies, d->p50_ns, d->p90_ns, d->p99_ns, d->max_ns, d->throttled);
+				       d->exits, d->replies, d->p50_ns, d->p90_ns, d->p99_ns, d->max_ns, d->throttled,
+				       d->ring_requests, d->socket_requests);
 				continue;
 			}
 			fmt_ns(p50, sizeof(p50), d->p50_ns);
@@ -344,6 +346,8 @@ static const struct om_counter {
 	DEV_COUNTER(interrupts, "Interrupts the device raised."),
 	DEV_COUNTER(denied_interrupts, "Interrupts refused (not granted)."),
 	DEV_COUNTER(exits, "Instances of the device that ended."),
+	DEV_COUNTER(ring_requests, "Requests sent in the device's request ring."),
+	DEV_COUNTER(socket_requests, "Requests sent on the device's socket."),
 };
 
 static uint64_t field(const void *obj, size_t off)

@@ -329,6 +329,12 @@ static void test_metrics(void **state)
 	assert_true(sample(out, "ioreq_device_requests_total", "{vm=\"loop\",device=\"sink\",kind=\"pio\"}") >= 20);
 	assert_true(sample(out, "ioreq_device_requests_total", "{vm=\"loop\",device=\"ram\",kind=\"mmio\"}") >= 20);
 	assert_int_equal(sample(out, "ioreq_device_ready", "{vm=\"loop\",device=\"sink\"}"), 1);
+	/* How the requests went: in the ring (the default) or on the socket. */
+	assert_true(sample(out, harness_ring() ? "ioreq_device_ring_requests_total" : "ioreq_device_socket_requests_total",
+			   "{vm=\"loop\",device=\"ram\"}") >= 20);
+	assert_int_equal(sample(out, harness_ring() ? "ioreq_device_socket_requests_total" : "ioreq_device_ring_requests_total",
+				"{vm=\"loop\",device=\"ram\"}"),
+			 0);
 	assert_true(sample(out, "ioreq_device_latency_seconds_count", "{vm=\"loop\",device=\"ram\"}") >= 20);
 	assert_true(sample(out, "ioreq_device_latency_seconds_sum", "{vm=\"loop\",device=\"ram\"}") > 0);
 	assert_non_null(strstr(out, "# TYPE ioreq_device_latency_seconds histogram\n"));
