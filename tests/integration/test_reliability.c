@@ -12,50 +12,7 @@
 
 #include <cmocka.h>
 
-#include "harness.h"
-
-#define MISBEHAVE IOREQ_TESTDIR "/ioreq-test-misbehave"
-
-/* A second vCPU on a well-behaved device, checked all along. */
-#define STEADY_SCRIPT "repeat 3000\n  mmio write 0x2000 8 seq\n  mmio read 0x2000 8 seq\nend\n"
-#define STEADY_DEVICE "      - { name: ram, program: ioreq-dev-ram, mmio: [\"0x2000+8\"] }\n"
-
-/* One VM "v": vCPU 0 runs @script against the devices in @devices (YAML
- * list entries), vCPU 1 runs STEADY_SCRIPT against ioreq-dev-ram. */
-static int run_vm(struct run *r, const char *script, const char *devices)
-{
-	const char *args[] = { "--config", NULL, "--exit-with-vms", NULL };
-
-	harness_write("cpu0.txt", "%s", script);
-	harness_write("cpu1.txt", STEADY_SCRIPT);
-	args[1] = harness_write("v.yaml",
-				"broker: { runtime_dir: %s/run }\n"
-				"vms:\n"
-				"  - name: v\n"
-				"    backend: sim\n"
-				"    vcpus: 2\n"
-				"    scripts: [cpu0.txt, cpu1.txt]\n"
-				"    devices:\n" STEADY_DEVICE "%s",
-				harness_tmpdir(), devices);
-	harness_run(r, args, 120);
-	if (r->status)
-		fprintf(stderr, "broker exited %d:\n%s\n", r->status, harness_log(r));
-	return r->status;
-}
-
-static void assert_steady(const struct run *r)
-{
-	assert_int_equal(harness_stat(r, "vm v device ram:", " mmio"), 6000);
-	assert_int_equal(harness_stat(r, "vm v device ram:", " fallbacks"), 0);
-}
-
-static const char *once(void)
-{
-	static char path[512];
-
-	snprintf(path, sizeof(path), "%s/once", harness_tmpdir());
-	return path;
-}
+#include "steady.h"
 
 /* Crash while holding a request: the vCPU gets all ones at once, the
  * device restarts with backoff and serves again. */
@@ -67,8 +24,8 @@ static void test_crash_fallback(void **state)
 	snprintf(dev, sizeof(dev),
 		 "      - { name: bad, program: %s, sandbox: none, pio: [\"0x80+4\"],\n"
 		 "          args: [--mode, crash-request, --nth, \"5\", --once, %s] }\n",
-		 MISBEHAVE, once());
-	assert_int_equal(run_vm(&r,
+		 MISBEHAVE, steady_once());
+	assert_int_equal(steady_run_vm(&r,
 				"repeat 4\n  pio read 0x80 4 0x11\nend\n"
 				"pio read 0x80 4 0xffffffff\n"
 				"sleep 2500\n"
@@ -79,7 +36,7 @@ static void test_crash_fallback(void **state)
 	assert_non_null(strstr(harness_log(&r), "vm v device bad: restarting (restart 1)"));
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " fallbacks"), 1);
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " pio"), 15);
-	assert_steady(&r);
+	steady_assert(&r);
 }
 
 /* The same crash with on_failure: hold: the request waits for the
@@ -92,11 +49,11 @@ static void test_crash_hold(void **state)
 	snprintf(dev, sizeof(dev),
 		 "      - { name: bad, program: %s, sandbox: none, pio: [\"0x80+4\"], on_failure: hold,\n"
 		 "          deadline_ms: 5000, args: [--mode, crash-request, --nth, \"5\", --once, %s] }\n",
-		 MISBEHAVE, once());
-	assert_int_equal(run_vm(&r, "repeat 15\n  pio read 0x80 4 0x11\nend\n", dev), 0);
+		 MISBEHAVE, steady_once());
+	assert_int_equal(steady_run_vm(&r, "repeat 15\n  pio read 0x80 4 0x11\nend\n", dev), 0);
 	assert_non_null(strstr(harness_log(&r), "its requests wait for its restart"));
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " fallbacks"), 0);
-	assert_steady(&r);
+	steady_assert(&r);
 }
 
 /* on_failure: stop-vm stops that VM (status 1); the other VM is untouched. */
@@ -139,12 +96,12 @@ static void test_restart_limit(void **state)
 		 "      - { name: bad, program: %s, pio: [\"0x80+4\"], restart_limit: 2,\n"
 		 "          args: [--mode, crash-hello] }\n",
 		 MISBEHAVE);
-	assert_int_equal(run_vm(&r, "sleep 2500\nrepeat 3\n  pio read 0x80 4 0xffffffff\nend\n", dev), 0);
+	assert_int_equal(steady_run_vm(&r, "sleep 2500\nrepeat 3\n  pio read 0x80 4 0xffffffff\nend\n", dev), 0);
 	assert_non_null(strstr(harness_log(&r), "vm v device bad: failed 3 times within 60000 ms: given up"));
 	assert_non_null(strstr(harness_log(&r), "(restart 2)"));
 	assert_null(strstr(harness_log(&r), "(restart 3)"));
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " fallbacks"), 3);
-	assert_steady(&r);
+	steady_assert(&r);
 }
 
 /* A device that hangs: each request completes with the fallback at its
@@ -157,9 +114,9 @@ static void test_hang(void **state)
 	snprintf(dev, sizeof(dev),
 		 "      - { name: bad, program: %s, pio: [\"0x80+4\"], deadline_ms: 50, args: [--mode, hang] }\n",
 		 MISBEHAVE);
-	assert_int_equal(run_vm(&r, "repeat 3\n  pio read 0x80 2 0xffff\nend\n", dev), 0);
+	assert_int_equal(steady_run_vm(&r, "repeat 3\n  pio read 0x80 2 0xffff\nend\n", dev), 0);
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " expired)"), 3);
-	assert_steady(&r);
+	steady_assert(&r);
 }
 
 /* Replies twice: the first completes the request, the second is dropped
@@ -174,10 +131,10 @@ static void test_reply_twice(void **state)
 		 "      - { name: bad, program: %s, pio: [\"0x80+4\"], max_violations: 1000,\n"
 		 "          args: [--mode, reply-twice] }\n",
 		 MISBEHAVE);
-	assert_int_equal(run_vm(&r, "repeat 200\n  pio read 0x80 1 0x11\nend\n", dev), 0);
+	assert_int_equal(steady_run_vm(&r, "repeat 200\n  pio read 0x80 1 0x11\nend\n", dev), 0);
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " bad replies"), 200);
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " fallbacks"), 0);
-	assert_steady(&r);
+	steady_assert(&r);
 }
 
 /* Lies and garbage: cut off, the request gets the fallback, and the
@@ -200,11 +157,11 @@ static void test_lies_cut_off(void **state)
 		n += snprintf(devs + n, sizeof(devs) - n,
 			      "      - { name: d%zu, program: %s, sandbox: none, pio: [\"%s+4\"],\n"
 			      "          args: [--mode, %s, --once, %s.%zu] }\n",
-			      i, MISBEHAVE, cases[i].port, cases[i].mode, once(), i);
+			      i, MISBEHAVE, cases[i].port, cases[i].mode, steady_once(), i);
 		m += snprintf(script + m, sizeof(script) - m,
 			      "pio read %s 1 0xff\nsleep 2500\npio read %s 1 0x11\n", cases[i].port, cases[i].port);
 	}
-	assert_int_equal(run_vm(&r, script, devs), 0);
+	assert_int_equal(steady_run_vm(&r, script, devs), 0);
 	for (size_t i = 0; i < 4; i++) {
 		char line[160];
 
@@ -216,7 +173,7 @@ static void test_lies_cut_off(void **state)
 		snprintf(line, sizeof(line), "vm v device %s:", name);
 		assert_int_equal(harness_stat(&r, line, " fallbacks"), 1);
 	}
-	assert_steady(&r);
+	steady_assert(&r);
 }
 
 /* An interrupt flood is throttled, then cut off; the rest keeps serving. */
@@ -229,11 +186,11 @@ static void test_irq_flood(void **state)
 		 "      - { name: bad, program: %s, pio: [\"0x80+4\"], irqs: [5], max_msg_rate: 1000,\n"
 		 "          restart_limit: 0, args: [--mode, irq-flood] }\n",
 		 MISBEHAVE);
-	assert_int_equal(run_vm(&r, "pio read 0x80 4 any\nsleep 2500\npio read 0x80 4 0xffffffff\n", dev), 0);
+	assert_int_equal(steady_run_vm(&r, "pio read 0x80 4 any\nsleep 2500\npio read 0x80 4 0xffffffff\n", dev), 0);
 	assert_non_null(strstr(harness_log(&r), "more than 1000 messages a second; dropping them"));
 	assert_non_null(strstr(harness_log(&r), "flooded the broker with messages: cut off"));
 	assert_true(harness_stat(&r, "vm v device bad:", " interrupts") <= 1000);
-	assert_steady(&r);
+	steady_assert(&r);
 }
 
 /* A claim outside the device's windows is refused and reported, to the
@@ -248,10 +205,10 @@ static void test_claim_outside(void **state)
 		 "          args: [--mode, claim-outside] }\n",
 		 MISBEHAVE);
 	/* 100 - EPERM */
-	assert_int_equal(run_vm(&r, "sleep 1000\npio read 0x84 4 99\nmmio read 0x10000000 4 0xffffffff\n", dev), 0);
+	assert_int_equal(steady_run_vm(&r, "sleep 1000\npio read 0x84 4 99\nmmio read 0x10000000 4 0xffffffff\n", dev), 0);
 	assert_non_null(strstr(harness_log(&r), "vm v device bad: refused a claim of mmio 0x10000000..0x10000fff: "
 						"outside its windows"));
-	assert_steady(&r);
+	steady_assert(&r);
 }
 
 /* The ranges a device claimed die with its instance: once it crashed, its
@@ -265,8 +222,8 @@ static void test_claims_die_with_instance(void **state)
 		 "      - { name: bad, program: %s, sandbox: none, pio: [\"0x80+4\"],\n"
 		 "          windows: {mmio: [\"0x10000000+0x1000\"]},\n"
 		 "          args: [--mode, claim-crash, --nth, \"3\", --once, %s] }\n",
-		 MISBEHAVE, once());
-	assert_int_equal(run_vm(&r,
+		 MISBEHAVE, steady_once());
+	assert_int_equal(steady_run_vm(&r,
 				"sleep 500\n"
 				"mmio read 0x10000000 4 0x11\n"
 				"pio read 0x80 4 0x11\n"
@@ -278,7 +235,7 @@ static void test_claims_die_with_instance(void **state)
 	assert_non_null(strstr(harness_log(&r), "vm v device bad: claimed mmio 0x10000000..0x10000fff"));
 	assert_non_null(strstr(harness_log(&r), "vm v device bad: restarting (restart 1)"));
 	assert_int_equal(harness_stat(&r, "vm v:", " unclaimed"), 1);
-	assert_steady(&r);
+	steady_assert(&r);
 }
 
 /* A device that hangs up and lets another process reconnect as itself: the
@@ -294,8 +251,8 @@ static void test_reconnect_as_someone_else(void **state)
 	snprintf(dev, sizeof(dev),
 		 "      - { name: bad, program: %s, sandbox: none, pio: [\"0x80+4\"],\n"
 		 "          args: [--mode, reconnect, --nth, \"3\", --once, %s] }\n",
-		 MISBEHAVE, once());
-	assert_int_equal(run_vm(&r,
+		 MISBEHAVE, steady_once());
+	assert_int_equal(steady_run_vm(&r,
 				"repeat 2\n  pio read 0x80 1 0x11\nend\n"
 				"pio read 0x80 1 0xff\n"
 				"pio read 0x80 1 0x11 until 30000\n",
@@ -304,7 +261,7 @@ static void test_reconnect_as_someone_else(void **state)
 	assert_non_null(strstr(harness_log(&r), "vm v device bad: disconnected"));
 	assert_non_null(strstr(harness_log(&r), "vm v device bad: restarting (restart 1)"));
 	assert_null(strstr(harness_log(&r), "accepted in another process's place"));
-	assert_steady(&r);
+	steady_assert(&r);
 }
 
 /* SIGTERM with every vCPU waiting on a slow device: the broker lets the

@@ -15,48 +15,7 @@
 
 #include <cmocka.h>
 
-#include "harness.h"
-
-#define MISBEHAVE IOREQ_TESTDIR "/ioreq-test-misbehave"
-
-/* vCPU 1 on a well-behaved device (in its ring), checked all along. */
-#define STEADY_SCRIPT "repeat 3000\n  mmio write 0x2000 8 seq\n  mmio read 0x2000 8 seq\nend\n"
-#define STEADY_DEVICE "      - { name: ram, program: ioreq-dev-ram, mmio: [\"0x2000+8\"] }\n"
-
-static int run_vm(struct run *r, const char *script, const char *devices)
-{
-	const char *args[] = { "--config", NULL, "--exit-with-vms", NULL };
-
-	harness_write("cpu0.txt", "%s", script);
-	harness_write("cpu1.txt", STEADY_SCRIPT);
-	args[1] = harness_write("v.yaml",
-				"broker: { runtime_dir: %s/run }\n"
-				"vms:\n"
-				"  - name: v\n"
-				"    backend: sim\n"
-				"    vcpus: 2\n"
-				"    scripts: [cpu0.txt, cpu1.txt]\n"
-				"    devices:\n" STEADY_DEVICE "%s",
-				harness_tmpdir(), devices);
-	harness_run(r, args, 120);
-	if (r->status)
-		fprintf(stderr, "broker exited %d:\n%s\n", r->status, harness_log(r));
-	return r->status;
-}
-
-static void assert_steady(const struct run *r)
-{
-	assert_int_equal(harness_stat(r, "vm v device ram:", " mmio"), 6000);
-	assert_int_equal(harness_stat(r, "vm v device ram:", " fallbacks"), 0);
-}
-
-static const char *once(void)
-{
-	static char path[512];
-
-	snprintf(path, sizeof(path), "%s/once", harness_tmpdir());
-	return path;
-}
+#include "steady.h"
 
 static void need_ring(void)
 {
@@ -75,8 +34,8 @@ static void lie(const char *mode, const char *why, const char *extra)
 	snprintf(dev, sizeof(dev),
 		 "      - { name: bad, program: %s, sandbox: none, pio: [\"0x80+4\"],%s\n"
 		 "          args: [--mode, %s, --nth, \"5\", --once, %s] }\n",
-		 MISBEHAVE, extra, mode, once());
-	assert_int_equal(run_vm(&r,
+		 MISBEHAVE, extra, mode, steady_once());
+	assert_int_equal(steady_run_vm(&r,
 				"repeat 4\n  pio read 0x80 4 0x11\nend\n"
 				"pio read 0x80 4 0xffffffff\n"
 				"pio read 0x80 4 0x11 until 30000\n"
@@ -89,7 +48,7 @@ static void lie(const char *mode, const char *why, const char *extra)
 	/* The lie's request and those of the restart, each completed once. */
 	assert_true(harness_stat(&r, "vm v device bad:", " fallbacks") >= 1);
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " bad replies"), 0);
-	assert_steady(&r);
+	steady_assert(&r);
 }
 
 static void test_wrong_id(void **state)
@@ -135,7 +94,7 @@ static void test_hang_then_socket(void **state)
 		 "      - { name: bad, program: %s, sandbox: none, pio: [\"0x80+4\"], deadline_ms: 200,\n"
 		 "          args: [--mode, ring-hang, --nth, \"3\"] }\n",
 		 MISBEHAVE);
-	assert_int_equal(run_vm(&r,
+	assert_int_equal(steady_run_vm(&r,
 				"repeat 2\n  pio read 0x80 4 0x11\nend\n"
 				"pio read 0x80 4 0xffffffff\n"
 				"repeat 50\n  pio read 0x80 4 0x11\nend\n",
@@ -148,7 +107,7 @@ static void test_hang_then_socket(void **state)
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " in its ring"), 3);
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " on its socket"), 50);
 	assert_null(strstr(harness_log(&r), "cut off"));
-	assert_steady(&r);
+	steady_assert(&r);
 }
 
 /* An answer after the deadline: the request completed already, so it is
@@ -163,7 +122,7 @@ static void test_late(void **state)
 		 "      - { name: bad, program: %s, sandbox: none, pio: [\"0x80+4\"], deadline_ms: 100,\n"
 		 "          args: [--mode, ring-late, --nth, \"3\", --delay-ms, \"400\"] }\n",
 		 MISBEHAVE);
-	assert_int_equal(run_vm(&r,
+	assert_int_equal(steady_run_vm(&r,
 				"repeat 2\n  pio read 0x80 4 0x11\nend\n"
 				"pio read 0x80 4 0xffffffff\n"
 				"pio read 0x80 4 0x11 until 5000\n"
@@ -176,7 +135,7 @@ static void test_late(void **state)
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " bad replies"),
 			 harness_stat(&r, "vm v device bad:", " expired)"));
 	assert_null(strstr(harness_log(&r), "cut off"));
-	assert_steady(&r);
+	steady_assert(&r);
 }
 
 /* The page is sealed: the device can neither shrink it under the broker's
@@ -191,10 +150,10 @@ static void test_truncate(void **state)
 		 "      - { name: bad, program: %s, pio: [\"0x80+4\"],\n"
 		 "          args: [--mode, ring-truncate, --nth, \"2\"] }\n",
 		 MISBEHAVE);
-	assert_int_equal(run_vm(&r, "repeat 20\n  pio read 0x80 4 0x11\nend\n", dev), 0);
+	assert_int_equal(steady_run_vm(&r, "repeat 20\n  pio read 0x80 4 0x11\nend\n", dev), 0);
 	assert_null(strstr(harness_log(&r), "changed its size"));
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " fallbacks"), 0);
-	assert_steady(&r);
+	steady_assert(&r);
 }
 
 int main(void)
