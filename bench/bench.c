@@ -130,7 +130,7 @@ static void usage(FILE *f)
 		   ITERS_DEFAULT, ITERS_QUICK);
 	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
 		fprintf(f, " %s", parts[i]);
-	fprintf(f, "\n  -h, --help       show this help\n");
+	fprintf(f, "\n  -h, --help       show this help\n      --version    print the version\n");
 }
 
 static bool part_known(const char *name)
@@ -686,7 +686,7 @@ int main(int argc, char **argv)
 		{ "quick", no_argument, NULL, 'q' }, { "json", no_argument, NULL, 'j' },
 		{ "iters", required_argument, NULL, 'n' }, { "cpu", required_argument, NULL, 'c' },
 		{ "only", required_argument, NULL, 'o' }, { "help", no_argument, NULL, 'h' },
-		{},
+		{ "version", no_argument, NULL, 'V' },     {},
 	};
 	static struct result lat[MAX_LAT], dp[MAX_DP], tput[MAX_TPUT], alloc[MAX_ALLOC], mem, check, vblk;
 	struct bench_ctx c = { .exe = "/proc/self/exe" };
@@ -729,6 +729,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("ioreq-bench %s\n", IOREQ_VERSION);
 			return 0;
 		default:
 			usage(stderr);
