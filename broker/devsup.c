@@ -728,8 +728,9 @@ static void ring_answers(struct devsup *d, uint32_t gen, int r, const struct rin
 int devsup_send(struct devsup *d, uint32_t gen, uint64_t id, unsigned vcpu, const struct access *a, uint32_t tag,
 		uint64_t offset)
 {
-	struct ring_reply rep;
-	const char *why;
+	struct ring_reply rep[RING_SLOTS];
+	const char *why = NULL;
+	size_t n;
 	int r;
 
 	if (d->ring) {
@@ -739,9 +740,8 @@ int devsup_send(struct devsup *d, uint32_t gen, uint64_t id, unsigned vcpu, cons
 		if (r == 0)
 			atomic_fetch_add_explicit(&d->ring_requests, 1, memory_order_relaxed);
 		if (r == 0 && d->cfg->poll_us) {
-			r = ring_wait(d->ring, vcpu, id, clock_now_ns() + (int64_t)d->cfg->poll_us * 1000, &rep, &why);
-			if (r != 0)
-				ring_answers(d, gen, r, &rep, r > 0, why);
+			r = ring_wait(d->ring, vcpu, id, clock_now_ns() + (int64_t)d->cfg->poll_us * 1000, rep, &n, &why);
+			ring_answers(d, gen, r, rep, n, why);
 			return 0;
 		}
 		if (r == 0)

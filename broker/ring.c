@@ -234,33 +234,41 @@ static int take_locked(struct ring *r, unsigned v, struct ring_reply *out, const
 	return 1;
 }
 
-int ring_collect(struct ring *r, struct ring_reply *out, size_t *ret_n, const char **why)
+/* Every answered slot, the reply doorbell quieted first (a ring after
+ * this look is not lost). Under the lock, with a page. */
+static int collect_locked(struct ring *r, struct ring_reply *out, size_t *ret_n, const char **why)
 {
 	uint64_t ticks;
 	size_t n = 0;
 	int e = 0;
 
-	pthread_mutex_lock(&r->lock);
-	if (!r->page) {
-		e = -ESTALE;
-		goto out;
-	}
-	/* Quiet it before looking: a ring after this look is not lost. */
 	(void)!read(r->reply_doorbell, &ticks, sizeof(ticks));
 	for (unsigned v = 0; v < r->slots && e >= 0; v++)
 		if (r->posted[v] && (e = take_locked(r, v, &out[n], why)) > 0)
 			n++;
-out:
-	pthread_mutex_unlock(&r->lock);
 	*ret_n = e < 0 ? 0 : n;
 	return e < 0 ? e : 0;
 }
 
-int ring_wait(struct ring *r, unsigned slot, uint64_t id, int64_t until_ns, struct ring_reply *out, const char **why)
+int ring_collect(struct ring *r, struct ring_reply *out, size_t *ret_n, const char **why)
+{
+	int e = -ESTALE;
+
+	*ret_n = 0;
+	pthread_mutex_lock(&r->lock);
+	if (r->page)
+		e = collect_locked(r, out, ret_n, why);
+	pthread_mutex_unlock(&r->lock);
+	return e;
+}
+
+int ring_wait(struct ring *r, unsigned slot, uint64_t id, int64_t until_ns, struct ring_reply *out, size_t *ret_n,
+	      const char **why)
 {
 	struct ring_slot *s;
 	int e = 0;
 
+	*ret_n = 0;
 	pthread_mutex_lock(&r->lock);
 	if (!id || !r->page || slot >= r->slots || r->posted[slot] != id)
 		goto out;
@@ -277,9 +285,11 @@ int ring_wait(struct ring *r, unsigned slot, uint64_t id, int64_t until_ns, stru
 		cpu_relax();
 	}
 	/* Sequentially consistent, then one more look (proto/ioreq_ring.h): the
-	 * device either saw the flag clear and rings, or is seen here. */
+	 * device either saw the flag clear and rings, or is seen here. Every
+	 * slot: what the device answered meanwhile for other vCPUs came
+	 * without a ring too. */
 	atomic_store(&r->page->h.broker_polling, 0);
-	e = take_locked(r, slot, out, why);
+	e = collect_locked(r, out, ret_n, why);
 out:
 	pthread_mutex_unlock(&r->lock);
 	return e;

@@ -75,8 +75,10 @@ int ring_collect(struct ring *r, struct ring_reply *out, size_t *ret_n, const ch
 
 /* The VM thread, just after posting @id in @slot: spins until the device
  * answers it or @until_ns (CLOCK_MONOTONIC) passes, the device being told
- * not to ring meanwhile. 1 with *@out when it was answered (or sent), 0
- * when not (the reply doorbell brings it later), -EPROTO as ring_collect. */
-int ring_wait(struct ring *r, unsigned slot, uint64_t id, int64_t until_ns, struct ring_reply *out, const char **why);
+ * not to ring meanwhile; then collects as ring_collect does, every slot
+ * (replies for other vCPUs came without a ring too). What it did not find
+ * the reply doorbell brings later. */
+int ring_wait(struct ring *r, unsigned slot, uint64_t id, int64_t until_ns, struct ring_reply *out, size_t *ret_n,
+	      const char **why);
 
 #endif

@@ -134,12 +134,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 			break;
 		case 4: /* the VM thread polls, briefly */
-			e = ring_wait(r, v, m.inflight[v], clock_now_ns() + (in_u8(&in) & 1) * 1000, &rep[0], &why);
-			if (e == 1)
-				check_replies(&m, rep, 1);
-			else if (e == -EPROTO)
+			e = ring_wait(r, v, m.inflight[v], clock_now_ns() + (in_u8(&in) & 1) * 1000, rep, &n, &why);
+			if (e == 0)
+				check_replies(&m, rep, n);
+			else if (e == -EPROTO && !n && why)
 				new_instance(r, &m, &page);
-			else if (e != 0)
+			else
 				abort();
 			break;
 		default: /* the instance goes (a crash, a restart) */

@@ -156,6 +156,39 @@ static void test_truncate(void **state)
 	steady_assert(&r);
 }
 
+/* poll_us with four vCPUs on one device: while the VM thread spins for
+ * one vCPU's reply the device answers the others' without ringing; each
+ * is collected then, none waits for its deadline. */
+static void test_poll_many_vcpus(void **state)
+{
+	const char *args[] = { "--config", NULL, "--exit-with-vms", NULL };
+	struct run r;
+
+	need_ring();
+	for (int v = 0; v < 4; v++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "p%d.txt", v);
+		harness_write(name, "repeat 2000\n  pio read 0x80 4 0x5a\nend\n");
+	}
+	args[1] = harness_write("p.yaml",
+				"broker: { runtime_dir: %s/run }\n"
+				"vms:\n"
+				"  - name: p\n"
+				"    backend: sim\n"
+				"    vcpus: 4\n"
+				"    scripts: [p0.txt, p1.txt, p2.txt, p3.txt]\n"
+				"    devices:\n"
+				"      - { name: sink, program: ioreq-dev-null, pio: [\"0x80+4\"], poll_us: 50,\n"
+				"          deadline_ms: 2000, args: [--pattern, \"0x5a\"] }\n",
+				harness_tmpdir());
+	assert_int_equal(harness_run(&r, args, 120), 0);
+	assert_true(r.seconds < 60);
+	assert_int_equal(harness_stat(&r, "vm p device sink:", " pio"), 8000);
+	assert_int_equal(harness_stat(&r, "vm p device sink:", " fallbacks"), 0);
+	assert_int_equal(harness_stat(&r, "vm p device sink:", " in its ring"), 8000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -168,6 +201,7 @@ int main(void)
 		harness_test(test_hang_then_socket),
 		harness_test(test_late),
 		harness_test(test_truncate),
+		harness_test(test_poll_many_vcpus),
 	};
 
 	return harness_run_group("integration-ring", tests);
