@@ -142,12 +142,14 @@ static void test_reply_twice(void **state)
 static void test_lies_cut_off(void **state)
 {
 	static const struct {
-		const char *mode, *port, *why;
+		const char *mode, *port, *why, *or_why;
 	} cases[] = {
-		{ "reply-unknown", "0x80", "replied to a request it was never sent: cut off" },
-		{ "wide-value", "0x90", "replied with a value wider than the access: cut off" },
-		{ "garbage", "0xa0", "sent a malformed message: cut off" },
-		{ "oversized", "0xb0", "disconnected" },
+		{ "reply-unknown", "0x80", "replied to a request it was never sent: cut off", NULL },
+		{ "wide-value", "0x90", "replied with a value wider than the access: cut off", NULL },
+		{ "garbage", "0xa0", "sent a malformed message: cut off", NULL },
+		/* nng drops the pipe; the device's dialer may be back before the
+		 * broker has seen the old one go. */
+		{ "oversized", "0xb0", "disconnected", "connected twice: cut off" },
 	};
 	char devs[2048] = "", script[1024] = "", name[16];
 	size_t n = 0, m = 0;
@@ -167,6 +169,8 @@ static void test_lies_cut_off(void **state)
 
 		snprintf(name, sizeof(name), "d%zu", i);
 		snprintf(line, sizeof(line), "vm v device %s: %s", name, cases[i].why);
+		if (!strstr(harness_log(&r), line) && cases[i].or_why)
+			snprintf(line, sizeof(line), "vm v device %s: %s", name, cases[i].or_why);
 		if (!strstr(harness_log(&r), line))
 			print_error("missing: %s\n", line);
 		assert_non_null(strstr(harness_log(&r), line));
