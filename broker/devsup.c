@@ -780,6 +780,10 @@ void devsup_reset(struct devsup *d)
 
 	if (!gen)
 		return;
+	/* Through the ring where there is one: then no request posted after
+	 * the reset can be served before it. */
+	if (d->ring && ring_reset(d->ring, gen) != -ENOTCONN)
+		return;
 	env.msg_case = IOREQ__ENVELOPE__MSG_RESET;
 	env.reset = &m;
 	rpc_send(d->rpc, gen, &env);

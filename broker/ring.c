@@ -192,6 +192,24 @@ out:
 	return e;
 }
 
+int ring_reset(struct ring *r, uint32_t gen)
+{
+	static const uint64_t one = 1;
+	int e = 0;
+
+	pthread_mutex_lock(&r->lock);
+	if (!r->page || r->gen != gen || !r->enabled) {
+		e = -ENOTCONN;
+		goto out;
+	}
+	atomic_fetch_add(&r->page->h.reset_seq, 1);
+	if (atomic_load(&r->page->h.device_waiting) && write(r->doorbell, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		e = -errno;
+out:
+	pthread_mutex_unlock(&r->lock);
+	return e;
+}
+
 /* Looks at slot @v once: 1 with *@out when the device answered what was
  * posted there (or said it answered on its socket), 0 while it has not,
  * -EPROTO for a lie. Under the lock, with something posted in @v. */

@@ -68,6 +68,11 @@ void ring_close(struct ring *r);
 int ring_post(struct ring *r, uint32_t gen, unsigned slot, uint64_t id, const struct access *a, uint32_t tag,
 	      uint64_t offset);
 
+/* The VM is being reset (instance @gen): bumps the page's reset_seq and
+ * rings the device if it sleeps. -ENOTCONN when the instance takes no
+ * requests in a ring (then it is told with a Reset message). */
+int ring_reset(struct ring *r, uint32_t gen);
+
 /* Quiets the reply doorbell, then collects every answered slot into @out
  * (room for RING_SLOTS), frees them and sets *@ret_n. -EPROTO when the device corrupted the ring (*@why
  * says how; then nothing is collected), -ESTALE when no ring is open. */

@@ -16,6 +16,9 @@
  * write is untrusted: the broker keeps its own record of what it posted
  * and never reads back the request half.
  *
+ * A VM reset is a counter in the header (reset_seq), not a message: see
+ * there.
+ *
  * Doorbells, each an eventfd, rung only when the other side sleeps:
  *  - the broker rings `doorbell` after posting if device_waiting is set;
  *  - the device rings `reply_doorbell` after answering unless
@@ -83,6 +86,12 @@ struct ring_header {
 	uint32_t poll_us; /* how long the device may spin before it sleeps */
 	_Alignas(64) _Atomic uint32_t device_waiting; /* the device's */
 	_Alignas(64) _Atomic uint32_t broker_polling; /* the broker's */
+	/* The broker's: bumped for each VM reset, instead of a Reset message,
+	 * before the vCPUs go on. The device resets before it serves any
+	 * request it sees after the bump (the request's PENDING comes later
+	 * in the broker's order), so nothing posted after a reset reaches the
+	 * device before it. */
+	_Atomic uint32_t reset_seq;
 };
 
 struct ring_page {

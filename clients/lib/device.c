@@ -813,6 +813,17 @@ static int ring_request(void *opaque, const struct ioreq_access *a, uint64_t *va
 	return r < 0 ? r : 0;
 }
 
+/* A VM reset, told in the ring (its reset_seq), in the ring's thread. */
+static void ring_reset(void *opaque)
+{
+	struct ioreq_dev *dev = opaque;
+
+	pthread_mutex_lock(&dev->serve_lock);
+	if (dev->ops->reset)
+		dev->ops->reset(dev, dev->opaque);
+	pthread_mutex_unlock(&dev->serve_lock);
+}
+
 /* Return values of the on_* handlers: 0 to go on, 1 when serving is over, or
  * a negative errno. */
 static int on_request(struct ioreq_dev *dev, const Ioreq__Envelope *env)
@@ -929,7 +940,7 @@ static int next_env(struct ioreq_dev *dev, Ioreq__Envelope **ret)
 
 int ioreq_dev_serve(struct ioreq_dev *dev)
 {
-	int r = dev->ring ? devring_start(dev->ring, ring_request, dev) : 0;
+	int r = dev->ring ? devring_start(dev->ring, ring_request, ring_reset, dev) : 0;
 
 	while (r == 0) {
 		Ioreq__Envelope *env;

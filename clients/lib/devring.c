@@ -24,7 +24,9 @@ struct devring {
 	bool running;
 	pthread_t thread;
 	devring_fn fn;
+	devring_reset_fn reset;
 	void *opaque;
+	uint32_t reset_seen; /* the reset_seq last acted on */
 };
 
 static inline void cpu_relax(void)
@@ -119,10 +121,24 @@ static bool take(const struct ring_slot *s, unsigned v, struct ioreq_access *a)
 	return true;
 }
 
-unsigned devring_serve(struct devring *r, devring_fn fn, void *opaque)
+/* A reset the broker asked for since the last look, before any request
+ * posted after it (its PENDING was acquired before this load). */
+static void check_reset(struct devring *r, devring_reset_fn reset, void *opaque)
+{
+	uint32_t seq = atomic_load_explicit(&r->page->h.reset_seq, memory_order_acquire);
+
+	if (seq == r->reset_seen)
+		return;
+	r->reset_seen = seq;
+	if (reset)
+		reset(opaque);
+}
+
+unsigned devring_serve(struct devring *r, devring_fn fn, devring_reset_fn reset, void *opaque)
 {
 	unsigned n = 0;
 
+	check_reset(r, reset, opaque);
 	for (unsigned v = 0; v < r->slots; v++) {
 		struct ring_slot *s = &r->page->slot[v];
 		struct ioreq_access a = { .id = s->id };
@@ -131,6 +147,7 @@ unsigned devring_serve(struct devring *r, devring_fn fn, void *opaque)
 
 		if (atomic_load_explicit(&s->state, memory_order_acquire) != RING_PENDING)
 			continue;
+		check_reset(r, reset, opaque);
 		atomic_store_explicit(&s->state, RING_PROCESSING, memory_order_relaxed);
 		if (take(s, v, &a))
 			e = fn(opaque, &a, &value);
@@ -168,7 +185,7 @@ static void *ring_main(void *arg)
 	for (;;) {
 		struct pollfd p[2] = { { .fd = r->doorbell, .events = POLLIN }, { .fd = r->stop, .events = POLLIN } };
 
-		if (devring_serve(r, r->fn, r->opaque)) {
+		if (devring_serve(r, r->fn, r->reset, r->opaque)) {
 			idle_since = r->poll_ns ? now_ns() : 0;
 			continue;
 		}
@@ -190,13 +207,14 @@ static void *ring_main(void *arg)
 	return NULL;
 }
 
-int devring_start(struct devring *r, devring_fn fn, void *opaque)
+int devring_start(struct devring *r, devring_fn fn, devring_reset_fn reset, void *opaque)
 {
 	int e;
 
 	if (r->running)
 		return -EBUSY;
 	r->fn = fn;
+	r->reset = reset;
 	r->opaque = opaque;
 	atomic_store(&r->quit, false);
 	e = pthread_create(&r->thread, NULL, ring_main, r);

@@ -28,14 +28,18 @@ int devring_open(const Ioreq__Ring *w, struct devring **ret);
 /* Stops the thread if it runs; unmaps, closes; NULL is fine. Returns NULL. */
 struct devring *devring_free(struct devring *r);
 
+/* The VM was reset (the ring's reset_seq moved). */
+typedef void (*devring_reset_fn)(void *opaque);
+
 /* Serves the ring from a thread of its own until devring_stop. */
-int devring_start(struct devring *r, devring_fn fn, void *opaque);
+int devring_start(struct devring *r, devring_fn fn, devring_reset_fn reset, void *opaque);
 
 /* Returns once the thread has stopped (and no handler runs). */
 void devring_stop(struct devring *r);
 
-/* One pass over the slots: handles what is pending, rings the broker.
- * Returns how many it handled. (The thread's work; tests call it.) */
-unsigned devring_serve(struct devring *r, devring_fn fn, void *opaque);
+/* One pass over the slots: a reset first if the broker asked for one,
+ * then what is pending; rings the broker. Returns how many requests it
+ * handled. (The thread's work; tests call it.) */
+unsigned devring_serve(struct devring *r, devring_fn fn, devring_reset_fn reset, void *opaque);
 
 #endif

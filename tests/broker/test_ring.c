@@ -143,7 +143,7 @@ static void test_post_answer_collect(void **state)
 	assert_int_equal(ring_collect(r, rep, &n, &why), 0);
 	assert_int_equal(n, 0);
 
-	assert_int_equal(devring_serve(d, answer_port, &calls), 2);
+	assert_int_equal(devring_serve(d, answer_port, NULL, &calls), 2);
 	assert_int_equal(calls, 2);
 	assert_int_equal(bell_count(rdb), 2);
 	assert_int_equal(ring_collect(r, rep, &n, &why), 0);
@@ -159,11 +159,11 @@ static void test_post_answer_collect(void **state)
 	assert_int_equal(ring_post(r, 1, 2, 0x32, &a, 5, 0x1), 0);
 
 	/* Unhandled: no value, not ok. */
-	devring_serve(d, answer_port, NULL);
+	devring_serve(d, answer_port, NULL, NULL);
 	ring_collect(r, rep, &n, &why);
 	a.addr = 0x99;
 	assert_int_equal(ring_post(r, 1, 1, 0x41, &a, 5, 0x1), 0);
-	devring_serve(d, answer_port, NULL);
+	devring_serve(d, answer_port, NULL, NULL);
 	assert_int_equal(ring_collect(r, rep, &n, &why), 0);
 	assert_int_equal(n, 1);
 	assert_false(rep[0].ok);
@@ -171,7 +171,7 @@ static void test_post_answer_collect(void **state)
 	/* Answered on the socket: the slot is free, nothing to deliver. */
 	a.addr = 0x98;
 	assert_int_equal(ring_post(r, 1, 1, 0x51, &a, 5, 0x1), 0);
-	devring_serve(d, answer_port, NULL);
+	devring_serve(d, answer_port, NULL, NULL);
 	assert_int_equal(ring_collect(r, rep, &n, &why), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(rep[0].id, 0x51);
@@ -203,7 +203,7 @@ static void test_doorbells_only_for_sleepers(void **state)
 	assert_int_equal(bell_count(db), 0);
 	/* The broker says it polls: the device answers without a syscall. */
 	atomic_store(&p->h.broker_polling, 1);
-	assert_int_equal(devring_serve(d, answer_port, NULL), 2);
+	assert_int_equal(devring_serve(d, answer_port, NULL, NULL), 2);
 	assert_int_equal(bell_count(rdb), 0);
 	atomic_store(&p->h.broker_polling, 0);
 	assert_int_equal(ring_collect(r, rep, &n, &why), 0);
@@ -336,7 +336,7 @@ static void test_wait(void **state)
 	/* What the device answers for other vCPUs while the broker polls
 	 * (and it therefore does not ring) is collected with it. */
 	assert_int_equal(ring_post(r, 1, 3, 0x13, &a, 0, 0), 0);
-	assert_int_equal(devring_start(d, answer_port, NULL), 0);
+	assert_int_equal(devring_start(d, answer_port, NULL, NULL), 0);
 	assert_int_equal(ring_wait(r, 1, 0x11, clock_now_ns() + 5000000000, rep, &n, &why), 0);
 	if (n == 1) { /* the device took slot 3 a moment later */
 		assert_int_equal(rep[0].id, 0x11);
@@ -382,15 +382,62 @@ static void test_wait_takes_every_answer(void **state)
 	ring_enable(r, 1);
 	assert_int_equal(ring_post(r, 1, 3, 0x13, &a, 0, 0), 0);
 	atomic_store(&p->h.broker_polling, 1); /* (as during another vCPU's wait) */
-	assert_int_equal(devring_serve(d, answer_port, NULL), 1);
+	assert_int_equal(devring_serve(d, answer_port, NULL, NULL), 1);
 	assert_int_equal(bell_count(rdb), 0);
 	atomic_store(&p->h.broker_polling, 0);
 	assert_int_equal(ring_post(r, 1, 1, 0x11, &a, 0, 0), 0);
-	assert_int_equal(devring_serve(d, answer_port, NULL), 1);
+	assert_int_equal(devring_serve(d, answer_port, NULL, NULL), 1);
 	assert_int_equal(ring_wait(r, 1, 0x11, clock_now_ns(), rep, &n, &why), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(rep[0].id, 0x11);
 	assert_int_equal(rep[1].id, 0x13);
+	munmap(p, RING_SIZE);
+	devring_free(d);
+	ring_free(r);
+}
+
+/* A reset goes through the ring: the device resets before it serves what
+ * was posted after the reset, once per reset, and is rung if it sleeps. */
+static unsigned resets, calls_at_reset, calls;
+
+static void on_reset(void *opaque)
+{
+	resets++;
+	calls_at_reset = calls;
+}
+
+static int count_call(void *opaque, const struct ioreq_access *a, uint64_t *value)
+{
+	calls++;
+	*value = 0;
+	return 0;
+}
+
+static void test_reset_in_ring(void **state)
+{
+	struct ring *r = open_ring(1, 0);
+	struct ring_page *p = page_of(r);
+	struct devring *d = device_side(r, SLOTS, 0);
+	struct access a = pio_read(0x70, 4);
+	int m, db, rdb;
+
+	ring_fds(r, &m, &db, &rdb);
+	assert_int_equal(ring_reset(r, 1), -ENOTCONN); /* not welcomed with a ring: a message */
+	ring_enable(r, 1);
+	assert_int_equal(ring_post(r, 1, 0, 0x10, &a, 0, 0), 0);
+	assert_int_equal(devring_serve(d, count_call, on_reset, NULL), 1);
+	assert_int_equal(resets, 0);
+	atomic_store(&p->h.device_waiting, 1);
+	assert_int_equal(ring_reset(r, 2), -ENOTCONN); /* another instance's */
+	assert_int_equal(ring_reset(r, 1), 0);
+	assert_int_equal(bell_count(db), 1);
+	atomic_store(&p->h.device_waiting, 0);
+	assert_int_equal(ring_post(r, 1, 2, 0x22, &a, 0, 0), 0);
+	assert_int_equal(devring_serve(d, count_call, on_reset, NULL), 1);
+	assert_int_equal(resets, 1);
+	assert_int_equal(calls_at_reset, 1); /* before the request posted after it */
+	assert_int_equal(devring_serve(d, count_call, on_reset, NULL), 0);
+	assert_int_equal(resets, 1);
 	munmap(p, RING_SIZE);
 	devring_free(d);
 	ring_free(r);
@@ -409,7 +456,7 @@ static void test_no_lost_wakeups(void **state)
 
 	ring_fds(r, &m, &db, &rdb);
 	ring_enable(r, 1);
-	assert_int_equal(devring_start(d, answer_port, NULL), 0);
+	assert_int_equal(devring_start(d, answer_port, NULL, NULL), 0);
 	for (unsigned i = 0; i < 20000; i++) {
 		struct access a = pio_read((uint16_t)(0x100 + (i & 0xff)), 4);
 		struct pollfd p = { .fd = rdb, .events = POLLIN };
@@ -442,6 +489,7 @@ int main(void)
 		cmocka_unit_test(test_instances_apart),
 		cmocka_unit_test(test_wait),
 		cmocka_unit_test(test_wait_takes_every_answer),
+		cmocka_unit_test(test_reset_in_ring),
 		cmocka_unit_test(test_no_lost_wakeups),
 	};
 
