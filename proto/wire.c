@@ -58,6 +58,12 @@ int wire_errno(int nng_err)
 		return -EADDRINUSE;
 	case NNG_ESTATE:
 		return -EBUSY;
+	case NNG_ENOTSUP:
+		return -ENOTSUP;
+	case NNG_EADDRINVAL:
+		return -EADDRNOTAVAIL;
+	case NNG_EPEERAUTH:
+		return -EACCES;
 	default:
 		if (nng_err & NNG_ESYSERR)
 			return -(nng_err & ~NNG_ESYSERR);
@@ -226,7 +232,10 @@ static int validate(const Ioreq__Envelope *e)
 	case IOREQ__ENVELOPE__MSG_REGISTRATION_RESULT:
 	case IOREQ__ENVELOPE__MSG_RESET:
 	case IOREQ__ENVELOPE__MSG_SHUTDOWN:
+	case IOREQ__ENVELOPE__MSG_PONG:
 		return 1;
+	case IOREQ__ENVELOPE__MSG_PING:
+		return e->ping->timeout_ms > 0;
 	default:
 		return 0;
 	}
