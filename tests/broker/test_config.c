@@ -540,6 +540,7 @@ struct bad {
 #define VM "vms:\n  - name: vm0\n    backend: acrn\n    vcpus: 1\n"		  /* lines 1-4 */
 #define DEV VM "    devices:\n      - name: a\n        program: ioreq-dev-test\n" /* lines 5-7 */
 #define DEV_B "      - name: b\n        program: ioreq-dev-test\n"
+#define REMOTE VM "    devices:\n      - name: a\n        mmio: [\"0x1000+8\"]\n        remote: { listen: " /* 5-8 */
 
 static const struct bad bad[] = {
 	/* YAML itself */
@@ -580,7 +581,7 @@ static const struct bad bad[] = {
 	{ "vms:\n  - name: a\n    vcpus: 1\n", "2:5: missing required key 'backend' in vm" },
 	{ "vms:\n  - name: a\n    backend: kvm\n", "2:5: missing required key 'vcpus' in vm" },
 	{ VM "    devices:\n      - program: ioreq-dev-test\n", "6:9: missing required key 'name' in device" },
-	{ VM "    devices:\n      - name: a\n", "6:9: missing required key 'program' in device" },
+	{ VM "    devices:\n      - name: a\n", "6:9: device 'a' needs either program or remote" },
 	{ DEV "        pio: [{size: 2}]\n", "8:15: missing required key 'start' in range" },
 	/* VMs */
 	{ "vms:\n  - name: a\n    backend: xen\n    vcpus: 1\n",
@@ -735,6 +736,27 @@ static const struct bad bad[] = {
 	{ DEV "        doorbells: -1\n", "8:20: expected an unsigned integer for 'doorbells'" },
 	{ DEV "        irqfds: 65\n", "8:17: 'irqfds' must be between 0 and 64" },
 	{ DEV "        irqfds: 2K\n", "8:17: expected an unsigned integer for 'irqfds'" },
+	/* remote devices (issue 18) */
+	{ DEV "        remote: { listen: \"tcp://10.0.0.1:7000\", insecure: true }\n",
+	  "6:9: device 'a' needs either program or remote" },
+	{ REMOTE "tcp://10.0.0.1:7000 }\n", "8:17: remote: plain tcp:// is refused unless insecure: true (it has no identity)" },
+	{ REMOTE "tls+tcp://10.0.0.1:7000, insecure: true }\n",
+	  "8:17: remote: insecure: true is for tcp:// addresses only" },
+	{ REMOTE "tls+tcp://10.0.0.1:7000, ca: ca.pem, peer_name: d }\n",
+	  "8:17: remote: tls+tcp:// needs the broker's certificate and key" },
+	{ REMOTE "tls+tcp://10.0.0.1:7000, certificate: b.pem, key: b.key, ca: ca.pem }\n",
+	  "8:17: remote: ca and peer_name go together (which CA, and which name it vouches for)" },
+	{ REMOTE "tls+tcp://10.0.0.1:7000, certificate: b.pem, key: b.key }\n",
+	  "8:17: remote: the device needs an identity: ca and peer_name, or fingerprint" },
+	{ REMOTE "tcp://10.0.0.1:7000, insecure: true, ca: ca.pem }\n",
+	  "8:17: remote: certificates need a tls+tcp:// address" },
+	{ REMOTE "tls+tcp://10.0.0.1, certificate: b.pem, key: b.key, fingerprint: \"sha256:00\" }\n",
+	  "8:27: 'listen' needs a port from 1 to 65535" },
+	{ REMOTE "http://10.0.0.1:80 }\n", "8:27: 'listen' must be tls+tcp://ADDRESS:PORT (or tcp:// with insecure: true)" },
+	{ REMOTE "tls+tcp://10.0.0.1:7000, certificate: b.pem, key: b.key, fingerprint: \"sha256:00\" }\n",
+	  "8:97: 'fingerprint' must be sha256: and the certificate's 32-byte SHA-256 in hex" },
+	{ REMOTE "tcp://10.0.0.1:7000, insecure: true }\n        memory: guest\n",
+	  "6:9: device 'a': memory, files, doorbells, irqfds and vhost_user are not available to a remote device" },
 };
 
 static void test_bad(void **state)
