@@ -345,6 +345,47 @@ static void test_data_plane(void **state)
 }
 
 /* The keys of the device sandbox's ids and cgroup limits, at their bounds. */
+/* remote: entries: files relative to the configuration, a fingerprint in
+ * openssl's spelling stored as plain hex, the defaults. */
+static void test_remote(void **state)
+{
+	struct cfg *c = load_ok("vms:\n"
+				"  - name: v\n"
+				"    backend: acrn\n"
+				"    vcpus: 1\n"
+				"    devices:\n"
+				"      - name: a\n"
+				"        mmio: [\"0x1000+8\"]\n"
+				"        remote:\n"
+				"          listen: tls+tcp://10.0.0.1:7000\n"
+				"          certificate: tls/broker.pem\n"
+				"          key: tls/broker.key\n"
+				"          ca: tls/ca.pem\n"
+				"          peer_name: a.example\n"
+				"          fingerprint: \"SHA256:0A:1B:2C:3D:4E:5F:60:71:82:93:A4:B5:C6:D7:E8:F9:"
+				"0A:1B:2C:3D:4E:5F:60:71:82:93:A4:B5:C6:D7:E8:F9\"\n"
+				"      - name: b\n"
+				"        pio: [\"0x80+4\"]\n"
+				"        remote: { listen: \"tcp://127.0.0.1:7001\", insecure: true, timeout_ms: 900 }\n");
+	const struct cfg_device *d = &c->vms[0].devices[0];
+	char p[512];
+
+	assert_null(d->program);
+	assert_string_equal(d->remote.listen, "tls+tcp://10.0.0.1:7000");
+	assert_string_equal(d->remote.certificate, in_tmp(p, sizeof(p), "tls/broker.pem"));
+	assert_string_equal(d->remote.key, in_tmp(p, sizeof(p), "tls/broker.key"));
+	assert_string_equal(d->remote.ca, in_tmp(p, sizeof(p), "tls/ca.pem"));
+	assert_string_equal(d->remote.peer_name, "a.example");
+	assert_string_equal(d->remote.fingerprint, "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9");
+	assert_false(d->remote.insecure);
+	assert_int_equal(d->remote.timeout_ms, 3000);
+	d = &c->vms[0].devices[1];
+	assert_true(d->remote.insecure);
+	assert_int_equal(d->remote.timeout_ms, 900);
+	assert_null(d->remote.certificate);
+	cfg_free(c);
+}
+
 static void test_limits(void **state)
 {
 	struct cfg *c = load_ok("broker:\n"
@@ -978,6 +1019,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_remote),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_data_plane),
 		cmocka_unit_test(test_device_ids_taken),
