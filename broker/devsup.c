@@ -1544,6 +1544,31 @@ static void on_timer(void *opaque, uint32_t events)
 	}
 }
 
+static void on_tls_refused(void *opaque, const char *why)
+{
+	devsup_log(opaque, LOG_WARNING, "%s", why);
+}
+
+/* A remote device's identity, its files read once, before anything can
+ * connect. Failures are the configuration's. */
+static int remote_identity(struct devsup *d)
+{
+	const struct cfg_remote *rm = &d->cfg->remote;
+	const struct tlsid_spec spec = { .certificate = rm->certificate, .key = rm->key, .ca = rm->ca,
+					 .peer_name = rm->peer_name, .fingerprint = rm->fingerprint,
+					 .refused = on_tls_refused, .opaque = d };
+	const char *why;
+	int r;
+
+	if (!rm->listen || !rm->certificate)
+		return 0;
+	r = tlsid_new(&spec, &d->tls, &why);
+	if (r < 0)
+		log_err("%s:%d:%d: vm %s device %s: remote: %s", d->cfg->config_path, d->cfg->mark.line, d->cfg->mark.col,
+			d->p.vm, d->cfg->name, why);
+	return r;
+}
+
 int devsup_new(const struct devsup_params *p, struct devsup **ret)
 {
 	struct devsup *d = calloc(1, sizeof(*d));
@@ -1587,6 +1612,8 @@ int devsup_new(const struct devsup_params *p, struct devsup **ret)
 		d->beat = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 		r = d->beat < 0 ? -errno : loop_add(p->loop, d->beat, EPOLLIN, on_beat, d, &d->beat_src);
 	}
+	if (r == 0)
+		r = remote_identity(d);
 	if (r < 0)
 		goto err;
 	*ret = d;
@@ -1639,38 +1666,17 @@ fail:
 	return r;
 }
 
-static void on_tls_refused(void *opaque, const char *why)
+/* A remote device's heartbeat, from its start to its stop. */
+static void remote_setup(struct devsup *d)
 {
-	devsup_log(opaque, LOG_WARNING, "%s", why);
-}
-
-/* A remote device's identity (once: its files are read at its first
- * start) and its heartbeat. Failures are the configuration's. */
-static int remote_setup(struct devsup *d)
-{
-	const struct cfg_remote *rm = &d->cfg->remote;
-	const struct tlsid_spec spec = { .certificate = rm->certificate, .key = rm->key, .ca = rm->ca,
-					 .peer_name = rm->peer_name, .fingerprint = rm->fingerprint,
-					 .refused = on_tls_refused, .opaque = d };
-	uint64_t period_ns = (uint64_t)rm->timeout_ms * 1000000 / 3;
+	uint64_t period_ns = (uint64_t)d->cfg->remote.timeout_ms * 1000000 / 3;
 	struct itimerspec its = { .it_value = { .tv_sec = (time_t)(period_ns / 1000000000),
 						.tv_nsec = (long)(period_ns % 1000000000) } };
-	const char *why;
-	int r;
 
-	if (!rm->listen)
-		return 0;
-	if (!d->tls && rm->certificate) {
-		r = tlsid_new(&spec, &d->tls, &why);
-		if (r < 0) {
-			log_err("%s:%d:%d: vm %s device %s: remote: %s", d->cfg->config_path, d->cfg->mark.line,
-				d->cfg->mark.col, d->p.vm, d->cfg->name, why);
-			return r;
-		}
-	}
+	if (!d->cfg->remote.listen)
+		return;
 	its.it_interval = its.it_value;
 	timerfd_settime(d->beat, 0, &its, NULL);
-	return 0;
 }
 
 static void vhost_user_close(struct devsup *d)
@@ -1693,10 +1699,9 @@ int devsup_start(struct devsup *d)
 		return r;
 	}
 	r = vhost_user_listen(d);
-	if (r == 0)
-		r = remote_setup(d);
 	if (r < 0)
 		return r;
+	remote_setup(d);
 	d->stopping = false;
 	d->window_start_ns = clock_now_ns();
 	d->window_restarts = 0;
