@@ -30,6 +30,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -73,25 +74,50 @@ struct relay {
 	nng_aio *rx;
 	struct rpc *dev;
 	uint32_t gen;
-	int ended;                    /* eventfd: the cycle is over */
-	_Atomic bool connected;
+	int wake;                     /* eventfd: connected, or ending */
+	_Atomic bool connected, ending;
 	_Atomic int64_t last_ping_ns; /* 0: no ping yet */
 	_Atomic uint32_t timeout_ms;  /* the broker's, from its pings */
-	char why[160];                /* why it ended (first writer wins) */
-	_Atomic bool ending;
+	pthread_mutex_t lock;
+	char why[160];                /* why it ended (the first reason) */
 	struct wire_arena arena;      /* rx_done's */
 };
 
-static void end_cycle(struct relay *rl, const char *why)
+static void wake(struct relay *rl)
 {
-	bool no = false;
 	uint64_t one = 1;
 
-	if (!atomic_compare_exchange_strong(&rl->ending, &no, true))
-		return;
-	snprintf(rl->why, sizeof(rl->why), "%s", why);
-	if (write(rl->ended, &one, sizeof(one)) < 0)
-		log_err("cannot signal the end of a cycle: %s", strerror(errno));
+	if (write(rl->wake, &one, sizeof(one)) < 0)
+		log_err("cannot wake the main thread: %s", strerror(errno));
+}
+
+static void end_cycle(struct relay *rl, const char *why)
+{
+	pthread_mutex_lock(&rl->lock);
+	if (!atomic_load(&rl->ending))
+		snprintf(rl->why, sizeof(rl->why), "%s", why);
+	atomic_store(&rl->ending, true);
+	pthread_mutex_unlock(&rl->lock);
+	wake(rl);
+}
+
+/* Waits for a wake-up: 0, or -EINTR for a signal. */
+static int sleep_until_woken(struct relay *rl, int sigfd, int pidfd, int timeout_ms)
+{
+	struct pollfd p[3] = { { .fd = rl->wake, .events = POLLIN },
+			       { .fd = sigfd, .events = POLLIN },
+			       { .fd = pidfd, .events = POLLIN } };
+	uint64_t v;
+
+	if (poll(p, pidfd >= 0 ? 3 : 2, timeout_ms) < 0 && errno != EINTR)
+		return -errno;
+	if (p[1].revents)
+		return -EINTR;
+	if (p[0].revents && read(rl->wake, &v, sizeof(v)) < 0)
+		return -errno;
+	if (pidfd >= 0 && p[2].revents)
+		end_cycle(rl, "the device exited");
+	return 0;
 }
 
 /* ---- the broker's side ---- */
@@ -102,7 +128,7 @@ static void up_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
 
 	if (ev == NNG_PIPE_EV_ADD_POST) {
 		atomic_store(&rl->connected, true);
-		end_cycle(rl, "connected"); /* wakes the main thread; reset there */
+		wake(rl);
 	} else if (atomic_load(&rl->connected)) {
 		end_cycle(rl, "the connection to the broker dropped");
 	}
@@ -207,8 +233,6 @@ err:
 static int dial(struct relay *rl, nng_tls_config *tls, int sigfd)
 {
 	nng_dialer d;
-	struct pollfd p[2] = { { .fd = rl->ended, .events = POLLIN }, { .fd = sigfd, .events = POLLIN } };
-	uint64_t v;
 	int r;
 
 	r = nng_pair1_open(&rl->up);
@@ -229,13 +253,11 @@ static int dial(struct relay *rl, nng_tls_config *tls, int sigfd)
 		r = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
 	if (r)
 		return wire_errno(r);
-	while (poll(p, 2, -1) < 0 && errno == EINTR)
-		;
-	if (p[1].revents)
-		return -EINTR;
-	if (read(rl->ended, &v, sizeof(v)) < 0 || !atomic_load(&rl->connected))
+	while (!atomic_load(&rl->connected) && !atomic_load(&rl->ending))
+		if ((r = sleep_until_woken(rl, sigfd, -1, -1)) < 0)
+			return r;
+	if (atomic_load(&rl->ending))
 		return -ECONNRESET;
-	atomic_store(&rl->ending, false);
 	nng_recv_aio(rl->up, rl->rx);
 	return 0;
 }
@@ -327,14 +349,12 @@ out:
 
 /* Waits for the end of the cycle: the device's exit, an event, a signal
  * (then -EINTR), or the broker's silence. */
-static int wait_end(struct relay *rl, int pidfd, int sigfd, pid_t pid)
+static int wait_end(struct relay *rl, int pidfd, int sigfd)
 {
-	struct pollfd p[3] = { { .fd = rl->ended, .events = POLLIN },
-			       { .fd = pidfd, .events = POLLIN },
-			       { .fd = sigfd, .events = POLLIN } };
 	char why[96];
+	int r;
 
-	for (;;) {
+	while (!atomic_load(&rl->ending)) {
 		uint32_t timeout = atomic_load(&rl->timeout_ms);
 		int64_t last = atomic_load(&rl->last_ping_ns);
 
@@ -342,17 +362,11 @@ static int wait_end(struct relay *rl, int pidfd, int sigfd, pid_t pid)
 			snprintf(why, sizeof(why), "no ping from the broker for %u ms (a partition?)", timeout);
 			end_cycle(rl, why);
 		}
-		if (poll(p, 3, timeout ? (int)(timeout / 3) : 1000) < 0 && errno != EINTR)
-			return -errno;
-		if (p[2].revents)
-			return -EINTR;
-		if (p[1].revents) {
-			snprintf(why, sizeof(why), "the device (pid %d) exited", pid);
-			end_cycle(rl, why);
-		}
-		if (p[0].revents)
-			return 0;
+		r = sleep_until_woken(rl, sigfd, pidfd, timeout ? (int)(timeout / 3) : 1000);
+		if (r < 0)
+			return r;
 	}
+	return 0;
 }
 
 static int cycle(const struct opts *o, nng_tls_config *tls, const char *sock, const char *launcher, int sigfd,
@@ -366,8 +380,9 @@ static int cycle(const struct opts *o, nng_tls_config *tls, const char *sock, co
 		return -ENOMEM;
 	rl->o = o;
 	rl->gen = gen;
-	rl->ended = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	r = rl->ended < 0 ? -errno : rpc_new(&dev_events, rl, &rl->dev);
+	pthread_mutex_init(&rl->lock, NULL);
+	rl->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	r = rl->wake < 0 ? -errno : rpc_new(&dev_events, rl, &rl->dev);
 	if (r == 0)
 		r = dial(rl, tls, sigfd);
 	if (r == 0) {
@@ -384,8 +399,10 @@ static int cycle(const struct opts *o, nng_tls_config *tls, const char *sock, co
 	if (r == 0) {
 		rpc_expect(rl->dev, pid);
 		log_info("started %s (pid %d)", o->program[0], pid);
-		r = wait_end(rl, pidfd, sigfd, pid);
-		log_info("%s", r == -EINTR ? "stopping" : rl->why);
+		r = wait_end(rl, pidfd, sigfd);
+		pthread_mutex_lock(&rl->lock);
+		log_info("pid %d: %s", pid, r == -EINTR ? "stopping" : rl->why);
+		pthread_mutex_unlock(&rl->lock);
 	}
 	if (pidfd >= 0) {
 		pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
@@ -400,8 +417,9 @@ static int cycle(const struct opts *o, nng_tls_config *tls, const char *sock, co
 		nng_aio_stop(rl->rx);
 		nng_aio_free(rl->rx);
 	}
-	if (rl->ended >= 0)
-		close(rl->ended);
+	if (rl->wake >= 0)
+		close(rl->wake);
+	pthread_mutex_destroy(&rl->lock);
 	free(rl);
 	return r;
 }
