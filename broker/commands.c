@@ -177,7 +177,9 @@ static int fill_devices(struct control_reply *r, struct bvm **vms, size_t n, con
 				d[k].state = (char *)devsup_state_name(info.sup.state);
 				d[k].restarts = info.sup.restarts;
 				d[k].failure = failure;
-				d[k].sandbox = info.cfg->sandbox == CFG_SANDBOX_STRICT ? "strict" : "none";
+				/* A remote device's sandbox is its runner's. */
+				d[k].sandbox = info.cfg->remote.listen ? "remote"
+					       : info.cfg->sandbox == CFG_SANDBOX_STRICT ? "strict" : "none";
 				if (info.sup.remote)
 					e = fill_remote(r, &d[k], &info);
 			}
