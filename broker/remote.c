@@ -151,23 +151,16 @@ static void rx_done(void *arg)
 {
 	struct relay *rl = arg;
 	Ioreq__Envelope *env;
-	nng_msg *msg;
-	int r = nng_aio_result(rl->rx);
+	int r = wire_aio_unpack(rl->rx, &rl->arena, &env);
 
-	if (r == NNG_ECLOSED || r == NNG_ECANCELED)
+	if (r == -ECANCELED)
 		return;
-	if (r == 0) {
-		msg = nng_aio_get_msg(rl->rx);
-		wire_arena_reset(&rl->arena);
-		r = wire_unpack(nng_msg_body(msg), nng_msg_len(msg), &rl->arena, &env);
-		if (r < 0)
-			end_cycle(rl, "the broker sent a malformed message");
-		else if (env->msg_case == IOREQ__ENVELOPE__MSG_PING)
-			answer_ping(rl, env->ping);
-		else if (rpc_send(rl->dev, rl->gen, env) < 0)
-			end_cycle(rl, "the device does not take the broker's messages");
-		nng_msg_free(msg);
-	}
+	if (r == 0 && env->msg_case == IOREQ__ENVELOPE__MSG_PING)
+		answer_ping(rl, env->ping);
+	else if (r == 0 && rpc_send(rl->dev, rl->gen, env) < 0)
+		end_cycle(rl, "the device does not take the broker's messages");
+	else if (r < 0 && r != -EAGAIN)
+		end_cycle(rl, "the broker sent a malformed message");
 	nng_recv_aio(rl->up, rl->rx);
 }
 

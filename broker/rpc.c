@@ -169,23 +169,14 @@ static void rx_done(void *arg)
 	struct rpc *c = arg;
 	uint32_t gen = gen_of(c);
 	Ioreq__Envelope *env;
-	nng_msg *msg;
-	int r;
+	int r = wire_aio_unpack(c->rx, &c->arena, &env);
 
-	r = nng_aio_result(c->rx);
-	if (r == NNG_ECLOSED || r == NNG_ECANCELED)
+	if (r == -ECANCELED)
 		return;
-	if (r == 0) {
-		msg = nng_aio_get_msg(c->rx);
-		wire_arena_reset(&c->arena);
-		r = wire_unpack(nng_msg_body(msg), nng_msg_len(msg), &c->arena, &env);
-		if (r < 0)
-			c->ev->garbage(c->opaque, gen,
-				       r == -EMSGSIZE ? "sent an oversized message" : "sent a malformed message");
-		else
-			c->ev->message(c->opaque, gen, env);
-		nng_msg_free(msg);
-	}
+	if (r == 0)
+		c->ev->message(c->opaque, gen, env);
+	else if (r != -EAGAIN)
+		c->ev->garbage(c->opaque, gen, r == -EMSGSIZE ? "sent an oversized message" : "sent a malformed message");
 	nng_recv_aio(c->sock, c->rx);
 }
 
