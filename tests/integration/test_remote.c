@@ -309,8 +309,10 @@ static void test_netem_delay(void **state)
 	harness_wait(&b, 40);
 	assert_int_equal(b.status, 0);
 	assert_int_equal(harness_stat(&b, "vm v device ram:", " expired"), 5);
+	/* The runner reconnects to this second broker on its own: time for
+	 * its backoff and the handshakes, 200 ms a round trip. */
 	start_broker(&b,
-		     "sleep 300\n"
+		     "sleep 3000\n"
 		     "repeat 5\n  mmio write 0x2000 8 seq\n  mmio read 0x2000 8 seq\nend\n",
 		     remote, "        deadline_ms: 2000\n        on_failure: hold\n");
 	harness_wait(&b, 40);
