@@ -105,8 +105,8 @@ static const char *make_certs(void)
 }
 
 /* The broker, in its namespace, on a VM whose vCPU runs @script and whose
- * device "ram" (mmio 0x2000+8) is remote with @remote (YAML flow mapping
- * entries after listen) and @extra device keys. */
+ * device "ram" (mmio 0x2000+8) is remote with @remote (the entries of its
+ * YAML flow mapping) and @extra device keys. */
 static void start_broker(struct run *r, const char *script, const char *remote, const char *extra)
 {
 	const char *path;
@@ -125,15 +125,17 @@ static void start_broker(struct run *r, const char *script, const char *remote, 
 			     "      - name: ram\n"
 			     "        mmio: [\"0x2000+8\"]\n"
 			     "%s"
-			     "        remote: { listen: \"tls+tcp://" ADDR_B ":" PORT "\", certificate: %s/broker.pem,\n"
-			     "                  key: %s/broker.key, %s }\n",
-			     harness_tmpdir(), extra, certs, certs, remote);
+			     "        remote: { %s }\n",
+			     harness_tmpdir(), extra, remote);
 	argv[6] = path;
 	harness_start_argv(r, argv);
-	assert_non_null(harness_wait_log(r, "listening on tls+tcp://", 10));
+	assert_non_null(harness_wait_log(r, "listening on ", 10));
 }
 
-#define CA_NAME "ca: %s/ca.pem, peer_name: ram.remote"
+/* A tls+tcp:// entry whose device is known by @identity. */
+#define TLS_REMOTE(identity)                                                                                   \
+	"listen: \"tls+tcp://" ADDR_B ":" PORT "\", certificate: %1$s/broker.pem, key: %1$s/broker.key, " identity
+#define CA_NAME TLS_REMOTE("ca: %1$s/ca.pem, peer_name: ram.remote")
 
 /* The runner in the device's namespace, with certificate @cert (and its
  * key @key), serving ioreq-dev-ram. */
@@ -163,7 +165,7 @@ static void ca_name(char *buf, size_t len)
  * where it is and who it is. */
 static void test_serves(void **state)
 {
-	char remote[1400], out[8192], sock[512];
+	char remote[4200], out[8192], sock[512];
 	struct run b, d;
 	const char *ctl[] = { BIN "/ioreqctl", "--socket", sock, "devices", NULL };
 
@@ -201,7 +203,7 @@ static void test_refused(void **state)
 		  "certificate \"CN=someone.else\"): its certificate does not carry the expected name" },
 		{ "expired.pem", "expired.key", "certificate \"CN=ram.remote\"): its certificate has expired" },
 	};
-	char remote[1400], addr[64];
+	char remote[4200], addr[64];
 	const char *plain[] = { "/usr/sbin/ip", "netns", "exec", ns_d, BIN "/ioreq-remote", "--broker",
 				"tcp://" ADDR_B ":" PORT, "--insecure", "--name", "ram", "--sandbox", "none",
 				"--runtime-dir", addr, "--", BIN "/ioreq-dev-ram", NULL };
@@ -234,13 +236,13 @@ static void test_refused(void **state)
  * the CA-signed one with the same name is not. */
 static void test_fingerprint(void **state)
 {
-	char fp[256], remote[400];
+	char fp[256], remote[4200];
 	struct run b, d, good;
 
 	assert_int_equal(sh(fp, sizeof(fp), "openssl x509 -in %s/self.pem -noout -fingerprint -sha256 | cut -d= -f2 | tr -d '\\n'",
 			    certs),
 			 0);
-	snprintf(remote, sizeof(remote), "fingerprint: \"sha256:%s\"", fp);
+	snprintf(remote, sizeof(remote), TLS_REMOTE("fingerprint: \"sha256:%2$s\""), certs, fp);
 	start_broker(&b, "sleep 4000\nmmio write 0x2000 8 0x5a\nmmio read 0x2000 8 0x5a\n", remote,
 		     "        on_failure: hold\n        deadline_ms: 10000\n");
 	start_runner(&d, "dev.pem", "dev.key");
@@ -252,6 +254,28 @@ static void test_fingerprint(void **state)
 	assert_int_equal(b.status, 0);
 }
 
+/* insecure: true: plain TCP, no identity; whoever connects is the device. */
+static void test_insecure(void **state)
+{
+	char dir[300];
+	const char *runner[] = { "/usr/sbin/ip", "netns", "exec", ns_d, BIN "/ioreq-remote", "--broker",
+				 "tcp://" ADDR_B ":" PORT, "--insecure", "--name", "ram", "--user", DEVICE_UID,
+				 "--runtime-dir", dir, "--", BIN "/ioreq-dev-ram", NULL };
+	struct run b, d;
+
+	start_broker(&b, "sleep 300\nrepeat 50\n  mmio write 0x2000 8 seq\n  mmio read 0x2000 8 seq\nend\n",
+		     "listen: \"tcp://" ADDR_B ":" PORT "\", insecure: true",
+		     "        on_failure: hold\n        deadline_ms: 10000\n");
+	assert_non_null(harness_wait_log(&b, "(insecure: anyone who connects is the device)", 1));
+	snprintf(dir, sizeof(dir), "%s/remote", harness_tmpdir());
+	harness_start_argv(&d, runner);
+	assert_non_null(harness_wait_log(&b, "ready (remote, " ADDR_D ":", 10));
+	assert_non_null(harness_wait_log(&b, ", insecure)", 1));
+	harness_wait(&b, 30);
+	assert_int_equal(b.status, 0);
+	assert_int_equal(harness_stat(&b, "vm v device ram:", " fallbacks"), 0);
+}
+
 /* The network goes away while the vCPU's requests are in flight: each one
  * completes by its deadline with the fallback, the broker hears nothing
  * for timeout_ms and takes the device for dead, the runner likewise; once
@@ -259,7 +283,7 @@ static void test_fingerprint(void **state)
  * serves again. */
 static void test_partition(void **state)
 {
-	char remote[1400];
+	char remote[4200];
 	struct run b, d;
 
 	ca_name(remote, sizeof(remote));
@@ -294,7 +318,7 @@ static void test_partition(void **state)
  * by its deadline with the fallback; a longer deadline gets answers. */
 static void test_netem_delay(void **state)
 {
-	char remote[1400], why[512];
+	char remote[4200], why[512];
 	struct run b, d;
 
 	if (sh(why, sizeof(why), "ip netns exec %s tc qdisc add dev vd root netem delay 100ms && "
@@ -331,6 +355,7 @@ int main(void)
 		harness_test(test_serves),
 		harness_test(test_refused),
 		harness_test(test_fingerprint),
+		harness_test(test_insecure),
 		harness_test(test_partition),
 #endif
 	};
