@@ -130,6 +130,25 @@ static int fill_ranges(struct control_reply *r, Ioreqctl__DeviceInfo *d, const s
 	return 0;
 }
 
+static int fill_remote(struct control_reply *r, Ioreqctl__DeviceInfo *d, const struct vm_device_info *info)
+{
+	Ioreqctl__RemoteInfo *m = control_alloc(r, 1, sizeof(*m));
+	char *peer = control_alloc(r, 1, sizeof(info->sup.peer)), *subject = control_alloc(r, 1, sizeof(info->sup.subject));
+
+	if (!m || !peer || !subject)
+		return -ENOMEM;
+	ioreqctl__remote_info__init(m);
+	memcpy(peer, info->sup.peer, sizeof(info->sup.peer));
+	memcpy(subject, info->sup.subject, sizeof(info->sup.subject));
+	m->listen = info->cfg->remote.listen;
+	m->peer = peer;
+	m->subject = subject;
+	m->rtt_ns = info->sup.rtt_ns;
+	m->reconnects = info->sup.restarts;
+	d->remote = m;
+	return 0;
+}
+
 static int fill_devices(struct control_reply *r, struct bvm **vms, size_t n, const char *only)
 {
 	size_t total = count_devices(vms, n, only), k = 0;
@@ -160,7 +179,11 @@ static int fill_devices(struct control_reply *r, struct bvm **vms, size_t n, con
 				d[k].state = (char *)devsup_state_name(info.sup.state);
 				d[k].restarts = info.sup.restarts;
 				d[k].failure = failure;
-				d[k].sandbox = info.cfg->sandbox == CFG_SANDBOX_STRICT ? "strict" : "none";
+				/* A remote device's sandbox is its runner's. */
+				d[k].sandbox = info.cfg->remote.listen ? "remote"
+					       : info.cfg->sandbox == CFG_SANDBOX_STRICT ? "strict" : "none";
+				if (info.sup.remote)
+					e = fill_remote(r, &d[k], &info);
 			}
 			free(info.ranges);
 			if (e < 0 || !failure)

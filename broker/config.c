@@ -26,6 +26,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -792,6 +793,52 @@ static int parse_vhost_user(struct loader *l, const struct field *f, yaml_node_t
 	return 0;
 }
 
+/* `remote.fingerprint`: "sha256:" and 64 hex digits, pairs optionally
+ * separated by colons (openssl x509 -fingerprint -sha256 prints them so);
+ * stored as 64 lowercase hex digits. */
+static int parse_fingerprint(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	char **dst = at(obj, f->off), hex[65];
+	const char *s, *p;
+	size_t n = 0;
+	int r;
+
+	r = get_string(l, val, f->key, &s);
+	if (r < 0)
+		return r;
+	p = !strncasecmp(s, "sha256:", 7) ? s + 7 : s;
+	for (; *p && n < 64; p++) {
+		if (*p == ':' && n % 2 == 0 && n)
+			continue;
+		if (!isxdigit((unsigned char)*p))
+			break;
+		hex[n++] = (char)tolower((unsigned char)*p);
+	}
+	if (n != 64 || *p)
+		return fail(l, val, "'%s' must be sha256: and the certificate's 32-byte SHA-256 in hex", f->key);
+	hex[64] = '\0';
+	*dst = strdup(hex);
+	return *dst ? 0 : oom(l);
+}
+
+/* `remote.listen`: the address the broker listens on for the device's runner. */
+static int parse_listen(struct loader *l, const struct field *f, yaml_node_t *val, void *obj)
+{
+	const char *s, *port;
+	int r;
+
+	r = get_string(l, val, f->key, &s);
+	if (r < 0)
+		return r;
+	if (strncmp(s, "tls+tcp://", 10) && strncmp(s, "tcp://", 6))
+		return fail(l, val, "'%s' must be tls+tcp://ADDRESS:PORT (or tcp:// with insecure: true)", f->key);
+	port = strrchr(s, ':');
+	if (!port || port < strstr(s, "://") + 3 || !port[1] || strspn(port + 1, "0123456789") != strlen(port + 1) ||
+	    atoi(port + 1) < 1 || atoi(port + 1) > 65535)
+		return fail(l, val, "'%s' needs a port from 1 to 65535", f->key);
+	return store_string(l, f, obj, s);
+}
+
 /* ---- device ids ---- */
 
 /* The first user, then group, whose id is in @first..@last, named in @buf. */
@@ -1227,11 +1274,63 @@ static const struct schema window_schema = {
 	"windows", "`vms[].devices[].windows`: where a device may claim ranges at run time", SCHEMA(window_fields)
 };
 
+static const struct field remote_fields[] = {
+	{ "listen", STR(DEV, remote.listen, parse_listen), .required = ALL, .value = "tls+tcp://ADDRESS:PORT",
+	  .doc = "where the broker listens for the device's runner (ioreq-remote); tcp:// only with insecure" },
+	{ "certificate", STR(DEV, remote.certificate, parse_data_file), .value = "file", .dflt = "none",
+	  .doc = "the broker's own certificate (PEM), which the runner checks; required with tls+tcp://; relative to "
+		 "this file" },
+	{ "key", STR(DEV, remote.key, parse_data_file), .value = "file", .dflt = "none",
+	  .doc = "the private key of certificate (PEM, unencrypted)" },
+	{ "ca", STR(DEV, remote.ca, parse_data_file), .value = "file", .dflt = "none",
+	  .doc = "the CA certificates (PEM) that must have signed the device's certificate; with peer_name" },
+	{ "peer_name", STR(DEV, remote.peer_name, parse_str), .value = "string", .dflt = "none",
+	  .doc = "the name the device's certificate must carry, as its subject's CN or a DNS subjectAltName; with ca" },
+	{ "fingerprint", STR(DEV, remote.fingerprint, parse_fingerprint), .value = "sha256:HEX", .dflt = "none",
+	  .doc = "or (and) the SHA-256 of the device's certificate (DER), as openssl x509 -fingerprint -sha256 "
+		 "prints it: that certificate only, signed by anyone; still refused once expired" },
+	{ "insecure", BOOL(DEV, remote.insecure, false),
+	  .doc = "allow a tcp:// address: no encryption and no identity, anyone who connects is the device (tests "
+		 "only)" },
+	{ "timeout_ms", NUM(DEV, remote.timeout_ms, 100, 600000, 3000),
+	  .doc = "silence from the runner (it answers a ping every third of it) after which the connection is "
+		 "dropped and the device is down" },
+};
+
+/* Which identity: a CA and a name, or a fingerprint; plain TCP only when
+ * asked for by name. */
+static int remote_finish(struct loader *l, yaml_node_t *map, void *obj)
+{
+	const struct cfg_remote *rm = &((struct cfg_device *)obj)->remote;
+	bool tls = !strncmp(rm->listen, "tls+", 4);
+
+	if (!tls && !rm->insecure)
+		return fail(l, map, "remote: plain tcp:// is refused unless insecure: true (it has no identity)");
+	if (!tls && (rm->certificate || rm->key || rm->ca || rm->peer_name || rm->fingerprint))
+		return fail(l, map, "remote: certificates need a tls+tcp:// address");
+	if (tls && rm->insecure)
+		return fail(l, map, "remote: insecure: true is for tcp:// addresses only");
+	if (tls && (!rm->certificate || !rm->key))
+		return fail(l, map, "remote: tls+tcp:// needs the broker's certificate and key");
+	if (tls && !!rm->ca != !!rm->peer_name)
+		return fail(l, map, "remote: ca and peer_name go together (which CA, and which name it vouches for)");
+	if (tls && !rm->ca && !rm->fingerprint)
+		return fail(l, map, "remote: the device needs an identity: ca and peer_name, or fingerprint");
+	return 0;
+}
+
+static const struct schema remote_schema = {
+	"remote", "`vms[].devices[].remote`: a device on another host, over mutual TLS (README: Remote devices)",
+	SCHEMA(remote_fields), .finish = remote_finish
+};
+
 static const struct field device_fields[] = {
 	{ "name", STR(DEV, name, parse_name), .required = ALL, .value = NAME_TEXT, .doc = "unique within the VM" },
-	{ "program", STR(DEV, program, parse_program), .required = ALL, .value = "program name or path",
+	{ "program", STR(DEV, program, parse_program), .value = "program name or path", .dflt = "none",
 	  .doc = "a bare name is looked up next to ioreq-brokerd, then in $PATH; a path with a / is relative to "
-		 "this file" },
+		 "this file; either program or remote" },
+	{ "remote", .parse = parse_map, .kind = K_MAP, .arg = &remote_schema, .value = "mapping (below)",
+	  .dflt = "none", .doc = "the device runs on another host and connects (below); either program or remote" },
 	{ "args", .parse = parse_args, .kind = K_STRV, AT(DEV, args), .value = "list of strings", .dflt = "none",
 	  .doc = "the program's own arguments" },
 	{ "pio", RANGES(pio, .name = "pio", .max = PIO_MAX, .exclusive = true),
@@ -1303,6 +1402,12 @@ static int device_finish(struct loader *l, yaml_node_t *map, void *obj)
 
 	if (!dev->args && !(dev->args = calloc(1, sizeof(*dev->args))))
 		return oom(l);
+	if (!dev->program == !dev->remote.listen)
+		return fail(l, map, "device '%s' needs either program or remote", dev->name);
+	/* What is handed over as fds cannot cross hosts. */
+	if (dev->remote.listen && (dev->memory || dev->n_files || dev->doorbells || dev->irqfds || dev->vhost_user))
+		return fail(l, map, "device '%s': memory, files, doorbells, irqfds and vhost_user are not available to a "
+				    "remote device", dev->name);
 	for (const struct field *f = device_fields; f < device_fields + ARRAY_SIZE(device_fields); f++) {
 		const struct cfg_range *v;
 

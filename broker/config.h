@@ -66,9 +66,24 @@ struct cfg_range {
 	struct cfg_mark mark;
 };
 
+/* A device served from another host (`remote:`): the broker listens for
+ * its runner (ioreq-remote) instead of starting a program, and knows it by
+ * its certificate. */
+struct cfg_remote {
+	char *listen;        /* tls+tcp://ADDRESS:PORT, or tcp://ADDRESS:PORT with insecure; NULL: not remote */
+	char *certificate;   /* the broker's own certificate and key (absolute paths) */
+	char *key;
+	char *ca;            /* the CA that signs the device's certificate... */
+	char *peer_name;     /* ...and the name it must carry (CN or DNS subjectAltName) */
+	char *fingerprint;   /* or: the SHA-256 of its certificate, 64 lowercase hex digits */
+	bool insecure;       /* tcp:// allowed: no identity at all (tests only) */
+	uint32_t timeout_ms; /* silence from the runner that drops the connection */
+};
+
 struct cfg_device {
 	char *name;
-	char *program;     /* absolute path, checked to be executable */
+	char *program;     /* absolute path, checked to be executable; NULL when remote */
+	struct cfg_remote remote;
 	char **args;       /* extra arguments, NULL-terminated */
 	struct cfg_range *pio;
 	size_t n_pio;

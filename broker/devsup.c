@@ -29,6 +29,7 @@
 #include "proc.h"
 #include "ring.h"
 #include "rpc.h"
+#include "tlsid.h"
 #include "wire.h"
 
 #define SHUTDOWN_GRACE_MS 1000
@@ -114,6 +115,12 @@ struct devsup {
 	int vhost_user;            /* its `vhost_user:` listening socket, from start to stop; -1 */
 	int timer;                 /* handshake deadline, or restart time */
 	struct loop_source *timer_src;
+	/* A remote device (remote:): who it must be, and the heartbeat that
+	 * tells a silent network from a quiet device. Times in ns. */
+	struct tlsid *tls;
+	int beat;                  /* every third of remote.timeout_ms; -1 */
+	struct loop_source *beat_src;
+	_Atomic uint64_t ping_seq, ping_sent, last_pong, rtt;
 	struct loop_job kill_job;
 	_Atomic uint32_t kill_gen;     /* the instance kill_job is for */
 
@@ -424,6 +431,7 @@ static void on_hello(struct devsup *d, uint32_t gen, const Ioreq__Hello *h)
 		devsup_cut_off(d, gen, "said hello twice");
 		return;
 	}
+	atomic_store(&d->last_pong, (uint64_t)clock_now_ns());
 	/* Its ring, if it takes requests there and was given one. */
 	d->inst.ring_on = h->ring && d->inst.ring_fd0;
 	if (send_welcome(d, gen) < 0) {
@@ -435,7 +443,17 @@ static void on_hello(struct devsup *d, uint32_t gen, const Ioreq__Hello *h)
 	if (!atomic_compare_exchange_strong(&d->life, &starting, LIFE(gen, DEVSUP_READY)))
 		return;
 	moved(d, DEVSUP_STARTING, DEVSUP_READY, "");
-	log_info("vm %s device %s: ready (pid %d)", d->p.vm, d->cfg->name, d->pid);
+	if (d->cfg->remote.listen) {
+		char peer[64], subject[160] = "";
+
+		rpc_peer(d->rpc, peer, sizeof(peer));
+		if (d->tls)
+			tlsid_subject(d->tls, subject, sizeof(subject));
+		log_info("vm %s device %s: ready (remote, %s%s%s%s)", d->p.vm, d->cfg->name, peer,
+			 d->tls ? ", certificate \"" : ", insecure", subject, d->tls ? "\"" : "");
+	} else {
+		log_info("vm %s device %s: ready (pid %d)", d->p.vm, d->cfg->name, d->pid);
+	}
 	d->p.events->ready(d->p.opaque, gen);
 }
 
@@ -620,6 +638,17 @@ static bool within_rate(struct devsup *d, uint32_t gen, struct rate *m, const ch
 	return false;
 }
 
+/* The runner answered a ping: the link is up; the round trip of the last
+ * ping, if this answers it. */
+static void on_pong(struct devsup *d, const Ioreq__Pong *p)
+{
+	uint64_t now = (uint64_t)clock_now_ns();
+
+	atomic_store(&d->last_pong, now);
+	if (p->seq == atomic_load(&d->ping_seq))
+		atomic_store(&d->rtt, now - atomic_load(&d->ping_sent));
+}
+
 static void on_message(void *opaque, uint32_t gen, const Ioreq__Envelope *env)
 {
 	struct devsup *d = opaque;
@@ -634,6 +663,10 @@ static void on_message(void *opaque, uint32_t gen, const Ioreq__Envelope *env)
 	if (LIFE_STATE(w) != DEVSUP_READY) {
 		if (LIFE_STATE(w) == DEVSUP_STARTING)
 			devsup_cut_off(d, gen, "sent a message before its hello");
+		return;
+	}
+	if (env->msg_case == IOREQ__ENVELOPE__MSG_PONG && d->cfg->remote.listen) {
+		on_pong(d, env->pong);
 		return;
 	}
 	if (env->msg_case != IOREQ__ENVELOPE__MSG_REPLY && !within_rate(d, gen, &d->msg_rate, "messages"))
@@ -662,12 +695,16 @@ static void on_garbage(void *opaque, uint32_t gen, const char *why)
 	devsup_cut_off(opaque, gen, why);
 }
 
-static void on_refused(void *opaque, uint32_t gen, uint64_t pid)
+static void on_refused(void *opaque, uint32_t gen, const char *who)
 {
 	struct devsup *d = opaque;
 
-	if (gen == gen_of(d))
-		devsup_log(d, LOG_WARNING, "refused a connection from pid %" PRIu64 ": not the device it started", pid);
+	if (gen != gen_of(d))
+		return;
+	if (d->cfg->remote.listen)
+		devsup_log(d, LOG_WARNING, "refused a connection from %s: the device is connected already", who);
+	else
+		devsup_log(d, LOG_WARNING, "refused a connection from %s: not the device it started", who);
 }
 
 static void on_closed(void *opaque, uint32_t gen)
@@ -1221,6 +1258,28 @@ static void on_limit(void *opaque, uint32_t events)
 
 static void finish_instance(struct devsup *d);
 
+/* A remote instance is a connection: the broker listens for the runner,
+ * whose TLS handshake proves who it is (tlsid.c); no handshake deadline,
+ * as a runner may connect whenever its host is up. */
+static int start_remote(struct devsup *d, uint32_t gen)
+{
+	const char *url = d->cfg->remote.listen;
+	int r;
+
+	d->inst.reaped = false;
+	r = rpc_listen_remote(d->rpc, url, d->tls ? tlsid_config(d->tls) : NULL, gen);
+	if (r < 0) {
+		devsup_log(d, LOG_ERR, "cannot listen on %s: %s", url, strerror(-r));
+		atomic_store(&d->life, LIFE(gen, DEVSUP_DOWN));
+		d->inst.reaped = true;
+		finish_instance(d);
+		return r;
+	}
+	log_info("vm %s device %s: listening on %s for its runner%s", d->p.vm, d->cfg->name, url,
+		 d->tls ? "" : " (insecure: anyone who connects is the device)");
+	return 0;
+}
+
 /* Starts instance gen + 1. On failure it is down, and the caller decides
  * about a restart; *@ret_given is set when what it is given (files, the
  * guest's memory) is what failed. */
@@ -1239,6 +1298,8 @@ static int start_instance(struct devsup *d, bool *ret_given)
 	/* Starting before anything can connect: its hello must find it so. */
 	was = LIFE_STATE(atomic_exchange(&d->life, LIFE(gen, DEVSUP_STARTING)));
 	moved(d, was, DEVSUP_STARTING, was == DEVSUP_DOWN ? "restarting" : "starting");
+	if (d->cfg->remote.listen)
+		return start_remote(d, gen);
 	/* Fresh ones for each instance: nothing of the last one's (an eventfd
 	 * it may have registered) reaches this one. */
 	r = open_block(d, in);
@@ -1438,12 +1499,55 @@ static void on_exit_event(void *opaque, uint32_t events)
 	collect(opaque);
 }
 
+/* A remote instance that went down: its connection goes (the runner
+ * then restarts the device and dials again), the next one is listened
+ * for after the backoff. */
+static void end_remote(struct devsup *d)
+{
+	if (d->inst.reaped)
+		return;
+	atomic_fetch_add(&d->exits, 1);
+	finish_instance(d);
+	d->inst.reaped = true;
+	schedule_restart(d);
+}
+
 static void on_kill(void *arg)
 {
 	struct devsup *d = arg;
 
-	if (atomic_load(&d->kill_gen) == gen_of(d) && d->inst.pidfd >= 0 && !d->inst.reaped)
+	if (atomic_load(&d->kill_gen) != gen_of(d))
+		return;
+	if (d->cfg->remote.listen)
+		end_remote(d);
+	else if (d->inst.pidfd >= 0 && !d->inst.reaped)
 		pidfd_send_signal(d->inst.pidfd, SIGKILL, NULL, 0);
+}
+
+/* Every third of timeout_ms: a ping to a ready runner, or the end of one
+ * that has not answered for timeout_ms (a partition, a dead host). */
+static void on_beat(void *opaque, uint32_t events)
+{
+	struct devsup *d = opaque;
+	uint32_t timeout = d->cfg->remote.timeout_ms, gen = devsup_ready_gen(d);
+	Ioreq__Ping ping = IOREQ__PING__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+	uint64_t now = (uint64_t)clock_now_ns(), ticks;
+	char why[96];
+
+	if (read(d->beat, &ticks, sizeof(ticks)) < 0 || !gen)
+		return;
+	if (now - atomic_load(&d->last_pong) > (uint64_t)timeout * 1000000) {
+		snprintf(why, sizeof(why), "no answer for %u ms (network partition, or the runner is gone)", timeout);
+		went_down(d, gen, why);
+		return;
+	}
+	ping.seq = atomic_fetch_add(&d->ping_seq, 1) + 1;
+	ping.timeout_ms = timeout;
+	atomic_store(&d->ping_sent, now);
+	env.msg_case = IOREQ__ENVELOPE__MSG_PING;
+	env.ping = &ping;
+	rpc_send(d->rpc, gen, &env);
 }
 
 static void on_timer(void *opaque, uint32_t events)
@@ -1468,6 +1572,31 @@ static void on_timer(void *opaque, uint32_t events)
 	}
 }
 
+static void on_tls_refused(void *opaque, const char *why)
+{
+	devsup_log(opaque, LOG_WARNING, "%s", why);
+}
+
+/* A remote device's identity, its files read once, before anything can
+ * connect. Failures are the configuration's. */
+static int remote_identity(struct devsup *d)
+{
+	const struct cfg_remote *rm = &d->cfg->remote;
+	const struct tlsid_spec spec = { .certificate = rm->certificate, .key = rm->key, .ca = rm->ca,
+					 .peer_name = rm->peer_name, .fingerprint = rm->fingerprint,
+					 .refused = on_tls_refused, .opaque = d };
+	const char *why;
+	int r;
+
+	if (!rm->listen || !rm->certificate)
+		return 0;
+	r = tlsid_new(&spec, &d->tls, &why);
+	if (r < 0)
+		log_err("%s:%d:%d: vm %s device %s: remote: %s", d->cfg->config_path, d->cfg->mark.line, d->cfg->mark.col,
+			d->p.vm, d->cfg->name, why);
+	return r;
+}
+
 int devsup_new(const struct devsup_params *p, struct devsup **ret)
 {
 	struct devsup *d = calloc(1, sizeof(*d));
@@ -1482,6 +1611,7 @@ int devsup_new(const struct devsup_params *p, struct devsup **ret)
 	d->mem.fd = -1;
 	d->vhost_user = -1;
 	d->timer = -1;
+	d->beat = -1;
 	d->uid = (uid_t)-1;
 	d->backoff_ms = BACKOFF_MIN_MS;
 	d->kill_job = (struct loop_job){ .fn = on_kill, .arg = d };
@@ -1501,10 +1631,17 @@ int devsup_new(const struct devsup_params *p, struct devsup **ret)
 		goto err;
 	}
 	r = rpc_new(&rpc_events, d, &d->rpc);
-	if (r == 0 && p->cfg->transport == CFG_TRANSPORT_RING)
+	/* A remote device has no shared memory with us: nng only. */
+	if (r == 0 && p->cfg->transport == CFG_TRANSPORT_RING && !p->cfg->remote.listen)
 		r = ring_new(&d->ring);
 	if (r == 0)
 		r = loop_add(p->loop, d->timer, EPOLLIN, on_timer, d, &d->timer_src);
+	if (r == 0 && p->cfg->remote.listen) {
+		d->beat = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		r = d->beat < 0 ? -errno : loop_add(p->loop, d->beat, EPOLLIN, on_beat, d, &d->beat_src);
+	}
+	if (r == 0)
+		r = remote_identity(d);
 	if (r < 0)
 		goto err;
 	*ret = d;
@@ -1557,6 +1694,19 @@ fail:
 	return r;
 }
 
+/* A remote device's heartbeat, from its start to its stop. */
+static void remote_setup(struct devsup *d)
+{
+	uint64_t period_ns = (uint64_t)d->cfg->remote.timeout_ms * 1000000 / 3;
+	struct itimerspec its = { .it_value = { .tv_sec = (time_t)(period_ns / 1000000000),
+						.tv_nsec = (long)(period_ns % 1000000000) } };
+
+	if (!d->cfg->remote.listen)
+		return;
+	its.it_interval = its.it_value;
+	timerfd_settime(d->beat, 0, &its, NULL);
+}
+
 static void vhost_user_close(struct devsup *d)
 {
 	if (d->vhost_user < 0)
@@ -1579,6 +1729,7 @@ int devsup_start(struct devsup *d)
 	r = vhost_user_listen(d);
 	if (r < 0)
 		return r;
+	remote_setup(d);
 	d->stopping = false;
 	d->window_start_ns = clock_now_ns();
 	d->window_restarts = 0;
@@ -1643,7 +1794,15 @@ void devsup_stop(struct devsup *d)
 
 	if (!d->stopping)
 		devsup_ask_stop(d);
-	if (!in->reaped && !wait_exit(d, d->asked_to_exit ? SHUTDOWN_GRACE_MS : 0)) {
+	if (d->beat >= 0)
+		timerfd_settime(d->beat, 0, &(struct itimerspec){ 0 }, NULL);
+	if (d->cfg->remote.listen) {
+		/* Its connection goes: rpc_shut gives the runner a moment to
+		 * close it after the Shutdown. */
+		if (!in->reaped)
+			finish_instance(d);
+		in->reaped = true;
+	} else if (!in->reaped && !wait_exit(d, d->asked_to_exit ? SHUTDOWN_GRACE_MS : 0)) {
 		pidfd_send_signal(in->pidfd, SIGTERM, NULL, 0);
 		if (!wait_exit(d, 200)) {
 			pidfd_send_signal(in->pidfd, SIGKILL, NULL, 0);
@@ -1669,7 +1828,12 @@ struct devsup *devsup_free(struct devsup *d)
 		devsup_stop(d);
 	if (d->timer_src)
 		d->timer_src = loop_remove(d->p.loop, d->timer_src);
+	if (d->beat_src)
+		d->beat_src = loop_remove(d->p.loop, d->beat_src);
+	if (d->beat >= 0)
+		close(d->beat);
 	d->rpc = rpc_free(d->rpc);
+	d->tls = tlsid_free(d->tls);
 	d->ring = ring_free(d->ring);
 	if (d->timer >= 0)
 		close(d->timer);
@@ -1698,4 +1862,11 @@ void devsup_info(const struct devsup *d, struct devsup_info *ret)
 	};
 	snprintf(ret->failure, sizeof(ret->failure), "%s", d->failure);
 	pthread_mutex_unlock(&m->lock);
+	ret->remote = d->cfg->remote.listen != NULL;
+	if (ret->remote) {
+		rpc_peer(m->rpc, ret->peer, sizeof(ret->peer));
+		if (m->tls && ret->peer[0])
+			tlsid_subject(m->tls, ret->subject, sizeof(ret->subject));
+		ret->rtt_ns = atomic_load(&m->rtt);
+	}
 }

@@ -160,6 +160,13 @@ struct devsup_info {
 	uint64_t violations;
 	uint64_t throttled;  /* messages over max_msg_rate */
 	uint64_t ring_requests, socket_requests; /* how requests were sent */
+	/* A remote device: its runner's address ("" while not connected), the
+	 * subject of the certificate it was accepted with, the last ping's
+	 * round trip (0: none yet); its reconnections are its restarts. */
+	bool remote;
+	char peer[64];
+	char subject[160];
+	uint64_t rtt_ns;
 };
 
 void devsup_info(const struct devsup *d, struct devsup_info *ret);

@@ -166,6 +166,16 @@ static void print_devices(const Ioreqctl__CtlReply *r, bool json)
 			json_str(d->sandbox);
 			printf(", \"failure\": ");
 			json_str(d->failure);
+			if (d->remote) {
+				printf(", \"remote\": {\"listen\": ");
+				json_str(d->remote->listen);
+				printf(", \"peer\": ");
+				json_str(d->remote->peer);
+				printf(", \"subject\": ");
+				json_str(d->remote->subject);
+				printf(", \"rtt_ns\": %" PRIu64 ", \"reconnects\": %u}", d->remote->rtt_ns,
+				       d->remote->reconnects);
+			}
 			printf(", \"ranges\": [");
 			for (size_t k = 0; k < d->n_ranges; k++) {
 				printf("%s{\"kind\": ", k ? ", " : "");
@@ -184,6 +194,10 @@ static void print_devices(const Ioreqctl__CtlReply *r, bool json)
 		if (d->failure && *d->failure)
 			printf(" (%s)", d->failure);
 		printf("\n");
+		if (d->remote)
+			printf("%-16s remote: %s from %s, certificate \"%s\", rtt %.2f ms, %u reconnects\n", "",
+			       d->remote->listen, *d->remote->peer ? d->remote->peer : "(not connected)",
+			       d->remote->subject, (double)d->remote->rtt_ns / 1e6, d->remote->reconnects);
 	}
 	if (json)
 		printf("]");

@@ -1,6 +1,8 @@
 #include "rpc.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <pthread.h>
@@ -19,8 +21,11 @@
  * as the spawn returns, milliseconds before the device can connect. The
  * wait holds one of nng's few task threads, hence short. */
 #define EXPECT_WAIT_MS 1000
-/* How long rpc_shut waits for the accepted connection to end (see there). */
+/* How long rpc_shut waits for the accepted connection to end (see there):
+ * a local device's process is gone by then, a remote one may be silent
+ * behind a partition, and the VM's event thread waits meanwhile. */
 #define PIPE_GONE_MS 1000
+#define REMOTE_GONE_MS 100
 
 struct rpc {
 	const struct rpc_events *ev;
@@ -31,13 +36,15 @@ struct rpc {
 	nng_socket sock;
 	nng_listener listener;
 	nng_aio *rx;
-	char path[108];
-	pthread_mutex_t lock;   /* expected, accepted, connected */
+	char path[108];         /* "" for a remote device */
+	bool remote;            /* accepts anyone: the TLS engine checked who */
+	pthread_mutex_t lock;   /* expected, accepted, connected, peer */
 	pthread_cond_t known;   /* expected is known; connected went false */
 	pid_t expected;         /* 0: not known yet */
 	bool shutting;
 	uint32_t accepted;      /* the accepted pipe's id, 0: none */
 	bool connected;         /* the accepted pipe has not ended yet */
+	char peer[64];          /* the accepted pipe's remote address */
 	struct wire_arena arena; /* the receive callback's */
 };
 
@@ -88,34 +95,61 @@ static pid_t expected_pid(struct rpc *c)
 	return pid;
 }
 
+/* "10.0.0.2:43210", "[fd00::2]:43210". */
+static void format_addr(nng_pipe pipe, char *buf, size_t len)
+{
+	nng_sockaddr sa;
+	char ip[INET6_ADDRSTRLEN];
+
+	snprintf(buf, len, "an unknown address");
+	if (nng_pipe_get_addr(pipe, NNG_OPT_REMADDR, &sa))
+		return;
+	if (sa.s_family == NNG_AF_INET && inet_ntop(AF_INET, &sa.s_in.sa_addr, ip, sizeof(ip)))
+		snprintf(buf, len, "%s:%u", ip, ntohs(sa.s_in.sa_port));
+	else if (sa.s_family == NNG_AF_INET6 && inet_ntop(AF_INET6, sa.s_in6.sa_addr, ip, sizeof(ip)))
+		snprintf(buf, len, "[%s]:%u", ip, ntohs(sa.s_in6.sa_port));
+}
+
 static void pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 {
 	struct rpc *c = arg;
 	uint32_t id = (uint32_t)nng_pipe_id(pipe), gen = gen_of(c);
 	uint64_t peer = 0;
+	char who[64];
 	bool ours;
 
 	if (ev == NNG_PIPE_EV_ADD_PRE) {
-		/* The kernel's SO_PEERCRED, read in our pid namespace: a process
-		 * cannot claim another's pid. */
-		nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_PID, &peer);
-		if (peer == 0 || peer != (uint64_t)expected_pid(c)) {
-			nng_pipe_close(pipe);
-			c->ev->refused(c->opaque, gen, peer);
-			return;
+		if (c->remote) {
+			format_addr(pipe, who, sizeof(who));
+		} else {
+			/* The kernel's SO_PEERCRED, read in our pid namespace: a
+			 * process cannot claim another's pid. */
+			nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_PID, &peer);
+			snprintf(who, sizeof(who), "pid %" PRIu64, peer);
+			if (peer == 0 || peer != (uint64_t)expected_pid(c)) {
+				nng_pipe_close(pipe);
+				c->ev->refused(c->opaque, gen, who);
+				return;
+			}
 		}
 		pthread_mutex_lock(&c->lock);
 		ours = !c->accepted;
 		if (ours) {
 			c->accepted = id;
 			c->connected = true;
+			snprintf(c->peer, sizeof(c->peer), "%s", c->remote ? who : "");
 		}
 		pthread_mutex_unlock(&c->lock);
 		/* One connection per instance: a second one from the same
-		 * process is not the protocol. */
+		 * process is not the protocol; from another host (a runner
+		 * that reconnects before the broker saw the old connection
+		 * go), it waits for the next instance. */
 		if (!ours) {
 			nng_pipe_close(pipe);
-			c->ev->garbage(c->opaque, gen, "connected twice");
+			if (c->remote)
+				c->ev->refused(c->opaque, gen, who);
+			else
+				c->ev->garbage(c->opaque, gen, "connected twice");
 		}
 		return;
 	}
@@ -135,42 +169,27 @@ static void rx_done(void *arg)
 	struct rpc *c = arg;
 	uint32_t gen = gen_of(c);
 	Ioreq__Envelope *env;
-	nng_msg *msg;
-	int r;
+	int r = wire_aio_unpack(c->rx, &c->arena, &env);
 
-	r = nng_aio_result(c->rx);
-	if (r == NNG_ECLOSED || r == NNG_ECANCELED)
+	if (r == -ECANCELED)
 		return;
-	if (r == 0) {
-		msg = nng_aio_get_msg(c->rx);
-		wire_arena_reset(&c->arena);
-		r = wire_unpack(nng_msg_body(msg), nng_msg_len(msg), &c->arena, &env);
-		if (r < 0)
-			c->ev->garbage(c->opaque, gen,
-				       r == -EMSGSIZE ? "sent an oversized message" : "sent a malformed message");
-		else
-			c->ev->message(c->opaque, gen, env);
-		nng_msg_free(msg);
-	}
+	if (r == 0)
+		c->ev->message(c->opaque, gen, env);
+	else if (r != -EAGAIN)
+		c->ev->garbage(c->opaque, gen, r == -EMSGSIZE ? "sent an oversized message" : "sent a malformed message");
 	nng_recv_aio(c->sock, c->rx);
 }
 
-int rpc_listen(struct rpc *c, const char *path, uint32_t gen)
+static int listen_on(struct rpc *c, const char *url, nng_tls_config *tls, uint32_t gen)
 {
-	char url[sizeof(c->path) + 8];
 	int r;
 
-	if (strlen(path) >= sizeof(c->path))
-		return -ENAMETOOLONG;
-	rpc_shut(c);
-	snprintf(c->path, sizeof(c->path), "%s", path);
-	snprintf(url, sizeof(url), "ipc://%s", path);
-	unlink(path);
 	pthread_mutex_lock(&c->lock);
 	c->expected = 0;
 	c->accepted = 0;
 	c->connected = false;
 	c->shutting = false;
+	c->peer[0] = '\0';
 	pthread_mutex_unlock(&c->lock);
 
 	r = nng_pair1_open(&c->sock);
@@ -186,13 +205,46 @@ int rpc_listen(struct rpc *c, const char *path, uint32_t gen)
 	nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, pipe_event, c);
 	r = nng_aio_alloc(&c->rx, rx_done, c);
 	if (r == 0)
-		r = nng_listen(c->sock, url, &c->listener, 0);
+		r = nng_listener_create(&c->listener, c->sock, url);
+	if (r == 0 && tls)
+		r = nng_listener_set_ptr(c->listener, NNG_OPT_TLS_CONFIG, tls);
+	if (r == 0)
+		r = nng_listener_start(c->listener, 0);
 	if (r) {
 		rpc_shut(c);
 		return wire_errno(r);
 	}
 	nng_recv_aio(c->sock, c->rx);
 	return 0;
+}
+
+int rpc_listen(struct rpc *c, const char *path, uint32_t gen)
+{
+	char url[sizeof(c->path) + 8];
+
+	if (strlen(path) >= sizeof(c->path))
+		return -ENAMETOOLONG;
+	rpc_shut(c);
+	c->remote = false;
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	snprintf(url, sizeof(url), "ipc://%s", path);
+	unlink(path);
+	return listen_on(c, url, NULL, gen);
+}
+
+int rpc_listen_remote(struct rpc *c, const char *url, nng_tls_config *tls, uint32_t gen)
+{
+	rpc_shut(c);
+	c->remote = true;
+	c->path[0] = '\0';
+	return listen_on(c, url, tls, gen);
+}
+
+void rpc_peer(struct rpc *c, char *buf, size_t len)
+{
+	pthread_mutex_lock(&c->lock);
+	snprintf(buf, len, "%s", c->connected ? c->peer : "");
+	pthread_mutex_unlock(&c->lock);
 }
 
 void rpc_expect(struct rpc *c, pid_t pid)
@@ -215,8 +267,8 @@ void rpc_shut(struct rpc *c)
 	 * its process is gone), bounded. A connection waiting for rpc_expect
 	 * gives up now. */
 	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_nsec += PIPE_GONE_MS % 1000 * 1000000L;
-	until.tv_sec += PIPE_GONE_MS / 1000 + until.tv_nsec / 1000000000L;
+	until.tv_nsec += (c->remote ? REMOTE_GONE_MS : PIPE_GONE_MS) % 1000 * 1000000L;
+	until.tv_sec += (c->remote ? REMOTE_GONE_MS : PIPE_GONE_MS) / 1000 + until.tv_nsec / 1000000000L;
 	until.tv_nsec %= 1000000000L;
 	pthread_mutex_lock(&c->lock);
 	c->shutting = true;
@@ -232,7 +284,8 @@ void rpc_shut(struct rpc *c)
 		nng_aio_free(c->rx);
 		c->rx = NULL;
 	}
-	unlink(c->path);
+	if (c->path[0])
+		unlink(c->path);
 }
 
 int rpc_send(struct rpc *c, uint32_t gen, const Ioreq__Envelope *env)

@@ -1,5 +1,6 @@
 /* A channel to one device: an nng pair1 socket listening on an ipc://
- * path, the protocol's messages out, events in. It knows nothing of VMs,
+ * path (a remote device: tcp:// or tls+tcp://), the protocol's messages
+ * out, events in. It knows nothing of VMs,
  * requests or policies.
  *
  * Each device instance gets a socket of its own (rpc_listen when it is
@@ -20,6 +21,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
+
 #include "access.h"
 #include "ioreq.pb-c.h"
 
@@ -32,8 +36,9 @@ struct rpc_events {
 	/* The device broke the protocol (@why: malformed, oversized, a message
 	 * only the broker sends): it must be cut off. */
 	void (*garbage)(void *opaque, uint32_t gen, const char *why);
-	/* A connection from @pid was refused: not the process expected. */
-	void (*refused)(void *opaque, uint32_t gen, uint64_t pid);
+	/* A connection from @who ("pid 123", "10.0.0.2:43210") was refused:
+	 * not the process expected, or (remote) one is open already. */
+	void (*refused)(void *opaque, uint32_t gen, const char *who);
 	/* The accepted connection is gone. */
 	void (*closed)(void *opaque, uint32_t gen);
 };
@@ -46,6 +51,16 @@ struct rpc *rpc_free(struct rpc *c);
 /* Opens a fresh socket at @path (ipc path, no scheme; removed first) for
  * instance @gen, accepting nothing until rpc_expect. */
 int rpc_listen(struct rpc *c, const char *path, uint32_t gen);
+
+/* The same for a device on another host: a socket listening on @url
+ * (tcp://, or tls+tcp:// with @tls, whose engine checked the peer's
+ * certificate before the connection exists: tlsid.h), accepting one
+ * connection at a time from anywhere. rpc_expect is not needed. */
+int rpc_listen_remote(struct rpc *c, const char *url, nng_tls_config *tls, uint32_t gen);
+
+/* The accepted connection's peer address ("ADDRESS:PORT"), or "" when
+ * there is none, or it is a local one. */
+void rpc_peer(struct rpc *c, char *buf, size_t len);
 
 /* The process allowed to connect (its pid in our pid namespace). */
 void rpc_expect(struct rpc *c, pid_t pid);

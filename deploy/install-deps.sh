@@ -6,7 +6,7 @@ set -eu
 PACKAGES="build-essential cmake pkg-config git
 libnng-dev libprotobuf-c-dev protobuf-c-compiler
 libsystemd-dev systemd libcmocka-dev libyaml-dev libseccomp-dev linux-libc-dev
-libelf-dev scdoc groff-base"
+libelf-dev scdoc groff-base libmbedtls-dev openssl iproute2"
 # Options, any of them together:
 # --fuzz: clang and its libFuzzer runtime, for tests/fuzz/run.sh
 # --qemu: what test_integration_vhost_user boots: QEMU (the vhost-user front

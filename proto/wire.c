@@ -58,6 +58,12 @@ int wire_errno(int nng_err)
 		return -EADDRINUSE;
 	case NNG_ESTATE:
 		return -EBUSY;
+	case NNG_ENOTSUP:
+		return -ENOTSUP;
+	case NNG_EADDRINVAL:
+		return -EADDRNOTAVAIL;
+	case NNG_EPEERAUTH:
+		return -EACCES;
 	default:
 		if (nng_err & NNG_ESYSERR)
 			return -(nng_err & ~NNG_ESYSERR);
@@ -112,6 +118,22 @@ int wire_recv(nng_socket sock, int flags, struct wire_arena *arena, Ioreq__Envel
 }
 
 /* protobuf-c keeps proto3 enums open: any integer arrives. */
+int wire_aio_unpack(nng_aio *aio, struct wire_arena *arena, Ioreq__Envelope **ret)
+{
+	int r = nng_aio_result(aio);
+	nng_msg *msg;
+
+	if (r == NNG_ECLOSED || r == NNG_ECANCELED)
+		return -ECANCELED;
+	if (r)
+		return -EAGAIN;
+	msg = nng_aio_get_msg(aio);
+	wire_arena_reset(arena);
+	r = wire_unpack(nng_msg_body(msg), nng_msg_len(msg), arena, ret);
+	nng_msg_free(msg);
+	return r;
+}
+
 static int kind_ok(Ioreq__Kind k)
 {
 	return k == IOREQ__KIND__KIND_PIO || k == IOREQ__KIND__KIND_MMIO || k == IOREQ__KIND__KIND_PCICFG;
@@ -226,7 +248,10 @@ static int validate(const Ioreq__Envelope *e)
 	case IOREQ__ENVELOPE__MSG_REGISTRATION_RESULT:
 	case IOREQ__ENVELOPE__MSG_RESET:
 	case IOREQ__ENVELOPE__MSG_SHUTDOWN:
+	case IOREQ__ENVELOPE__MSG_PONG:
 		return 1;
+	case IOREQ__ENVELOPE__MSG_PING:
+		return e->ping->timeout_ms > 0;
 	default:
 		return 0;
 	}

@@ -41,6 +41,12 @@ int wire_send(nng_socket sock, const Ioreq__Envelope *env, int flags);
  * wire_unpack's). */
 int wire_recv(nng_socket sock, int flags, struct wire_arena *arena, Ioreq__Envelope **ret);
 
+/* What a finished receive @aio brought, unpacked into @arena (reset first)
+ * as wire_unpack does; the nng message is freed. 0 with *@ret; -ECANCELED
+ * once the socket is closed (do not receive again); -EAGAIN when the
+ * receive failed otherwise (receive again); wire_unpack's errors. */
+int wire_aio_unpack(nng_aio *aio, struct wire_arena *arena, Ioreq__Envelope **ret);
+
 /* Packs @env into a new nng message in *@ret (the caller owns it). */
 int wire_pack(const Ioreq__Envelope *env, nng_msg **ret);
 

@@ -345,6 +345,47 @@ static void test_data_plane(void **state)
 }
 
 /* The keys of the device sandbox's ids and cgroup limits, at their bounds. */
+/* remote: entries: files relative to the configuration, a fingerprint in
+ * openssl's spelling stored as plain hex, the defaults. */
+static void test_remote(void **state)
+{
+	struct cfg *c = load_ok("vms:\n"
+				"  - name: v\n"
+				"    backend: acrn\n"
+				"    vcpus: 1\n"
+				"    devices:\n"
+				"      - name: a\n"
+				"        mmio: [\"0x1000+8\"]\n"
+				"        remote:\n"
+				"          listen: tls+tcp://10.0.0.1:7000\n"
+				"          certificate: tls/broker.pem\n"
+				"          key: tls/broker.key\n"
+				"          ca: tls/ca.pem\n"
+				"          peer_name: a.example\n"
+				"          fingerprint: \"SHA256:0A:1B:2C:3D:4E:5F:60:71:82:93:A4:B5:C6:D7:E8:F9:"
+				"0A:1B:2C:3D:4E:5F:60:71:82:93:A4:B5:C6:D7:E8:F9\"\n"
+				"      - name: b\n"
+				"        pio: [\"0x80+4\"]\n"
+				"        remote: { listen: \"tcp://127.0.0.1:7001\", insecure: true, timeout_ms: 900 }\n");
+	const struct cfg_device *d = &c->vms[0].devices[0];
+	char p[512];
+
+	assert_null(d->program);
+	assert_string_equal(d->remote.listen, "tls+tcp://10.0.0.1:7000");
+	assert_string_equal(d->remote.certificate, in_tmp(p, sizeof(p), "tls/broker.pem"));
+	assert_string_equal(d->remote.key, in_tmp(p, sizeof(p), "tls/broker.key"));
+	assert_string_equal(d->remote.ca, in_tmp(p, sizeof(p), "tls/ca.pem"));
+	assert_string_equal(d->remote.peer_name, "a.example");
+	assert_string_equal(d->remote.fingerprint, "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9");
+	assert_false(d->remote.insecure);
+	assert_int_equal(d->remote.timeout_ms, 3000);
+	d = &c->vms[0].devices[1];
+	assert_true(d->remote.insecure);
+	assert_int_equal(d->remote.timeout_ms, 900);
+	assert_null(d->remote.certificate);
+	cfg_free(c);
+}
+
 static void test_limits(void **state)
 {
 	struct cfg *c = load_ok("broker:\n"
@@ -540,6 +581,7 @@ struct bad {
 #define VM "vms:\n  - name: vm0\n    backend: acrn\n    vcpus: 1\n"		  /* lines 1-4 */
 #define DEV VM "    devices:\n      - name: a\n        program: ioreq-dev-test\n" /* lines 5-7 */
 #define DEV_B "      - name: b\n        program: ioreq-dev-test\n"
+#define REMOTE VM "    devices:\n      - name: a\n        mmio: [\"0x1000+8\"]\n        remote: { listen: " /* 5-8 */
 
 static const struct bad bad[] = {
 	/* YAML itself */
@@ -582,7 +624,7 @@ static const struct bad bad[] = {
 	{ "vms:\n  - name: a\n    vcpus: 1\n", "2:5: missing required key 'backend' in vm" },
 	{ "vms:\n  - name: a\n    backend: kvm\n", "2:5: missing required key 'vcpus' in vm" },
 	{ VM "    devices:\n      - program: ioreq-dev-test\n", "6:9: missing required key 'name' in device" },
-	{ VM "    devices:\n      - name: a\n", "6:9: missing required key 'program' in device" },
+	{ VM "    devices:\n      - name: a\n", "6:9: device 'a' needs either program or remote" },
 	{ DEV "        pio: [{size: 2}]\n", "8:15: missing required key 'start' in range" },
 	/* VMs */
 	{ "vms:\n  - name: a\n    backend: xen\n    vcpus: 1\n",
@@ -737,6 +779,27 @@ static const struct bad bad[] = {
 	{ DEV "        doorbells: -1\n", "8:20: expected an unsigned integer for 'doorbells'" },
 	{ DEV "        irqfds: 65\n", "8:17: 'irqfds' must be between 0 and 64" },
 	{ DEV "        irqfds: 2K\n", "8:17: expected an unsigned integer for 'irqfds'" },
+	/* remote devices (issue 18) */
+	{ DEV "        remote: { listen: \"tcp://10.0.0.1:7000\", insecure: true }\n",
+	  "6:9: device 'a' needs either program or remote" },
+	{ REMOTE "tcp://10.0.0.1:7000 }\n", "8:17: remote: plain tcp:// is refused unless insecure: true (it has no identity)" },
+	{ REMOTE "tls+tcp://10.0.0.1:7000, insecure: true }\n",
+	  "8:17: remote: insecure: true is for tcp:// addresses only" },
+	{ REMOTE "tls+tcp://10.0.0.1:7000, ca: ca.pem, peer_name: d }\n",
+	  "8:17: remote: tls+tcp:// needs the broker's certificate and key" },
+	{ REMOTE "tls+tcp://10.0.0.1:7000, certificate: b.pem, key: b.key, ca: ca.pem }\n",
+	  "8:17: remote: ca and peer_name go together (which CA, and which name it vouches for)" },
+	{ REMOTE "tls+tcp://10.0.0.1:7000, certificate: b.pem, key: b.key }\n",
+	  "8:17: remote: the device needs an identity: ca and peer_name, or fingerprint" },
+	{ REMOTE "tcp://10.0.0.1:7000, insecure: true, ca: ca.pem }\n",
+	  "8:17: remote: certificates need a tls+tcp:// address" },
+	{ REMOTE "tls+tcp://10.0.0.1, certificate: b.pem, key: b.key, fingerprint: \"sha256:00\" }\n",
+	  "8:27: 'listen' needs a port from 1 to 65535" },
+	{ REMOTE "http://10.0.0.1:80 }\n", "8:27: 'listen' must be tls+tcp://ADDRESS:PORT (or tcp:// with insecure: true)" },
+	{ REMOTE "tls+tcp://10.0.0.1:7000, certificate: b.pem, key: b.key, fingerprint: \"sha256:00\" }\n",
+	  "8:97: 'fingerprint' must be sha256: and the certificate's 32-byte SHA-256 in hex" },
+	{ REMOTE "tcp://10.0.0.1:7000, insecure: true }\n        memory: guest\n",
+	  "6:9: device 'a': memory, files, doorbells, irqfds and vhost_user are not available to a remote device" },
 };
 
 static void test_bad(void **state)
@@ -1026,6 +1089,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_remote),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_data_plane),
 		cmocka_unit_test(test_device_ids_taken),

@@ -57,7 +57,7 @@ static void on_garbage(void *opaque, uint32_t gen, const char *why)
 	note(&ev.garbage, gen, why);
 }
 
-static void on_refused(void *opaque, uint32_t gen, uint64_t pid)
+static void on_refused(void *opaque, uint32_t gen, const char *who)
 {
 	note(&ev.refused, gen, NULL);
 }

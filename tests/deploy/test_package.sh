@@ -58,7 +58,7 @@ has() {
 
 # ioreq-broker: the programs, the device programs this build makes, the
 # units, the sysusers and tmpfiles snippets, the configuration (a conffile).
-has ioreq-broker usr/bin/ioreq-brokerd usr/bin/ioreqctl usr/bin/ioreq-launch \
+has ioreq-broker usr/bin/ioreq-brokerd usr/bin/ioreqctl usr/bin/ioreq-launch usr/bin/ioreq-remote \
 	usr/lib/systemd/system/ioreq-broker.service usr/lib/systemd/system/ioreq-broker.socket \
 	usr/lib/sysusers.d/ioreq-broker.conf usr/lib/tmpfiles.d/ioreq-broker.conf etc/ioreq-broker/broker.yaml \
 	usr/share/ioreq-broker/examples/sim/two-vms.yaml usr/share/ioreq-broker/control.proto \

@@ -1,0 +1,534 @@
+/* ioreq-remote: runs one device program on a host other than the broker's.
+ *
+ *   ioreq-remote --broker tls+tcp://ADDRESS:PORT --name DEVICE
+ *                --ca FILE --cert FILE --key FILE --broker-name NAME
+ *                [--user UID] [--runtime-dir DIR] [--sandbox none] -- PROGRAM [ARGS...]
+ *   ioreq-remote --broker tcp://ADDRESS:PORT --insecure --name DEVICE ... -- PROGRAM [ARGS...]
+ *
+ * Over and over, until SIGINT or SIGTERM: it dials the broker with its
+ * certificate and key (and checks the broker's against the CA and NAME),
+ * then starts PROGRAM exactly as the broker starts a local device (through
+ * ioreq-launch into its sandbox, found next to this program, or as a plain
+ * child with --sandbox none), on an ipc:// socket of its own in DIR where
+ * only that process may connect (rpc.c), and relays the protocol's messages
+ * between the two, each one validated on the way (wire.c).
+ *
+ * The device never holds the key nor a network: its sandbox keeps its empty
+ * network namespace, and the device library is the same as for a local
+ * device. The price is one more hop on this host.
+ *
+ * The broker pings every third of its timeout; the runner answers itself.
+ * When either end goes (the device exits or breaks the protocol, the
+ * connection drops, or no ping came for the timeout: a partition), the
+ * device is killed, the connection closed, and the cycle begins again after
+ * a backoff (50 ms doubling to 5 s; back to 50 ms after a cycle of 10 s):
+ * the broker sees a disconnection as the death of a local device, applies
+ * its policy and listens again. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/pidfd.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pair1/pair.h>
+#include <nng/supplemental/tls/tls.h>
+
+#include "clock.h"
+#include "log.h"
+#include "proc.h"
+#include "rpc.h"
+#include "wire.h"
+
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 5000
+#define STABLE_MS 10000
+#define MAX_ARGS 64
+
+struct opts {
+	const char *broker, *name, *ca, *cert, *key, *broker_name, *runtime_dir;
+	bool insecure, sandbox;
+	long user;
+	char **program;
+};
+
+/* One cycle: a connection to the broker and a device instance. The
+ * callbacks run on nng's threads; the main thread waits for the end. */
+struct relay {
+	const struct opts *o;
+	nng_socket up;
+	nng_aio *rx;
+	struct rpc *dev;
+	uint32_t gen;
+	int wake;                     /* eventfd: connected, or ending */
+	_Atomic bool connected, ending;
+	_Atomic int64_t last_ping_ns; /* 0: no ping yet */
+	_Atomic uint32_t timeout_ms;  /* the broker's, from its pings */
+	pthread_mutex_t lock;
+	char why[160];                /* why it ended (the first reason) */
+	struct wire_arena arena;      /* rx_done's */
+};
+
+static void wake(struct relay *rl)
+{
+	uint64_t one = 1;
+
+	if (write(rl->wake, &one, sizeof(one)) < 0)
+		log_err("cannot wake the main thread: %s", strerror(errno));
+}
+
+static void end_cycle(struct relay *rl, const char *why)
+{
+	pthread_mutex_lock(&rl->lock);
+	if (!atomic_load(&rl->ending))
+		snprintf(rl->why, sizeof(rl->why), "%s", why);
+	atomic_store(&rl->ending, true);
+	pthread_mutex_unlock(&rl->lock);
+	wake(rl);
+}
+
+/* Waits for a wake-up: 0, or -EINTR for a signal. */
+static int sleep_until_woken(struct relay *rl, int sigfd, int pidfd, int timeout_ms)
+{
+	struct pollfd p[3] = { { .fd = rl->wake, .events = POLLIN },
+			       { .fd = sigfd, .events = POLLIN },
+			       { .fd = pidfd, .events = POLLIN } };
+	uint64_t v;
+
+	if (poll(p, pidfd >= 0 ? 3 : 2, timeout_ms) < 0 && errno != EINTR)
+		return -errno;
+	if (p[1].revents)
+		return -EINTR;
+	if (p[0].revents && read(rl->wake, &v, sizeof(v)) < 0)
+		return -errno;
+	if (pidfd >= 0 && p[2].revents)
+		end_cycle(rl, "the device exited");
+	return 0;
+}
+
+/* ---- the broker's side ---- */
+
+static void up_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct relay *rl = arg;
+
+	if (ev == NNG_PIPE_EV_ADD_POST) {
+		atomic_store(&rl->connected, true);
+		wake(rl);
+	} else if (atomic_load(&rl->connected)) {
+		end_cycle(rl, "the connection to the broker dropped");
+	}
+}
+
+static void answer_ping(struct relay *rl, const Ioreq__Ping *ping)
+{
+	Ioreq__Pong pong = IOREQ__PONG__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	atomic_store(&rl->timeout_ms, ping->timeout_ms);
+	atomic_store(&rl->last_ping_ns, clock_now_ns());
+	pong.seq = ping->seq;
+	env.msg_case = IOREQ__ENVELOPE__MSG_PONG;
+	env.pong = &pong;
+	wire_send(rl->up, &env, NNG_FLAG_NONBLOCK);
+}
+
+static void rx_done(void *arg)
+{
+	struct relay *rl = arg;
+	Ioreq__Envelope *env;
+	int r = wire_aio_unpack(rl->rx, &rl->arena, &env);
+
+	if (r == -ECANCELED)
+		return;
+	if (r == 0 && env->msg_case == IOREQ__ENVELOPE__MSG_PING)
+		answer_ping(rl, env->ping);
+	else if (r == 0 && rpc_send(rl->dev, rl->gen, env) < 0)
+		end_cycle(rl, "the device does not take the broker's messages");
+	else if (r < 0 && r != -EAGAIN)
+		end_cycle(rl, "the broker sent a malformed message");
+	nng_recv_aio(rl->up, rl->rx);
+}
+
+static int read_file(const char *path, char **ret)
+{
+	FILE *f = fopen(path, "re");
+	char *buf = NULL;
+	size_t len = 0;
+	int r = 0;
+
+	if (!f)
+		return -errno;
+	if (getdelim(&buf, &len, '\0', f) < 0)
+		r = ferror(f) ? -EIO : -ENODATA;
+	fclose(f);
+	if (r < 0)
+		free(buf);
+	else
+		*ret = buf;
+	return r;
+}
+
+/* The client's TLS configuration, from the files, once. */
+static int make_tls(const struct opts *o, nng_tls_config **ret)
+{
+	char *cert = NULL, *key = NULL;
+	int r;
+
+	r = nng_tls_config_alloc(ret, NNG_TLS_MODE_CLIENT);
+	if (r)
+		return wire_errno(r);
+	r = nng_tls_config_ca_file(*ret, o->ca);
+	if (r) {
+		log_err("cannot load the CA file %s: %s", o->ca, nng_strerror(r));
+		goto err;
+	}
+	if (read_file(o->cert, &cert) < 0 || read_file(o->key, &key) < 0) {
+		log_err("cannot read %s or %s", o->cert, o->key);
+		r = NNG_EINVAL;
+		goto err;
+	}
+	r = nng_tls_config_own_cert(*ret, cert, key, NULL);
+	if (r) {
+		log_err("cannot use the certificate %s with the key %s: %s", o->cert, o->key, nng_strerror(r));
+		goto err;
+	}
+	r = nng_tls_config_server_name(*ret, o->broker_name);
+	if (r == 0)
+		r = nng_tls_config_auth_mode(*ret, NNG_TLS_AUTH_MODE_REQUIRED);
+	if (r)
+		goto err;
+	free(cert);
+	free(key);
+	return 0;
+err:
+	free(cert);
+	free(key);
+	nng_tls_config_free(*ret);
+	return -EINVAL;
+}
+
+/* Dials until connected (nng retries with its own backoff), or a signal. */
+static int dial(struct relay *rl, nng_tls_config *tls, int sigfd)
+{
+	nng_dialer d;
+	int r;
+
+	r = nng_pair1_open(&rl->up);
+	if (r)
+		return wire_errno(r);
+	nng_socket_set_size(rl->up, NNG_OPT_RECVMAXSZ, WIRE_MAX_MSG);
+	nng_socket_set_ms(rl->up, NNG_OPT_RECONNMINT, BACKOFF_MIN_MS);
+	nng_socket_set_ms(rl->up, NNG_OPT_RECONNMAXT, BACKOFF_MAX_MS);
+	nng_socket_set_int(rl->up, NNG_OPT_SENDBUF, 64);
+	nng_pipe_notify(rl->up, NNG_PIPE_EV_ADD_POST, up_pipe, rl);
+	nng_pipe_notify(rl->up, NNG_PIPE_EV_REM_POST, up_pipe, rl);
+	r = nng_aio_alloc(&rl->rx, rx_done, rl);
+	if (r == 0)
+		r = nng_dialer_create(&d, rl->up, rl->o->broker);
+	if (r == 0 && tls)
+		r = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls);
+	if (r == 0)
+		r = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
+	if (r)
+		return wire_errno(r);
+	while (!atomic_load(&rl->connected) && !atomic_load(&rl->ending))
+		if ((r = sleep_until_woken(rl, sigfd, -1, -1)) < 0)
+			return r;
+	if (atomic_load(&rl->ending))
+		return -ECONNRESET;
+	nng_recv_aio(rl->up, rl->rx);
+	return 0;
+}
+
+/* ---- the device's side ---- */
+
+static void dev_message(void *opaque, uint32_t gen, const Ioreq__Envelope *env)
+{
+	struct relay *rl = opaque;
+
+	if (wire_send(rl->up, env, NNG_FLAG_NONBLOCK) < 0)
+		end_cycle(rl, "the broker does not take the device's messages");
+}
+
+static void dev_garbage(void *opaque, uint32_t gen, const char *why)
+{
+	char msg[160];
+
+	snprintf(msg, sizeof(msg), "the device %s", why);
+	end_cycle(opaque, msg);
+}
+
+static void dev_refused(void *opaque, uint32_t gen, const char *who)
+{
+	log_warn("refused a connection from %s: not the device it started", who);
+}
+
+static void dev_closed(void *opaque, uint32_t gen)
+{
+	end_cycle(opaque, "the device disconnected");
+}
+
+static const struct rpc_events dev_events = {
+	.message = dev_message,
+	.garbage = dev_garbage,
+	.refused = dev_refused,
+	.closed = dev_closed,
+};
+
+static int spawn(const struct opts *o, const char *sock, const char *launcher, pid_t *pid, int *pidfd)
+{
+	char *argv[MAX_ARGS], url[PATH_MAX + 16], pfd[16], user[48];
+	int stdio_null = open("/dev/null", O_RDONLY | O_CLOEXEC), fds[1];
+	struct proc_req req = { .argv = argv, .stdio = { stdio_null, 2, 2 }, .fds = fds, .sandboxed = o->sandbox };
+	size_t k = 0;
+	int r;
+
+	if (stdio_null < 0)
+		return -errno;
+	if (o->sandbox) {
+		r = proc_broker_pidfd();
+		if (r < 0)
+			goto out;
+		fds[req.n_fds++] = r;
+		argv[k++] = (char *)launcher;
+		argv[k++] = "--socket";
+		argv[k++] = (char *)sock;
+		argv[k++] = "--broker-pidfd";
+		argv[k++] = pfd;
+		snprintf(pfd, sizeof(pfd), "3");
+		if (o->user >= 0) {
+			snprintf(user, sizeof(user), "%ld:%ld", o->user, o->user);
+			argv[k++] = "--user";
+			argv[k++] = user;
+		}
+		argv[k++] = "--";
+	}
+	snprintf(url, sizeof(url), "ipc://%s", sock);
+	argv[k++] = o->program[0];
+	argv[k++] = "--socket";
+	argv[k++] = url;
+	argv[k++] = "--name";
+	argv[k++] = (char *)o->name;
+	for (size_t i = 1; o->program[i]; i++) {
+		if (k + 1 >= MAX_ARGS) {
+			r = -E2BIG;
+			goto out;
+		}
+		argv[k++] = o->program[i];
+	}
+	argv[k] = NULL;
+	r = proc_start(&req, pid, pidfd);
+out:
+	close(stdio_null);
+	return r;
+}
+
+/* ---- the cycles ---- */
+
+/* Waits for the end of the cycle: the device's exit, an event, a signal
+ * (then -EINTR), or the broker's silence. */
+static int wait_end(struct relay *rl, int pidfd, int sigfd)
+{
+	char why[96];
+	int r;
+
+	while (!atomic_load(&rl->ending)) {
+		uint32_t timeout = atomic_load(&rl->timeout_ms);
+		int64_t last = atomic_load(&rl->last_ping_ns);
+
+		if (timeout && last && clock_now_ns() - last > (int64_t)timeout * 1000000) {
+			snprintf(why, sizeof(why), "no ping from the broker for %u ms (a partition?)", timeout);
+			end_cycle(rl, why);
+		}
+		r = sleep_until_woken(rl, sigfd, pidfd, timeout ? (int)(timeout / 3) : 1000);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int cycle(const struct opts *o, nng_tls_config *tls, const char *sock, const char *launcher, int sigfd,
+		 uint32_t gen)
+{
+	struct relay *rl = calloc(1, sizeof(*rl));
+	pid_t pid = 0;
+	int pidfd = -1, r;
+
+	if (!rl)
+		return -ENOMEM;
+	rl->o = o;
+	rl->gen = gen;
+	pthread_mutex_init(&rl->lock, NULL);
+	rl->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	r = rl->wake < 0 ? -errno : rpc_new(&dev_events, rl, &rl->dev);
+	if (r == 0)
+		r = dial(rl, tls, sigfd);
+	if (r == 0) {
+		log_info("connected to the broker at %s", o->broker);
+		r = rpc_listen(rl->dev, sock, gen);
+		if (r < 0)
+			log_err("cannot listen on %s: %s", sock, strerror(-r));
+	}
+	if (r == 0) {
+		r = spawn(o, sock, launcher, &pid, &pidfd);
+		if (r < 0)
+			log_err("cannot start %s: %s", o->program[0], strerror(-r));
+	}
+	if (r == 0) {
+		rpc_expect(rl->dev, pid);
+		log_info("started %s (pid %d)", o->program[0], pid);
+		r = wait_end(rl, pidfd, sigfd);
+		pthread_mutex_lock(&rl->lock);
+		log_info("pid %d: %s", pid, r == -EINTR ? "stopping" : rl->why);
+		pthread_mutex_unlock(&rl->lock);
+	}
+	if (pidfd >= 0) {
+		pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+		waitid(P_PIDFD, pidfd, &(siginfo_t){ 0 }, WEXITED);
+		close(pidfd);
+	}
+	/* The device is gone: its connection has ended from its side. */
+	rpc_free(rl->dev);
+	if (rl->up.id)
+		nng_close(rl->up);
+	if (rl->rx) {
+		nng_aio_stop(rl->rx);
+		nng_aio_free(rl->rx);
+	}
+	if (rl->wake >= 0)
+		close(rl->wake);
+	pthread_mutex_destroy(&rl->lock);
+	free(rl);
+	return r;
+}
+
+static void usage(FILE *f)
+{
+	fputs("usage: ioreq-remote --broker tls+tcp://ADDRESS:PORT --name DEVICE --ca FILE --cert FILE --key FILE\n"
+	      "                    --broker-name NAME [--user UID] [--runtime-dir DIR] [--sandbox none]\n"
+	      "                    -- PROGRAM [ARGS...]\n"
+	      "       ioreq-remote --broker tcp://ADDRESS:PORT --insecure --name DEVICE ... -- PROGRAM [ARGS...]\n",
+	      f);
+}
+
+static int parse(int argc, char **argv, struct opts *o)
+{
+	static const struct option opts[] = {
+		{ "broker", required_argument, NULL, 'b' },	 { "name", required_argument, NULL, 'n' },
+		{ "ca", required_argument, NULL, 'a' },		 { "cert", required_argument, NULL, 'c' },
+		{ "key", required_argument, NULL, 'k' },	 { "broker-name", required_argument, NULL, 'N' },
+		{ "user", required_argument, NULL, 'u' },	 { "runtime-dir", required_argument, NULL, 'r' },
+		{ "sandbox", required_argument, NULL, 's' },	 { "insecure", no_argument, NULL, 'i' },
+		{ "help", no_argument, NULL, 'h' },		 { 0 },
+	};
+	int opt;
+
+	*o = (struct opts){ .sandbox = true, .user = -1 };
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'b': o->broker = optarg; break;
+		case 'n': o->name = optarg; break;
+		case 'a': o->ca = optarg; break;
+		case 'c': o->cert = optarg; break;
+		case 'k': o->key = optarg; break;
+		case 'N': o->broker_name = optarg; break;
+		case 'u': o->user = strtol(optarg, NULL, 10); break;
+		case 'r': o->runtime_dir = optarg; break;
+		case 'i': o->insecure = true; break;
+		case 's':
+			if (strcmp(optarg, "none") && strcmp(optarg, "strict"))
+				return -EINVAL;
+			o->sandbox = !strcmp(optarg, "strict");
+			break;
+		case 'h': usage(stdout); exit(0);
+		default: return -EINVAL;
+		}
+	}
+	if (!o->broker || !o->name || optind >= argc)
+		return -EINVAL;
+	o->program = argv + optind;
+	if (!strncmp(o->broker, "tls+tcp://", 10)) {
+		if (o->insecure || !o->ca || !o->cert || !o->key || !o->broker_name)
+			return -EINVAL;
+	} else if (strncmp(o->broker, "tcp://", 6) || !o->insecure) {
+		return -EINVAL;
+	}
+	if (o->sandbox && geteuid() == 0 && (o->user <= 0 || o->user > 0xfffffffe)) {
+		fputs("ioreq-remote: as root, give the device a uid of its own with --user UID\n", stderr);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	char self[PATH_MAX], launcher[PATH_MAX + 16], dir[PATH_MAX], sock[PATH_MAX + 8];
+	nng_tls_config *tls = NULL;
+	unsigned backoff = BACKOFF_MIN_MS;
+	struct opts o;
+	sigset_t set;
+	ssize_t n;
+	int sigfd, r;
+
+	if (parse(argc, argv, &o) < 0) {
+		usage(stderr);
+		return 2;
+	}
+	log_set_prefix("ioreq-remote");
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	self[n > 0 ? n : 0] = '\0';
+	snprintf(launcher, sizeof(launcher), "%s/ioreq-launch", dirname(self));
+	if (o.runtime_dir)
+		snprintf(dir, sizeof(dir), "%s", o.runtime_dir);
+	else
+		snprintf(dir, sizeof(dir), "/run/ioreq-remote.%s", o.name);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		log_err("cannot create %s: %s", dir, strerror(errno));
+		return 1;
+	}
+	snprintf(sock, sizeof(sock), "%s/sock", dir);
+	if (!o.insecure && make_tls(&o, &tls) < 0)
+		return 1;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sigfd < 0) {
+		log_err("signalfd: %s", strerror(errno));
+		return 1;
+	}
+	for (uint32_t gen = 1;; gen++) {
+		int64_t start = clock_now_ns();
+		struct pollfd p = { .fd = sigfd, .events = POLLIN };
+
+		r = cycle(&o, tls, sock, launcher, sigfd, gen);
+		if (r == -EINTR)
+			break;
+		backoff = clock_now_ns() - start >= STABLE_MS * 1000000LL ? BACKOFF_MIN_MS
+			  : backoff * 2 > BACKOFF_MAX_MS                 ? BACKOFF_MAX_MS
+									 : backoff * 2;
+		/* The backoff, unless a signal comes first. */
+		if (poll(&p, 1, (int)backoff) > 0)
+			break;
+	}
+	if (tls)
+		nng_tls_config_free(tls);
+	rmdir(dir);
+	return 0;
+}

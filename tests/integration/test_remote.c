@@ -1,0 +1,377 @@
+/* Remote devices (issue 18): the broker in one network namespace, the
+ * device's runner (ioreq-remote) in another, joined by a veth pair whose
+ * addresses exist only inside them; certificates made here with openssl.
+ *
+ * Needs root (namespaces, veth), ip and openssl; skips (77) without them.
+ * Built twice: test_integration_remote (identity, serving, partition,
+ * reconnection) and test_integration_remote_netem (delay against deadlines),
+ * which skips where the kernel has no netem qdisc, so that the first never
+ * shows as skipped for want of it. Remote devices always use nng: the
+ * IOREQ_TRANSPORT=nng variant would run the same, and skips. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define BIN IOREQ_BINDIR
+#define ADDR_B "10.77.0.1"
+#define ADDR_D "10.77.0.2"
+#define PORT "7700"
+/* A uid of the device's own on the runner's host. */
+#define DEVICE_UID "64900"
+
+static char ns_b[32], ns_d[32]; /* the broker's and the device's namespaces */
+static char certs[1024];         /* where the certificates are */
+
+/* Runs @fmt through sh; its status, its output (and stderr) in @out. */
+static int sh(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int sh(char *out, size_t len, const char *fmt, ...)
+{
+	char cmd[4096], ignored[4096];
+	const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return harness_exec(argv, out ? out : ignored, out ? len : sizeof(ignored));
+}
+
+static void drop_namespaces(void)
+{
+	if (ns_b[0])
+		sh(NULL, 0, "ip netns del %s; ip netns del %s", ns_b, ns_d);
+	if (certs[0])
+		sh(NULL, 0, "rm -rf %s", certs);
+}
+
+/* Two namespaces and a veth pair between them. NULL or why not. */
+static const char *make_network(void)
+{
+	static char why[512];
+
+	if (geteuid() != 0)
+		return "needs root (network namespaces, veth)";
+	if (sh(NULL, 0, "command -v ip && command -v openssl"))
+		return "needs ip (iproute2) and openssl";
+	snprintf(ns_b, sizeof(ns_b), "ioreq-b%d", (int)getpid());
+	snprintf(ns_d, sizeof(ns_d), "ioreq-d%d", (int)getpid());
+	atexit(drop_namespaces);
+	if (sh(why, sizeof(why),
+	       "set -e; ip netns add %1$s; ip netns add %2$s;"
+	       " ip link add vb netns %1$s type veth peer name vd netns %2$s;"
+	       " ip -n %1$s addr add " ADDR_B "/24 dev vb; ip -n %2$s addr add " ADDR_D "/24 dev vd;"
+	       " for n in %1$s %2$s; do ip -n $n link set lo up; done;"
+	       " ip -n %1$s link set vb up; ip -n %2$s link set vd up",
+	       ns_b, ns_d))
+		return why;
+	return NULL;
+}
+
+/* A CA, the broker's certificate (name "broker"), the device's ("ram.remote"),
+ * and the bad ones: another CA's, another name's, an expired one. */
+static const char *make_certs(void)
+{
+	static char why[1024];
+
+	if (sh(why, sizeof(why),
+	       "set -e; d=$(mktemp -d /tmp/ioreq-certs.XXXXXX); cd $d;"
+	       " key() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key"
+	       "   -out $1.csr -subj \"/CN=$2\" 2>/dev/null; };"
+	       " ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key"
+	       "   -out $1.pem -days 2 -subj \"/CN=$1\" 2>/dev/null; };"
+	       " sign() { openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -CAcreateserial -out $3.pem"
+	       "   -days $4 $5 2>/dev/null; };"
+	       " ca ca; ca otherca; printf 'subjectAltName=DNS:broker\\n' > ext;"
+	       " key broker broker; sign broker ca broker 2 '-extfile ext';"
+	       " key dev ram.remote; sign dev ca dev 2;"
+	       " key other ram.remote; sign other otherca other 2;"
+	       " key wrongname someone.else; sign wrongname ca wrongname 2;"
+	       " sign dev ca expired -1; cp dev.key expired.key;"
+	       " key self ram.remote; openssl x509 -req -in self.csr -signkey self.key -out self.pem -days 2 2>/dev/null;"
+	       " printf %%s $d"))
+		return why;
+	snprintf(certs, sizeof(certs), "%s", why);
+	return NULL;
+}
+
+/* The broker, in its namespace, on a VM whose vCPU runs @script and whose
+ * device "ram" (mmio 0x2000+8) is remote with @remote (the entries of its
+ * YAML flow mapping) and @extra device keys. */
+static void start_broker(struct run *r, const char *script, const char *remote, const char *extra)
+{
+	const char *path;
+	const char *argv[] = { "/usr/sbin/ip", "netns", "exec", ns_b, BIN "/ioreq-brokerd", "--config", NULL,
+			       "--exit-with-vms", NULL };
+
+	harness_write("cpu0.txt", "%s", script);
+	path = harness_write("v.yaml",
+			     "broker: { runtime_dir: %s/run }\n"
+			     "vms:\n"
+			     "  - name: v\n"
+			     "    backend: sim\n"
+			     "    vcpus: 1\n"
+			     "    scripts: [cpu0.txt]\n"
+			     "    devices:\n"
+			     "      - name: ram\n"
+			     "        mmio: [\"0x2000+8\"]\n"
+			     "%s"
+			     "        remote: { %s }\n",
+			     harness_tmpdir(), extra, remote);
+	argv[6] = path;
+	harness_start_argv(r, argv);
+	assert_non_null(harness_wait_log(r, "listening on ", 10));
+}
+
+/* A tls+tcp:// entry whose device is known by @identity. */
+#define TLS_REMOTE(identity)                                                                                   \
+	"listen: \"tls+tcp://" ADDR_B ":" PORT "\", certificate: %1$s/broker.pem, key: %1$s/broker.key, " identity
+#define CA_NAME TLS_REMOTE("ca: %1$s/ca.pem, peer_name: ram.remote")
+
+/* The runner in the device's namespace, with certificate @cert (and its
+ * key @key), serving ioreq-dev-ram. */
+static void start_runner(struct run *r, const char *cert, const char *key)
+{
+	char ca[1100], c[1100], k[1100], dir[300];
+	const char *argv[] = { "/usr/sbin/ip", "netns", "exec", ns_d, BIN "/ioreq-remote",
+			       "--broker", "tls+tcp://" ADDR_B ":" PORT, "--name", "ram", "--ca", ca, "--cert", c,
+			       "--key", k, "--broker-name", "broker", "--user", DEVICE_UID, "--runtime-dir", dir,
+			       "--", BIN "/ioreq-dev-ram", NULL };
+
+	snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
+	snprintf(c, sizeof(c), "%s/%s", certs, cert);
+	snprintf(k, sizeof(k), "%s/%s", certs, key);
+	snprintf(dir, sizeof(dir), "%s/remote", harness_tmpdir());
+	harness_start_argv(r, argv);
+}
+
+static void ca_name(char *buf, size_t len)
+{
+	snprintf(buf, len, CA_NAME, certs);
+}
+
+#ifndef REMOTE_NETEM
+/* A VM runs with its device in the other namespace, over mutual TLS: every
+ * request answered by the device, none by the fallback; ioreqctl shows
+ * where it is and who it is. */
+static void test_serves(void **state)
+{
+	char remote[4200], out[8192], sock[512];
+	struct run b, d;
+	const char *ctl[] = { BIN "/ioreqctl", "--socket", sock, "devices", NULL };
+
+	ca_name(remote, sizeof(remote));
+	start_broker(&b,
+		     "sleep 300\n"
+		     "repeat 200\n  mmio write 0x2000 8 seq\n  mmio read 0x2000 8 seq\nend\n"
+		     "sleep 1500\n",
+		     remote, "        on_failure: hold\n        deadline_ms: 10000\n");
+	start_runner(&d, "dev.pem", "dev.key");
+	assert_non_null(harness_wait_log(&b, "ready (remote, " ADDR_D ":", 10));
+	assert_non_null(harness_wait_log(&b, "certificate \"CN=ram.remote\")", 1));
+	assert_non_null(harness_wait_log(&b, "vm v: started", 10));
+	/* Its round trip is known after the first pings (every second). */
+	usleep(1200 * 1000);
+	snprintf(sock, sizeof(sock), "%s/run/control", harness_tmpdir());
+	assert_int_equal(harness_exec(ctl, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, ADDR_D ":"));
+	assert_non_null(strstr(out, "CN=ram.remote"));
+	harness_wait(&b, 30);
+	assert_int_equal(b.status, 0);
+	assert_int_equal(harness_stat(&b, "vm v device ram:", " mmio"), 400);
+	assert_int_equal(harness_stat(&b, "vm v device ram:", " fallbacks"), 0);
+}
+
+/* Whoever cannot prove to be the device is refused in the handshake, with
+ * a line that says why; the device itself then connects. */
+static void test_refused(void **state)
+{
+	static const struct {
+		const char *cert, *key, *why;
+	} bad[] = {
+		{ "other.pem", "other.key", "certificate \"CN=ram.remote\"): its certificate is not signed by the configured CA" },
+		{ "wrongname.pem", "wrongname.key",
+		  "certificate \"CN=someone.else\"): its certificate does not carry the expected name" },
+		{ "expired.pem", "expired.key", "certificate \"CN=ram.remote\"): its certificate has expired" },
+	};
+	char remote[4200], addr[64];
+	const char *plain[] = { "/usr/sbin/ip", "netns", "exec", ns_d, BIN "/ioreq-remote", "--broker",
+				"tcp://" ADDR_B ":" PORT, "--insecure", "--name", "ram", "--sandbox", "none",
+				"--runtime-dir", addr, "--", BIN "/ioreq-dev-ram", NULL };
+	struct run b, d[4], good;
+
+	ca_name(remote, sizeof(remote));
+	start_broker(&b, "sleep 6000\nmmio write 0x2000 8 0x5a\nmmio read 0x2000 8 0x5a\n", remote,
+		     "        on_failure: hold\n        deadline_ms: 10000\n");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		start_runner(&d[i], bad[i].cert, bad[i].key);
+		if (!harness_wait_log(&b, bad[i].why, 10))
+			fail_msg("no refusal of %s", bad[i].cert);
+		kill(d[i].pid, SIGKILL);
+	}
+	/* Plain TCP to a TLS listener: no handshake, no device. */
+	snprintf(addr, sizeof(addr), "%s/plain", harness_tmpdir());
+	harness_start_argv(&d[3], plain);
+	if (!harness_wait_log(&b, "refused a connection: its TLS handshake failed", 10))
+		fail_msg("no refusal of plain TCP");
+	kill(d[3].pid, SIGKILL);
+	assert_null(strstr(harness_log(&b), "ready (remote"));
+	start_runner(&good, "dev.pem", "dev.key");
+	assert_non_null(harness_wait_log(&b, "ready (remote, ", 10));
+	harness_wait(&b, 30);
+	assert_int_equal(b.status, 0);
+	assert_int_equal(harness_stat(&b, "vm v device ram:", " fallbacks"), 0);
+}
+
+/* A pinned fingerprint: that certificate, self-signed here, is the device;
+ * the CA-signed one with the same name is not. */
+static void test_fingerprint(void **state)
+{
+	char fp[256], remote[4200];
+	struct run b, d, good;
+
+	assert_int_equal(sh(fp, sizeof(fp), "openssl x509 -in %s/self.pem -noout -fingerprint -sha256 | cut -d= -f2 | tr -d '\\n'",
+			    certs),
+			 0);
+	snprintf(remote, sizeof(remote), TLS_REMOTE("fingerprint: \"sha256:%2$s\""), certs, fp);
+	start_broker(&b, "sleep 4000\nmmio write 0x2000 8 0x5a\nmmio read 0x2000 8 0x5a\n", remote,
+		     "        on_failure: hold\n        deadline_ms: 10000\n");
+	start_runner(&d, "dev.pem", "dev.key");
+	assert_non_null(harness_wait_log(&b, "its certificate's fingerprint is not the pinned one", 10));
+	kill(d.pid, SIGKILL);
+	start_runner(&good, "self.pem", "self.key");
+	assert_non_null(harness_wait_log(&b, "ready (remote, ", 10));
+	harness_wait(&b, 30);
+	assert_int_equal(b.status, 0);
+}
+
+/* insecure: true: plain TCP, no identity; whoever connects is the device. */
+static void test_insecure(void **state)
+{
+	char dir[300];
+	const char *runner[] = { "/usr/sbin/ip", "netns", "exec", ns_d, BIN "/ioreq-remote", "--broker",
+				 "tcp://" ADDR_B ":" PORT, "--insecure", "--name", "ram", "--user", DEVICE_UID,
+				 "--runtime-dir", dir, "--", BIN "/ioreq-dev-ram", NULL };
+	struct run b, d;
+
+	start_broker(&b, "sleep 300\nrepeat 50\n  mmio write 0x2000 8 seq\n  mmio read 0x2000 8 seq\nend\n",
+		     "listen: \"tcp://" ADDR_B ":" PORT "\", insecure: true",
+		     "        on_failure: hold\n        deadline_ms: 10000\n");
+	assert_non_null(harness_wait_log(&b, "(insecure: anyone who connects is the device)", 1));
+	snprintf(dir, sizeof(dir), "%s/remote", harness_tmpdir());
+	harness_start_argv(&d, runner);
+	assert_non_null(harness_wait_log(&b, "ready (remote, " ADDR_D ":", 10));
+	assert_non_null(harness_wait_log(&b, ", insecure)", 1));
+	harness_wait(&b, 30);
+	assert_int_equal(b.status, 0);
+	assert_int_equal(harness_stat(&b, "vm v device ram:", " fallbacks"), 0);
+}
+
+/* The network goes away while the vCPU's requests are in flight: each one
+ * completes by its deadline with the fallback, the broker hears nothing
+ * for timeout_ms and takes the device for dead, the runner likewise; once
+ * the link is back the runner reconnects with a fresh device, which
+ * serves again. */
+static void test_partition(void **state)
+{
+	char remote[4200];
+	struct run b, d;
+
+	ca_name(remote, sizeof(remote));
+	strcat(remote, ", timeout_ms: 600");
+	start_broker(&b,
+		     "sleep 300\n"
+		     "repeat 100\n  mmio write 0x2000 8 seq\n  mmio read 0x2000 8 any\n  sleep 20\nend\n"
+		     "sleep 6000\n"
+		     "mmio write 0x2000 8 0x77\nmmio read 0x2000 8 0x77\n",
+		     remote, "        deadline_ms: 200\n");
+	start_runner(&d, "dev.pem", "dev.key");
+	assert_non_null(harness_wait_log(&b, "ready (remote, ", 10));
+	assert_non_null(harness_wait_log(&b, "vm v: started", 10));
+	usleep(800 * 1000);
+	assert_int_equal(sh(NULL, 0, "ip -n %s link set vd down", ns_d), 0);
+	assert_non_null(harness_wait_log(&b, "no answer for 600 ms (network partition, or the runner is gone)", 5));
+	usleep(500 * 1000);
+	assert_int_equal(sh(NULL, 0, "ip -n %s link set vd up", ns_d), 0);
+	assert_non_null(harness_wait_log(&b, "restarting (restart 1)", 10));
+	harness_wait(&b, 40);
+	assert_int_equal(b.status, 0);
+	/* Connected twice: before and after the partition. */
+	assert_non_null(strstr(strstr(harness_log(&b), "ready (remote, ") + 1, "ready (remote, "));
+	assert_true(harness_stat(&b, "vm v device ram:", " fallbacks") > 0);
+	assert_true(harness_stat(&b, "vm v device ram:", " expired") > 0);
+	assert_non_null(strstr(harness_log(&d), "no ping from the broker"));
+}
+
+#else
+/* Delay against deadlines (netem): 100 ms each way. A device whose
+ * deadline is shorter than the round trip gets every request completed
+ * by its deadline with the fallback; a longer deadline gets answers. */
+static void test_netem_delay(void **state)
+{
+	char remote[4200], why[512];
+	struct run b, d;
+
+	if (sh(why, sizeof(why), "ip netns exec %s tc qdisc add dev vd root netem delay 100ms && "
+				 "ip netns exec %s tc qdisc add dev vb root netem delay 100ms", ns_d, ns_b))
+		harness_skip("tc netem is not available here: %s", why);
+	ca_name(remote, sizeof(remote));
+	start_broker(&b,
+		     "sleep 300\n"
+		     "repeat 5\n  mmio read 0x2000 8 any\nend\n",
+		     remote, "        deadline_ms: 100\n        on_failure: hold\n");
+	start_runner(&d, "dev.pem", "dev.key");
+	harness_wait(&b, 40);
+	assert_int_equal(b.status, 0);
+	assert_int_equal(harness_stat(&b, "vm v device ram:", " expired"), 5);
+	/* The runner reconnects to this second broker on its own: time for
+	 * its backoff and the handshakes, 200 ms a round trip. */
+	start_broker(&b,
+		     "sleep 3000\n"
+		     "repeat 5\n  mmio write 0x2000 8 seq\n  mmio read 0x2000 8 seq\nend\n",
+		     remote, "        deadline_ms: 2000\n        on_failure: hold\n");
+	harness_wait(&b, 40);
+	assert_int_equal(b.status, 0);
+	assert_int_equal(harness_stat(&b, "vm v device ram:", " fallbacks"), 0);
+}
+
+#endif
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#ifdef REMOTE_NETEM
+		harness_test(test_netem_delay),
+#else
+		harness_test(test_serves),
+		harness_test(test_refused),
+		harness_test(test_fingerprint),
+		harness_test(test_insecure),
+		harness_test(test_partition),
+#endif
+	};
+	const char *why;
+	const char *t = getenv("IOREQ_TRANSPORT");
+
+	if (t && !strcmp(t, "nng")) {
+		printf("skipped: remote devices use nng either way; the default run covers them\n");
+		return 77;
+	}
+	why = make_network();
+	if (!why)
+		why = make_certs();
+	if (why) {
+		printf("skipped: %s\n", why);
+		return 77;
+	}
+	return harness_run_group("remote", tests);
+}
