@@ -422,7 +422,8 @@ static void usage(FILE *f)
 	fputs("usage: ioreq-remote --broker tls+tcp://ADDRESS:PORT --name DEVICE --ca FILE --cert FILE --key FILE\n"
 	      "                    --broker-name NAME [--user UID] [--runtime-dir DIR] [--sandbox none]\n"
 	      "                    -- PROGRAM [ARGS...]\n"
-	      "       ioreq-remote --broker tcp://ADDRESS:PORT --insecure --name DEVICE ... -- PROGRAM [ARGS...]\n",
+	      "       ioreq-remote --broker tcp://ADDRESS:PORT --insecure --name DEVICE ... -- PROGRAM [ARGS...]\n"
+	      "       ioreq-remote --version\n",
 	      f);
 }
 
@@ -434,7 +435,8 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "key", required_argument, NULL, 'k' },	 { "broker-name", required_argument, NULL, 'N' },
 		{ "user", required_argument, NULL, 'u' },	 { "runtime-dir", required_argument, NULL, 'r' },
 		{ "sandbox", required_argument, NULL, 's' },	 { "insecure", no_argument, NULL, 'i' },
-		{ "help", no_argument, NULL, 'h' },		 { 0 },
+		{ "help", no_argument, NULL, 'h' },		 { "version", no_argument, NULL, 'V' },
+		{ 0 },
 	};
 	int opt;
 
@@ -456,6 +458,7 @@ static int parse(int argc, char **argv, struct opts *o)
 			o->sandbox = !strcmp(optarg, "strict");
 			break;
 		case 'h': usage(stdout); exit(0);
+		case 'V': printf("ioreq-remote %s\n", IOREQ_VERSION); exit(0);
 		default: return -EINVAL;
 		}
 	}

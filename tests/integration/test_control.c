@@ -268,7 +268,7 @@ static void test_command_line(void **state)
 	static const char *const programs[] = {
 		"ioreq-brokerd", "ioreqctl", "ioreq-launch", "ioreq-dev-null", "ioreq-dev-ram", "ioreq-dev-uart",
 		"ioreq-dev-rtc", "ioreq-dev-pci", "ioreq-dev-dma", "ioreq-dev-virtio-blk", "ioreq-dev-virtio-rng",
-		"ioreq-dev-virtio-console", "ioreq-bench",
+		"ioreq-dev-virtio-console", "ioreq-bench", "ioreq-remote",
 	};
 	static const struct {
 		const char *args[4];
