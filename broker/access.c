@@ -3,6 +3,11 @@
 #include <errno.h>
 
 #include "dispatch.h"
+#include "ioreq.pb-c.h"
+
+_Static_assert(ACRN_IOREQ_TYPE_PORTIO == IOREQ__KIND__KIND_PIO && ACRN_IOREQ_TYPE_MMIO == IOREQ__KIND__KIND_MMIO &&
+		       ACRN_IOREQ_TYPE_PCICFG == IOREQ__KIND__KIND_PCICFG,
+	       "access_wire: ACRN's request types are the wire's kinds");
 
 static bool width_ok(uint64_t size, uint64_t max)
 {

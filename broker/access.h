@@ -45,6 +45,23 @@ static inline uint64_t access_last(const struct access *a)
 	return a->type == ACRN_IOREQ_TYPE_PCICFG ? a->bdf : a->addr + a->size - 1;
 }
 
+/* @a as a device sees it, in a Request or in a ring slot: its kind (an
+ * Ioreq__Kind, the same numbers as ACRN's types: access.c checks), and
+ * PIO/MMIO by address and @offset in the matched range, PCICFG by BDF and
+ * register. */
+struct access_wire {
+	uint32_t kind;
+	uint64_t addr, offset;
+	uint32_t bdf, reg;
+};
+
+static inline struct access_wire access_wire(const struct access *a, uint64_t offset)
+{
+	if (a->type == ACRN_IOREQ_TYPE_PCICFG)
+		return (struct access_wire){ .kind = a->type, .bdf = a->bdf, .reg = (uint32_t)a->addr };
+	return (struct access_wire){ .kind = a->type, .addr = a->addr, .offset = offset };
+}
+
 /* "pio", "mmio", "pci". */
 const char *access_type_name(uint32_t type);
 

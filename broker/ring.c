@@ -21,13 +21,6 @@ struct ring {
 	uint64_t posted[RING_SLOTS]; /* the id in each slot until collected; 0: free */
 };
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
-
 int ring_new(struct ring **ret)
 {
 	struct ring *r = calloc(1, sizeof(*r));
@@ -147,9 +140,8 @@ void ring_close(struct ring *r)
 int ring_post(struct ring *r, uint32_t gen, unsigned slot, uint64_t id, const struct access *a, uint32_t tag,
 	      uint64_t offset)
 {
-	static const uint8_t kinds[] = { [ACRN_IOREQ_TYPE_PORTIO] = 0, [ACRN_IOREQ_TYPE_MMIO] = 1,
-					 [ACRN_IOREQ_TYPE_PCICFG] = 2 };
 	static const uint64_t one = 1;
+	struct access_wire w = access_wire(a, offset);
 	struct ring_slot *s;
 	int e = 0;
 
@@ -168,20 +160,15 @@ int ring_post(struct ring *r, uint32_t gen, unsigned slot, uint64_t id, const st
 	}
 	s = &r->page->slot[slot];
 	s->id = id;
-	s->kind = kinds[a->type];
+	s->kind = (uint8_t)w.kind;
 	s->write = a->write;
 	s->size = a->size;
 	s->value = a->value;
 	s->range = tag;
-	s->offset = offset;
-	if (a->type == ACRN_IOREQ_TYPE_PCICFG) {
-		s->addr = 0;
-		s->bdf = a->bdf;
-		s->reg = (uint32_t)a->addr;
-	} else {
-		s->addr = a->addr;
-		s->bdf = s->reg = 0;
-	}
+	s->addr = w.addr;
+	s->offset = w.offset;
+	s->bdf = w.bdf;
+	s->reg = w.reg;
 	r->posted[slot] = id;
 	/* Sequentially consistent, before reading its flag (proto/ioreq_ring.h). */
 	atomic_store(&s->state, RING_PENDING);
@@ -300,7 +287,7 @@ int ring_wait(struct ring *r, unsigned slot, uint64_t id, int64_t until_ns, stru
 		/* The clock only every few spins: it costs more than a look. */
 		if (!(spins & 63) && clock_now_ns() >= until_ns)
 			break;
-		cpu_relax();
+		ring_cpu_relax();
 	}
 	/* Sequentially consistent, then one more look (proto/ioreq_ring.h): the
 	 * device either saw the flag clear and rings, or is seen here. Every

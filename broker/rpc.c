@@ -303,28 +303,21 @@ int rpc_send(struct rpc *c, uint32_t gen, const Ioreq__Envelope *env)
 int rpc_send_request(struct rpc *c, uint32_t gen, uint64_t id, unsigned vcpu, const struct access *a, uint32_t tag,
 		     uint64_t offset)
 {
-	static const Ioreq__Kind kinds[] = {
-		[ACRN_IOREQ_TYPE_PORTIO] = IOREQ__KIND__KIND_PIO,
-		[ACRN_IOREQ_TYPE_MMIO] = IOREQ__KIND__KIND_MMIO,
-		[ACRN_IOREQ_TYPE_PCICFG] = IOREQ__KIND__KIND_PCICFG,
-	};
+	struct access_wire w = access_wire(a, offset);
 	Ioreq__Request q = IOREQ__REQUEST__INIT;
 	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
 
 	q.id = id;
 	q.vcpu = vcpu;
-	q.kind = kinds[a->type];
+	q.kind = (Ioreq__Kind)w.kind;
 	q.dir = a->write ? IOREQ__DIRECTION__DIR_WRITE : IOREQ__DIRECTION__DIR_READ;
 	q.size = a->size;
 	q.value = a->value;
 	q.range = tag;
-	if (a->type == ACRN_IOREQ_TYPE_PCICFG) {
-		q.bdf = a->bdf;
-		q.reg = (uint32_t)a->addr;
-	} else {
-		q.addr = a->addr;
-		q.offset = offset;
-	}
+	q.addr = w.addr;
+	q.offset = w.offset;
+	q.bdf = w.bdf;
+	q.reg = w.reg;
 	env.msg_case = IOREQ__ENVELOPE__MSG_REQUEST;
 	env.request = &q;
 	return rpc_send(c, gen, &env);
