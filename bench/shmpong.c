@@ -25,6 +25,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "ioreq_ring.h"
+
 struct side {
 	_Alignas(64) _Atomic uint64_t seq; /* what this side wrote last */
 	_Atomic uint32_t waiting;          /* this side sleeps on its eventfd */
@@ -34,13 +36,6 @@ struct shm_page {
 	struct side ping, pong;
 	_Atomic bool quit;
 };
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
 
 /* Waits until @peer's seq is @want: spinning, or sleeping on @fd with
  * @self's waiting flag up (the ring's order: flag, look, sleep). */
@@ -54,7 +49,7 @@ static bool wait_for(struct side *self, const struct side *peer, uint64_t want, 
 		if (atomic_load_explicit(quit, memory_order_relaxed))
 			return false;
 		if (fd < 0) {
-			cpu_relax();
+			ring_cpu_relax();
 			continue;
 		}
 		atomic_store(&self->waiting, 1);

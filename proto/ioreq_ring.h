@@ -99,6 +99,14 @@ struct ring_page {
 	_Alignas(64) struct ring_slot slot[RING_SLOTS];
 };
 
+/* One turn of a side that spins on the page (poll_us). */
+static inline void ring_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
 _Static_assert(sizeof(struct ring_slot) == 128, "a slot is two cache lines: request, then state and reply");
 _Static_assert(sizeof(struct ring_page) <= RING_SIZE, "the ring fits its page");
 

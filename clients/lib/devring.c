@@ -29,13 +29,6 @@ struct devring {
 	uint32_t reset_seen; /* the reset_seq last acted on */
 };
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
-
 static int64_t now_ns(void)
 {
 	struct timespec ts;
@@ -194,7 +187,7 @@ static void *ring_main(void *arg)
 		if (atomic_load_explicit(&r->quit, memory_order_relaxed))
 			break;
 		if (r->poll_ns && (++spins & 63 || now_ns() - idle_since < r->poll_ns)) {
-			cpu_relax();
+			ring_cpu_relax();
 			continue;
 		}
 		atomic_store(&h->device_waiting, 1);
