@@ -56,7 +56,7 @@ struct bvm {
 	const struct cfg_vm *cfg;
 	struct vm_env env;
 	struct loop *loop;
-	struct loop *replies;          /* the thread that collects replies from the devices' rings */
+	struct loop *replies;          /* the thread that collects replies from the devices' rings; NULL: no ring */
 	struct request_table *req;
 	struct loop_source *timer_src;
 	/* The guest. Changed on the event thread under the write lock; the VM
@@ -1079,11 +1079,14 @@ int vm_new(const struct cfg_vm *cfg, const struct vm_env *env, struct bvm **ret)
 		r = evreg_set_new(cfg->name, &vm->regs);
 	if (r == 0)
 		r = loop_new(&vm->loop);
-	if (r == 0)
+	/* Only where a device has a request ring. */
+	for (size_t i = 0; i < cfg->n_devices && r == 0 && !vm->replies; i++) {
+		if (cfg->devices[i].transport != CFG_TRANSPORT_RING)
+			continue;
 		r = loop_new(&vm->replies);
-	if (r == 0) {
 		snprintf(name, sizeof(name), "vmr-%.11s", cfg->name);
-		r = loop_start(vm->replies, name);
+		if (r == 0)
+			r = loop_start(vm->replies, name);
 	}
 	if (r < 0)
 		goto err;
