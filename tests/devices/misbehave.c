@@ -347,10 +347,11 @@ static void ring_misbehave(struct ring_slot *sl)
 }
 
 /* Requests from the ring (and over the socket, where the broker sends
- * them while a slot is held), until a Shutdown. */
+ * them while a slot is held), until a Shutdown; then it prints how many
+ * came each way ("ring N socket M"). */
 static int serve_ring(nng_socket s, struct wire_arena *a)
 {
-	unsigned long n = 0;
+	unsigned long n = 0, on_socket = 0;
 	int rx = -1;
 
 	if (nng_socket_get_int(s, NNG_OPT_RECVFD, &rx))
@@ -361,9 +362,11 @@ static int serve_ring(nng_socket s, struct wire_arena *a)
 		uint64_t ticks;
 
 		while (wire_recv(s, NNG_FLAG_NONBLOCK, a, &in) == 0) {
-			if (in->msg_case == IOREQ__ENVELOPE__MSG_SHUTDOWN)
+			if (in->msg_case == IOREQ__ENVELOPE__MSG_SHUTDOWN) {
+				printf("ring %lu socket %lu\n", n, on_socket);
 				return 0;
-			if (in->msg_case == IOREQ__ENVELOPE__MSG_REQUEST)
+			}
+			if (in->msg_case == IOREQ__ENVELOPE__MSG_REQUEST && ++on_socket)
 				reply(s, in->request->id, in->request->dir == IOREQ__DIRECTION__DIR_READ ?
 								  mask(pattern, in->request->size) : 0);
 		}

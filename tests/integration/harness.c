@@ -224,6 +224,22 @@ void harness_skip(const char *fmt, ...)
 	skip();
 }
 
+const char *harness_read(const char *name)
+{
+	static char buf[1 << 16];
+	char path[4096];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", harness_tmpdir(), name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	if (fd >= 0)
+		close(fd);
+	buf[n < 0 ? 0 : n] = '\0';
+	return buf;
+}
+
 bool harness_ring(void)
 {
 	const char *t = getenv("IOREQ_TRANSPORT");

@@ -75,6 +75,11 @@ const char *harness_write(const char *name, const char *fmt, ...) __attribute__(
 /* Writes @len bytes of @data to @name in the scratch directory; returns its path. */
 const char *harness_write_bytes(const char *name, const void *data, size_t len);
 
+/* What the file @name in the temporary directory holds (a device's
+ * output...), up to 64 KiB; "" when it is missing. Valid until the next
+ * call. */
+const char *harness_read(const char *name);
+
 /* Starts ioreq-brokerd with @args (NULL-terminated) with stderr and stdout in
  * a log file. */
 void harness_start(struct run *r, const char *const *args);

@@ -83,22 +83,6 @@ static const char *neg(int err)
 	return b;
 }
 
-static char *read_text(const char *name)
-{
-	static char buf[1 << 16];
-	char path[512];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", harness_tmpdir(), name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-	if (fd >= 0)
-		close(fd);
-	buf[n < 0 ? 0 : n] = '\0';
-	return buf;
-}
-
 static const char *tmp_path(const char *name)
 {
 	static char buf[4][512];
@@ -193,12 +177,12 @@ static void test_fds_given(void **state)
 		 DPLANE, BASE, DPLANE, OTHER);
 	assert_int_equal(run_vm(&r, "", dev, false), 0);
 	/* Its request ring comes last: a memfd and two eventfds. */
-	assert_has(read_text("dp.out"), harness_ring() ? "fds: 0 1 2 3:reg 4:reg 5:anon 6:anon 7:anon 8:reg 9:anon 10:anon\n"
+	assert_has(harness_read("dp.out"), harness_ring() ? "fds: 0 1 2 3:reg 4:reg 5:anon 6:anon 7:anon 8:reg 9:anon 10:anon\n"
 						       : "fds: 0 1 2 3:reg 4:reg 5:anon 6:anon 7:anon\n");
-	assert_has(read_text("dp.out"), "given: memory 0 files 2 doorbells 2 irqfds 1\n");
-	assert_has(read_text("plain.out"),
+	assert_has(harness_read("dp.out"), "given: memory 0 files 2 doorbells 2 irqfds 1\n");
+	assert_has(harness_read("plain.out"),
 		   harness_ring() ? "fds: 0 1 2 3:reg 4:anon 5:reg 6:anon 7:anon\n" : "fds: 0 1 2 3:reg 4:anon\n");
-	assert_has(read_text("plain.out"), "given: memory 0 files 1 doorbells 0 irqfds 1\n");
+	assert_has(harness_read("plain.out"), "given: memory 0 files 1 doorbells 0 irqfds 1\n");
 }
 
 /* Files opened by the broker: read, written and synced by the device in
@@ -224,8 +208,8 @@ static void test_files(void **state)
 		 "          files: [data.bin, {path: out.bin, mode: rw, direct: false}, link.bin] }\n",
 		 DPLANE, BASE);
 	assert_int_equal(run_vm(&r, "", dev, false), 0);
-	assert_string_equal(read_text("out.bin"), "........HGFEDCBA");
-	assert_string_equal(read_text("data.bin"), "hello-hello-hello");
+	assert_string_equal(harness_read("out.bin"), "........HGFEDCBA");
+	assert_string_equal(harness_read("data.bin"), "hello-hello-hello");
 }
 
 /* A file the broker cannot give as asked fails the VM's start, with the
@@ -292,7 +276,7 @@ static void test_file_errors(void **state)
 		snprintf(want, sizeof(want), "cannot open %s%s", cases[i].path[0] == '/' ? cases[i].path : tmp_path(cases[i].path),
 			 cases[i].error);
 		assert_has(harness_log(&r), want);
-		assert_string_equal(read_text("dp.out"), "");
+		assert_string_equal(harness_read("dp.out"), "");
 	}
 	if (locked && geteuid() == 0) {
 		flags = 0;
@@ -444,10 +428,10 @@ static void test_hostile_registrations(void **state)
 	s_line("sleep 500");
 	s_line("mmio read 0x%llx 8 0", BASE);
 	assert_int_equal(run_vm(&r, "", dev, false), 0);
-	assert_has(read_text("dp.out"), "all answered");
+	assert_has(harness_read("dp.out"), "all answered");
 	for (size_t i = 0; i < n; i++) {
 		snprintf(line, sizeof(line), "reg %zu: %d\n", i, cases[i].error);
-		assert_has(read_text("dp.out"), line);
+		assert_has(harness_read("dp.out"), line);
 		if (cases[i].why)
 			assert_has(harness_log(&r), cases[i].why);
 	}
@@ -490,7 +474,7 @@ static void test_registration_floods(void **state)
 	/* The first 2 were served (whether their answers reached the device
 	 * before it was cut off is the sockets' business), the rest dropped. */
 	assert_int_equal(count(harness_log(&r), "registered doorbell") + count(harness_log(&r), "refused a registration"), 2);
-	assert_true(count(read_text("dp.out"), "\nreg ") <= 2); /* its answers; not "3:reg" of its fds line */
+	assert_true(count(harness_read("dp.out"), "\nreg ") <= 2); /* its answers; not "3:reg" of its fds line */
 
 	flooder(dev, sizeof(dev), "max_violations: 3", OTHER, 8);
 	unlink(tmp_path("dp.out"));
@@ -522,7 +506,7 @@ static bool wait_bound(unsigned n, double timeout_s)
 	struct timespec ts = { 0, 10 * 1000000 };
 
 	for (double t = 0; t < timeout_s; t += 0.01) {
-		const char *out = read_text("dp.out");
+		const char *out = harness_read("dp.out");
 
 		if (strstr(out, "bind failed"))
 			fail_msg("a new instance could not bind what its predecessor had:\n%s", out);
@@ -580,7 +564,7 @@ static void test_churn_leaves_nothing(void **state)
 	after = broker_fds(r.pid);
 	print_message("[   INFO   ] broker fds: %ld after the first instance, %ld after %u kills\n", before, after, kills);
 	assert_int_equal(after, before);
-	assert_int_equal(count(read_text("dp.out"), harness_ring() ? "fds: 0 1 2 3:reg 4:anon 5:anon 6:anon 7:reg 8:anon 9:anon\n"
+	assert_int_equal(count(harness_read("dp.out"), harness_ring() ? "fds: 0 1 2 3:reg 4:anon 5:anon 6:anon 7:reg 8:anon 9:anon\n"
 								  : "fds: 0 1 2 3:reg 4:anon 5:anon 6:anon\n"),
 			 kills + 1);
 	kill(r.pid, SIGTERM);
@@ -666,12 +650,12 @@ static void test_guest_memory(void **state)
 		 DPLANE, BASE, DPLANE, OTHER);
 	assert_int_equal(run_vm(&r, "    memory: 1M\n", dev, false), 0);
 	/* The guest's memfd, and its ring's. */
-	assert_has(read_text("dp.out"), harness_ring() ? "fds: 0 1 2 3:reg 4:reg 5:anon 6:anon\n" : "fds: 0 1 2 3:reg\n");
-	assert_has(read_text("dp.out"), "given: memory 1 files 0 doorbells 0 irqfds 0\nregion 0: 0x0+0x100000\n");
-	assert_has(read_text("ro.out"), "region 0: 0x0+0x100000 read-only\n");
+	assert_has(harness_read("dp.out"), harness_ring() ? "fds: 0 1 2 3:reg 4:reg 5:anon 6:anon\n" : "fds: 0 1 2 3:reg\n");
+	assert_has(harness_read("dp.out"), "given: memory 1 files 0 doorbells 0 irqfds 0\nregion 0: 0x0+0x100000\n");
+	assert_has(harness_read("ro.out"), "region 0: 0x0+0x100000 read-only\n");
 	/* Nor can it reopen the fd for writing through /proc, in its sandbox
 	 * (whatever the error: an errno, not 0). */
-	assert_has(read_text("ro.out"), "cmd 13: -13\ncmd 13: -");
+	assert_has(harness_read("ro.out"), "cmd 13: -13\ncmd 13: -");
 }
 
 /* A device that asks for memory the VM does not have stops the VM's
@@ -687,7 +671,7 @@ static void test_guest_memory_missing(void **state)
 		 DPLANE, BASE);
 	assert_int_not_equal(run_vm(&r, "", dev, false), 0);
 	assert_has(harness_log(&r), "v.yaml:8:9: memory: the VM has no guest memory");
-	assert_string_equal(read_text("dp.out"), "");
+	assert_string_equal(harness_read("dp.out"), "");
 }
 
 /* The device that copies on a doorbell ring and answers through its
@@ -726,7 +710,7 @@ static void test_doorbell_to_irqfd(void **state)
 	s_line("end");
 	copier(dev, sizeof(dev), BASE);
 	assert_int_equal(run_vm(&r, "    memory: 1M\n", dev, false), 0);
-	assert_has(read_text("dp.out"), "bound: ");
+	assert_has(harness_read("dp.out"), "bound: ");
 	/* The 3 arguments were requests; the 20 doorbells and interrupts were not. */
 	assert_int_equal(harness_stat(&r, "vm v device dp:", " mmio"), 3);
 	assert_int_equal(harness_stat(&r, "vm v device dp:", " interrupts"), 0);
@@ -763,8 +747,8 @@ static void test_kvm_doorbell_to_irqfd(void **state)
 	assert_has(harness_log(&r), "vm t device dp: registered irqfd 0 (IRQ 5): served by the hypervisor");
 	assert_int_equal(harness_stat(&r, "vm t device dp:", " mmio"), 3);
 	assert_int_equal(harness_stat(&r, "vm t device dp:", " interrupts"), 0);
-	assert_has(read_text("dp.out"), "given: memory 1 files 0 doorbells 1 irqfds 1\n");
-	assert_null(strstr(read_text("dp.out"), "copy on ring:"));
+	assert_has(harness_read("dp.out"), "given: memory 1 files 0 doorbells 1 irqfds 1\n");
+	assert_null(strstr(harness_read("dp.out"), "copy on ring:"));
 }
 
 int main(int argc, char **argv)

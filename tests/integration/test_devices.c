@@ -37,22 +37,6 @@ static bool line_has(const char *log, const char *needle, const char *also)
 }
 
 /* The whole of a small file in the scratch directory, NUL-terminated. */
-static const char *read_scratch(const char *name)
-{
-	static char buf[4096];
-	char path[4096];
-	size_t n;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", harness_tmpdir(), name);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	return buf;
-}
-
 /* What the 8250 driver does to a console: 115200 8N1, FIFOs on, then
  * bytes to THR. They land in the output file in order; the THRE interrupt
  * follows IER bit 1 and OUT2 and goes away when IIR names it. */
@@ -123,7 +107,7 @@ static void test_uart(void **state)
 					 "        irqs: [4]\n"
 					 "        output: uart.log\n");
 	run_ok(&r, cfg, 60);
-	assert_string_equal(read_scratch("uart.log"), "Hello, UART!\n");
+	assert_string_equal(harness_read("uart.log"), "Hello, UART!\n");
 	assert_int_equal(harness_stat(&r, "vm u:", " completed with the fallback"), 0);
 	/* Assert, deassert, assert, deassert. */
 	assert_int_equal(harness_stat(&r, "vm u device com1:", " interrupts"), 4);

@@ -92,7 +92,7 @@ static void test_hang_then_socket(void **state)
 	need_ring();
 	snprintf(dev, sizeof(dev),
 		 "      - { name: bad, program: %s, sandbox: none, pio: [\"0x80+4\"], deadline_ms: 200,\n"
-		 "          args: [--mode, ring-hang, --nth, \"3\"] }\n",
+		 "          output: bad.out, args: [--mode, ring-hang, --nth, \"3\"] }\n",
 		 MISBEHAVE);
 	assert_int_equal(steady_run_vm(&r,
 				"repeat 2\n  pio read 0x80 4 0x11\nend\n"
@@ -103,9 +103,11 @@ static void test_hang_then_socket(void **state)
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " fallbacks"), 1);
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " expired)"), 1);
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " pio"), 53);
-	/* From the held one on, the vCPU's requests go over the socket. */
+	/* From the held one on, the vCPU's requests go over the socket: as
+	 * the broker counts them, and as the device received them. */
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " in its ring"), 3);
 	assert_int_equal(harness_stat(&r, "vm v device bad:", " on its socket"), 50);
+	assert_non_null(strstr(harness_read("bad.out"), "ring 3 socket 50\n"));
 	assert_null(strstr(harness_log(&r), "cut off"));
 	steady_assert(&r);
 }
