@@ -130,7 +130,7 @@ struct devsup {
 	unsigned window_restarts;
 
 	/* Message rate: the receive callback (one at a time); reply
-	 * doorbells that bring nothing: the event thread. */
+	 * doorbells that bring nothing: the VM's reply thread. */
 	struct rate msg_rate, ring_rate;
 
 	pthread_mutex_t lock;      /* what follows */
