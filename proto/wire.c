@@ -1,6 +1,7 @@
 #include "wire.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "ioreq_ring.h"
@@ -159,34 +160,46 @@ static int ranges_ok(size_t n, Ioreq__Range *const *v)
 	return 1;
 }
 
-/* fds a device is given start at 3 (after stdin, stdout and stderr). */
+/* fds a device is given start at 3 (after stdin, stdout and stderr);
+ * eventfds may all be -1 instead (their signals travel as messages). */
 static int fds_ok(size_t n, const int32_t *v, size_t max)
 {
 	if (n > max)
 		return 0;
 	for (size_t i = 0; i < n; i++)
-		if (v[i] < 3)
+		if (v[i] == -1 ? v[0] != -1 : v[i] < 3 || v[0] == -1)
 			return 0;
 	return 1;
 }
 
 /* Each region a non-empty range of guest-physical space that does not
- * wrap, backed wholly by the memfd. (Overlaps are the device library's to
+ * wrap, backed wholly by the memfd (with no memfd: at offset 0). (Overlaps are the device library's to
  * refuse: it builds its view from them.) */
 static int memory_ok(const Ioreq__Memory *m)
 {
+	bool mapped = m && m->fd != -1;
+
 	if (!m)
 		return 1;
-	if (m->fd < 3 || m->n_regions > WIRE_MAX_REGIONS)
+	if ((mapped && m->fd < 3) || (!mapped && m->size) || m->n_regions > WIRE_MAX_REGIONS)
 		return 0;
 	for (size_t i = 0; i < m->n_regions; i++) {
 		const Ioreq__MemRegion *r = m->regions[i];
 
-		if (!r || !r->size || r->gpa + (r->size - 1) < r->gpa || r->offset > m->size ||
-		    r->size > m->size - r->offset)
+		if (!r || !r->size || r->gpa + (r->size - 1) < r->gpa)
+			return 0;
+		if (mapped ? r->offset > m->size || r->size > m->size - r->offset : r->offset != 0)
 			return 0;
 	}
 	return 1;
+}
+
+/* Never more than WIRE_MAX_DMA bytes, never a range that wraps. */
+static int mem_access_ok(const Ioreq__MemAccess *a)
+{
+	uint64_t len = a->write ? a->data.len : a->len;
+
+	return len && len <= WIRE_MAX_DMA && a->gpa + (len - 1) >= a->gpa && (a->write || !a->data.len);
 }
 
 static int ring_ok(const Ioreq__Ring *r)
@@ -252,6 +265,12 @@ static int validate(const Ioreq__Envelope *e)
 		return 1;
 	case IOREQ__ENVELOPE__MSG_PING:
 		return e->ping->timeout_ms > 0;
+	case IOREQ__ENVELOPE__MSG_MEM_ACCESS:
+		return mem_access_ok(e->mem_access);
+	case IOREQ__ENVELOPE__MSG_MEM_RESULT:
+		return e->mem_result->data.len <= WIRE_MAX_DMA;
+	case IOREQ__ENVELOPE__MSG_SIGNAL:
+		return e->signal->index < WIRE_MAX_EVENTFDS && e->signal->count > 0;
 	default:
 		return 0;
 	}

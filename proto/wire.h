@@ -10,8 +10,11 @@
 
 #include "ioreq.pb-c.h"
 
-/* Largest message either side accepts; set as NNG_OPT_RECVMAXSZ on every socket. */
-#define WIRE_MAX_MSG 4096
+/* Most bytes one MemAccess reads or writes. */
+#define WIRE_MAX_DMA 16384
+/* Largest message either side accepts; set as NNG_OPT_RECVMAXSZ on every
+ * socket: a MemAccess or MemResult of WIRE_MAX_DMA bytes and its fields. */
+#define WIRE_MAX_MSG (WIRE_MAX_DMA + 1024)
 /* Most ranges/windows/lines a Welcome may carry. */
 #define WIRE_MAX_LIST 64
 /* Longest device or VM name. */
@@ -26,7 +29,7 @@
  * (wire_arena_reset) once the unpacked message is no longer used. */
 struct wire_arena {
 	size_t used;
-	_Alignas(16) uint8_t buf[16384];
+	_Alignas(16) uint8_t buf[2 * WIRE_MAX_MSG];
 };
 
 void wire_arena_reset(struct wire_arena *a);

@@ -177,6 +177,78 @@ static void test_welcome_data_plane(void **state)
 	assert_int_equal(round_trip(&env, &out), -EBADMSG);
 	doorbells[1] = 6;
 	assert_int_equal(round_trip(&env, &out), 0);
+
+	/* A remote device's: no memfd (fd -1, size 0, offsets 0), eventfds
+	 * all -1, never some of each. */
+	mem.fd = -1;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	mem.size = 0;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	hi.offset = 0;
+	assert_int_equal(round_trip(&env, &out), 0);
+	doorbells[0] = doorbells[1] = irqfds[0] = -1;
+	assert_int_equal(round_trip(&env, &out), 0);
+	assert_int_equal(out->welcome->doorbells[1], -1);
+	doorbells[1] = 6;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	doorbells[0] = 5;
+	doorbells[1] = -1;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+}
+
+/* DMA for a remote device: at most WIRE_MAX_DMA bytes, never none, never
+ * wrapping guest-physical space; a read carries no data. Signals name an
+ * eventfd that can exist, and a count. */
+static void test_mem_access(void **state)
+{
+	static uint8_t data[WIRE_MAX_DMA + 1];
+	Ioreq__MemAccess a = IOREQ__MEM_ACCESS__INIT;
+	Ioreq__MemResult res = IOREQ__MEM_RESULT__INIT;
+	Ioreq__Signal sig = IOREQ__SIGNAL__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT, *out;
+
+	env.msg_case = IOREQ__ENVELOPE__MSG_MEM_ACCESS;
+	env.mem_access = &a;
+	a.tag = 7;
+	a.gpa = 0x1000;
+	a.len = WIRE_MAX_DMA;
+	assert_int_equal(round_trip(&env, &out), 0);
+	assert_int_equal(out->mem_access->len, WIRE_MAX_DMA);
+	a.len = WIRE_MAX_DMA + 1;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	a.len = 0;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	a.len = 16;
+	a.gpa = UINT64_MAX - 7;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	a.gpa = 0x1000;
+	a.data = (ProtobufCBinaryData){ 4, data };
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	a.write = true;
+	assert_int_equal(round_trip(&env, &out), 0);
+	assert_int_equal(out->mem_access->data.len, 4);
+	a.data.len = WIRE_MAX_DMA;
+	assert_int_equal(round_trip(&env, &out), 0);
+	a.data.len = 0;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+
+	env.msg_case = IOREQ__ENVELOPE__MSG_MEM_RESULT;
+	env.mem_result = &res;
+	res.data = (ProtobufCBinaryData){ WIRE_MAX_DMA, data };
+	assert_int_equal(round_trip(&env, &out), 0);
+	res.data.len = WIRE_MAX_DMA + 1;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+
+	env.msg_case = IOREQ__ENVELOPE__MSG_SIGNAL;
+	env.signal = &sig;
+	sig.index = WIRE_MAX_EVENTFDS - 1;
+	sig.count = 1;
+	assert_int_equal(round_trip(&env, &out), 0);
+	sig.index = WIRE_MAX_EVENTFDS;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
+	sig.index = 0;
+	sig.count = 0;
+	assert_int_equal(round_trip(&env, &out), -EBADMSG);
 }
 
 static void test_register(void **state)
@@ -350,6 +422,7 @@ int main(void)
 		cmocka_unit_test(test_welcome_round_trip),
 		cmocka_unit_test(test_welcome_data_plane),
 		cmocka_unit_test(test_register),
+		cmocka_unit_test(test_mem_access),
 		cmocka_unit_test(test_truncated_rejected),
 		cmocka_unit_test(test_oversized_rejected),
 		cmocka_unit_test(test_oversized_not_packed),
