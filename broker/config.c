@@ -1404,10 +1404,11 @@ static int device_finish(struct loader *l, yaml_node_t *map, void *obj)
 		return oom(l);
 	if (!dev->program == !dev->remote.listen)
 		return fail(l, map, "device '%s' needs either program or remote", dev->name);
-	/* What is handed over as fds cannot cross hosts. */
-	if (dev->remote.listen && (dev->memory || dev->n_files || dev->doorbells || dev->irqfds || dev->vhost_user))
-		return fail(l, map, "device '%s': memory, files, doorbells, irqfds and vhost_user are not available to a "
-				    "remote device", dev->name);
+	/* A file or a socket of this host cannot cross to another (guest
+	 * memory and eventfds can, as messages: devsup.c). */
+	if (dev->remote.listen && (dev->n_files || dev->vhost_user))
+		return fail(l, map, "device '%s': files and vhost_user are not available to a remote device (its runner "
+				    "gives it files of its own host: ioreq-remote --file)", dev->name);
 	for (const struct field *f = device_fields; f < device_fields + ARRAY_SIZE(device_fields); f++) {
 		const struct cfg_range *v;
 

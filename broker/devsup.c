@@ -92,6 +92,13 @@ struct instance {
 	bool ring_on;
 	struct loop_source *ring_src;
 	int ring_watch;         /* watch_ring's result */
+	/* A remote instance's doorbells, which the broker reads and relays
+	 * as Signal messages (its eventfds stay here). */
+	struct doorbell {
+		struct devsup *d;
+		uint32_t index;
+		struct loop_source *src;
+	} bells[WIRE_MAX_EVENTFDS];
 };
 
 /* The instance's generation and its state in one word, so that an event of
@@ -132,6 +139,9 @@ struct devsup {
 	/* Message rate: the receive callback (one at a time); reply
 	 * doorbells that bring nothing: the VM's reply thread. */
 	struct rate msg_rate, ring_rate;
+	/* A remote device's reads of guest memory, as they go out: the
+	 * receive callback's (one at a time). */
+	uint8_t dma_buf[WIRE_MAX_DMA];
 
 	pthread_mutex_t lock;      /* what follows */
 	pid_t pid;
@@ -144,6 +154,7 @@ struct devsup {
 	unsigned log_lines, log_suppressed;
 
 	_Atomic uint64_t exits, interrupts, denied_interrupts, violations, throttled;
+	_Atomic uint64_t dma_accesses, dma_bytes; /* a remote device's MemAccess */
 	_Atomic uint64_t ring_requests, socket_requests; /* the VM thread's */
 };
 
@@ -340,15 +351,19 @@ static void fill_fds(const struct devsup *d, Ioreq__Welcome *w, struct welcome_f
 	const struct instance *in = &d->inst;
 	const struct cfg_device *c = d->cfg;
 
+	bool remote = c->remote.listen;
+
+	/* A remote device gets no fd: its memory and eventfds stay here and
+	 * it reaches them through messages (Welcome: fd -1). */
 	if (in->mem.fd >= 0) {
 		ioreq__memory__init(&f->mem);
-		f->mem.fd = 3;
-		f->mem.size = in->mem.size;
+		f->mem.fd = remote ? -1 : 3;
+		f->mem.size = remote ? 0 : in->mem.size;
 		for (size_t i = 0; i < in->mem.n_regions; i++) {
 			ioreq__mem_region__init(&f->rv[i]);
 			f->rv[i].gpa = in->mem.regions[i].gpa;
 			f->rv[i].size = in->mem.regions[i].size;
-			f->rv[i].offset = in->mem.regions[i].offset;
+			f->rv[i].offset = remote ? 0 : in->mem.regions[i].offset;
 			f->rv[i].read_only = c->memory == CFG_MEMORY_READ_ONLY;
 			f->rp[i] = &f->rv[i];
 		}
@@ -366,11 +381,11 @@ static void fill_fds(const struct devsup *d, Ioreq__Welcome *w, struct welcome_f
 	w->n_files = c->n_files;
 	w->files = f->fp;
 	for (uint32_t i = 0; i < c->doorbells; i++)
-		f->doorbells[i] = (int32_t)(3 + in->doorbells0 + i);
+		f->doorbells[i] = remote ? -1 : (int32_t)(3 + in->doorbells0 + i);
 	w->n_doorbells = c->doorbells;
 	w->doorbells = f->doorbells;
 	for (uint32_t i = 0; i < c->irqfds; i++)
-		f->irqfds[i] = (int32_t)(3 + in->irqfds0 + i);
+		f->irqfds[i] = remote ? -1 : (int32_t)(3 + in->irqfds0 + i);
 	w->n_irqfds = c->irqfds;
 	w->irqfds = f->irqfds;
 	if (in->ring_on) {
@@ -638,6 +653,67 @@ static bool within_rate(struct devsup *d, uint32_t gen, struct rate *m, const ch
 	return false;
 }
 
+/* A remote device reads or writes guest memory: checked against its
+ * grant and the guest's RAM here, whatever its library checked already;
+ * always answered (its thread waits), a refusal also counted as a
+ * violation (a device that speaks the protocol never sends one). */
+static void on_mem_access(struct devsup *d, uint32_t gen, const Ioreq__MemAccess *a)
+{
+	Ioreq__MemResult res = IOREQ__MEM_RESULT__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+	size_t len = a->write ? a->data.len : a->len;
+	const char *why = NULL;
+	char msg[128];
+
+	res.tag = a->tag;
+	if (d->inst.mem.fd < 0 || !d->cfg->remote.listen) {
+		why = "has no guest memory to reach through messages";
+		res.error = -EPERM;
+	} else if (a->write && d->cfg->memory != CFG_MEMORY_GUEST) {
+		why = "wrote to read-only guest memory";
+		res.error = -EACCES;
+	} else {
+		/* wire_unpack bounded len by WIRE_MAX_DMA, the size of dma_buf. */
+		res.error = d->p.events->guest_copy(d->p.opaque, a->gpa, a->write ? a->data.data : d->dma_buf, len,
+						    a->write);
+		if (res.error < 0)
+			why = a->write ? "wrote outside guest RAM" : "read outside guest RAM";
+	}
+	if (res.error == 0 && !a->write) {
+		res.data.data = d->dma_buf;
+		res.data.len = len;
+	}
+	/* Counted after the copy: a seq_cst read-modify-write, which also
+	 * keeps this write from passing a later read of guest memory (the
+	 * device's next MemAccess, say the driver's used_event after the used
+	 * idx): x86 reorders only a store with a later load. */
+	atomic_fetch_add(&d->dma_accesses, 1);
+	atomic_fetch_add(&d->dma_bytes, res.error ? 0 : len);
+	env.msg_case = IOREQ__ENVELOPE__MSG_MEM_RESULT;
+	env.mem_result = &res;
+	if (rpc_send(d->rpc, gen, &env) < 0)
+		devsup_cut_off(d, gen, "does not take the answers to its memory accesses");
+	if (why) {
+		snprintf(msg, sizeof(msg), "%s (%zu bytes at 0x%" PRIx64 ")", why, len, a->gpa);
+		devsup_violation(d, gen, msg);
+	}
+}
+
+/* A remote device wrote one of its irqfds: the broker writes its own copy,
+ * which the HSM watches if it is bound (and which keeps the count until it
+ * is, as a local device's would). */
+static void on_signal(struct devsup *d, uint32_t gen, const Ioreq__Signal *sig)
+{
+	const struct instance *in = &d->inst;
+
+	if (!d->cfg->remote.listen || !sig->irqfd || sig->index >= d->cfg->irqfds) {
+		devsup_violation(d, gen, "signalled an irqfd it was not given as a message");
+		return;
+	}
+	if (write(in->block[in->irqfds0 + sig->index], &sig->count, sizeof(sig->count)) < 0 && errno != EAGAIN)
+		devsup_log(d, LOG_WARNING, "cannot signal irqfd %" PRIu32 ": %s", sig->index, strerror(errno));
+}
+
 /* The runner answered a ping: the link is up; the round trip of the last
  * ping, if this answers it. */
 static void on_pong(struct devsup *d, const Ioreq__Pong *p)
@@ -669,6 +745,11 @@ static void on_message(void *opaque, uint32_t gen, const Ioreq__Envelope *env)
 		on_pong(d, env->pong);
 		return;
 	}
+	/* Each memory access is answered, one at a time: no flood to fear. */
+	if (env->msg_case == IOREQ__ENVELOPE__MSG_MEM_ACCESS) {
+		on_mem_access(d, gen, env->mem_access);
+		return;
+	}
 	if (env->msg_case != IOREQ__ENVELOPE__MSG_REPLY && !within_rate(d, gen, &d->msg_rate, "messages"))
 		return;
 	switch (env->msg_case) {
@@ -683,6 +764,9 @@ static void on_message(void *opaque, uint32_t gen, const Ioreq__Envelope *env)
 		break;
 	case IOREQ__ENVELOPE__MSG_REGISTRATION:
 		on_register(d, gen, env->registration);
+		break;
+	case IOREQ__ENVELOPE__MSG_SIGNAL:
+		on_signal(d, gen, env->signal);
 		break;
 	default:
 		devsup_cut_off(d, gen, "sent a message only the broker may send");
@@ -1091,8 +1175,12 @@ static int open_block(struct devsup *d, struct instance *in)
 				   c->mark.line, c->mark.col);
 			return -ENODEV;
 		}
-		/* Its own open file, read-only where it must not write: the
-		 * device can then neither map it writable nor write to it. */
+		in->mem = d->mem;
+	}
+	/* Its own open file, read-only where it must not write: the device
+	 * can then neither map it writable nor write to it. A remote device
+	 * gets none: it reaches the memory through us (on_mem_access). */
+	if (c->memory != CFG_MEMORY_NONE && !c->remote.listen) {
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", d->mem.fd);
 		fd = open(proc, (c->memory == CFG_MEMORY_READ_ONLY ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 		if (fd < 0) {
@@ -1101,7 +1189,6 @@ static int open_block(struct devsup *d, struct instance *in)
 			return r;
 		}
 		in->block[in->n_block++] = fd;
-		in->mem = d->mem;
 	}
 	in->files0 = in->n_block;
 	for (size_t i = 0; i < c->n_files; i++) {
@@ -1258,16 +1345,44 @@ static void on_limit(void *opaque, uint32_t events)
 
 static void finish_instance(struct devsup *d);
 
+/* A remote instance's doorbell rang (the guest wrote its address): the
+ * count goes to the device as a Signal, which its library writes to an
+ * eventfd of its own. Event thread. */
+static void on_doorbell(void *opaque, uint32_t events)
+{
+	struct doorbell *b = opaque;
+	struct devsup *d = b->d;
+	Ioreq__Signal sig = IOREQ__SIGNAL__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+	uint32_t gen = devsup_ready_gen(d);
+	uint64_t count;
+
+	if (read(d->inst.block[d->inst.doorbells0 + b->index], &count, sizeof(count)) != sizeof(count) || !gen)
+		return;
+	sig.index = b->index;
+	sig.count = count;
+	env.msg_case = IOREQ__ENVELOPE__MSG_SIGNAL;
+	env.signal = &sig;
+	rpc_send(d->rpc, gen, &env);
+}
+
 /* A remote instance is a connection: the broker listens for the runner,
  * whose TLS handshake proves who it is (tlsid.c); no handshake deadline,
  * as a runner may connect whenever its host is up. */
 static int start_remote(struct devsup *d, uint32_t gen)
 {
 	const char *url = d->cfg->remote.listen;
-	int r;
+	struct instance *in = &d->inst;
+	int r = 0;
 
-	d->inst.reaped = false;
-	r = rpc_listen_remote(d->rpc, url, d->tls ? tlsid_config(d->tls) : NULL, gen);
+	in->reaped = false;
+	for (uint32_t i = 0; i < d->cfg->doorbells && r == 0; i++) {
+		in->bells[i] = (struct doorbell){ .d = d, .index = i };
+		r = loop_add(d->p.loop, in->block[in->doorbells0 + i], EPOLLIN, on_doorbell, &in->bells[i],
+			     &in->bells[i].src);
+	}
+	if (r == 0)
+		r = rpc_listen_remote(d->rpc, url, d->tls ? tlsid_config(d->tls) : NULL, gen);
 	if (r < 0) {
 		devsup_log(d, LOG_ERR, "cannot listen on %s: %s", url, strerror(-r));
 		atomic_store(&d->life, LIFE(gen, DEVSUP_DOWN));
@@ -1298,8 +1413,6 @@ static int start_instance(struct devsup *d, bool *ret_given)
 	/* Starting before anything can connect: its hello must find it so. */
 	was = LIFE_STATE(atomic_exchange(&d->life, LIFE(gen, DEVSUP_STARTING)));
 	moved(d, was, DEVSUP_STARTING, was == DEVSUP_DOWN ? "restarting" : "starting");
-	if (d->cfg->remote.listen)
-		return start_remote(d, gen);
 	/* Fresh ones for each instance: nothing of the last one's (an eventfd
 	 * it may have registered) reaches this one. */
 	r = open_block(d, in);
@@ -1307,6 +1420,8 @@ static int start_instance(struct devsup *d, bool *ret_given)
 		*ret_given = true;
 		goto fail;
 	}
+	if (d->cfg->remote.listen)
+		return start_remote(d, gen);
 	if (d->ring) {
 		r = ring_open(d->ring, gen, d->p.vcpus, d->cfg->poll_us);
 		if (r == 0) {
@@ -1401,6 +1516,8 @@ static void finish_instance(struct devsup *d)
 	/* Its process is gone, so no message of it can still be on the way
 	 * (nng_close would wait for one: upstream nng#1543). */
 	rpc_shut(d->rpc);
+	for (size_t i = 0; i < WIRE_MAX_EVENTFDS; i++)
+		in->bells[i].src = loop_remove(d->p.loop, in->bells[i].src);
 	close_block(in);
 	if (d->ring) {
 		loop_call(d->p.replies, unwatch_ring, d);

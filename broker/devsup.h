@@ -81,6 +81,11 @@ struct devsup_events {
 	 * @why says why it was refused, or how it is served. */
 	int (*registration)(void *opaque, uint32_t gen, const struct evreg_spec *spec, int fd, bool release,
 			    const char **why);
+	/* A remote device's DMA: copies @len bytes from guest-physical @gpa
+	 * to @buf, or (@write) from @buf there. 0, or -EFAULT unless the
+	 * range lies wholly in one region of the guest's RAM (or when the
+	 * guest is gone). Any thread. */
+	int (*guest_copy)(void *opaque, uint64_t gpa, void *buf, size_t len, bool write);
 };
 
 /* What a device needs from its broker and VM. */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "evreg.h"
+#include "guestmem.h"
 #include "events.h"
 #include "histo.h"
 #include "hsm.h"
@@ -499,6 +500,23 @@ static int dev_register(void *opaque, uint32_t gen, const struct evreg_spec *spe
 	return r;
 }
 
+static int dev_guest_copy(void *opaque, uint64_t gpa, void *buf, size_t len, bool write)
+{
+	struct vdev *dev = opaque;
+	struct bvm *vm = dev->vm;
+	uint8_t *p;
+
+	/* Under the read lock the guest, and its RAM, cannot go. */
+	pthread_rwlock_rdlock(&vm->guest);
+	p = vm->hsm ? guestmem_ptr(vm->hsm, gpa, len) : NULL;
+	if (p && write)
+		memcpy(p, buf, len);
+	else if (p)
+		memcpy(buf, p, len);
+	pthread_rwlock_unlock(&vm->guest);
+	return p ? 0 : -EFAULT;
+}
+
 static const struct devsup_events dev_events = {
 	.ready = dev_ready,
 	.down = dev_down,
@@ -507,6 +525,7 @@ static const struct devsup_events dev_events = {
 	.claim = dev_claim,
 	.failed = dev_failed,
 	.registration = dev_register,
+	.guest_copy = dev_guest_copy,
 };
 
 /* The relayed irqfds were written: inject (event thread). */

@@ -798,8 +798,9 @@ static const struct bad bad[] = {
 	{ REMOTE "http://10.0.0.1:80 }\n", "8:27: 'listen' must be tls+tcp://ADDRESS:PORT (or tcp:// with insecure: true)" },
 	{ REMOTE "tls+tcp://10.0.0.1:7000, certificate: b.pem, key: b.key, fingerprint: \"sha256:00\" }\n",
 	  "8:97: 'fingerprint' must be sha256: and the certificate's 32-byte SHA-256 in hex" },
-	{ REMOTE "tcp://10.0.0.1:7000, insecure: true }\n        memory: guest\n",
-	  "6:9: device 'a': memory, files, doorbells, irqfds and vhost_user are not available to a remote device" },
+	{ REMOTE "tcp://10.0.0.1:7000, insecure: true }\n        files: [ disk.img ]\n",
+	  "6:9: device 'a': files and vhost_user are not available to a remote device (its runner gives it files of "
+	  "its own host: ioreq-remote --file)" },
 };
 
 static void test_bad(void **state)
