@@ -88,6 +88,25 @@ __attribute__((format(printf, 2, 3))) static void dma_log(const struct dma_dev *
 	fputc('\n', stderr);
 }
 
+/* Guest memory not mapped here (a remote device's): the source read whole
+ * into a copy of ours, then written to the destination, each in the
+ * broker's messages. */
+static int move_copied(const struct dma_dev *d, const struct transfer *t)
+{
+	uint8_t *buf = malloc(t->len);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	r = ioreq_mem_read(d->mem, t->src, buf, t->len);
+	for (uint32_t i = 0; r == 0 && t->op == 1 && i < t->len; i++)
+		buf[i] = (uint8_t)~buf[i];
+	if (r == 0)
+		r = ioreq_mem_write(d->mem, t->dst, buf, t->len);
+	free(buf);
+	return r;
+}
+
 /* One transfer, on what was checked once: both buffers wholly guest RAM. */
 static int move(const struct dma_dev *d, const struct transfer *t)
 {
@@ -98,6 +117,8 @@ static int move(const struct dma_dev *d, const struct transfer *t)
 		return -EINVAL;
 	if (!t->len)
 		return 0;
+	if (!ioreq_mem_mapped(d->mem))
+		return move_copied(d, t);
 	src = ioreq_mem_ptr(d->mem, t->src, t->len, false);
 	dst = ioreq_mem_ptr(d->mem, t->dst, t->len, true);
 	if (!src || !dst)

@@ -23,19 +23,30 @@
  * their waiters, a waiter the rest (requests...) to the serving thread,
  * still packed, in dev->deferred. A registration made from a handler thus
  * receives for itself while its handler runs, and the requests it takes
- * meanwhile are served when the handler returns. */
+ * meanwhile are served when the handler returns. A remote device's memory
+ * accesses (memory.h) wait for their MemResults the same way.
+ *
+ * A remote device gets no fds from the broker (Welcome: -1): it reads and
+ * writes guest memory through MemAccess messages, and its doorbells and
+ * irqfds are eventfds of its own that the library joins to the broker's by
+ * Signal messages: a doorbell's as it arrives (by whichever thread
+ * receives), an irqfd's from a thread that watches them (relay_irqfds). The
+ * device sees the same API either way. */
 #include "ioreq/device.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/pair1/pair.h>
@@ -57,18 +68,22 @@
 /* The dialer redials after a disconnect; those pipes carry nothing (see pipe_added). */
 #define DEV_RECONN_MIN_MS 100
 #define DEV_RECONN_MAX_MS 1000
-/* The broker answers a registration at once: this long means it will not. */
-#define DEV_REGISTER_MS 10000
+/* The broker answers a registration or a memory access at once: this long
+ * means it will not. */
+#define DEV_ANSWER_MS 10000
 /* Messages a registration's waiter may hold for the serving thread: more
  * than the broker has reason to send meanwhile (a request per vCPU, a
  * reset, claim results, a shutdown). */
 #define DEV_DEFER_MAX 64
 
-/* A registration waiting for its RegisterResult (on its thread's stack). */
+/* A thread waiting for the answer to its Register or MemAccess (on its
+ * stack). */
 struct reg_wait {
 	uint32_t tag;
 	int error;
 	bool done;
+	void *buf;              /* a read's: where its bytes go, len of them */
+	size_t len;
 	struct reg_wait *next;
 };
 
@@ -120,6 +135,11 @@ struct ioreq_dev {
 	int file_fd[WIRE_MAX_FILES];
 	bool file_writable[WIRE_MAX_FILES];
 	struct eventfds doorbells, irqfds;
+	/* A remote device's: its eventfds are its own (closed with it), the
+	 * irqfds relayed by a thread that stop wakes. */
+	bool own_eventfds;
+	pthread_t relay;
+	int relay_stop;         /* eventfd; -1: no relay thread */
 	/* The request ring (Welcome.ring), served by a thread of its own
 	 * while ioreq_dev_serve runs; NULL: requests come as messages only. */
 	struct devring *ring;
@@ -440,14 +460,103 @@ static bool fd_mode_ok(int fd, bool write)
 	return fl >= 0 && (fl & O_ACCMODE) == (write ? O_RDWR : O_RDONLY);
 }
 
-static int take_eventfds(struct eventfds *e, size_t n, const int32_t *fds)
+static int dev_mem_access(struct ioreq_dev *dev, uint64_t gpa, void *buf, size_t len, bool write);
+
+/* The Welcome's eventfds of a kind: the ones given (checked), or -1 (all
+ * of them, wire.c: a remote device's) for ones of our own. */
+static int take_eventfds(struct ioreq_dev *dev, struct eventfds *e, size_t n, const int32_t *fds)
 {
 	for (size_t i = 0; i < n; i++) {
+		if (fds[i] == -1) {
+			e->fd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+			if (e->fd[i] < 0)
+				return -errno;
+			e->n = i + 1;
+			dev->own_eventfds = true;
+			continue;
+		}
 		if (!fd_mode_ok(fds[i], true) || !(fcntl(fds[i], F_GETFL) & O_NONBLOCK))
 			return -EPROTO;
 		e->fd[i] = fds[i];
 	}
 	e->n = n;
+	return 0;
+}
+
+static int send_signal(struct ioreq_dev *dev, uint32_t index, uint64_t count)
+{
+	Ioreq__Signal sig = IOREQ__SIGNAL__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	sig.irqfd = true;
+	sig.index = index;
+	sig.count = count;
+	env.msg_case = IOREQ__ENVELOPE__MSG_SIGNAL;
+	env.signal = &sig;
+	return dev_send(dev, &env);
+}
+
+/* A remote device's irqfds: what the device writes to them goes to the
+ * broker, which writes its own (bound) copy. Until ioreq_dev_close. */
+static void *relay_irqfds(void *arg)
+{
+	struct ioreq_dev *dev = arg;
+	struct pollfd p[WIRE_MAX_EVENTFDS + 1];
+	size_t n = dev->irqfds.n;
+
+	for (size_t i = 0; i < n; i++)
+		p[i] = (struct pollfd){ .fd = dev->irqfds.fd[i], .events = POLLIN };
+	p[n] = (struct pollfd){ .fd = dev->relay_stop, .events = POLLIN };
+	while (poll(p, n + 1, -1) >= 0 || errno == EINTR) {
+		if (p[n].revents)
+			break;
+		for (size_t i = 0; i < n; i++) {
+			uint64_t count;
+
+			if (p[i].revents && read(p[i].fd, &count, sizeof(count)) == sizeof(count) &&
+			    send_signal(dev, (uint32_t)i, count) == -ECONNRESET)
+				return NULL;
+		}
+	}
+	return NULL;
+}
+
+static int start_relay(struct ioreq_dev *dev)
+{
+	int r;
+
+	dev->relay_stop = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (dev->relay_stop < 0)
+		return -errno;
+	r = -pthread_create(&dev->relay, NULL, relay_irqfds, dev);
+	if (r < 0) {
+		close(dev->relay_stop);
+		dev->relay_stop = -1;
+	}
+	return r;
+}
+
+static void stop_relay(struct ioreq_dev *dev)
+{
+	uint64_t one = 1;
+
+	if (dev->relay_stop < 0)
+		return;
+	if (write(dev->relay_stop, &one, sizeof(one)) == sizeof(one))
+		pthread_join(dev->relay, NULL);
+	close(dev->relay_stop);
+	dev->relay_stop = -1;
+}
+
+/* The broker says a remote device's doorbell @index was signalled. Under lock. */
+static int signal_doorbell(struct ioreq_dev *dev, const Ioreq__Signal *sig)
+{
+	if (sig->irqfd || sig->index >= dev->doorbells.n || !dev->own_eventfds)
+		return -EPROTO;
+	/* Non-blocking: a count that would overflow is one the device has
+	 * not read yet anyway. */
+	if (write(dev->doorbells.fd[sig->index], &sig->count, sizeof(sig->count)) < 0 && errno != EAGAIN)
+		return -errno;
 	return 0;
 }
 
@@ -458,7 +567,19 @@ static int take_data_plane(struct ioreq_dev *dev, const Ioreq__Welcome *w)
 {
 	int r;
 
-	if (w->memory) {
+	if (w->memory && w->memory->fd == -1) {
+		/* No memfd: a remote device's memory, reached by messages. */
+		for (size_t i = 0; i < w->memory->n_regions; i++)
+			dev->mem_regions[i] = (struct ioreq_mem_region){
+				.gpa = w->memory->regions[i]->gpa,
+				.size = w->memory->regions[i]->size,
+				.read_only = w->memory->regions[i]->read_only,
+			};
+		if (mem_view_init_remote(&dev->mem, dev->mem_regions, w->memory->n_regions, dev, dev_mem_access) < 0)
+			return -EPROTO;
+		dev->info.n_mem_regions = w->memory->n_regions;
+		dev->info.mem_regions = dev->mem_regions;
+	} else if (w->memory) {
 		r = map_memory(dev, w->memory);
 		if (r < 0)
 			return r;
@@ -470,9 +591,11 @@ static int take_data_plane(struct ioreq_dev *dev, const Ioreq__Welcome *w)
 		dev->file_writable[i] = w->files[i]->writable;
 	}
 	dev->n_files = w->n_files;
-	r = take_eventfds(&dev->doorbells, w->n_doorbells, w->doorbells);
+	r = take_eventfds(dev, &dev->doorbells, w->n_doorbells, w->doorbells);
 	if (r == 0)
-		r = take_eventfds(&dev->irqfds, w->n_irqfds, w->irqfds);
+		r = take_eventfds(dev, &dev->irqfds, w->n_irqfds, w->irqfds);
+	if (r == 0 && dev->own_eventfds && dev->irqfds.n)
+		r = start_relay(dev);
 	if (r == 0 && w->ring) {
 		const Ioreq__Ring *g = w->ring;
 
@@ -676,6 +799,7 @@ int ioreq_dev_connect(const char *url, const char *name, const struct ioreq_dev_
 	if (!dev)
 		return -ENOMEM;
 	strcpy(dev->name, name);
+	dev->relay_stop = -1;
 	dev->ops = ops;
 	dev->opaque = opaque;
 
@@ -713,7 +837,7 @@ const struct ioreq_dev_info *ioreq_dev_info(const struct ioreq_dev *dev)
 
 const struct ioreq_mem *ioreq_dev_memory(const struct ioreq_dev *dev)
 {
-	return dev->mem_base ? &dev->mem : NULL;
+	return dev->info.n_mem_regions ? &dev->mem : NULL;
 }
 
 int ioreq_dev_file(const struct ioreq_dev *dev, size_t i, int *ret_fd, bool *ret_writable)
@@ -730,6 +854,8 @@ struct ioreq_dev *ioreq_dev_close(struct ioreq_dev *dev)
 {
 	if (!dev)
 		return NULL;
+	/* It sends on the socket. */
+	stop_relay(dev);
 	/* nng_close waits for the pipe callbacks, which use dev->rx. */
 	if (dev->sock_open)
 		nng_close(dev->sock);
@@ -742,6 +868,10 @@ struct ioreq_dev *ioreq_dev_close(struct ioreq_dev *dev)
 	}
 	if (dev->mem_base)
 		munmap(dev->mem_base, dev->mem_size);
+	for (size_t i = 0; dev->own_eventfds && i < dev->doorbells.n; i++)
+		close(dev->doorbells.fd[i]);
+	for (size_t i = 0; dev->own_eventfds && i < dev->irqfds.n; i++)
+		close(dev->irqfds.fd[i]);
 	dev->ring = devring_free(dev->ring);
 	if (dev->lock_init) {
 		pthread_cond_destroy(&dev->changed);
@@ -882,26 +1012,51 @@ static int (*const serve_table[])(struct ioreq_dev *, const Ioreq__Envelope *) =
 
 /* ---- receiving, for whoever waits ---- */
 
-/* A RegisterResult to its waiter (gone after a timeout: then dropped). Under lock. */
-static int hand_result(struct ioreq_dev *dev, const Ioreq__RegisterResult *res)
+/* An answer to its waiter (gone after a timeout: then dropped), with a
+ * read's bytes, exactly as many as it asked for. Under lock. */
+static int hand_result(struct ioreq_dev *dev, uint32_t tag, int error, const ProtobufCBinaryData *data)
 {
-	if (res->error > 0 || res->error < -4095)
+	if (error > 0 || error < -4095)
 		return -EPROTO;
 	for (struct reg_wait *w = dev->waits; w; w = w->next) {
-		if (w->tag == res->tag && !w->done) {
-			w->error = res->error;
-			w->done = true;
-			pthread_cond_broadcast(&dev->changed);
-			break;
+		if (w->tag != tag || w->done)
+			continue;
+		if ((!error && w->buf) != (data && data->len))
+			return -EPROTO;
+		if (data && data->len) {
+			if (data->len != w->len)
+				return -EPROTO;
+			memcpy(w->buf, data->data, w->len);
 		}
+		w->error = error;
+		w->done = true;
+		pthread_cond_broadcast(&dev->changed);
+		break;
 	}
 	return 0;
 }
 
+/* What no handler serves, done by whichever thread received it: answers
+ * to waiters, a remote device's doorbells. 0 if it was that, 1 if @env is
+ * the serving thread's, or -EPROTO. Under lock. */
+static int take_own(struct ioreq_dev *dev, const Ioreq__Envelope *env)
+{
+	switch (env->msg_case) {
+	case IOREQ__ENVELOPE__MSG_REGISTRATION_RESULT:
+		return hand_result(dev, env->registration_result->tag, env->registration_result->error, NULL);
+	case IOREQ__ENVELOPE__MSG_MEM_RESULT:
+		return hand_result(dev, env->mem_result->tag, env->mem_result->error, &env->mem_result->data);
+	case IOREQ__ENVELOPE__MSG_SIGNAL:
+		return signal_doorbell(dev, env->signal);
+	default:
+		return 1;
+	}
+}
+
 /* The serving thread's next message, unpacked into its arena: one a
- * waiter took for it, or one it receives itself once nobody else does. A
- * RegisterResult it receives goes to its waiter before it lets go of
- * receiving: a waiter that then finds nobody receiving has its answer
+ * waiter took for it, or one it receives itself once nobody else does. An
+ * answer it receives goes to its waiter before it lets go of receiving
+ * (take_own): a waiter that then finds nobody receiving has its answer
  * already, or it is still to come. */
 static int next_env(struct ioreq_dev *dev, Ioreq__Envelope **ret)
 {
@@ -925,10 +1080,8 @@ static int next_env(struct ioreq_dev *dev, Ioreq__Envelope **ret)
 		if (r == 0)
 			r = dev_unpack(dev, msg, ret);
 		pthread_mutex_lock(&dev->lock);
-		if (r == 0 && (*ret)->msg_case == IOREQ__ENVELOPE__MSG_REGISTRATION_RESULT)
-			r = hand_result(dev, (*ret)->registration_result);
-		else if (r == 0)
-			r = 1;
+		if (r == 0)
+			r = take_own(dev, *ret);
 		dev->receiving = false;
 		pthread_cond_broadcast(&dev->changed);
 		if (r != 0)
@@ -949,7 +1102,7 @@ int ioreq_dev_serve(struct ioreq_dev *dev)
 		r = next_env(dev, &env);
 		if (r < 0)
 			break;
-		/* (RegisterResults never get here: see next_env, receive_for.) */
+		/* (Answers and signals never get here: see take_own.) */
 		c = env->msg_case;
 		if (c >= sizeof(serve_table) / sizeof(serve_table[0]) || !serve_table[c]) {
 			r = -EPROTO;
@@ -1029,8 +1182,8 @@ int ioreq_dev_claim(struct ioreq_dev *dev, enum ioreq_kind kind, uint64_t start,
 /* ---- doorbells and irqfds ---- */
 
 /* While nobody else receives: receives one message (waiting up to
- * @wait_ms); a RegisterResult goes to its waiter, anything else to the
- * serving thread. Called and returns with the lock held. */
+ * @wait_ms); what take_own does not take goes to the serving thread.
+ * Called and returns with the lock held. */
 static int receive_for(struct ioreq_dev *dev, int64_t wait_ms)
 {
 	struct wire_arena *arena;
@@ -1055,36 +1208,34 @@ static int receive_for(struct ioreq_dev *dev, int64_t wait_ms)
 	pthread_mutex_lock(&dev->lock);
 	dev->receiving = false;
 	pthread_cond_broadcast(&dev->changed);
-	if (r == 0 && env->msg_case == IOREQ__ENVELOPE__MSG_REGISTRATION_RESULT) {
-		r = hand_result(dev, env->registration_result);
-		nng_msg_free(msg);
-	} else if (r == 0) {
+	if (r == 0)
+		r = take_own(dev, env);
+	if (r == 1) {
 		dev->deferred[(dev->defer_first + dev->defer_n) % DEV_DEFER_MAX] = msg;
 		dev->defer_n++;
-	} else if (r == -EPROTO) {
+		r = 0;
+	} else if (r == 0 || r == -EPROTO) {
 		nng_msg_free(msg);
 	}
 	free(arena);
 	return r == -ETIMEDOUT ? 0 : r;
 }
 
-/* Sends @reg and waits for its answer. */
-static int register_wait(struct ioreq_dev *dev, Ioreq__Register *reg)
+/* Sends @env, tagged through @tag, and waits for its answer (a read's
+ * @len bytes to @buf). */
+static int call(struct ioreq_dev *dev, const Ioreq__Envelope *env, uint32_t *tag, void *buf, size_t len)
 {
-	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
-	const uint64_t end = now_ms() + DEV_REGISTER_MS;
-	struct reg_wait w = { 0 }, **p;
+	const uint64_t end = now_ms() + DEV_ANSWER_MS;
+	struct reg_wait w = { .buf = buf, .len = len }, **p;
 	int r;
 
 	pthread_mutex_lock(&dev->lock);
-	w.tag = reg->tag = ++dev->next_tag;
+	w.tag = *tag = ++dev->next_tag;
 	w.next = dev->waits;
 	dev->waits = &w;
 	pthread_mutex_unlock(&dev->lock);
 
-	env.msg_case = IOREQ__ENVELOPE__MSG_REGISTRATION;
-	env.registration = reg;
-	r = dev_send(dev, &env);
+	r = dev_send(dev, env);
 
 	pthread_mutex_lock(&dev->lock);
 	while (r == 0 && !w.done) {
@@ -1105,6 +1256,45 @@ static int register_wait(struct ioreq_dev *dev, Ioreq__Register *reg)
 	*p = w.next;
 	pthread_mutex_unlock(&dev->lock);
 	return r < 0 ? r : w.error;
+}
+
+static int register_wait(struct ioreq_dev *dev, Ioreq__Register *reg)
+{
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	env.msg_case = IOREQ__ENVELOPE__MSG_REGISTRATION;
+	env.registration = reg;
+	return call(dev, &env, &reg->tag, NULL, 0);
+}
+
+/* Guest memory through the broker (memory.h), in pieces of at most
+ * WIRE_MAX_DMA, each answered before the next goes: a write is in guest
+ * memory when this returns. */
+static int dev_mem_access(struct ioreq_dev *dev, uint64_t gpa, void *buf, size_t len, bool write)
+{
+	for (size_t done = 0; done < len;) {
+		size_t n = len - done < WIRE_MAX_DMA ? len - done : WIRE_MAX_DMA;
+		uint8_t *at = (uint8_t *)buf + done;
+		Ioreq__MemAccess a = IOREQ__MEM_ACCESS__INIT;
+		Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+		int r;
+
+		a.gpa = gpa + done;
+		a.write = write;
+		if (write) {
+			a.data.data = at;
+			a.data.len = n;
+		} else {
+			a.len = (uint32_t)n;
+		}
+		env.msg_case = IOREQ__ENVELOPE__MSG_MEM_ACCESS;
+		env.mem_access = &a;
+		r = call(dev, &env, &a.tag, write ? NULL : at, write ? 0 : n);
+		if (r < 0)
+			return r;
+		done += n;
+	}
+	return 0;
 }
 
 /* Takes a free eventfd of @e: its index, or -ENOSPC. */

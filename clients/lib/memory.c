@@ -38,10 +38,28 @@ int mem_view_init(struct ioreq_mem *m, uint8_t *base, uint64_t size, const struc
 	return mem_view_init_hosts(m, regions, hosts, n);
 }
 
-void *ioreq_mem_ptr(const struct ioreq_mem *m, uint64_t gpa, uint64_t len, bool write)
+int mem_view_init_remote(struct ioreq_mem *m, const struct ioreq_mem_region *regions, size_t n,
+			 struct ioreq_dev *dev, mem_access_fn access)
+{
+	uint8_t *hosts[WIRE_MAX_REGIONS];
+	int r;
+
+	/* Checked as mapped ones are, against dummy addresses. */
+	for (size_t i = 0; i < n && i < WIRE_MAX_REGIONS; i++)
+		hosts[i] = (uint8_t *)1;
+	r = mem_view_init_hosts(m, regions, hosts, n);
+	if (r < 0)
+		return r;
+	memset(m->hosts, 0, sizeof(m->hosts));
+	m->remote = dev;
+	m->access = access;
+	return 0;
+}
+
+int mem_region(const struct ioreq_mem *m, uint64_t gpa, uint64_t len, bool write)
 {
 	if (!m || !len)
-		return NULL;
+		return -1;
 	for (size_t i = 0; i < m->n; i++) {
 		const struct ioreq_mem_region *r = &m->regions[i];
 
@@ -49,11 +67,23 @@ void *ioreq_mem_ptr(const struct ioreq_mem *m, uint64_t gpa, uint64_t len, bool 
 		 * that could wrap is ever formed. */
 		if (gpa < r->gpa || gpa - r->gpa >= r->size || len > r->size - (gpa - r->gpa))
 			continue;
-		if (write && r->read_only)
-			return NULL;
-		return m->hosts[i] + (gpa - r->gpa);
+		return write && r->read_only ? -1 : (int)i;
 	}
-	return NULL;
+	return -1;
+}
+
+void *ioreq_mem_ptr(const struct ioreq_mem *m, uint64_t gpa, uint64_t len, bool write)
+{
+	int i = mem_region(m, gpa, len, write);
+
+	if (i < 0 || m->remote)
+		return NULL;
+	return m->hosts[i] + (gpa - m->regions[i].gpa);
+}
+
+bool ioreq_mem_mapped(const struct ioreq_mem *m)
+{
+	return m && !m->remote;
 }
 
 int ioreq_mem_read(const struct ioreq_mem *m, uint64_t gpa, void *buf, size_t len)
@@ -62,6 +92,8 @@ int ioreq_mem_read(const struct ioreq_mem *m, uint64_t gpa, void *buf, size_t le
 
 	if (!len)
 		return 0;
+	if (m && m->remote)
+		return mem_region(m, gpa, len, false) < 0 ? -EFAULT : m->access(m->remote, gpa, buf, len, false);
 	p = ioreq_mem_ptr(m, gpa, len, false);
 	if (!p)
 		return -EFAULT;
@@ -75,6 +107,9 @@ int ioreq_mem_write(const struct ioreq_mem *m, uint64_t gpa, const void *buf, si
 
 	if (!len)
 		return 0;
+	if (m && m->remote)
+		return mem_region(m, gpa, len, true) < 0 ? -EFAULT
+							 : m->access(m->remote, gpa, (void *)buf, len, true);
 	p = ioreq_mem_ptr(m, gpa, len, true);
 	if (!p)
 		return -EFAULT;

@@ -19,10 +19,19 @@
 #include "ioreq/device.h"
 #include "wire.h"
 
+/* Copies @len bytes between @buf and guest-physical @gpa (to the guest
+ * with @write), through @dev's broker: device.c's dev_mem_access. */
+typedef int (*mem_access_fn)(struct ioreq_dev *dev, uint64_t gpa, void *buf, size_t len, bool write);
+
 struct ioreq_mem {
 	size_t n;
 	struct ioreq_mem_region regions[WIRE_MAX_REGIONS];
 	uint8_t *hosts[WIRE_MAX_REGIONS]; /* where each region is mapped */
+	/* Not mapped at all (a remote device's: guest memory cannot cross
+	 * hosts): every read and write goes through @remote's broker by
+	 * @access, and there are no pointers. NULL: mapped. */
+	struct ioreq_dev *remote;
+	mem_access_fn access;
 };
 
 /* Sets @m up over @base (@size bytes) from @n regions, checked: none empty,
@@ -36,5 +45,14 @@ int mem_view_init(struct ioreq_mem *m, uint8_t *base, uint64_t size, const struc
  * none overlapping another in guest-physical space. -EINVAL otherwise. */
 int mem_view_init_hosts(struct ioreq_mem *m, const struct ioreq_mem_region *regions, uint8_t *const *hosts,
 			size_t n);
+
+/* Sets @m up from @n regions that are not mapped here, checked as above:
+ * reads and writes are @access on @dev. */
+int mem_view_init_remote(struct ioreq_mem *m, const struct ioreq_mem_region *regions, size_t n,
+			 struct ioreq_dev *dev, mem_access_fn access);
+
+/* Whether guest-physical [@gpa, @gpa + @len) lies wholly inside one region
+ * (and, with @write, a writable one): its index, or -1. */
+int mem_region(const struct ioreq_mem *m, uint64_t gpa, uint64_t len, bool write);
 
 #endif

@@ -7,13 +7,23 @@
  * with acquire before the entries it publishes; the used idx is stored with
  * release after the elements it publishes; a full fence separates a store
  * the driver must see from the load of what the driver decided (used idx
- * then used_event, avail_event then avail idx). */
+ * then used_event, avail_event then avail idx).
+ *
+ * Over memory that is not mapped here (a remote device's, memory.h) the
+ * same steps are copies: each load or store of a ring a read or write
+ * through the broker, done in order, one round trip each (the broker keeps
+ * the order the fences keep here); each buffer a bounce buffer of ours,
+ * read from the guest when it is popped if the device reads it, written
+ * back (as much as the used length says) when it is pushed if the device
+ * writes it. */
 #include "ioreq/virtq.h"
 
 #include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "memory.h"
 
 /* virtio 1.x 2.7.5, 2.7.6, 2.7.8: the split queue's layout, little-endian. */
 #define DESC_F_NEXT 1
@@ -26,6 +36,9 @@
 #define USED_ELEM 8 /* id u32, len u32 */
 /* A chain's total, at most (2.7.13.1: "longer than 2^32 bytes"). */
 #define CHAIN_MAX_BYTES (1ull << 32)
+/* ... and in bounce buffers (memory not mapped here): more than any
+ * request Linux's drivers make (max_sectors_kb is 1280 by default). */
+#define COPY_MAX_BYTES (4ull << 20)
 
 struct desc {
 	uint64_t addr;
@@ -33,14 +46,33 @@ struct desc {
 	uint16_t flags, next;
 };
 
+/* A ring or a descriptor table: where the guest has it, and where we see
+ * it (NULL: the memory is not mapped here, every access is a copy). */
+struct area {
+	uint64_t gpa;
+	uint8_t *host;
+};
+
+/* Memory not mapped here: a chain's buffers, each a copy of ours. */
+struct bounce {
+	unsigned n, cap;
+	uint64_t bytes;              /* in all its pieces */
+	struct piece {
+		void *buf;
+		uint64_t gpa, len;
+		bool write;          /* device-writable: copied back at push */
+	} *pieces;               /* NULL: the head is not in flight */
+};
+
 struct ioreq_vq {
 	const struct ioreq_mem *mem;
 	uint16_t mask;               /* size - 1 */
 	uint32_t size;
 	bool event_idx, indirect;
-	const uint8_t *desc;
-	const uint8_t *avail;        /* flags, idx, ring[size], used_event */
-	uint8_t *used;               /* flags, idx, ring[size], avail_event */
+	struct area desc;
+	struct area avail;           /* flags, idx, ring[size], used_event */
+	struct area used;            /* flags, idx, ring[size], avail_event */
+	struct bounce *bounces;      /* per head; NULL: the memory is mapped */
 	uint16_t last_avail;         /* the next available entry to pop */
 	uint16_t shadow_avail;       /* the available idx as last loaded */
 	uint16_t used_idx;           /* as last published */
@@ -62,6 +94,9 @@ static const char *const broken_why[] = {
 	[EILSEQ] = "a device-readable descriptor after a device-writable one",
 	[E2BIG] = "a descriptor chain of more than 4 GiB",
 	[ENOBUFS] = "a descriptor chain of more buffers than the device takes",
+	[EIO] = "guest memory not reachable through the broker",
+	[ENOMEM] = "no memory for a copy of a buffer",
+	[EBUSY] = "a chain made available again while the device holds it",
 };
 
 static uint16_t load16(const uint8_t *p, int order)
@@ -101,27 +136,113 @@ static int vq_break(struct ioreq_vq *vq, int err)
 	return err;
 }
 
+/* ---- the rings' fields, mapped or copied ---- */
+
+static int get16(const struct ioreq_vq *vq, const struct area *a, size_t off, int order, uint16_t *ret)
+{
+	uint16_t v;
+
+	if (a->host) {
+		*ret = load16(a->host + off, order);
+		return 0;
+	}
+	if (ioreq_mem_read(vq->mem, a->gpa + off, &v, sizeof(v)) < 0)
+		return -EIO;
+	*ret = le16toh(v);
+	return 0;
+}
+
+static int put16(const struct ioreq_vq *vq, const struct area *a, size_t off, uint16_t v, int order)
+{
+	if (a->host) {
+		store16(a->host + off, v, order);
+		return 0;
+	}
+	v = htole16(v);
+	return ioreq_mem_write(vq->mem, a->gpa + off, &v, sizeof(v)) < 0 ? -EIO : 0;
+}
+
+/* A used element: id, then len (one write when copied). */
+static int put_elem(const struct ioreq_vq *vq, size_t off, uint32_t id, uint32_t len)
+{
+	uint32_t e[2] = { htole32(id), htole32(len) };
+
+	if (vq->used.host) {
+		store32(vq->used.host + off, id);
+		store32(vq->used.host + off + 4, len);
+		return 0;
+	}
+	return ioreq_mem_write(vq->mem, vq->used.gpa + off, e, sizeof(e)) < 0 ? -EIO : 0;
+}
+
+static int get_desc(const struct ioreq_vq *vq, const struct area *table, uint32_t i, struct desc *ret)
+{
+	uint8_t raw[DESC_SIZE];
+
+	if (table->host) {
+		*ret = desc_load(table->host + (size_t)i * DESC_SIZE);
+		return 0;
+	}
+	if (ioreq_mem_read(vq->mem, table->gpa + (uint64_t)i * DESC_SIZE, raw, sizeof(raw)) < 0)
+		return -EIO;
+	*ret = desc_load(raw);
+	return 0;
+}
+
 /* A ring of @len bytes at @gpa, aligned (in the guest and in our mapping,
  * for the atomic accesses) and wholly in one region. */
 static int ring_map(const struct ioreq_mem *mem, uint64_t gpa, uint64_t len, unsigned align, bool write,
-		    void **ret)
+		    struct area *ret)
 {
-	void *p;
-
+	*ret = (struct area){ .gpa = gpa };
 	if (gpa % align)
 		return -EINVAL;
-	p = ioreq_mem_ptr(mem, gpa, len, write);
-	if (!p)
+	if (!ioreq_mem_mapped(mem))
+		return mem_region(mem, gpa, len, write) < 0 ? -EFAULT : 0;
+	ret->host = ioreq_mem_ptr(mem, gpa, len, write);
+	if (!ret->host)
 		return -EFAULT;
-	if ((uintptr_t)p % align)
+	if ((uintptr_t)ret->host % align)
 		return -EINVAL;
-	*ret = p;
 	return 0;
+}
+
+/* ---- bounce buffers (memory not mapped here) ---- */
+
+static void bounce_drop(struct ioreq_vq *vq, uint16_t head)
+{
+	struct bounce *b = &vq->bounces[head];
+
+	for (unsigned i = 0; i < b->n; i++)
+		free(b->pieces[i].buf);
+	free(b->pieces);
+	*b = (struct bounce){ 0 };
+}
+
+/* Where the device's writes to chain @head's buffers go back to the
+ * guest: the first @len bytes of its device-writable pieces. Then the
+ * copies go. */
+static int bounce_back(struct ioreq_vq *vq, uint16_t head, uint64_t len)
+{
+	struct bounce *b = &vq->bounces[head];
+	int r = 0;
+
+	for (unsigned i = 0; i < b->n && len && r == 0; i++) {
+		const struct piece *p = &b->pieces[i];
+		uint64_t n = p->len < len ? p->len : len;
+
+		if (!p->write)
+			continue;
+		r = ioreq_mem_write(vq->mem, p->gpa, p->buf, n) < 0 ? -EIO : 0;
+		len -= n;
+	}
+	bounce_drop(vq, head);
+	return r;
 }
 
 int ioreq_vq_new(const struct ioreq_mem *mem, const struct ioreq_vq_config *cfg, struct ioreq_vq **ret)
 {
-	void *desc, *avail, *used;
+	struct area desc, avail, used;
 	struct ioreq_vq *vq;
 	int r;
 
@@ -135,6 +256,10 @@ int ioreq_vq_new(const struct ioreq_mem *mem, const struct ioreq_vq_config *cfg,
 	if (r < 0)
 		return r;
 	vq = calloc(1, sizeof(*vq));
+	if (vq && !ioreq_mem_mapped(mem) && !(vq->bounces = calloc(cfg->size, sizeof(*vq->bounces)))) {
+		free(vq);
+		vq = NULL;
+	}
 	if (!vq)
 		return -ENOMEM;
 	vq->mem = mem;
@@ -156,6 +281,11 @@ int ioreq_vq_new(const struct ioreq_mem *mem, const struct ioreq_vq_config *cfg,
 
 struct ioreq_vq *ioreq_vq_free(struct ioreq_vq *vq)
 {
+	if (!vq)
+		return NULL;
+	for (uint32_t i = 0; vq->bounces && i < vq->size; i++)
+		bounce_drop(vq, (uint16_t)i);
+	free(vq->bounces);
 	free(vq);
 	return NULL;
 }
@@ -166,30 +296,49 @@ struct walk {
 	unsigned cap, n;
 	bool writable;               /* a device-writable buffer seen */
 	struct ioreq_vq_chain *chain;
+	struct bounce *bounce;       /* memory not mapped here: the copies */
 };
 
-/* The longest prefix of [@gpa, @gpa + @len) that one region holds, in
- * *@ret_n, and where it is (NULL: none). A translation holds for every
- * prefix of a range it holds for: the prefix is found by bisection. */
-static void *mem_piece(const struct ioreq_mem *mem, uint64_t gpa, uint64_t len, bool write, uint64_t *ret_n)
+/* The longest prefix of [@gpa, @gpa + @len) that one region holds (0:
+ * none). A region holds every prefix of a range it holds: the prefix is
+ * found by bisection. */
+static uint64_t mem_piece(const struct ioreq_mem *mem, uint64_t gpa, uint64_t len, bool write)
 {
 	uint64_t lo = 0, hi = len;
-	void *p = ioreq_mem_ptr(mem, gpa, len, write);
 
-	if (p) {
-		*ret_n = len;
-		return p;
-	}
+	if (mem_region(mem, gpa, len, write) >= 0)
+		return len;
 	while (hi - lo > 1) {
 		uint64_t mid = lo + (hi - lo) / 2;
 
-		if (ioreq_mem_ptr(mem, gpa, mid, write))
+		if (mem_region(mem, gpa, mid, write) >= 0)
 			lo = mid;
 		else
 			hi = mid;
 	}
-	*ret_n = lo;
-	return ioreq_mem_ptr(mem, gpa, lo, write);
+	return lo;
+}
+
+/* Memory not mapped here: a copy of ours for the piece, read from the
+ * guest if the device reads it, zeroed if it writes it (what it leaves
+ * unwritten must not be our heap's), kept for ioreq_vq_push. */
+static int bounce_piece(struct ioreq_vq *vq, struct walk *w, uint64_t gpa, uint64_t n, bool write, void **ret)
+{
+	struct bounce *b = w->bounce;
+	struct piece *p;
+
+	if (n > COPY_MAX_BYTES - b->bytes)
+		return -E2BIG;
+	p = &b->pieces[b->n];
+	*p = (struct piece){ .buf = write ? calloc(1, n) : malloc(n), .gpa = gpa, .len = n, .write = write };
+	if (!p->buf)
+		return -ENOMEM;
+	b->n++;
+	b->bytes += n;
+	if (!write && ioreq_mem_read(vq->mem, gpa, p->buf, n) < 0)
+		return -EIO;
+	*ret = p->buf;
+	return 0;
 }
 
 static int walk_buffer(struct ioreq_vq *vq, struct walk *w, const struct desc *d)
@@ -209,13 +358,21 @@ static int walk_buffer(struct ioreq_vq *vq, struct walk *w, const struct desc *d
 	if (left && gpa + (left - 1) < gpa)
 		return -EFAULT;
 	while (left) {
-		uint64_t n;
-		void *p = mem_piece(vq->mem, gpa, left, write, &n);
+		uint64_t n = mem_piece(vq->mem, gpa, left, write);
+		void *p;
+		int r;
 
-		if (!p)
+		if (!n)
 			return -EFAULT;
 		if (w->n == w->cap)
 			return -ENOBUFS;
+		if (w->bounce) {
+			r = bounce_piece(vq, w, gpa, n, write, &p);
+			if (r < 0)
+				return r;
+		} else {
+			p = ioreq_mem_ptr(vq->mem, gpa, n, write);
+		}
 		w->iov[w->n].iov_base = p;
 		w->iov[w->n++].iov_len = n;
 		gpa += n;
@@ -235,7 +392,7 @@ static int walk_buffer(struct ioreq_vq *vq, struct walk *w, const struct desc *d
  * loop), so at most size + IOREQ_VQ_MAX_SIZE steps in all. */
 static int walk_chain(struct ioreq_vq *vq, uint16_t head, struct walk *w)
 {
-	const uint8_t *table = vq->desc;
+	struct area table = vq->desc;
 	uint32_t count = vq->size, seen = 0, i = head;
 	bool nested = false;
 
@@ -247,7 +404,9 @@ static int walk_chain(struct ioreq_vq *vq, uint16_t head, struct walk *w)
 			return -ERANGE;
 		if (++seen > count)
 			return -ELOOP;
-		d = desc_load(table + (size_t)i * DESC_SIZE);
+		r = get_desc(vq, &table, i, &d);
+		if (r < 0)
+			return r;
 		if (d.flags & DESC_F_INDIRECT) {
 			/* Its F_WRITE means nothing (2.7.5.3.2). */
 			if (nested)
@@ -256,9 +415,9 @@ static int walk_chain(struct ioreq_vq *vq, uint16_t head, struct walk *w)
 				return -EPROTO;
 			if (!d.len || d.len % DESC_SIZE || d.len / DESC_SIZE > IOREQ_VQ_MAX_SIZE)
 				return -EBADMSG;
-			table = ioreq_mem_ptr(vq->mem, d.addr, d.len, false);
-			if (!table)
-				return -EFAULT;
+			r = ring_map(vq->mem, d.addr, d.len, 1, false, &table);
+			if (r < 0)
+				return r;
 			count = d.len / DESC_SIZE;
 			seen = 0;
 			i = 0;
@@ -286,8 +445,11 @@ int ioreq_vq_pop(struct ioreq_vq *vq, struct iovec *iov, unsigned n_iov, struct 
 	 * once per pop at most, and its acquire orders every later load of
 	 * the entries and descriptors it published. */
 	if (vq->last_avail == vq->shadow_avail) {
-		uint16_t idx = load16(vq->avail + 2, __ATOMIC_ACQUIRE);
+		uint16_t idx;
 
+		r = get16(vq, &vq->avail, 2, __ATOMIC_ACQUIRE, &idx);
+		if (r < 0)
+			return vq_break(vq, r);
 		if ((uint16_t)(idx - vq->last_avail) > vq->size)
 			return vq_break(vq, -EOVERFLOW);
 		vq->shadow_avail = idx;
@@ -296,11 +458,25 @@ int ioreq_vq_pop(struct ioreq_vq *vq, struct iovec *iov, unsigned n_iov, struct 
 	}
 	if (vq->in_flight == vq->size)
 		return vq_break(vq, -ENOSPC);
-	head = load16(vq->avail + RING_HDR + 2 * (vq->last_avail & vq->mask), __ATOMIC_RELAXED);
-	*ret = (struct ioreq_vq_chain){ .head = head };
-	r = walk_chain(vq, head, &w);
+	r = get16(vq, &vq->avail, RING_HDR + 2 * (vq->last_avail & vq->mask), __ATOMIC_RELAXED, &head);
 	if (r < 0)
 		return vq_break(vq, r);
+	*ret = (struct ioreq_vq_chain){ .head = head };
+	if (vq->bounces && head < vq->size) {
+		w.bounce = &vq->bounces[head];
+		if (w.bounce->pieces)
+			return vq_break(vq, -EBUSY);
+		w.bounce->pieces = calloc(n_iov ? n_iov : 1, sizeof(*w.bounce->pieces));
+		if (!w.bounce->pieces)
+			return vq_break(vq, -ENOMEM);
+		w.bounce->cap = n_iov;
+	}
+	r = walk_chain(vq, head, &w);
+	if (r < 0) {
+		if (w.bounce)
+			bounce_drop(vq, head);
+		return vq_break(vq, r);
+	}
 	ret->n_in = w.n - ret->n_out;
 	vq->last_avail++;
 	vq->in_flight++;
@@ -309,17 +485,22 @@ int ioreq_vq_pop(struct ioreq_vq *vq, struct iovec *iov, unsigned n_iov, struct 
 
 int ioreq_vq_push(struct ioreq_vq *vq, uint16_t head, uint32_t len)
 {
-	uint8_t *elem;
+	int r = 0;
 
 	if (vq->broken)
 		return vq->broken;
 	if (head >= vq->size || !vq->in_flight)
 		return -EINVAL;
-	elem = vq->used + RING_HDR + USED_ELEM * (vq->used_idx & vq->mask);
-	store32(elem, head);
-	store32(elem + 4, len);
+	/* The buffers' contents, then the element that says they are used. */
+	if (vq->bounces)
+		r = bounce_back(vq, head, len);
+	if (r == 0)
+		r = put_elem(vq, RING_HDR + USED_ELEM * (vq->used_idx & vq->mask), head, len);
 	vq->used_idx++;
-	store16(vq->used + 2, vq->used_idx, __ATOMIC_RELEASE);
+	if (r == 0)
+		r = put16(vq, &vq->used, 2, vq->used_idx, __ATOMIC_RELEASE);
+	if (r < 0)
+		return vq_break(vq, r);
 	vq->in_flight--;
 	/* 2^16 pushes without a notify_needed: the idx it saw is ambiguous. */
 	if (vq->used_idx == vq->signalled_used)
@@ -349,8 +530,9 @@ static inline void full_fence(void)
 
 int ioreq_vq_notify_needed(struct ioreq_vq *vq)
 {
-	uint16_t old = vq->signalled_used;
+	uint16_t old = vq->signalled_used, flags, event;
 	bool valid = vq->signalled_valid;
+	int r;
 
 	if (vq->broken)
 		return vq->broken;
@@ -362,35 +544,45 @@ int ioreq_vq_notify_needed(struct ioreq_vq *vq)
 	 * fence keeps the load from passing the store (and an interrupt from
 	 * being lost against a driver that re-enabled them meanwhile). */
 	full_fence();
-	if (!vq->event_idx)
-		return !(load16(vq->avail, __ATOMIC_RELAXED) & AVAIL_F_NO_INTERRUPT);
+	if (!vq->event_idx) {
+		r = get16(vq, &vq->avail, 0, __ATOMIC_RELAXED, &flags);
+		return r < 0 ? vq_break(vq, r) : !(flags & AVAIL_F_NO_INTERRUPT);
+	}
 	if (!valid)
 		return 1;
-	return need_event(load16(vq->avail + RING_HDR + 2 * vq->size, __ATOMIC_RELAXED), vq->used_idx, old);
+	r = get16(vq, &vq->avail, RING_HDR + 2 * vq->size, __ATOMIC_RELAXED, &event);
+	return r < 0 ? vq_break(vq, r) : need_event(event, vq->used_idx, old);
 }
 
 int ioreq_vq_enable_kicks(struct ioreq_vq *vq)
 {
+	uint16_t idx;
+	int r;
+
 	if (vq->broken)
 		return vq->broken;
 	if (vq->event_idx)
-		store16(vq->used + RING_HDR + USED_ELEM * vq->size, vq->last_avail, __ATOMIC_RELAXED);
+		r = put16(vq, &vq->used, RING_HDR + USED_ELEM * vq->size, vq->last_avail, __ATOMIC_RELAXED);
 	else
-		store16(vq->used, 0, __ATOMIC_RELAXED);
+		r = put16(vq, &vq->used, 0, 0, __ATOMIC_RELAXED);
 	/* The wish stored, then the avail idx loaded: a chain made available
 	 * before the driver saw the wish gets no kick, so it must be seen
 	 * here. */
 	full_fence();
-	return load16(vq->avail + 2, __ATOMIC_ACQUIRE) != vq->last_avail;
+	if (r == 0)
+		r = get16(vq, &vq->avail, 2, __ATOMIC_ACQUIRE, &idx);
+	return r < 0 ? vq_break(vq, r) : idx != vq->last_avail;
 }
 
 int ioreq_vq_disable_kicks(struct ioreq_vq *vq)
 {
+	int r = 0;
+
 	if (vq->broken)
 		return vq->broken;
 	if (!vq->event_idx)
-		store16(vq->used, USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
-	return 0;
+		r = put16(vq, &vq->used, 0, USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
+	return r < 0 ? vq_break(vq, r) : 0;
 }
 
 uint16_t ioreq_vq_next_avail(const struct ioreq_vq *vq)

@@ -5,7 +5,12 @@
  * over the memfd page no region uses, nothing is mapped (PROT_NONE), and
  * the read-only region is mapped read-only: an access outside guest RAM,
  * or a write to what the device may only read, is a crash here, not a
- * silent pass. */
+ * silent pass.
+ *
+ * The same tests run again over a view of that memory that is not mapped
+ * (a remote device's, memory.h), its accesses copies through a stand-in
+ * for the broker: only the pointers differ; test_copied checks what only
+ * copies do. */
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -56,7 +61,13 @@ static const uint64_t offsets[] = { 0, 258 * PAGE, 257 * PAGE, 259 * PAGE, 260 *
 
 static int memfd = -1;
 static uint8_t *reserved, *base;
-static struct ioreq_mem mem;
+static struct ioreq_mem mem, copied;
+/* What the queues under test use: &mem, or &copied. */
+static const struct ioreq_mem *view = &mem;
+/* The broker's stand-in for &copied: the accesses it served; the error it
+ * answers every one with (0: none). */
+static unsigned copies;
+static int copy_error;
 
 /* The test's driver: one queue in RAM. */
 struct drv {
@@ -139,12 +150,21 @@ static void drv_start(struct drv *d, unsigned size, bool event_idx, bool indirec
 
 	memset(base, 0, RAM_END);
 	*d = (struct drv){ size, RING_DESC, RING_AVAIL, RING_USED, 0, NULL };
-	assert_int_equal(ioreq_vq_new(&mem, &cfg, &d->vq), 0);
+	assert_int_equal(ioreq_vq_new(view, &cfg, &d->vq), 0);
 }
 
 static void drv_stop(struct drv *d)
 {
 	d->vq = ioreq_vq_free(d->vq);
+}
+
+/* The broker's side of &copied: what it reads and writes in guest memory. */
+static int copy_access(struct ioreq_dev *dev, uint64_t gpa, void *buf, size_t len, bool write)
+{
+	copies++;
+	if (copy_error)
+		return copy_error;
+	return write ? ioreq_mem_write(&mem, gpa, buf, len) : ioreq_mem_read(&mem, gpa, buf, len);
 }
 
 static int setup(void **state)
@@ -162,7 +182,23 @@ static int setup(void **state)
 	if (base == MAP_FAILED || mprotect(base + 256 * PAGE, PAGE, PROT_NONE) < 0 ||
 	    mprotect(base + 259 * PAGE, PAGE, PROT_READ) < 0)
 		return -1;
-	return mem_view_init(&mem, base, len, layout, offsets, sizeof(layout) / sizeof(layout[0]));
+	if (mem_view_init(&mem, base, len, layout, offsets, sizeof(layout) / sizeof(layout[0])) < 0)
+		return -1;
+	return mem_view_init_remote(&copied, layout, sizeof(layout) / sizeof(layout[0]), (struct ioreq_dev *)&copied,
+				    copy_access);
+}
+
+static int use_copies(void **state)
+{
+	view = &copied;
+	return 0;
+}
+
+static int use_mapping(void **state)
+{
+	view = &mem;
+	copy_error = 0;
+	return 0;
 }
 
 static int teardown(void **state)
@@ -213,7 +249,7 @@ static void test_setup(void **state)
 	memcpy(before, base, RAM_END);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct ioreq_vq *vq = NULL;
-		int r = ioreq_vq_new(&mem, &cases[i].cfg, &vq);
+		int r = ioreq_vq_new(view, &cases[i].cfg, &vq);
 
 		if (r != cases[i].err)
 			fail_msg("case %zu: %d, not %d", i, r, cases[i].err);
@@ -361,7 +397,8 @@ static void test_index_wrap(void **state)
 		publish(&d, (n + 1) % 4);
 		assert_int_equal(ioreq_vq_pop(d.vq, iov, 2, &c), 1);
 		assert_int_equal(c.head, n % 4);
-		assert_ptr_equal(iov[0].iov_base, host(BUF + 0x100 * (n % 4)));
+		if (view == &mem)
+			assert_ptr_equal(iov[0].iov_base, host(BUF + 0x100 * (n % 4)));
 		assert_int_equal(ioreq_vq_pop(d.vq, iov, 2, &c), 1);
 		assert_int_equal(c.head, (n + 1) % 4);
 		assert_int_equal(ioreq_vq_push(d.vq, (n + 1) % 4, 1), 0);
@@ -648,9 +685,9 @@ static void reused_head(struct drv *d)
 	struct ioreq_vq_chain c;
 	struct iovec iov[1];
 
-	desc(d->desc, 0, BUF, 8, 0, 0);
 	for (unsigned i = 0; i < d->size; i++) {
-		publish(d, 0);
+		desc(d->desc, i, BUF, 8, 0, 0);
+		publish(d, (uint16_t)i);
 		assert_int_equal(ioreq_vq_pop(d->vq, iov, 1, &c), 1);
 	}
 	publish(d, 0);
@@ -768,7 +805,7 @@ static void test_reset(void **state)
 	drv_stop(&d);
 	memset(base, 0, RING_USED + 0x100);
 	d.avail_idx = 0;
-	assert_int_equal(ioreq_vq_new(&mem, &cfg, &d.vq), 0);
+	assert_int_equal(ioreq_vq_new(view, &cfg, &d.vq), 0);
 	desc(d.desc, 0, BUF, 8, 0, 0);
 	publish(&d, 0);
 	assert_int_equal(ioreq_vq_pop(d.vq, iov, 2, &c), 1);
@@ -790,7 +827,7 @@ static void test_start_index(void **state)
 	assert_int_equal(ioreq_vq_next_avail(d.vq), 0);
 	drv_stop(&d);
 	d.vq = NULL;
-	assert_int_equal(ioreq_vq_new(&mem, &cfg, &d.vq), 0);
+	assert_int_equal(ioreq_vq_new(view, &cfg, &d.vq), 0);
 	assert_int_equal(ioreq_vq_next_avail(d.vq), 0xfffe);
 	/* The driver's rings as they were: both idx at the start. */
 	set_avail_idx(&d, 0xfffe);
@@ -821,6 +858,67 @@ static void test_start_index(void **state)
 	drv_stop(&d);
 }
 
+/* What only copies do: a device-readable buffer is a copy taken at pop
+ * (the guest's later changes do not reach it); a device-writable one
+ * reaches the guest at push, as much of it as the used length says, and
+ * what the device left unwritten is zeroes, never our heap; a head made
+ * available again while in flight breaks the queue; a broker that does not
+ * answer breaks it too (-EIO), and then nothing more is asked of it. */
+static void test_copied(void **state)
+{
+	struct ioreq_vq_chain c;
+	struct iovec iov[4];
+	struct drv d;
+	unsigned before;
+
+	assert_null(ioreq_mem_ptr(&copied, BUF, 16, false));
+	assert_false(ioreq_mem_mapped(&copied));
+	assert_true(ioreq_mem_mapped(&mem));
+	drv_start(&d, 8, false, false);
+	memset(host(BUF), 'h', 16);
+	memset(host(BUF + 0x1000), 0xee, 64);
+	desc(d.desc, 5, BUF, 16, F_NEXT, 2);
+	desc(d.desc, 2, BUF + 0x1000, 64, F_WRITE, 0);
+	publish(&d, 5);
+	assert_int_equal(ioreq_vq_pop(d.vq, iov, 4, &c), 1);
+	assert_true(c.head == 5 && c.n_out == 1 && c.n_in == 1);
+	assert_true(iov[0].iov_base != host(BUF) && iov[1].iov_base != host(BUF + 0x1000));
+	memset(host(BUF), 'x', 16);
+	assert_memory_equal(iov[0].iov_base, "hhhhhhhhhhhhhhhh", 16);
+	assert_int_equal(((uint8_t *)iov[1].iov_base)[63], 0);
+	/* Four bytes written, the used length says 8. */
+	memcpy(iov[1].iov_base, "abcd", 4);
+	assert_int_equal(host(BUF + 0x1000)[0], 0xee);
+	/* Made available again while the device holds it. */
+	publish(&d, 5);
+	assert_int_equal(ioreq_vq_push(d.vq, 5, 8), 0);
+	assert_memory_equal(host(BUF + 0x1000), "abcd\0\0\0\0\xee", 9);
+	assert_int_equal(get16(d.used + 2), 1);
+	assert_int_equal(get32(d.used + 4), 5);
+	assert_int_equal(get32(d.used + 8), 8);
+	assert_int_equal(ioreq_vq_pop(d.vq, iov, 4, &c), 1);
+	publish(&d, 5);
+	assert_int_equal(ioreq_vq_pop(d.vq, iov, 4, &c), -EBUSY);
+	assert_string_equal(ioreq_vq_broken(d.vq), "a chain made available again while the device holds it");
+	drv_stop(&d);
+
+	/* The broker gone. */
+	drv_start(&d, 8, true, false);
+	desc(d.desc, 0, BUF, 16, 0, 0);
+	publish(&d, 0);
+	copy_error = -ECONNRESET;
+	assert_int_equal(ioreq_vq_pop(d.vq, iov, 4, &c), -EIO);
+	assert_string_equal(ioreq_vq_broken(d.vq), "guest memory not reachable through the broker");
+	before = copies;
+	assert_int_equal(ioreq_vq_enable_kicks(d.vq), -EIO);
+	assert_int_equal(ioreq_vq_notify_needed(d.vq), -EIO);
+	assert_int_equal(copies, before);
+	copy_error = 0;
+	drv_stop(&d);
+}
+
+#define COPIED(test) { #test " (copied)", test, use_copies, use_mapping, NULL }
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -834,6 +932,14 @@ int main(void)
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_reset),
 		cmocka_unit_test(test_start_index),
+		COPIED(test_setup),
+		COPIED(test_index_wrap),
+		COPIED(test_event_idx),
+		COPIED(test_flags),
+		COPIED(test_hostile),
+		COPIED(test_reset),
+		COPIED(test_start_index),
+		COPIED(test_copied),
 	};
 
 	return cmocka_run_group_tests_name("virtq", tests, setup, teardown);

@@ -169,13 +169,24 @@ const struct ioreq_mem *ioreq_dev_memory(const struct ioreq_dev *dev);
 
 /* A pointer to guest-physical [@gpa, @gpa + @len), or NULL unless that range
  * lies wholly inside one region of guest RAM (no overflow, no hole, not
- * across two regions) and, with @write, the region is writable. A range of
- * 0 bytes has no pointer. The guest may change the memory at any time:
- * read what you check once, into memory of your own. Any thread. */
+ * across two regions) and, with @write, the region is writable, and the
+ * memory is mapped here (ioreq_mem_mapped). A range of 0 bytes has no
+ * pointer. The guest may change the memory at any time: read what you
+ * check once, into memory of your own. Any thread. */
 void *ioreq_mem_ptr(const struct ioreq_mem *m, uint64_t gpa, uint64_t len, bool write);
 
+/* Whether the guest's memory is mapped into this process. A remote
+ * device's is not (no memory crosses hosts): ioreq_mem_ptr gives it no
+ * pointers, and ioreq_mem_read and ioreq_mem_write copy through the broker
+ * instead, in messages of up to 16 KiB, each a network round trip. The
+ * library's virtqueues (ioreq/virtq.h) do that by themselves. */
+bool ioreq_mem_mapped(const struct ioreq_mem *m);
+
 /* Copies @len bytes from or to guest-physical @gpa: 0, or -EFAULT (and
- * nothing copied) where ioreq_mem_ptr would give NULL. 0 bytes: 0. */
+ * nothing copied) unless the range lies wholly inside one region (and,
+ * for a write, a writable one). 0 bytes: 0. Unmapped memory (a remote
+ * device's): also -ETIMEDOUT or -ECONNRESET when the broker does not
+ * answer, and a write is in guest memory when it returns. */
 int ioreq_mem_read(const struct ioreq_mem *m, uint64_t gpa, void *buf, size_t len);
 int ioreq_mem_write(const struct ioreq_mem *m, uint64_t gpa, const void *buf, size_t len);
 

@@ -55,10 +55,21 @@
  *               holds (size it for the segments the device advertises, plus
  *               one per extra region a buffer may cross: see ioreq_vq_pop)
  *
- * Threads: a queue is one thread's. Its functions never block and take no
- * lock: call them all from the thread that serves the queue (workers hand
- * their completions back to it). Different queues over the same view of
- * guest RAM may be served by different threads.
+ *   -E2BIG      ... or, over memory not mapped here, of more than 4 MiB
+ *   -EIO        memory not mapped here that the broker did not let us
+ *               reach (it went, or refused)
+ *   -EBUSY      memory not mapped here: a head made available again while
+ *               its chain is in flight
+ *
+ * Threads: a queue is one thread's. Its functions take no lock: call them
+ * all from the thread that serves the queue (workers hand their
+ * completions back to it). Different queues over the same view of guest
+ * RAM may be served by different threads. Over mapped memory they never
+ * block. Over memory that is not mapped here (a remote device's:
+ * ioreq_mem_mapped) each access to a ring is a round trip to the broker,
+ * and the iovecs point to copies of the guest's buffers (read from the
+ * guest at ioreq_vq_pop, written back at ioreq_vq_push): the device's code
+ * is the same, only slower.
  */
 #ifndef IOREQ_VIRTQ_H
 #define IOREQ_VIRTQ_H
