@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "simvirtio.h"
 
 #define BIN IOREQ_BINDIR
 #define ADDR_B "10.77.0.1"
@@ -104,10 +105,9 @@ static const char *make_certs(void)
 	return NULL;
 }
 
-/* The broker, in its namespace, on a VM whose vCPU runs @script and whose
- * device "ram" (mmio 0x2000+8) is remote with @remote (the entries of its
- * YAML flow mapping) and @extra device keys. */
-static void start_broker(struct run *r, const char *script, const char *remote, const char *extra)
+/* The broker, in its namespace, on a VM of 16 MiB whose vCPU runs @script,
+ * with @devices (YAML list entries). */
+static void start_vm(struct run *r, const char *script, const char *devices)
 {
 	const char *path;
 	const char *argv[] = { "/usr/sbin/ip", "netns", "exec", ns_b, BIN "/ioreq-brokerd", "--config", NULL,
@@ -120,16 +120,28 @@ static void start_broker(struct run *r, const char *script, const char *remote, 
 			     "  - name: v\n"
 			     "    backend: sim\n"
 			     "    vcpus: 1\n"
+			     "    memory: 16M\n"
 			     "    scripts: [cpu0.txt]\n"
-			     "    devices:\n"
-			     "      - name: ram\n"
-			     "        mmio: [\"0x2000+8\"]\n"
-			     "%s"
-			     "        remote: { %s }\n",
-			     harness_tmpdir(), extra, remote);
+			     "    devices:\n%s",
+			     harness_tmpdir(), devices);
 	argv[6] = path;
 	harness_start_argv(r, argv);
 	assert_non_null(harness_wait_log(r, "listening on ", 10));
+}
+
+/* ... whose device "ram" (mmio 0x2000+8) is remote with @remote (the
+ * entries of its YAML flow mapping) and @extra device keys. */
+static void start_broker(struct run *r, const char *script, const char *remote, const char *extra)
+{
+	static char devices[8192];
+
+	snprintf(devices, sizeof(devices),
+		 "      - name: ram\n"
+		 "        mmio: [\"0x2000+8\"]\n"
+		 "%s"
+		 "        remote: { %s }\n",
+		 extra, remote);
+	start_vm(r, script, devices);
 }
 
 /* A tls+tcp:// entry whose device is known by @identity. */
@@ -137,21 +149,35 @@ static void start_broker(struct run *r, const char *script, const char *remote, 
 	"listen: \"tls+tcp://" ADDR_B ":" PORT "\", certificate: %1$s/broker.pem, key: %1$s/broker.key, " identity
 #define CA_NAME TLS_REMOTE("ca: %1$s/ca.pem, peer_name: ram.remote")
 
-/* The runner in the device's namespace, with certificate @cert (and its
- * key @key), serving ioreq-dev-ram. */
-static void start_runner(struct run *r, const char *cert, const char *key)
+/* The runner in the device's namespace for device @name, with
+ * certificate @cert (and its key @key), then @tail: more options, "--",
+ * the program and its arguments. */
+static void start_runner_for(struct run *r, const char *name, const char *cert, const char *key,
+			     const char *const *tail)
 {
-	char ca[1100], c[1100], k[1100], dir[300];
-	const char *argv[] = { "/usr/sbin/ip", "netns", "exec", ns_d, BIN "/ioreq-remote",
-			       "--broker", "tls+tcp://" ADDR_B ":" PORT, "--name", "ram", "--ca", ca, "--cert", c,
-			       "--key", k, "--broker-name", "broker", "--user", DEVICE_UID, "--runtime-dir", dir,
-			       "--", BIN "/ioreq-dev-ram", NULL };
+	static char ca[1100], c[1100], k[1100], dir[300];
+	const char *argv[64] = { "/usr/sbin/ip", "netns", "exec", ns_d, BIN "/ioreq-remote",
+				 "--broker", "tls+tcp://" ADDR_B ":" PORT, "--name", name, "--ca", ca, "--cert", c,
+				 "--key", k, "--broker-name", "broker", "--user", DEVICE_UID, "--runtime-dir", dir };
+	size_t n = 0;
 
+	while (argv[n])
+		n++;
+	for (size_t i = 0; tail[i] && n < 63; i++)
+		argv[n++] = tail[i];
 	snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
 	snprintf(c, sizeof(c), "%s/%s", certs, cert);
 	snprintf(k, sizeof(k), "%s/%s", certs, key);
 	snprintf(dir, sizeof(dir), "%s/remote", harness_tmpdir());
 	harness_start_argv(r, argv);
+}
+
+/* ... serving ioreq-dev-ram. */
+static void start_runner(struct run *r, const char *cert, const char *key)
+{
+	static const char *const ram[] = { "--", BIN "/ioreq-dev-ram", NULL };
+
+	start_runner_for(r, "ram", cert, key, ram);
 }
 
 static void ca_name(char *buf, size_t len)
@@ -312,6 +338,142 @@ static void test_partition(void **state)
 	assert_non_null(strstr(harness_log(&d), "no ping from the broker"));
 }
 
+
+/* A DMA engine on the other host (clients/dma.c): the guest's memory
+ * through MemAccess messages, its doorbell and irqfd as Signals, the same
+ * device program as a local one. 4 KiB copied, then 1 MiB inverted (64
+ * messages of 16 KiB each way), then a source outside the guest's RAM,
+ * which the device's library refuses without asking the broker. */
+static void test_dma(void **state)
+{
+	static const char *const dma[] = { "--", BIN "/ioreq-dev-dma", NULL };
+	char devices[8192], remote[4200];
+	struct run b, d;
+
+	snprintf(remote, sizeof(remote), TLS_REMOTE("ca: %1$s/ca.pem, peer_name: ram.remote"), certs);
+	snprintf(devices, sizeof(devices),
+		 "      - name: dma\n"
+		 "        pio: [\"0x520+0x24\"]\n"
+		 "        irqs: [10]\n"
+		 "        memory: guest\n"
+		 "        doorbells: 1\n"
+		 "        irqfds: 1\n"
+		 "        on_failure: hold\n"
+		 "        deadline_ms: 20000\n"
+		 "        remote: { %s }\n",
+		 remote);
+	s_reset();
+	s("mem write 0x10000 8 0x0123456789abcdef");
+	s("mem write 0x10ff8 8 0xfedcba9876543210");
+	s("pio write 0x520 4 0x10000");
+	s("pio write 0x524 4 0");
+	s("pio write 0x528 4 0x20000");
+	s("pio write 0x52c 4 0");
+	s("pio write 0x530 4 4096");
+	s("pio write 0x534 4 0");
+	s("pio write 0x540 1 1");
+	s("irq 10 edge");
+	s("pio read 0x538 4 1");
+	s("mem read 0x20000 8 0x0123456789abcdef");
+	s("mem read 0x20ff8 8 0xfedcba9876543210");
+	s("mem write 0x100000 8 0x1111111111111111");
+	s("mem write 0x1ffff8 8 0x2222222222222222");
+	s("pio write 0x520 4 0x100000");
+	s("pio write 0x528 4 0x300000");
+	s("pio write 0x530 4 0x100000");
+	s("pio write 0x534 4 1");
+	s("pio write 0x540 1 1");
+	s("irq 10 edge");
+	s("pio read 0x538 4 1");
+	s("pio read 0x53c 4 2");
+	s("mem read 0x300000 8 0xeeeeeeeeeeeeeeee");
+	s("mem read 0x380000 8 0xffffffffffffffff");
+	s("mem read 0x3ffff8 8 0xdddddddddddddddd");
+	s("pio write 0x520 4 0x2000000");
+	s("pio write 0x540 1 1");
+	s("irq 10 edge");
+	s("pio read 0x538 4 0xfffffff2");
+	start_vm(&b, sim_script, devices);
+	start_runner_for(&d, "dma", "dev.pem", "dev.key", dma);
+	harness_wait(&b, 60);
+	assert_int_equal(b.status, 0);
+	assert_non_null(strstr(harness_log(&b), "registered doorbell 0 (pio 0x540 size 1)"));
+	assert_non_null(strstr(harness_log(&b), "registered irqfd 0 (IRQ 10)"));
+	assert_int_equal(harness_stat(&b, "vm v device dma:", " fallbacks"), 0);
+	assert_int_equal(harness_stat(&b, "vm v device dma:", " bad replies"), 0);
+	/* The doorbells rang as Signals, not requests: 11 register writes
+	 * and 4 reads came as requests. */
+	assert_int_equal(harness_stat(&b, "vm v device dma:", " pio"), 15);
+}
+
+/* virtio-blk on the other host, its image a file there (ioreq-remote
+ * --file-rw), its queues in guest memory it reaches through messages:
+ * the device program and its virtqueues unchanged. A read, a write of two
+ * sectors read back, then a descriptor outside guest RAM, which costs the
+ * guest its queue (DEVICE_NEEDS_RESET) and nothing else. */
+static void test_virtio_blk(void **state)
+{
+	char devices[8192], remote[4200], image[600], sector[512];
+	const char *const blk[] = { "--file-rw", image, "--", BIN "/ioreq-dev-virtio-blk", NULL };
+	struct seg bad[] = { { BUF(0), 16, false }, { 0x40000000, 512, true }, { BUF(0) + 0x100, 1, true } };
+	struct run b, d;
+	FILE *f;
+
+	snprintf(image, sizeof(image), "%s/disk.img", harness_tmpdir());
+	f = fopen(image, "w");
+	assert_non_null(f);
+	for (int i = 0; i < 64; i++) {
+		memset(sector, 'a' + i % 26, sizeof(sector));
+		assert_int_equal(fwrite(sector, 1, sizeof(sector), f), sizeof(sector));
+	}
+	fclose(f);
+	/* The device's uid on its host must be able to open it: the runner
+	 * opens it, as root, before the device exists. */
+	snprintf(remote, sizeof(remote), TLS_REMOTE("ca: %1$s/ca.pem, peer_name: ram.remote"), certs);
+	snprintf(devices, sizeof(devices),
+		 "      - name: disk\n"
+		 "        pci: [\"" BDF "\"]\n"
+		 "        windows: { mmio: [\"0xe1000000+0x1000000\"] }\n"
+		 "        msi: true\n"
+		 "        memory: guest\n"
+		 "        doorbells: 1\n"
+		 "        on_failure: hold\n"
+		 "        deadline_ms: 20000\n"
+		 "        remote: { %s }\n",
+		 remote);
+	s_reset();
+	s_bar(2);
+	s_init(1, 0);
+	s("mmio read 0x%llx 8 64", DEVCFG(0));
+	s_blk(0, 3, 512, true, 0, "513");
+	s("mem read 0x%llx 8 0x%llx", BUF(0) + 0x1000, 0x6464646464646464ull);
+	s("mem read 0x%llx 8 0x%llx", BUF(0) + 0x1000 + 504, 0x6464646464646464ull);
+	s("mem write 0x%llx 8 0x0123456789abcdef", BUF(0) + 0x1000);
+	s("mem write 0x%llx 8 0xfedcba9876543210", BUF(0) + 0x1000 + 1016);
+	s_blk(1, 5, 1024, false, 0, "1");
+	s("mem write 0x%llx 8 0", BUF(0) + 0x1000);
+	s_blk(0, 5, 1024, true, 0, "1025");
+	s("mem read 0x%llx 8 0x0123456789abcdef", BUF(0) + 0x1000);
+	s("mem read 0x%llx 8 0xfedcba9876543210", BUF(0) + 0x1000 + 1016);
+	s("mem write 0x%llx 4 0", BUF(0));
+	s("mem write 0x%llx 8 0", BUF(0) + 8);
+	s_chain(0, bad, 3);
+	s("mmio read 0x%llx 1 0x4f until 5000", COMMON(0x14));
+	start_vm(&b, sim_script, devices);
+	start_runner_for(&d, "disk", "dev.pem", "dev.key", blk);
+	harness_wait(&b, 90);
+	assert_int_equal(b.status, 0);
+	assert_non_null(strstr(harness_log(&b), "registered doorbell 0"));
+	assert_int_equal(harness_stat(&b, "vm v device disk:", " fallbacks"), 0);
+	/* The image on the device's host holds the guest's two sectors. */
+	f = fopen(image, "r");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 5 * 512, SEEK_SET), 0);
+	assert_int_equal(fread(sector, 1, 8, f), 8);
+	fclose(f);
+	assert_memory_equal(sector, "\xef\xcd\xab\x89\x67\x45\x23\x01", 8);
+}
+
 #else
 /* Delay against deadlines (netem): 100 ms each way. A device whose
  * deadline is shorter than the round trip gets every request completed
@@ -357,6 +519,8 @@ int main(void)
 		harness_test(test_fingerprint),
 		harness_test(test_insecure),
 		harness_test(test_partition),
+		harness_test(test_dma),
+		harness_test(test_virtio_blk),
 #endif
 	};
 	const char *why;
