@@ -28,6 +28,14 @@
  *                    (give it that window) and then release each twice
  *   memfd-bomb N     on request N, write 2 GiB into a memfd, 1 MiB at a time
  *   fork-bomb N      on request N, fork until fork fails, then serve on
+ *   mem-lie N        (a remote device with memory: read-only and irqfds:
+ *                    1) on request N, read 16 bytes outside 16 MiB of
+ *                    RAM, write at 0x1000, read 8 bytes at 0x1000, signal
+ *                    irqfd 5 and a doorbell (the broker's to signal); answer
+ *                    request N with bit 0 set if the first came back
+ *                    -EFAULT, bit 1 if the write came back -EACCES, bit 2
+ *                    if the read came back with 8 bytes; later requests
+ *                    with those 8 bytes
  *
  * The ring-* modes take their requests from the request ring (they say so
  * in their Hello) and lie there, on request N of the ring:
@@ -140,6 +148,7 @@ static void reply(nng_socket s, uint64_t id, uint64_t value)
 }
 
 static const char *self, *url, *name;
+static uint64_t mem_lie_data;
 
 /* Someone else (a child, another pid) takes over the device's identity. */
 static void reconnect_as_child(nng_socket s)
@@ -210,6 +219,66 @@ static void fork_bomb(void)
 	}
 }
 
+static void send_mem(nng_socket s, uint32_t tag, uint64_t gpa, uint32_t len, bool write)
+{
+	static uint8_t data[8];
+	Ioreq__MemAccess a = IOREQ__MEM_ACCESS__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	a.tag = tag;
+	a.gpa = gpa;
+	a.write = write;
+	if (write)
+		a.data = (ProtobufCBinaryData){ sizeof(data), data };
+	else
+		a.len = len;
+	env.msg_case = IOREQ__ENVELOPE__MSG_MEM_ACCESS;
+	env.mem_access = &a;
+	wire_send(s, &env, 0);
+}
+
+static void send_signal(nng_socket s, bool irqfd, uint32_t index)
+{
+	Ioreq__Signal sig = IOREQ__SIGNAL__INIT;
+	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
+
+	sig.irqfd = irqfd;
+	sig.index = index;
+	sig.count = 1;
+	env.msg_case = IOREQ__ENVELOPE__MSG_SIGNAL;
+	env.signal = &sig;
+	wire_send(s, &env, 0);
+}
+
+/* mem-lie: every MemAccess is answered, the lies with their errors. */
+static uint64_t mem_lie(nng_socket s, struct wire_arena *a, uint64_t *ret_data)
+{
+	uint64_t bits = 0;
+	Ioreq__Envelope *in;
+
+	send_mem(s, 1, 16ull << 20, 16, false);
+	send_mem(s, 2, 0x1000, 0, true);
+	send_mem(s, 3, 0x1000, 8, false);
+	send_signal(s, true, 5);
+	send_signal(s, false, 0);
+	for (unsigned got = 0; got < 3 && wire_recv(s, 0, a, &in) == 0;) {
+		const Ioreq__MemResult *r = in->mem_result;
+
+		if (in->msg_case != IOREQ__ENVELOPE__MSG_MEM_RESULT)
+			continue;
+		got++;
+		if (r->tag == 1 && r->error == -EFAULT && !r->data.len)
+			bits |= 1;
+		if (r->tag == 2 && r->error == -EACCES)
+			bits |= 2;
+		if (r->tag == 3 && !r->error && r->data.len == 8) {
+			bits |= 4;
+			memcpy(ret_data, r->data.data, 8);
+		}
+	}
+	return bits;
+}
+
 static void misbehave(nng_socket s, const Ioreq__Request *q)
 {
 	if (!strcmp(mode, "chatter")) {
@@ -269,6 +338,17 @@ static int serve(nng_socket s, struct wire_arena *a)
 			continue;
 		q = in->request;
 		n++;
+		if (n == nth && !strcmp(mode, "mem-lie")) {
+			uint64_t id = q->id, data = 0, bits = mem_lie(s, a, &data);
+
+			reply(s, id, bits);
+			mem_lie_data = data;
+			continue;
+		}
+		if (!strcmp(mode, "mem-lie") && n > nth) {
+			reply(s, q->id, mem_lie_data);
+			continue;
+		}
 		if (n == nth && strcmp(mode, "serve") && strcmp(mode, "hang") && strcmp(mode, "reply-twice") &&
 		    strcmp(mode, "reply-unknown") && strcmp(mode, "wide-value") && strcmp(mode, "claim-outside")) {
 			misbehave(s, q);

@@ -474,6 +474,46 @@ static void test_virtio_blk(void **state)
 	assert_memory_equal(sector, "\xef\xcd\xab\x89\x67\x45\x23\x01", 8);
 }
 
+/* A remote device that lies about memory: reads outside the guest's RAM,
+ * writes to RAM it may only read, signals eventfds that are not its own.
+ * Each MemAccess is answered (with its error), each lie counted and named;
+ * the guest's memory is unchanged, and its honest read works. (Past
+ * max_violations it would be cut off, as any device.) */
+static void test_lies(void **state)
+{
+	static const char *const lie[] = { "--", IOREQ_TESTDIR "/ioreq-test-misbehave", "--mode", "mem-lie", "--nth",
+					   "1", NULL };
+	char devices[8192], remote[4200];
+	struct run b, d;
+
+	snprintf(remote, sizeof(remote), TLS_REMOTE("ca: %1$s/ca.pem, peer_name: ram.remote"), certs);
+	snprintf(devices, sizeof(devices),
+		 "      - name: liar\n"
+		 "        mmio: [\"0x2000+8\"]\n"
+		 "        memory: read-only\n"
+		 "        irqs: [5]\n"
+		 "        irqfds: 1\n"
+		 "        on_failure: hold\n"
+		 "        deadline_ms: 20000\n"
+		 "        max_violations: 10\n"
+		 "        remote: { %s }\n",
+		 remote);
+	start_vm(&b,
+		 "mem write 0x1000 8 0x1122334455667788\n"
+		 "mmio read 0x2000 8 7\n"
+		 "mmio read 0x2000 8 0x1122334455667788\n"
+		 "mem read 0x1000 8 0x1122334455667788\n",
+		 devices);
+	start_runner_for(&d, "liar", "dev.pem", "dev.key", lie);
+	harness_wait(&b, 60);
+	assert_int_equal(b.status, 0);
+	assert_non_null(strstr(harness_log(&b), "read outside guest RAM (16 bytes at 0x1000000)"));
+	assert_non_null(strstr(harness_log(&b), "wrote to read-only guest memory (8 bytes at 0x1000)"));
+	assert_non_null(strstr(harness_log(&b), "signalled an irqfd it was not given as a message"));
+	assert_null(strstr(harness_log(&b), "cut off"));
+	assert_int_equal(harness_stat(&b, "vm v device liar:", " fallbacks"), 0);
+}
+
 #else
 /* Delay against deadlines (netem): 100 ms each way. A device whose
  * deadline is shorter than the round trip gets every request completed
@@ -521,6 +561,7 @@ int main(void)
 		harness_test(test_partition),
 		harness_test(test_dma),
 		harness_test(test_virtio_blk),
+		harness_test(test_lies),
 #endif
 	};
 	const char *why;
