@@ -145,6 +145,8 @@ static int fill_remote(struct control_reply *r, Ioreqctl__DeviceInfo *d, const s
 	m->subject = subject;
 	m->rtt_ns = info->sup.rtt_ns;
 	m->reconnects = info->sup.restarts;
+	m->dma_accesses = info->sup.dma_accesses;
+	m->dma_bytes = info->sup.dma_bytes;
 	d->remote = m;
 	return 0;
 }

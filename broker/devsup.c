@@ -1985,5 +1985,7 @@ void devsup_info(const struct devsup *d, struct devsup_info *ret)
 		if (m->tls && ret->peer[0])
 			tlsid_subject(m->tls, ret->subject, sizeof(ret->subject));
 		ret->rtt_ns = atomic_load(&m->rtt);
+		ret->dma_accesses = atomic_load(&m->dma_accesses);
+		ret->dma_bytes = atomic_load(&m->dma_bytes);
 	}
 }

@@ -172,6 +172,7 @@ struct devsup_info {
 	char peer[64];
 	char subject[160];
 	uint64_t rtt_ns;
+	uint64_t dma_accesses, dma_bytes; /* its MemAccess messages, the bytes moved */
 };
 
 void devsup_info(const struct devsup *d, struct devsup_info *ret);

@@ -173,8 +173,9 @@ static void print_devices(const Ioreqctl__CtlReply *r, bool json)
 				json_str(d->remote->peer);
 				printf(", \"subject\": ");
 				json_str(d->remote->subject);
-				printf(", \"rtt_ns\": %" PRIu64 ", \"reconnects\": %u}", d->remote->rtt_ns,
-				       d->remote->reconnects);
+				printf(", \"rtt_ns\": %" PRIu64 ", \"reconnects\": %u, \"dma_accesses\": %" PRIu64
+				       ", \"dma_bytes\": %" PRIu64 "}",
+				       d->remote->rtt_ns, d->remote->reconnects, d->remote->dma_accesses, d->remote->dma_bytes);
 			}
 			printf(", \"ranges\": [");
 			for (size_t k = 0; k < d->n_ranges; k++) {
@@ -195,9 +196,11 @@ static void print_devices(const Ioreqctl__CtlReply *r, bool json)
 			printf(" (%s)", d->failure);
 		printf("\n");
 		if (d->remote)
-			printf("%-16s remote: %s from %s, certificate \"%s\", rtt %.2f ms, %u reconnects\n", "",
-			       d->remote->listen, *d->remote->peer ? d->remote->peer : "(not connected)",
-			       d->remote->subject, (double)d->remote->rtt_ns / 1e6, d->remote->reconnects);
+			printf("%-16s remote: %s from %s, certificate \"%s\", rtt %.2f ms, %u reconnects, %" PRIu64
+			       " memory accesses (%.1f KiB)\n",
+			       "", d->remote->listen, *d->remote->peer ? d->remote->peer : "(not connected)",
+			       d->remote->subject, (double)d->remote->rtt_ns / 1e6, d->remote->reconnects,
+			       d->remote->dma_accesses, (double)d->remote->dma_bytes / 1024);
 	}
 	if (json)
 		printf("]");

@@ -347,7 +347,8 @@ static void test_partition(void **state)
 static void test_dma(void **state)
 {
 	static const char *const dma[] = { "--", BIN "/ioreq-dev-dma", NULL };
-	char devices[8192], remote[4200];
+	char devices[8192], remote[4200], out[8192] = "", sock[512];
+	const char *ctl[] = { BIN "/ioreqctl", "--socket", sock, "devices", NULL };
 	struct run b, d;
 
 	snprintf(remote, sizeof(remote), TLS_REMOTE("ca: %1$s/ca.pem, peer_name: ram.remote"), certs);
@@ -393,8 +394,17 @@ static void test_dma(void **state)
 	s("pio write 0x540 1 1");
 	s("irq 10 edge");
 	s("pio read 0x538 4 0xfffffff2");
+	s("sleep 3000");
 	start_vm(&b, sim_script, devices);
 	start_runner_for(&d, "dma", "dev.pem", "dev.key", dma);
+	/* ioreqctl counts what moved: 4 KiB and 1 MiB, each read and
+	 * written, in 2 + 128 messages; the refused one never left. */
+	snprintf(sock, sizeof(sock), "%s/run/control", harness_tmpdir());
+	for (int i = 0; i < 100 && !strstr(out, "130 memory accesses (2056.0 KiB)"); i++) {
+		usleep(100 * 1000);
+		harness_exec(ctl, out, sizeof(out));
+	}
+	assert_non_null(strstr(out, "130 memory accesses (2056.0 KiB)"));
 	harness_wait(&b, 60);
 	assert_int_equal(b.status, 0);
 	assert_non_null(strstr(harness_log(&b), "registered doorbell 0 (pio 0x540 size 1)"));
