@@ -2,7 +2,8 @@
  *
  *   ioreq-remote --broker tls+tcp://ADDRESS:PORT --name DEVICE
  *                --ca FILE --cert FILE --key FILE --broker-name NAME
- *                [--user UID] [--runtime-dir DIR] [--sandbox none] -- PROGRAM [ARGS...]
+ *                [--user UID] [--runtime-dir DIR] [--sandbox none]
+ *                [--file PATH]... [--file-rw PATH]... -- PROGRAM [ARGS...]
  *   ioreq-remote --broker tcp://ADDRESS:PORT --insecure --name DEVICE ... -- PROGRAM [ARGS...]
  *
  * Over and over, until SIGINT or SIGTERM: it dials the broker with its
@@ -12,6 +13,12 @@
  * child with --sandbox none), on an ipc:// socket of its own in DIR where
  * only that process may connect (rpc.c), and relays the protocol's messages
  * between the two, each one validated on the way (wire.c).
+ *
+ * Files of this host (--file read-only, --file-rw read-write) go to the
+ * device as a local device's `files:` do: opened here (a regular file or a
+ * block device), they are its fds 3, 4, ... in the order given, and the
+ * broker's Welcome reaches it with their list in place of the broker's
+ * (which grants a remote device none).
  *
  * The device never holds the key nor a network: its sandbox keeps its empty
  * network namespace, and the device library is the same as for a local
@@ -59,10 +66,17 @@
 #define STABLE_MS 10000
 #define MAX_ARGS 64
 
+struct data_file {
+	const char *path;
+	bool write;
+};
+
 struct opts {
 	const char *broker, *name, *ca, *cert, *key, *broker_name, *runtime_dir;
 	bool insecure, sandbox;
 	long user;
+	struct data_file files[WIRE_MAX_FILES]; /* in command-line order */
+	size_t n_files;
 	char **program;
 };
 
@@ -81,6 +95,8 @@ struct relay {
 	pthread_mutex_t lock;
 	char why[160];                /* why it ended (the first reason) */
 	struct wire_arena arena;      /* rx_done's */
+	const int *files;             /* o->files, open: the device's 3, 4, ... */
+	Ioreq__FileFd fv[WIRE_MAX_FILES], *fp[WIRE_MAX_FILES];
 };
 
 static void wake(struct relay *rl)
@@ -155,6 +171,10 @@ static void rx_done(void *arg)
 
 	if (r == -ECANCELED)
 		return;
+	if (r == 0 && env->msg_case == IOREQ__ENVELOPE__MSG_WELCOME) {
+		env->welcome->n_files = rl->o->n_files;
+		env->welcome->files = rl->fp;
+	}
 	if (r == 0 && env->msg_case == IOREQ__ENVELOPE__MSG_PING)
 		answer_ping(rl, env->ping);
 	else if (r == 0 && rpc_send(rl->dev, rl->gen, env) < 0)
@@ -290,31 +310,99 @@ static const struct rpc_events dev_events = {
 	.closed = dev_closed,
 };
 
-static int spawn(const struct opts *o, const char *sock, const char *launcher, pid_t *pid, int *pidfd)
+/* Opens @f as the broker opens a local device's file (devsup.c): what the
+ * path names, checked to be a regular file or a block device, then opened
+ * through that very object (/proc/self/fd), so that a path swapped in
+ * between (a symlink, a rename) cannot slip anything else in. 0 with
+ * *@ret, or a negative errno, with *@why where errno alone does not say it. */
+static int open_data_file(const struct data_file *f, int *ret, const char **why)
 {
-	char *argv[MAX_ARGS], url[PATH_MAX + 16], pfd[16], user[48];
-	int stdio_null = open("/dev/null", O_RDONLY | O_CLOEXEC), fds[1];
+	char proc[32];
+	struct stat st;
+	int path, r = 0;
+
+	*why = NULL;
+	path = open(f->path, O_PATH | O_CLOEXEC);
+	if (path < 0)
+		return -errno;
+	if (fstat(path, &st) < 0) {
+		r = -errno;
+	} else if (S_ISDIR(st.st_mode)) {
+		r = -EISDIR;
+	} else if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		*why = "not a regular file or a block device";
+		r = -EINVAL;
+	}
+	if (r == 0) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", path);
+		*ret = open(proc, (f->write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY);
+		if (*ret < 0)
+			r = -errno;
+	}
+	close(path);
+	return r;
+}
+
+static void close_files(int *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/* Every --file and --file-rw into @fds, in order; 0, or a negative errno
+ * (said, with the path) and none open. */
+static int open_files(const struct opts *o, int *fds)
+{
+	const char *why;
+	int r;
+
+	for (size_t i = 0; i < o->n_files; i++) {
+		r = open_data_file(&o->files[i], &fds[i], &why);
+		if (r < 0) {
+			log_err("cannot open %s %s: %s", o->files[i].path, o->files[i].write ? "read-write" : "read-only",
+				why ? why : strerror(-r));
+			close_files(fds, i);
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* The device gets the files at fds 3, 4, ...; the launcher also gets our
+ * pidfd, after them (as the broker's spawn_instance lays them out). */
+static int spawn(const struct opts *o, const int *files, const char *sock, const char *launcher, pid_t *pid,
+		 int *pidfd)
+{
+	char *argv[MAX_ARGS], url[PATH_MAX + 16], pfd[16], npass[16], user[48];
+	int stdio_null = open("/dev/null", O_RDONLY | O_CLOEXEC), fds[WIRE_MAX_FILES + 1];
 	struct proc_req req = { .argv = argv, .stdio = { stdio_null, 2, 2 }, .fds = fds, .sandboxed = o->sandbox };
 	size_t k = 0;
 	int r;
 
 	if (stdio_null < 0)
 		return -errno;
+	for (size_t i = 0; i < o->n_files; i++)
+		fds[req.n_fds++] = files[i];
 	if (o->sandbox) {
 		r = proc_broker_pidfd();
 		if (r < 0)
 			goto out;
+		snprintf(pfd, sizeof(pfd), "%u", (unsigned)(3 + req.n_fds));
 		fds[req.n_fds++] = r;
 		argv[k++] = (char *)launcher;
 		argv[k++] = "--socket";
 		argv[k++] = (char *)sock;
 		argv[k++] = "--broker-pidfd";
 		argv[k++] = pfd;
-		snprintf(pfd, sizeof(pfd), "3");
 		if (o->user >= 0) {
 			snprintf(user, sizeof(user), "%ld:%ld", o->user, o->user);
 			argv[k++] = "--user";
 			argv[k++] = user;
+		}
+		if (o->n_files) {
+			snprintf(npass, sizeof(npass), "%u", (unsigned)o->n_files);
+			argv[k++] = "--pass-fds";
+			argv[k++] = npass;
 		}
 		argv[k++] = "--";
 	}
@@ -362,8 +450,8 @@ static int wait_end(struct relay *rl, int pidfd, int sigfd)
 	return 0;
 }
 
-static int cycle(const struct opts *o, nng_tls_config *tls, const char *sock, const char *launcher, int sigfd,
-		 uint32_t gen)
+static int cycle(const struct opts *o, const int *files, nng_tls_config *tls, const char *sock, const char *launcher,
+		 int sigfd, uint32_t gen)
 {
 	struct relay *rl = calloc(1, sizeof(*rl));
 	pid_t pid = 0;
@@ -373,6 +461,13 @@ static int cycle(const struct opts *o, nng_tls_config *tls, const char *sock, co
 		return -ENOMEM;
 	rl->o = o;
 	rl->gen = gen;
+	rl->files = files;
+	for (size_t i = 0; i < o->n_files; i++) {
+		ioreq__file_fd__init(&rl->fv[i]);
+		rl->fv[i].fd = (int32_t)(3 + i);
+		rl->fv[i].writable = o->files[i].write;
+		rl->fp[i] = &rl->fv[i];
+	}
 	pthread_mutex_init(&rl->lock, NULL);
 	rl->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	r = rl->wake < 0 ? -errno : rpc_new(&dev_events, rl, &rl->dev);
@@ -385,7 +480,7 @@ static int cycle(const struct opts *o, nng_tls_config *tls, const char *sock, co
 			log_err("cannot listen on %s: %s", sock, strerror(-r));
 	}
 	if (r == 0) {
-		r = spawn(o, sock, launcher, &pid, &pidfd);
+		r = spawn(o, files, sock, launcher, &pid, &pidfd);
 		if (r < 0)
 			log_err("cannot start %s: %s", o->program[0], strerror(-r));
 	}
@@ -421,7 +516,7 @@ static void usage(FILE *f)
 {
 	fputs("usage: ioreq-remote --broker tls+tcp://ADDRESS:PORT --name DEVICE --ca FILE --cert FILE --key FILE\n"
 	      "                    --broker-name NAME [--user UID] [--runtime-dir DIR] [--sandbox none]\n"
-	      "                    -- PROGRAM [ARGS...]\n"
+	      "                    [--file PATH]... [--file-rw PATH]... -- PROGRAM [ARGS...]\n"
 	      "       ioreq-remote --broker tcp://ADDRESS:PORT --insecure --name DEVICE ... -- PROGRAM [ARGS...]\n"
 	      "       ioreq-remote --version\n",
 	      f);
@@ -435,6 +530,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "key", required_argument, NULL, 'k' },	 { "broker-name", required_argument, NULL, 'N' },
 		{ "user", required_argument, NULL, 'u' },	 { "runtime-dir", required_argument, NULL, 'r' },
 		{ "sandbox", required_argument, NULL, 's' },	 { "insecure", no_argument, NULL, 'i' },
+		{ "file", required_argument, NULL, 'f' },	 { "file-rw", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },		 { "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
@@ -452,6 +548,14 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'u': o->user = strtol(optarg, NULL, 10); break;
 		case 'r': o->runtime_dir = optarg; break;
 		case 'i': o->insecure = true; break;
+		case 'f':
+		case 'F':
+			if (o->n_files == WIRE_MAX_FILES) {
+				fprintf(stderr, "ioreq-remote: at most %d files\n", WIRE_MAX_FILES);
+				return -EINVAL;
+			}
+			o->files[o->n_files++] = (struct data_file){ .path = optarg, .write = opt == 'F' };
+			break;
 		case 's':
 			if (strcmp(optarg, "none") && strcmp(optarg, "strict"))
 				return -EINVAL;
@@ -483,10 +587,10 @@ int main(int argc, char **argv)
 	char self[PATH_MAX], launcher[PATH_MAX + 16], dir[PATH_MAX], sock[PATH_MAX + 8];
 	nng_tls_config *tls = NULL;
 	unsigned backoff = BACKOFF_MIN_MS;
+	int files[WIRE_MAX_FILES], sigfd, r, status = 0;
 	struct opts o;
 	sigset_t set;
 	ssize_t n;
-	int sigfd, r;
 
 	if (parse(argc, argv, &o) < 0) {
 		usage(stderr);
@@ -520,7 +624,18 @@ int main(int argc, char **argv)
 		int64_t start = clock_now_ns();
 		struct pollfd p = { .fd = sigfd, .events = POLLIN };
 
-		r = cycle(&o, tls, sock, launcher, sigfd, gen);
+		/* Fresh open files for each instance, as the broker gives a
+		 * local device's: what the offset, the status flags and the
+		 * OFD locks of a killed instance were (they are the open file's,
+		 * shared by all its fds) never reaches the next, and a file
+		 * replaced meanwhile is the one the next instance gets. A file
+		 * that cannot be opened is a mistake of the command line's. */
+		if (open_files(&o, files) < 0) {
+			status = 1;
+			break;
+		}
+		r = cycle(&o, files, tls, sock, launcher, sigfd, gen);
+		close_files(files, o.n_files);
 		if (r == -EINTR)
 			break;
 		backoff = clock_now_ns() - start >= STABLE_MS * 1000000LL ? BACKOFF_MIN_MS
@@ -533,5 +648,5 @@ int main(int argc, char **argv)
 	if (tls)
 		nng_tls_config_free(tls);
 	rmdir(dir);
-	return 0;
+	return status;
 }
