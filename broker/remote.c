@@ -24,6 +24,10 @@
  * network namespace, and the device library is the same as for a local
  * device. The price is one more hop on this host.
  *
+ * Until it connects, it says why each attempt failed (connection refused,
+ * the broker's certificate not trusted, ours refused by the broker), once
+ * per reason, a repeat counted and said again every 30 s.
+ *
  * The broker pings every third of its timeout; the runner answers itself.
  * When either end goes (the device exits or breaks the protocol, the
  * connection drops, or no ping came for the timeout: a partition), the
@@ -64,6 +68,8 @@
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 5000
 #define STABLE_MS 10000
+/* A dial failure repeating its reason is said again after this long. */
+#define REPEAT_SAY_MS 30000
 #define MAX_ARGS 64
 
 struct data_file {
@@ -80,11 +86,25 @@ struct opts {
 	char **program;
 };
 
+/* Why dialing the broker failed last, across cycles: each new reason is
+ * said at once, a repeated one counted and said again every 30 s. */
+struct refusal {
+	int err;          /* nng's; 0: none since the last connection */
+	unsigned repeats; /* since it was last said */
+	int64_t said_ns;
+};
+
 /* One cycle: a connection to the broker and a device instance. The
- * callbacks run on nng's threads; the main thread waits for the end. */
+ * callbacks run on nng's threads, the attempts to connect on a thread of
+ * their own; the main thread waits for the end. */
 struct relay {
 	const struct opts *o;
 	nng_socket up;
+	nng_dialer dialer;
+	pthread_t dialing;
+	bool dialing_started;
+	pthread_cond_t stop_dialing;  /* with lock: ending was set */
+	struct refusal *refusal;
 	nng_aio *rx;
 	struct rpc *dev;
 	uint32_t gen;
@@ -113,6 +133,7 @@ static void end_cycle(struct relay *rl, const char *why)
 	if (!atomic_load(&rl->ending))
 		snprintf(rl->why, sizeof(rl->why), "%s", why);
 	atomic_store(&rl->ending, true);
+	pthread_cond_broadcast(&rl->stop_dialing);
 	pthread_mutex_unlock(&rl->lock);
 	wake(rl);
 }
@@ -242,30 +263,115 @@ err:
 	return -EINVAL;
 }
 
-/* Dials until connected (nng retries with its own backoff), or a signal. */
+/* What a failed attempt to connect means, for the operator. nng maps mbed
+ * TLS's errors (nng 1.5.2, src/supplemental/tls/mbedtls/tls.c): our check
+ * of the broker's certificate failing (--ca, --broker-name) is
+ * NNG_ECRYPTO or NNG_EPEERAUTH; the broker refusing ours closes the
+ * connection in the handshake (NNG_ECONNRESET, nng_shim.c's end of stream,
+ * or NNG_ECONNSHUT). */
+#define NOT_TRUSTED                                                                                            \
+	"TLS handshake failed: the broker's certificate is not trusted (not signed by the CA of --ca, "          \
+	"not for --broker-name, or expired?)"
+#define CLOSED "closed by the broker while connecting"
+#define CLOSED_TLS "closed by the broker during the handshake: it refused our certificate?"
+
+static const struct {
+	int err;
+	const char *name, *why, *why_tls; /* why_tls: over tls+tcp://, if other */
+} dial_errors[] = {
+	{ NNG_ECRYPTO, "NNG_ECRYPTO", NOT_TRUSTED, NULL },
+	{ NNG_EPEERAUTH, "NNG_EPEERAUTH", NOT_TRUSTED, NULL },
+	{ NNG_ECONNRESET, "NNG_ECONNRESET", CLOSED, CLOSED_TLS },
+	{ NNG_ECONNSHUT, "NNG_ECONNSHUT", CLOSED, CLOSED_TLS },
+	{ NNG_ECONNREFUSED, "NNG_ECONNREFUSED", "connection refused (is the broker listening there?)", NULL },
+	{ NNG_ETIMEDOUT, "NNG_ETIMEDOUT", "timed out", NULL },
+	{ NNG_EUNREACHABLE, "NNG_EUNREACHABLE", "unreachable", NULL },
+	{ NNG_EADDRINVAL, "NNG_EADDRINVAL", "not an address", NULL },
+	{ NNG_EPROTO, "NNG_EPROTO", "not an nng pair1 peer", NULL },
+};
+
+static void say_refusal(struct refusal *f, const struct opts *o, int err)
+{
+	bool tls = !o->insecure;
+	int64_t now = clock_now_ns();
+	char why[192], name[24];
+
+	if (err == f->err && now - f->said_ns < REPEAT_SAY_MS * 1000000LL) {
+		f->repeats++;
+		return;
+	}
+	snprintf(why, sizeof(why), "%s", nng_strerror(err));
+	snprintf(name, sizeof(name), "nng error %d", err);
+	for (size_t i = 0; i < sizeof(dial_errors) / sizeof(dial_errors[0]); i++)
+		if (dial_errors[i].err == err) {
+			snprintf(why, sizeof(why), "%s", tls && dial_errors[i].why_tls ? dial_errors[i].why_tls
+										      : dial_errors[i].why);
+			snprintf(name, sizeof(name), "%s", dial_errors[i].name);
+		}
+	if (err == f->err)
+		log_warn("the broker at %s: %s (%s), %u times in %lld s", o->broker, why, name, f->repeats + 1,
+			 (long long)((now - f->said_ns) / 1000000000));
+	else
+		log_warn("the broker at %s: %s (%s)", o->broker, why, name);
+	*f = (struct refusal){ .err = err, .said_ns = now };
+}
+
+/* nng 1.5.2 tells nobody why a retrying dialer's attempt failed, but a
+ * synchronous nng_dialer_start returns it and leaves the dialer stopped, to
+ * be started again (src/core/dialer.c). So the attempts are ours, with the
+ * backoff nng would apply, on this thread: one attempt may take the TCP
+ * connect's timeout, and the main thread must stay free for signals.
+ * Closing the socket ends an attempt. */
+static void *dialing(void *arg)
+{
+	struct relay *rl = arg;
+	unsigned backoff = BACKOFF_MIN_MS;
+	int r;
+
+	while ((r = nng_dialer_start(rl->dialer, 0)) != 0) {
+		struct timespec until;
+		int64_t t = clock_now_ns() + (int64_t)backoff * 1000000;
+
+		if (atomic_load(&rl->ending))
+			return NULL;
+		say_refusal(rl->refusal, rl->o, r);
+		until = (struct timespec){ .tv_sec = t / 1000000000, .tv_nsec = t % 1000000000 };
+		pthread_mutex_lock(&rl->lock);
+		while (!atomic_load(&rl->ending) &&
+		       pthread_cond_timedwait(&rl->stop_dialing, &rl->lock, &until) != ETIMEDOUT)
+			;
+		pthread_mutex_unlock(&rl->lock);
+		if (atomic_load(&rl->ending))
+			return NULL;
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+	}
+	rl->refusal->err = 0;
+	return NULL;
+}
+
+/* Dials until connected, or a signal. */
 static int dial(struct relay *rl, nng_tls_config *tls, int sigfd)
 {
-	nng_dialer d;
 	int r;
 
 	r = nng_pair1_open(&rl->up);
 	if (r)
 		return wire_errno(r);
 	nng_socket_set_size(rl->up, NNG_OPT_RECVMAXSZ, WIRE_MAX_MSG);
-	nng_socket_set_ms(rl->up, NNG_OPT_RECONNMINT, BACKOFF_MIN_MS);
-	nng_socket_set_ms(rl->up, NNG_OPT_RECONNMAXT, BACKOFF_MAX_MS);
 	nng_socket_set_int(rl->up, NNG_OPT_SENDBUF, 64);
 	nng_pipe_notify(rl->up, NNG_PIPE_EV_ADD_POST, up_pipe, rl);
 	nng_pipe_notify(rl->up, NNG_PIPE_EV_REM_POST, up_pipe, rl);
 	r = nng_aio_alloc(&rl->rx, rx_done, rl);
 	if (r == 0)
-		r = nng_dialer_create(&d, rl->up, rl->o->broker);
+		r = nng_dialer_create(&rl->dialer, rl->up, rl->o->broker);
 	if (r == 0 && tls)
-		r = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls);
-	if (r == 0)
-		r = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
+		r = nng_dialer_set_ptr(rl->dialer, NNG_OPT_TLS_CONFIG, tls);
 	if (r)
 		return wire_errno(r);
+	r = -pthread_create(&rl->dialing, NULL, dialing, rl);
+	if (r < 0)
+		return r;
+	rl->dialing_started = true;
 	while (!atomic_load(&rl->connected) && !atomic_load(&rl->ending))
 		if ((r = sleep_until_woken(rl, sigfd, -1, -1)) < 0)
 			return r;
@@ -450,10 +556,11 @@ static int wait_end(struct relay *rl, int pidfd, int sigfd)
 	return 0;
 }
 
-static int cycle(const struct opts *o, const int *files, nng_tls_config *tls, const char *sock, const char *launcher,
-		 int sigfd, uint32_t gen)
+static int cycle(const struct opts *o, const int *files, nng_tls_config *tls, struct refusal *refusal,
+		 const char *sock, const char *launcher, int sigfd, uint32_t gen)
 {
 	struct relay *rl = calloc(1, sizeof(*rl));
+	pthread_condattr_t monotonic;
 	pid_t pid = 0;
 	int pidfd = -1, r;
 
@@ -461,6 +568,11 @@ static int cycle(const struct opts *o, const int *files, nng_tls_config *tls, co
 		return -ENOMEM;
 	rl->o = o;
 	rl->gen = gen;
+	rl->refusal = refusal;
+	pthread_condattr_init(&monotonic);
+	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+	pthread_cond_init(&rl->stop_dialing, &monotonic);
+	pthread_condattr_destroy(&monotonic);
 	rl->files = files;
 	for (size_t i = 0; i < o->n_files; i++) {
 		ioreq__file_fd__init(&rl->fv[i]);
@@ -499,14 +611,19 @@ static int cycle(const struct opts *o, const int *files, nng_tls_config *tls, co
 	}
 	/* The device is gone: its connection has ended from its side. */
 	rpc_free(rl->dev);
+	/* Ending first: an attempt that closing the socket ends is no refusal. */
+	end_cycle(rl, "stopping");
 	if (rl->up.id)
 		nng_close(rl->up);
+	if (rl->dialing_started)
+		pthread_join(rl->dialing, NULL);
 	if (rl->rx) {
 		nng_aio_stop(rl->rx);
 		nng_aio_free(rl->rx);
 	}
 	if (rl->wake >= 0)
 		close(rl->wake);
+	pthread_cond_destroy(&rl->stop_dialing);
 	pthread_mutex_destroy(&rl->lock);
 	free(rl);
 	return r;
@@ -586,6 +703,7 @@ int main(int argc, char **argv)
 {
 	char self[PATH_MAX], launcher[PATH_MAX + 16], dir[PATH_MAX], sock[PATH_MAX + 8];
 	nng_tls_config *tls = NULL;
+	struct refusal refusal = { 0 };
 	unsigned backoff = BACKOFF_MIN_MS;
 	int files[WIRE_MAX_FILES], sigfd, r, status = 0;
 	struct opts o;
@@ -634,7 +752,7 @@ int main(int argc, char **argv)
 			status = 1;
 			break;
 		}
-		r = cycle(&o, files, tls, sock, launcher, sigfd, gen);
+		r = cycle(&o, files, tls, &refusal, sock, launcher, sigfd, gen);
 		close_files(files, o.n_files);
 		if (r == -EINTR)
 			break;
