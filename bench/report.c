@@ -86,6 +86,18 @@ static void num(double v, int width, int prec)
 		printf(" %*.*f", width, prec, v);
 }
 
+/* A latency row's last columns: each side's context switches and CPU time
+ * per round trip; then what went wrong, if anything did. */
+static void row_costs(const struct result *r)
+{
+	num(result_get(r, "req_csw"), 5, 1);
+	num(result_get(r, "rep_csw"), 5, 1);
+	num(result_get(r, "req_cpu_ns") / 1e3, 6, 1);
+	num(result_get(r, "rep_cpu_ns") / 1e3, 6, 1);
+	if (result_get(r, "bad_values") > 0 || result_get(r, "fallbacks") > 0)
+		printf("  (%.0f wrong values, %.0f fallbacks)", result_get(r, "bad_values"), result_get(r, "fallbacks"));
+}
+
 static void header(const struct report *r)
 {
 	const struct bench_ctx *c = r->ctx;
@@ -139,13 +151,7 @@ static void latency_table(const struct report *rep)
 		num(xu, 7, 2);
 		num(xs, 7, 2);
 		num(xn, 7, 2);
-		num(result_get(r, "req_csw"), 5, 1);
-		num(result_get(r, "rep_csw"), 5, 1);
-		num(result_get(r, "req_cpu_ns") / 1e3, 6, 1);
-		num(result_get(r, "rep_cpu_ns") / 1e3, 6, 1);
-		if (result_get(r, "bad_values") > 0 || result_get(r, "fallbacks") > 0)
-			printf("  (%.0f wrong values, %.0f fallbacks)", result_get(r, "bad_values"),
-			       result_get(r, "fallbacks"));
+		row_costs(r);
 		if (result_get(r, "sandboxed") == 0)
 			printf("  (the device was not sandboxed)");
 		printf("\n");
@@ -190,13 +196,7 @@ static void remote_table(const struct report *rep)
 		num(result_get(r, "p99_ns") / 1e3, 8, 1);
 		num(result_get(r, "x_ring_p50"), 7, 2);
 		num(result_get(r, "x_nng_p50"), 7, 2);
-		num(result_get(r, "req_csw"), 5, 1);
-		num(result_get(r, "rep_csw"), 5, 1);
-		num(result_get(r, "req_cpu_ns") / 1e3, 6, 1);
-		num(result_get(r, "rep_cpu_ns") / 1e3, 6, 1);
-		if (result_get(r, "bad_values") > 0 || result_get(r, "fallbacks") > 0)
-			printf("  (%.0f wrong values, %.0f fallbacks)", result_get(r, "bad_values"),
-			       result_get(r, "fallbacks"));
+		row_costs(r);
 		printf("\n");
 	}
 	printf("x ring, x nng: p50 over the p50 of the local device over the ring and over nng (the first two rows).\n"
