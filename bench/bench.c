@@ -16,6 +16,14 @@
  *   hsm-client        an in-HSM client, no broker (the in-process baseline)
  *   kvm-hsm, kvm-dev  a guest on /dev/kvm timing its own port reads, to the
  *                     HSM's exit-port client and to ioreq-dev-null
+ * a device on "another host" (remote.c), each figure beside the local
+ * device's over the ring and over nng, measured in the same rounds:
+ *   remote            the broker path with ioreq-dev-null served through
+ *                     ioreq-remote over tls+tcp:// (certificates made with
+ *                     openssl; without it tcp://, insecure) on 127.0.0.1
+ *   remote-veth       the same between two network namespaces joined by a
+ *                     veth pair, the broker in one, the runner in the other
+ *                     (root and ip only)
  * then a cross-check of the broker path with the real ioreq-brokerd and a
  * sim script; the data plane, each figure beside its baseline (dataplane.c,
  * dplane_guest.c): a sandboxed device copying 4 KiB and 1 MiB of guest RAM
@@ -59,6 +67,7 @@
 #define MAX_TPUT 12
 #define MAX_ALLOC 4
 #define MAX_DP 4
+#define MAX_REMOTE 4
 
 /* Why a case that spins on both sides did not run. */
 #define POLL_NEEDS "polling needs two CPUs"
@@ -114,9 +123,22 @@ static const struct {
 	{ "broker-nosandbox", "broker path (sandbox: none; broker / dev-null)" },
 };
 
+/* The remote part's rows: the two local baselines, then the remote cases
+ * (worker "remote", with --netns for the veth pair). */
+static const struct {
+	const char *id;
+	const char *title;
+	const char *title_insecure; /* without openssl */
+} remote_cases[] = {
+	{ "broker", "local device, ring (the broker case)", NULL },
+	{ "broker-nng", "local device over nng (broker-nng)", NULL },
+	{ "remote", "remote device, tls+tcp:// on 127.0.0.1", "remote device, tcp:// (insecure) on 127.0.0.1" },
+	{ "remote-veth", "remote device, tls+tcp:// over a veth pair", "remote device, tcp:// (insecure) over veth" },
+};
+
 /* The parts of a run, in the order they run; --only picks one. */
-static const char *const parts[] = { "latency", "crosscheck", "dataplane", "vblk", "throughput", "allocations",
-				     "memory" };
+static const char *const parts[] = { "latency", "remote", "crosscheck", "dataplane", "vblk", "throughput",
+				     "allocations", "memory" };
 
 static void usage(FILE *f)
 {
@@ -158,6 +180,7 @@ static int parse_worker(int argc, char **argv, struct worker_args *a)
 		{ "vcpus", required_argument, NULL, 'c' },   { "seconds", required_argument, NULL, 's' },
 		{ "devices", required_argument, NULL, 'd' }, { "transport", required_argument, NULL, 't' },
 		{ "bindir", required_argument, NULL, 'b' },  { "image", required_argument, NULL, 'i' },
+		{ "certs", required_argument, NULL, 'C' },   { "netns", required_argument, NULL, 'N' },
 		{},
 	};
 	int opt;
@@ -200,6 +223,12 @@ static int parse_worker(int argc, char **argv, struct worker_args *a)
 			break;
 		case 'i':
 			a->image = optarg;
+			break;
+		case 'C':
+			a->certs = optarg;
+			break;
+		case 'N':
+			a->netns = optarg;
 			break;
 		default:
 			return -EINVAL;
@@ -472,6 +501,77 @@ static void run_dataplane(const struct bench_ctx *c, struct result *dp, size_t *
 	}
 }
 
+static const char *remote_title(size_t i, const struct remote_env *e)
+{
+	return e->certs[0] || !remote_cases[i].title_insecure ? remote_cases[i].title : remote_cases[i].title_insecure;
+}
+
+/* Why remote case @i cannot run ("" if it can). */
+static const char *remote_why(size_t i, const struct remote_env *e)
+{
+	if (strncmp(remote_cases[i].id, "remote", 6))
+		return "";
+	if (e->why[0] || strcmp(remote_cases[i].id, "remote-veth"))
+		return e->why;
+	return e->why_veth;
+}
+
+/* The remote device (remote.c) beside the local one, the baselines in the
+ * same rounds as the figures they judge; unpinned only (the network's
+ * threads and the runner's are no part of one CPU's story). */
+static void run_remote(const struct bench_ctx *c, struct result *rows, size_t *n)
+{
+	const size_t cases = sizeof(remote_cases) / sizeof(remote_cases[0]);
+	static struct result rounds[MAX_REMOTE][ROUNDS];
+	struct bench_ctx round = *c;
+	struct remote_env e;
+	char netns[80];
+
+	progress("remote device: certificates and network namespaces", NULL);
+	remote_env_up(c, &e);
+	snprintf(netns, sizeof(netns), "%s:%s", e.ns_b, e.ns_d);
+	round.iters = c->iters / ROUNDS ? c->iters / ROUNDS : 1;
+	memset(rounds, 0, sizeof(rounds));
+	for (size_t k = 0; k < ROUNDS; k++) {
+		for (size_t i = 0; i < cases; i++) {
+			bool remote = !strncmp(remote_cases[i].id, "remote", 6);
+			char *extra[8] = { "--worker", remote ? "remote" : (char *)remote_cases[i].id };
+			size_t m = 2;
+
+			if (remote_why(i, &e)[0]) {
+				snprintf(rounds[i][k].why, sizeof(rounds[i][k].why), "%s", remote_why(i, &e));
+				continue;
+			}
+			if (remote && e.certs[0]) {
+				extra[m++] = "--certs";
+				extra[m++] = e.certs;
+			}
+			if (!strcmp(remote_cases[i].id, "remote-veth")) {
+				extra[m++] = "--netns";
+				extra[m++] = netns;
+			}
+			progress(remote_title(i, &e), "unpinned");
+			run_worker(&round, &c->all, extra, &rounds[i][k]);
+		}
+	}
+	remote_env_down(&e);
+	for (size_t i = 0; i < cases; i++) {
+		rows[*n + i] = (struct result){ .id = remote_cases[i].id, .title = remote_title(i, &e),
+						.placement = "unpinned" };
+		merge_rounds(&rows[*n + i], rounds[i], ROUNDS);
+	}
+	/* Each row over the local device's, over the ring and over nng. */
+	for (size_t i = 0; i < cases; i++) {
+		double p50 = result_get(&rows[*n + i], "p50_ns");
+
+		if (rows[*n + i].ok) {
+			result_set(&rows[*n + i], "x_ring_p50", p50 / result_get(&rows[*n], "p50_ns"));
+			result_set(&rows[*n + i], "x_nng_p50", p50 / result_get(&rows[*n + 1], "p50_ns"));
+		}
+	}
+	*n += cases;
+}
+
 /* virtio-blk against preadv (vblk.c): one image for every round, each
  * round a worker that measures every figure and its baseline. */
 static void run_vblk(const struct bench_ctx *c, struct result *r)
@@ -688,9 +788,10 @@ int main(int argc, char **argv)
 		{ "only", required_argument, NULL, 'o' }, { "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },     {},
 	};
-	static struct result lat[MAX_LAT], dp[MAX_DP], tput[MAX_TPUT], alloc[MAX_ALLOC], mem, check, vblk;
+	static struct result lat[MAX_LAT], remote[MAX_REMOTE], dp[MAX_DP], tput[MAX_TPUT], alloc[MAX_ALLOC], mem, check,
+		vblk;
 	struct bench_ctx c = { .exe = "/proc/self/exe" };
-	struct report rep = { .ctx = &c, .lat = lat, .dp = dp, .tput = tput, .alloc = alloc };
+	struct report rep = { .ctx = &c, .lat = lat, .remote = remote, .dp = dp, .tput = tput, .alloc = alloc };
 	const char *only = NULL;
 	bool json = false;
 	int opt, cpu = -1, r;
@@ -706,6 +807,11 @@ int main(int argc, char **argv)
 		return pp_unix_pong(3, strtoul(argv[2], NULL, 10));
 	if (argc == 4 && !strcmp(argv[1], "--pong-nng"))
 		return pp_nng_pong(argv[2], strtoul(argv[3], NULL, 10));
+	/* A program that must die with its worker (ioreq-remote). */
+	if (argc >= 3 && !strcmp(argv[1], "--pong-exec")) {
+		execv(argv[2], argv + 2);
+		return 127;
+	}
 	for (int i = 1; i < argc; i++)
 		if (!strcmp(argv[i], "--worker"))
 			return worker_main(argc, argv, "/proc/self/exe");
@@ -764,6 +870,8 @@ int main(int argc, char **argv)
 
 	if (wanted(only, "latency"))
 		run_latency(&c, lat, &rep.n_lat);
+	if (wanted(only, "remote"))
+		run_remote(&c, remote, &rep.n_remote);
 	if (wanted(only, "crosscheck")) {
 		progress("cross-check with ioreq-brokerd", NULL);
 		check = (struct result){ .id = "brokerd-sim", .title = "ioreq-brokerd + sim script, mean" };

@@ -14,6 +14,9 @@
  *                 dplane.h): guest-memory copies, doorbells, irqfds
  *   vblk.c        the broker in-process with ioreq-dev-virtio-blk, driven
  *                 by a polling virtio driver, against preadv
+ *   remote.c      the broker in-process with ioreq-dev-null served through
+ *                 ioreq-remote over TLS: on 127.0.0.1, and over a veth pair
+ *                 between two network namespaces
  *   daemon.c      runs the real ioreq-brokerd: the kvm guests (guest.c,
  *                 dplane_guest.c), memory, and a cross-check of the broker
  *                 path through a sim script
@@ -60,6 +63,8 @@ struct worker_args {
 	const char *exe;   /* this program, for pongs */
 	const char *bindir; /* where ioreq-dev-null lives */
 	const char *image; /* vblk: the disk image */
+	const char *certs; /* remote: the certificates' directory (NULL: tcp://, insecure) */
+	const char *netns; /* remote: "BROKER:DEVICE", the namespaces (NULL: 127.0.0.1) */
 };
 
 /* The orchestrator's view of one measurement: the worker's "key value"
@@ -178,7 +183,7 @@ int pp_nng_pong(const char *url, size_t rep_size);
 int pp_shm_worker(const struct worker_args *a, bool spin);
 
 /* kind: "broker", "broker-nosandbox", "broker-unclaimed", "hsm-client",
- * "throughput". */
+ * "remote", "throughput". */
 int bp_worker(const struct worker_args *a);
 
 /* For the other workers of the in-process broker: starts the broker of
@@ -195,6 +200,29 @@ uint32_t bench_vcpu_pio(struct dispatch *d, unsigned vcpu, bool write, uint16_t 
 uint64_t bench_vcpu_mmio(struct dispatch *d, unsigned vcpu, bool write, uint64_t addr, unsigned size, uint64_t value);
 uint32_t bench_vcpu_pci(struct dispatch *d, unsigned vcpu, bool write, uint32_t bdf, unsigned reg, unsigned size,
 			uint32_t value);
+
+/* ---- remote.c ---- */
+
+/* What the remote cases need, made once by the orchestrator. */
+struct remote_env {
+	char runner[4200];   /* ioreq-remote */
+	char why[256];       /* not "": no remote case can run, why */
+	char certs[300];     /* "": no openssl, tcp:// with insecure: true */
+	char ns_b[32], ns_d[32];
+	char why_veth[256];  /* not "": no namespaces, why */
+};
+
+void remote_env_up(const struct bench_ctx *c, struct remote_env *e);
+/* Deletes the namespaces (also at exit, should the run end early). */
+void remote_env_down(struct remote_env *e);
+
+/* In a worker: starts ioreq-remote serving ioreq-dev-null ("dev0") for a
+ * broker at the address of @a (127.0.0.1 or the veth pair, in which case
+ * the runner starts in the device's namespace and the calling thread then
+ * enters the broker's), with its files in @dir; the entries of the
+ * device's remote: mapping in @yaml. 0 with *@ret, or a negative errno. */
+int remote_runner_start(const struct worker_args *a, const char *dir, char *yaml, size_t len, pid_t *ret);
+void remote_runner_stop(pid_t pid);
 
 /* dataplane.c, kind: "dp-copy", "dp-bell", "dp-irq". */
 int dp_worker(const struct worker_args *a);
@@ -244,6 +272,8 @@ struct report {
 	size_t n_tput;
 	struct result *alloc;
 	size_t n_alloc;
+	struct result *remote;
+	size_t n_remote;
 	struct result *mem;   /* each NULL when not run */
 	struct result *check;
 	struct result *vblk;

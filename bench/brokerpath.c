@@ -21,6 +21,8 @@
  *                     the device's syscalls; the allocation counter needs it)
  *   broker-unclaimed  reads of a port nobody serves: the broker's VM thread
  *                     completes them itself (the path minus nng and device)
+ *   remote            reads of the device's port, the device served from
+ *                     "another host" through ioreq-remote (remote.c)
  *   hsm-client        no broker: an in-HSM client (dispatch_add_client)
  *                     answers in the vCPU's thread (the in-process baseline)
  *   throughput        VMs x vCPUs reading the device port for a while
@@ -166,6 +168,7 @@ struct dev_setup {
 	const char *transport; /* ring, nng */
 	unsigned poll_us;
 	unsigned devices;      /* per VM, at BENCH_DEV_PORT + 8 * i */
+	const char *remote;    /* the one device's remote: entries, or NULL */
 };
 
 static int write_config(const char *dir, unsigned vms, unsigned vcpus, const struct dev_setup *ds, char *path,
@@ -189,7 +192,10 @@ static int write_config(const char *dir, unsigned vms, unsigned vcpus, const str
 		for (unsigned c = 0; c < vcpus; c++)
 			fprintf(f, "%spark.txt", c ? ", " : "");
 		fprintf(f, "]\n    devices:\n");
-		for (unsigned d = 0; d < ds->devices; d++)
+		if (ds->remote)
+			fprintf(f, "      - name: dev0\n        pio: [\"0x%x+8\"]\n        remote: { %s }\n", BENCH_DEV_PORT,
+				ds->remote);
+		for (unsigned d = 0; !ds->remote && d < ds->devices; d++)
 			fprintf(f,
 				"      - name: dev%u\n"
 				"        program: ioreq-dev-null\n"
@@ -243,10 +249,11 @@ int bench_broker_up(const char *path, const char *bindir, unsigned vms, struct b
  * it takes requests in its ring (the default) unless the case says nng;
  * it and the broker spin 50 us for the next request or reply in
  * broker-poll. */
-static int broker_up(const char *dir, const struct worker_args *a, unsigned vms, unsigned vcpus,
+static int broker_up(const char *dir, const struct worker_args *a, unsigned vms, unsigned vcpus, const char *remote,
 		     struct broker **ret)
 {
 	struct dev_setup ds = {
+		.remote = remote,
 		.sandbox = strcmp(a->kind, "broker-nosandbox") ? "strict" : "none",
 		.transport = a->transport ? a->transport : strcmp(a->kind, "broker-nng") ? "ring" : "nng",
 		.poll_us = strcmp(a->kind, "broker-poll") ? 0 : 50,
@@ -292,22 +299,34 @@ static uint64_t broker_fallbacks(struct broker *b)
 	return n;
 }
 
+/* remote: the runner first (it dials until the broker listens); the
+ * broker's start returns once the device is ready. The other side of
+ * the meter is the runner (the relay; the device is its child). */
 static int broker_latency_run(const struct worker_args *a, const char *dir, bool unclaimed, uint64_t *ns)
 {
+	bool remote = !strcmp(a->kind, "remote");
+	char yaml[2048];
+	pid_t runner = 0;
 	struct broker *b;
 	int r;
 
-	r = broker_up(dir, a, 1, 1, &b);
-	if (r < 0)
+	if (remote && (r = remote_runner_start(a, dir, yaml, sizeof(yaml), &runner)) < 0)
 		return r;
+	r = broker_up(dir, a, 1, 1, remote ? yaml : NULL, &b);
+	if (r < 0)
+		goto out;
 	if (unclaimed)
 		vcpu_latency(bench_vm_dispatch(b, 0), BENCH_UNCLAIMED_PORT, 0xffffffffu, a, 0, ns);
 	else
-		vcpu_latency(bench_vm_dispatch(b, 0), BENCH_DEV_PORT, (uint32_t)BENCH_PATTERN, a, device_pid(b, 0, 0), ns);
+		vcpu_latency(bench_vm_dispatch(b, 0), BENCH_DEV_PORT, (uint32_t)BENCH_PATTERN, a,
+			     remote ? runner : device_pid(b, 0, 0), ns);
 	if (!unclaimed)
 		out_kv("fallbacks", (double)broker_fallbacks(b));
 	broker_destroy(b);
-	return 0;
+out:
+	if (runner)
+		remote_runner_stop(runner);
+	return r;
 }
 
 /* ---- throughput ---- */
@@ -362,7 +381,7 @@ static int throughput_run(const struct worker_args *a, const char *dir)
 	c = calloc(n, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	r = broker_up(dir, a, a->vms, a->vcpus, &b);
+	r = broker_up(dir, a, a->vms, a->vcpus, NULL, &b);
 	if (r < 0) {
 		free(c);
 		return r;
@@ -441,7 +460,7 @@ int bp_worker(const struct worker_args *a)
 		}
 	}
 	if (!strcmp(a->kind, "broker") || !strcmp(a->kind, "broker-nosandbox") || !strcmp(a->kind, "broker-poll") ||
-	    !strcmp(a->kind, "broker-nng"))
+	    !strcmp(a->kind, "broker-nng") || !strcmp(a->kind, "remote"))
 		r = broker_latency_run(a, dir, false, ns);
 	else if (!strcmp(a->kind, "broker-unclaimed"))
 		r = broker_latency_run(a, dir, true, ns);

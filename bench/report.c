@@ -86,6 +86,18 @@ static void num(double v, int width, int prec)
 		printf(" %*.*f", width, prec, v);
 }
 
+/* A latency row's last columns: each side's context switches and CPU time
+ * per round trip; then what went wrong, if anything did. */
+static void row_costs(const struct result *r)
+{
+	num(result_get(r, "req_csw"), 5, 1);
+	num(result_get(r, "rep_csw"), 5, 1);
+	num(result_get(r, "req_cpu_ns") / 1e3, 6, 1);
+	num(result_get(r, "rep_cpu_ns") / 1e3, 6, 1);
+	if (result_get(r, "bad_values") > 0 || result_get(r, "fallbacks") > 0)
+		printf("  (%.0f wrong values, %.0f fallbacks)", result_get(r, "bad_values"), result_get(r, "fallbacks"));
+}
+
 static void header(const struct report *r)
 {
 	const struct bench_ctx *c = r->ctx;
@@ -139,13 +151,7 @@ static void latency_table(const struct report *rep)
 		num(xu, 7, 2);
 		num(xs, 7, 2);
 		num(xn, 7, 2);
-		num(result_get(r, "req_csw"), 5, 1);
-		num(result_get(r, "rep_csw"), 5, 1);
-		num(result_get(r, "req_cpu_ns") / 1e3, 6, 1);
-		num(result_get(r, "rep_cpu_ns") / 1e3, 6, 1);
-		if (result_get(r, "bad_values") > 0 || result_get(r, "fallbacks") > 0)
-			printf("  (%.0f wrong values, %.0f fallbacks)", result_get(r, "bad_values"),
-			       result_get(r, "fallbacks"));
+		row_costs(r);
 		if (result_get(r, "sandboxed") == 0)
 			printf("  (the device was not sandboxed)");
 		printf("\n");
@@ -165,6 +171,36 @@ static void latency_table(const struct report *rep)
 	printf("x unix, x spin, x nng: p50 over the p50 of the raw AF_UNIX, the spinning shared-page and the\n"
 	       "broker-like bare nng cases at the same placement. csw: context switches of every thread of the\n"
 	       "requesting (req) and answering (rep) process per round trip; cpu: their CPU time per round trip.\n");
+}
+
+static void remote_table(const struct report *rep)
+{
+	if (!rep->n_remote)
+		return;
+	printf("\nRemote device: the broker path as above (in-process broker, sim vCPU) to a sandboxed ioreq-dev-null\n"
+	       "served through ioreq-remote (mutual TLS with certificates the bench made, or tcp:// where it says so),\n"
+	       "beside the same device local, in the same rounds; unpinned; medians over %d rounds of %u\n",
+	       ROUNDS, rep->ctx->iters / ROUNDS);
+	printf("%-48s %-9s %8s %8s %7s %7s %11s %13s\n", "case", "placement", "p50 us", "p99 us", "x ring", "x nng",
+	       "csw/req", "cpu us/req");
+	printf("%-48s %-9s %8s %8s %7s %7s %5s %5s %6s %6s\n", "", "", "", "", "", "", "req", "rep", "req", "rep");
+	for (size_t i = 0; i < rep->n_remote; i++) {
+		const struct result *r = &rep->remote[i];
+
+		printf("%-48s %-9s", r->title, r->placement);
+		if (!r->ok) {
+			printf(" skipped: %s\n", r->why);
+			continue;
+		}
+		num(result_get(r, "p50_ns") / 1e3, 8, 1);
+		num(result_get(r, "p99_ns") / 1e3, 8, 1);
+		num(result_get(r, "x_ring_p50"), 7, 2);
+		num(result_get(r, "x_nng_p50"), 7, 2);
+		row_costs(r);
+		printf("\n");
+	}
+	printf("x ring, x nng: p50 over the p50 of the local device over the ring and over nng (the first two rows).\n"
+	       "csw, cpu: as above; rep is the device process, for a remote device the runner (the relay).\n");
 }
 
 /* The data plane: each figure beside its baseline, both keys of one
@@ -406,6 +442,7 @@ void report_text(const struct report *r)
 {
 	header(r);
 	latency_table(r);
+	remote_table(r);
 	dataplane_table(r);
 	vblk_table(r);
 	throughput_table(r);
@@ -506,6 +543,7 @@ void report_json(const struct report *r)
 	       " \"seconds\": %.1f",
 	       c->cpu, c->iters, c->quick ? "true" : "false", c->req_size, c->rep_size, r->seconds);
 	json_list(r, "latency", r->lat, r->n_lat, true);
+	json_list(r, "remote", r->remote, r->n_remote, false);
 	if (r->check) {
 		printf(",\n  \"crosscheck\": ");
 		json_result(r, r->check, false);

@@ -2,7 +2,8 @@
  *
  *   ioreq-remote --broker tls+tcp://ADDRESS:PORT --name DEVICE
  *                --ca FILE --cert FILE --key FILE --broker-name NAME
- *                [--user UID] [--runtime-dir DIR] [--sandbox none] -- PROGRAM [ARGS...]
+ *                [--user UID] [--runtime-dir DIR] [--sandbox none]
+ *                [--file PATH]... [--file-rw PATH]... -- PROGRAM [ARGS...]
  *   ioreq-remote --broker tcp://ADDRESS:PORT --insecure --name DEVICE ... -- PROGRAM [ARGS...]
  *
  * Over and over, until SIGINT or SIGTERM: it dials the broker with its
@@ -13,9 +14,19 @@
  * only that process may connect (rpc.c), and relays the protocol's messages
  * between the two, each one validated on the way (wire.c).
  *
+ * Files of this host (--file read-only, --file-rw read-write) go to the
+ * device as a local device's `files:` do: opened here (a regular file or a
+ * block device), they are its fds 3, 4, ... in the order given, and the
+ * broker's Welcome reaches it with their list in place of the broker's
+ * (which grants a remote device none).
+ *
  * The device never holds the key nor a network: its sandbox keeps its empty
  * network namespace, and the device library is the same as for a local
  * device. The price is one more hop on this host.
+ *
+ * Until it connects, it says why each attempt failed (connection refused,
+ * the broker's certificate not trusted, ours refused by the broker), once
+ * per reason, a repeat counted and said again every 30 s.
  *
  * The broker pings every third of its timeout; the runner answers itself.
  * When either end goes (the device exits or breaks the protocol, the
@@ -57,20 +68,43 @@
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 5000
 #define STABLE_MS 10000
+/* A dial failure repeating its reason is said again after this long. */
+#define REPEAT_SAY_MS 30000
 #define MAX_ARGS 64
+
+struct data_file {
+	const char *path;
+	bool write;
+};
 
 struct opts {
 	const char *broker, *name, *ca, *cert, *key, *broker_name, *runtime_dir;
 	bool insecure, sandbox;
 	long user;
+	struct data_file files[WIRE_MAX_FILES]; /* in command-line order */
+	size_t n_files;
 	char **program;
 };
 
+/* Why dialing the broker failed last, across cycles: each new reason is
+ * said at once, a repeated one counted and said again every 30 s. */
+struct refusal {
+	int err;          /* nng's; 0: none since the last connection */
+	unsigned repeats; /* since it was last said */
+	int64_t said_ns;
+};
+
 /* One cycle: a connection to the broker and a device instance. The
- * callbacks run on nng's threads; the main thread waits for the end. */
+ * callbacks run on nng's threads, the attempts to connect on a thread of
+ * their own; the main thread waits for the end. */
 struct relay {
 	const struct opts *o;
 	nng_socket up;
+	nng_dialer dialer;
+	pthread_t dialing;
+	bool dialing_started;
+	pthread_cond_t stop_dialing;  /* with lock: ending was set */
+	struct refusal *refusal;
 	nng_aio *rx;
 	struct rpc *dev;
 	uint32_t gen;
@@ -81,6 +115,8 @@ struct relay {
 	pthread_mutex_t lock;
 	char why[160];                /* why it ended (the first reason) */
 	struct wire_arena arena;      /* rx_done's */
+	const int *files;             /* o->files, open: the device's 3, 4, ... */
+	Ioreq__FileFd fv[WIRE_MAX_FILES], *fp[WIRE_MAX_FILES];
 };
 
 static void wake(struct relay *rl)
@@ -97,6 +133,7 @@ static void end_cycle(struct relay *rl, const char *why)
 	if (!atomic_load(&rl->ending))
 		snprintf(rl->why, sizeof(rl->why), "%s", why);
 	atomic_store(&rl->ending, true);
+	pthread_cond_broadcast(&rl->stop_dialing);
 	pthread_mutex_unlock(&rl->lock);
 	wake(rl);
 }
@@ -155,6 +192,10 @@ static void rx_done(void *arg)
 
 	if (r == -ECANCELED)
 		return;
+	if (r == 0 && env->msg_case == IOREQ__ENVELOPE__MSG_WELCOME) {
+		env->welcome->n_files = rl->o->n_files;
+		env->welcome->files = rl->fp;
+	}
 	if (r == 0 && env->msg_case == IOREQ__ENVELOPE__MSG_PING)
 		answer_ping(rl, env->ping);
 	else if (r == 0 && rpc_send(rl->dev, rl->gen, env) < 0)
@@ -222,30 +263,115 @@ err:
 	return -EINVAL;
 }
 
-/* Dials until connected (nng retries with its own backoff), or a signal. */
+/* What a failed attempt to connect means, for the operator. nng maps mbed
+ * TLS's errors (nng 1.5.2, src/supplemental/tls/mbedtls/tls.c): our check
+ * of the broker's certificate failing (--ca, --broker-name) is
+ * NNG_ECRYPTO or NNG_EPEERAUTH; the broker refusing ours closes the
+ * connection in the handshake (NNG_ECONNRESET, nng_shim.c's end of stream,
+ * or NNG_ECONNSHUT). */
+#define NOT_TRUSTED                                                                                            \
+	"TLS handshake failed: the broker's certificate is not trusted (not signed by the CA of --ca, "          \
+	"not for --broker-name, or expired?)"
+#define CLOSED "closed by the broker while connecting"
+#define CLOSED_TLS "closed by the broker during the handshake: it refused our certificate?"
+
+static const struct {
+	int err;
+	const char *name, *why, *why_tls; /* why_tls: over tls+tcp://, if other */
+} dial_errors[] = {
+	{ NNG_ECRYPTO, "NNG_ECRYPTO", NOT_TRUSTED, NULL },
+	{ NNG_EPEERAUTH, "NNG_EPEERAUTH", NOT_TRUSTED, NULL },
+	{ NNG_ECONNRESET, "NNG_ECONNRESET", CLOSED, CLOSED_TLS },
+	{ NNG_ECONNSHUT, "NNG_ECONNSHUT", CLOSED, CLOSED_TLS },
+	{ NNG_ECONNREFUSED, "NNG_ECONNREFUSED", "connection refused (is the broker listening there?)", NULL },
+	{ NNG_ETIMEDOUT, "NNG_ETIMEDOUT", "timed out", NULL },
+	{ NNG_EUNREACHABLE, "NNG_EUNREACHABLE", "unreachable", NULL },
+	{ NNG_EADDRINVAL, "NNG_EADDRINVAL", "not an address", NULL },
+	{ NNG_EPROTO, "NNG_EPROTO", "not an nng pair1 peer", NULL },
+};
+
+static void say_refusal(struct refusal *f, const struct opts *o, int err)
+{
+	bool tls = !o->insecure;
+	int64_t now = clock_now_ns();
+	char why[192], name[24];
+
+	if (err == f->err && now - f->said_ns < REPEAT_SAY_MS * 1000000LL) {
+		f->repeats++;
+		return;
+	}
+	snprintf(why, sizeof(why), "%s", nng_strerror(err));
+	snprintf(name, sizeof(name), "nng error %d", err);
+	for (size_t i = 0; i < sizeof(dial_errors) / sizeof(dial_errors[0]); i++)
+		if (dial_errors[i].err == err) {
+			snprintf(why, sizeof(why), "%s", tls && dial_errors[i].why_tls ? dial_errors[i].why_tls
+										      : dial_errors[i].why);
+			snprintf(name, sizeof(name), "%s", dial_errors[i].name);
+		}
+	if (err == f->err)
+		log_warn("the broker at %s: %s (%s), %u times in %lld s", o->broker, why, name, f->repeats + 1,
+			 (long long)((now - f->said_ns) / 1000000000));
+	else
+		log_warn("the broker at %s: %s (%s)", o->broker, why, name);
+	*f = (struct refusal){ .err = err, .said_ns = now };
+}
+
+/* nng 1.5.2 tells nobody why a retrying dialer's attempt failed, but a
+ * synchronous nng_dialer_start returns it and leaves the dialer stopped, to
+ * be started again (src/core/dialer.c). So the attempts are ours, with the
+ * backoff nng would apply, on this thread: one attempt may take the TCP
+ * connect's timeout, and the main thread must stay free for signals.
+ * Closing the socket ends an attempt. */
+static void *dialing(void *arg)
+{
+	struct relay *rl = arg;
+	unsigned backoff = BACKOFF_MIN_MS;
+	int r;
+
+	while ((r = nng_dialer_start(rl->dialer, 0)) != 0) {
+		struct timespec until;
+		int64_t t = clock_now_ns() + (int64_t)backoff * 1000000;
+
+		if (atomic_load(&rl->ending))
+			return NULL;
+		say_refusal(rl->refusal, rl->o, r);
+		until = (struct timespec){ .tv_sec = t / 1000000000, .tv_nsec = t % 1000000000 };
+		pthread_mutex_lock(&rl->lock);
+		while (!atomic_load(&rl->ending) &&
+		       pthread_cond_timedwait(&rl->stop_dialing, &rl->lock, &until) != ETIMEDOUT)
+			;
+		pthread_mutex_unlock(&rl->lock);
+		if (atomic_load(&rl->ending))
+			return NULL;
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+	}
+	rl->refusal->err = 0;
+	return NULL;
+}
+
+/* Dials until connected, or a signal. */
 static int dial(struct relay *rl, nng_tls_config *tls, int sigfd)
 {
-	nng_dialer d;
 	int r;
 
 	r = nng_pair1_open(&rl->up);
 	if (r)
 		return wire_errno(r);
 	nng_socket_set_size(rl->up, NNG_OPT_RECVMAXSZ, WIRE_MAX_MSG);
-	nng_socket_set_ms(rl->up, NNG_OPT_RECONNMINT, BACKOFF_MIN_MS);
-	nng_socket_set_ms(rl->up, NNG_OPT_RECONNMAXT, BACKOFF_MAX_MS);
 	nng_socket_set_int(rl->up, NNG_OPT_SENDBUF, 64);
 	nng_pipe_notify(rl->up, NNG_PIPE_EV_ADD_POST, up_pipe, rl);
 	nng_pipe_notify(rl->up, NNG_PIPE_EV_REM_POST, up_pipe, rl);
 	r = nng_aio_alloc(&rl->rx, rx_done, rl);
 	if (r == 0)
-		r = nng_dialer_create(&d, rl->up, rl->o->broker);
+		r = nng_dialer_create(&rl->dialer, rl->up, rl->o->broker);
 	if (r == 0 && tls)
-		r = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls);
-	if (r == 0)
-		r = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
+		r = nng_dialer_set_ptr(rl->dialer, NNG_OPT_TLS_CONFIG, tls);
 	if (r)
 		return wire_errno(r);
+	r = -pthread_create(&rl->dialing, NULL, dialing, rl);
+	if (r < 0)
+		return r;
+	rl->dialing_started = true;
 	while (!atomic_load(&rl->connected) && !atomic_load(&rl->ending))
 		if ((r = sleep_until_woken(rl, sigfd, -1, -1)) < 0)
 			return r;
@@ -290,31 +416,99 @@ static const struct rpc_events dev_events = {
 	.closed = dev_closed,
 };
 
-static int spawn(const struct opts *o, const char *sock, const char *launcher, pid_t *pid, int *pidfd)
+/* Opens @f as the broker opens a local device's file (devsup.c): what the
+ * path names, checked to be a regular file or a block device, then opened
+ * through that very object (/proc/self/fd), so that a path swapped in
+ * between (a symlink, a rename) cannot slip anything else in. 0 with
+ * *@ret, or a negative errno, with *@why where errno alone does not say it. */
+static int open_data_file(const struct data_file *f, int *ret, const char **why)
 {
-	char *argv[MAX_ARGS], url[PATH_MAX + 16], pfd[16], user[48];
-	int stdio_null = open("/dev/null", O_RDONLY | O_CLOEXEC), fds[1];
+	char proc[32];
+	struct stat st;
+	int path, r = 0;
+
+	*why = NULL;
+	path = open(f->path, O_PATH | O_CLOEXEC);
+	if (path < 0)
+		return -errno;
+	if (fstat(path, &st) < 0) {
+		r = -errno;
+	} else if (S_ISDIR(st.st_mode)) {
+		r = -EISDIR;
+	} else if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		*why = "not a regular file or a block device";
+		r = -EINVAL;
+	}
+	if (r == 0) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", path);
+		*ret = open(proc, (f->write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY);
+		if (*ret < 0)
+			r = -errno;
+	}
+	close(path);
+	return r;
+}
+
+static void close_files(int *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/* Every --file and --file-rw into @fds, in order; 0, or a negative errno
+ * (said, with the path) and none open. */
+static int open_files(const struct opts *o, int *fds)
+{
+	const char *why;
+	int r;
+
+	for (size_t i = 0; i < o->n_files; i++) {
+		r = open_data_file(&o->files[i], &fds[i], &why);
+		if (r < 0) {
+			log_err("cannot open %s %s: %s", o->files[i].path, o->files[i].write ? "read-write" : "read-only",
+				why ? why : strerror(-r));
+			close_files(fds, i);
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* The device gets the files at fds 3, 4, ...; the launcher also gets our
+ * pidfd, after them (as the broker's spawn_instance lays them out). */
+static int spawn(const struct opts *o, const int *files, const char *sock, const char *launcher, pid_t *pid,
+		 int *pidfd)
+{
+	char *argv[MAX_ARGS], url[PATH_MAX + 16], pfd[16], npass[16], user[48];
+	int stdio_null = open("/dev/null", O_RDONLY | O_CLOEXEC), fds[WIRE_MAX_FILES + 1];
 	struct proc_req req = { .argv = argv, .stdio = { stdio_null, 2, 2 }, .fds = fds, .sandboxed = o->sandbox };
 	size_t k = 0;
 	int r;
 
 	if (stdio_null < 0)
 		return -errno;
+	for (size_t i = 0; i < o->n_files; i++)
+		fds[req.n_fds++] = files[i];
 	if (o->sandbox) {
 		r = proc_broker_pidfd();
 		if (r < 0)
 			goto out;
+		snprintf(pfd, sizeof(pfd), "%u", (unsigned)(3 + req.n_fds));
 		fds[req.n_fds++] = r;
 		argv[k++] = (char *)launcher;
 		argv[k++] = "--socket";
 		argv[k++] = (char *)sock;
 		argv[k++] = "--broker-pidfd";
 		argv[k++] = pfd;
-		snprintf(pfd, sizeof(pfd), "3");
 		if (o->user >= 0) {
 			snprintf(user, sizeof(user), "%ld:%ld", o->user, o->user);
 			argv[k++] = "--user";
 			argv[k++] = user;
+		}
+		if (o->n_files) {
+			snprintf(npass, sizeof(npass), "%u", (unsigned)o->n_files);
+			argv[k++] = "--pass-fds";
+			argv[k++] = npass;
 		}
 		argv[k++] = "--";
 	}
@@ -362,10 +556,11 @@ static int wait_end(struct relay *rl, int pidfd, int sigfd)
 	return 0;
 }
 
-static int cycle(const struct opts *o, nng_tls_config *tls, const char *sock, const char *launcher, int sigfd,
-		 uint32_t gen)
+static int cycle(const struct opts *o, const int *files, nng_tls_config *tls, struct refusal *refusal,
+		 const char *sock, const char *launcher, int sigfd, uint32_t gen)
 {
 	struct relay *rl = calloc(1, sizeof(*rl));
+	pthread_condattr_t monotonic;
 	pid_t pid = 0;
 	int pidfd = -1, r;
 
@@ -373,6 +568,18 @@ static int cycle(const struct opts *o, nng_tls_config *tls, const char *sock, co
 		return -ENOMEM;
 	rl->o = o;
 	rl->gen = gen;
+	rl->refusal = refusal;
+	pthread_condattr_init(&monotonic);
+	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+	pthread_cond_init(&rl->stop_dialing, &monotonic);
+	pthread_condattr_destroy(&monotonic);
+	rl->files = files;
+	for (size_t i = 0; i < o->n_files; i++) {
+		ioreq__file_fd__init(&rl->fv[i]);
+		rl->fv[i].fd = (int32_t)(3 + i);
+		rl->fv[i].writable = o->files[i].write;
+		rl->fp[i] = &rl->fv[i];
+	}
 	pthread_mutex_init(&rl->lock, NULL);
 	rl->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	r = rl->wake < 0 ? -errno : rpc_new(&dev_events, rl, &rl->dev);
@@ -385,7 +592,7 @@ static int cycle(const struct opts *o, nng_tls_config *tls, const char *sock, co
 			log_err("cannot listen on %s: %s", sock, strerror(-r));
 	}
 	if (r == 0) {
-		r = spawn(o, sock, launcher, &pid, &pidfd);
+		r = spawn(o, files, sock, launcher, &pid, &pidfd);
 		if (r < 0)
 			log_err("cannot start %s: %s", o->program[0], strerror(-r));
 	}
@@ -404,14 +611,19 @@ static int cycle(const struct opts *o, nng_tls_config *tls, const char *sock, co
 	}
 	/* The device is gone: its connection has ended from its side. */
 	rpc_free(rl->dev);
+	/* Ending first: an attempt that closing the socket ends is no refusal. */
+	end_cycle(rl, "stopping");
 	if (rl->up.id)
 		nng_close(rl->up);
+	if (rl->dialing_started)
+		pthread_join(rl->dialing, NULL);
 	if (rl->rx) {
 		nng_aio_stop(rl->rx);
 		nng_aio_free(rl->rx);
 	}
 	if (rl->wake >= 0)
 		close(rl->wake);
+	pthread_cond_destroy(&rl->stop_dialing);
 	pthread_mutex_destroy(&rl->lock);
 	free(rl);
 	return r;
@@ -421,7 +633,7 @@ static void usage(FILE *f)
 {
 	fputs("usage: ioreq-remote --broker tls+tcp://ADDRESS:PORT --name DEVICE --ca FILE --cert FILE --key FILE\n"
 	      "                    --broker-name NAME [--user UID] [--runtime-dir DIR] [--sandbox none]\n"
-	      "                    -- PROGRAM [ARGS...]\n"
+	      "                    [--file PATH]... [--file-rw PATH]... -- PROGRAM [ARGS...]\n"
 	      "       ioreq-remote --broker tcp://ADDRESS:PORT --insecure --name DEVICE ... -- PROGRAM [ARGS...]\n"
 	      "       ioreq-remote --version\n",
 	      f);
@@ -435,6 +647,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "key", required_argument, NULL, 'k' },	 { "broker-name", required_argument, NULL, 'N' },
 		{ "user", required_argument, NULL, 'u' },	 { "runtime-dir", required_argument, NULL, 'r' },
 		{ "sandbox", required_argument, NULL, 's' },	 { "insecure", no_argument, NULL, 'i' },
+		{ "file", required_argument, NULL, 'f' },	 { "file-rw", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },		 { "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
@@ -452,6 +665,14 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'u': o->user = strtol(optarg, NULL, 10); break;
 		case 'r': o->runtime_dir = optarg; break;
 		case 'i': o->insecure = true; break;
+		case 'f':
+		case 'F':
+			if (o->n_files == WIRE_MAX_FILES) {
+				fprintf(stderr, "ioreq-remote: at most %d files\n", WIRE_MAX_FILES);
+				return -EINVAL;
+			}
+			o->files[o->n_files++] = (struct data_file){ .path = optarg, .write = opt == 'F' };
+			break;
 		case 's':
 			if (strcmp(optarg, "none") && strcmp(optarg, "strict"))
 				return -EINVAL;
@@ -482,11 +703,12 @@ int main(int argc, char **argv)
 {
 	char self[PATH_MAX], launcher[PATH_MAX + 16], dir[PATH_MAX], sock[PATH_MAX + 8];
 	nng_tls_config *tls = NULL;
+	struct refusal refusal = { 0 };
 	unsigned backoff = BACKOFF_MIN_MS;
+	int files[WIRE_MAX_FILES], sigfd, r, status = 0;
 	struct opts o;
 	sigset_t set;
 	ssize_t n;
-	int sigfd, r;
 
 	if (parse(argc, argv, &o) < 0) {
 		usage(stderr);
@@ -520,7 +742,18 @@ int main(int argc, char **argv)
 		int64_t start = clock_now_ns();
 		struct pollfd p = { .fd = sigfd, .events = POLLIN };
 
-		r = cycle(&o, tls, sock, launcher, sigfd, gen);
+		/* Fresh open files for each instance, as the broker gives a
+		 * local device's: what the offset, the status flags and the
+		 * OFD locks of a killed instance were (they are the open file's,
+		 * shared by all its fds) never reaches the next, and a file
+		 * replaced meanwhile is the one the next instance gets. A file
+		 * that cannot be opened is a mistake of the command line's. */
+		if (open_files(&o, files) < 0) {
+			status = 1;
+			break;
+		}
+		r = cycle(&o, files, tls, &refusal, sock, launcher, sigfd, gen);
+		close_files(files, o.n_files);
 		if (r == -EINTR)
 			break;
 		backoff = clock_now_ns() - start >= STABLE_MS * 1000000LL ? BACKOFF_MIN_MS
@@ -533,5 +766,5 @@ int main(int argc, char **argv)
 	if (tls)
 		nng_tls_config_free(tls);
 	rmdir(dir);
-	return 0;
+	return status;
 }

@@ -7,7 +7,7 @@ dir=$1 brokerd=$2
 fail=0
 # plain text: no bold, underline or colours
 render() { LC_ALL=C.UTF-8 groff -man -Tutf8 -P-cbou "$1" 2>/dev/null; }
-pages="ioreq-brokerd.8 ioreqctl.8 ioreq-broker.yaml.5 libioreq-device.3"
+pages="ioreq-brokerd.8 ioreqctl.8 ioreq-broker.yaml.5 libioreq-device.3 ioreq-remote.1"
 
 for page in $pages; do
 	if [ ! -s "$dir/$page" ]; then
