@@ -504,17 +504,13 @@ static int dev_guest_copy(void *opaque, uint64_t gpa, void *buf, size_t len, boo
 {
 	struct vdev *dev = opaque;
 	struct bvm *vm = dev->vm;
-	uint8_t *p;
+	int r;
 
 	/* Under the read lock the guest, and its RAM, cannot go. */
 	pthread_rwlock_rdlock(&vm->guest);
-	p = vm->hsm ? guestmem_ptr(vm->hsm, gpa, len) : NULL;
-	if (p && write)
-		memcpy(p, buf, len);
-	else if (p)
-		memcpy(buf, p, len);
+	r = vm->hsm ? guestmem_copy(vm->hsm, gpa, buf, len, write) : -EFAULT;
 	pthread_rwlock_unlock(&vm->guest);
-	return p ? 0 : -EFAULT;
+	return r;
 }
 
 static const struct devsup_events dev_events = {

@@ -116,6 +116,36 @@ uint8_t *guestmem_ptr(const struct hsm_vm *vm, uint64_t gpa, uint64_t len)
 	return NULL;
 }
 
+int guestmem_copy(const struct hsm_vm *vm, uint64_t gpa, void *buf, size_t len, bool write)
+{
+	uint8_t *g = guestmem_ptr(vm, gpa, len), *b = buf;
+	size_t i = 0;
+
+	if (!g)
+		return -EFAULT;
+	while (i < len) {
+		uint64_t w;
+
+		if ((uintptr_t)(g + i) % 8 || len - i < 8) {
+			if (write)
+				__atomic_store_n(g + i, b[i], __ATOMIC_RELAXED);
+			else
+				b[i] = __atomic_load_n(g + i, __ATOMIC_RELAXED);
+			i++;
+			continue;
+		}
+		if (write) {
+			memcpy(&w, b + i, 8);
+			__atomic_store_n((uint64_t *)(g + i), w, __ATOMIC_RELAXED);
+		} else {
+			w = __atomic_load_n((uint64_t *)(g + i), __ATOMIC_RELAXED);
+			memcpy(b + i, &w, 8);
+		}
+		i += 8;
+	}
+	return 0;
+}
+
 void guestmem_release(struct hsm_vm *vm)
 {
 	if (vm->mem)

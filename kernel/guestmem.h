@@ -35,6 +35,14 @@ int guestmem_add_region(struct hsm_vm *vm, uint64_t gpa, uint64_t size, uint64_t
  * inside one region (@len 0 included); NULL otherwise. */
 uint8_t *guestmem_ptr(const struct hsm_vm *vm, uint64_t gpa, uint64_t len);
 
+/* Copies @len bytes between guest-physical @gpa and @buf (to the guest
+ * with @write) while the guest runs: its vCPUs may write the same bytes
+ * at the same time, so each aligned 8 bytes (and each byte around them) is
+ * loaded or stored once, whole, with a relaxed atomic: the copy is a
+ * snapshot of each word, never a torn one, and races with a guest are not
+ * data races of ours. 0, or -EFAULT where guestmem_ptr would give NULL. */
+int guestmem_copy(const struct hsm_vm *vm, uint64_t gpa, void *buf, size_t len, bool write);
+
 /* Unmaps and closes; the VM has no RAM afterwards. */
 void guestmem_release(struct hsm_vm *vm);
 
