@@ -71,6 +71,11 @@
 /* The broker answers a registration or a memory access at once: this long
  * means it will not. */
 #define DEV_ANSWER_MS 10000
+/* A remote device's memory accesses on the way at once (pieces of one
+ * ioreq_mem_read or ioreq_mem_write): a network round trip for each
+ * WIRE_MAX_DMA bytes would bound it to 16 KiB per round trip. Well within
+ * the broker's send queue. */
+#define DEV_DMA_WINDOW 8
 /* Messages a registration's waiter may hold for the serving thread: more
  * than the broker has reason to send meanwhile (a request per vCPU, a
  * reset, claim results, a shutdown). */
@@ -1221,24 +1226,28 @@ static int receive_for(struct ioreq_dev *dev, int64_t wait_ms)
 	return r == -ETIMEDOUT ? 0 : r;
 }
 
-/* Sends @env, tagged through @tag, and waits for its answer (a read's
- * @len bytes to @buf). */
-static int call(struct ioreq_dev *dev, const Ioreq__Envelope *env, uint32_t *tag, void *buf, size_t len)
+/* A waiter for the next tag, linked where answers find it. */
+static uint32_t expect(struct ioreq_dev *dev, struct reg_wait *w, void *buf, size_t len)
+{
+	*w = (struct reg_wait){ .buf = buf, .len = len };
+	pthread_mutex_lock(&dev->lock);
+	w->tag = ++dev->next_tag;
+	w->next = dev->waits;
+	dev->waits = w;
+	pthread_mutex_unlock(&dev->lock);
+	return w->tag;
+}
+
+/* @w's answer, unless @r (its send's result) failed already: received by
+ * this thread, or handed to it by whoever receives, within
+ * DEV_ANSWER_MS; then @w is unlinked. */
+static int await(struct ioreq_dev *dev, struct reg_wait *w, int r)
 {
 	const uint64_t end = now_ms() + DEV_ANSWER_MS;
-	struct reg_wait w = { .buf = buf, .len = len }, **p;
-	int r;
+	struct reg_wait **p;
 
 	pthread_mutex_lock(&dev->lock);
-	w.tag = *tag = ++dev->next_tag;
-	w.next = dev->waits;
-	dev->waits = &w;
-	pthread_mutex_unlock(&dev->lock);
-
-	r = dev_send(dev, env);
-
-	pthread_mutex_lock(&dev->lock);
-	while (r == 0 && !w.done) {
+	while (r == 0 && !w->done) {
 		uint64_t now = now_ms();
 
 		if (now >= end) {
@@ -1251,50 +1260,71 @@ static int call(struct ioreq_dev *dev, const Ioreq__Envelope *env, uint32_t *tag
 			dev_wait(dev, end);
 		}
 	}
-	for (p = &dev->waits; *p != &w; p = &(*p)->next)
+	for (p = &dev->waits; *p != w; p = &(*p)->next)
 		;
-	*p = w.next;
+	*p = w->next;
 	pthread_mutex_unlock(&dev->lock);
-	return r < 0 ? r : w.error;
+	return r < 0 ? r : w->error;
 }
 
 static int register_wait(struct ioreq_dev *dev, Ioreq__Register *reg)
 {
 	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
 
+	struct reg_wait w;
+
 	env.msg_case = IOREQ__ENVELOPE__MSG_REGISTRATION;
 	env.registration = reg;
-	return call(dev, &env, &reg->tag, NULL, 0);
+	reg->tag = expect(dev, &w, NULL, 0);
+	return await(dev, &w, dev_send(dev, &env));
 }
 
 /* Guest memory through the broker (memory.h), in pieces of at most
- * WIRE_MAX_DMA, each answered before the next goes: a write is in guest
- * memory when this returns. */
+ * WIRE_MAX_DMA, up to DEV_DMA_WINDOW of them on the way at once (the broker
+ * does them in order); it returns once every one is answered: a write is
+ * then in guest memory. */
 static int dev_mem_access(struct ioreq_dev *dev, uint64_t gpa, void *buf, size_t len, bool write)
 {
-	for (size_t done = 0; done < len;) {
-		size_t n = len - done < WIRE_MAX_DMA ? len - done : WIRE_MAX_DMA;
-		uint8_t *at = (uint8_t *)buf + done;
+	struct reg_wait w[DEV_DMA_WINDOW];
+	size_t sent = 0, first = 0, n_out = 0;
+	int r = 0;
+
+	while (n_out || (r == 0 && sent < len)) {
+		size_t n = len - sent < WIRE_MAX_DMA ? len - sent : WIRE_MAX_DMA, k;
+		uint8_t *at = (uint8_t *)buf + sent;
 		Ioreq__MemAccess a = IOREQ__MEM_ACCESS__INIT;
 		Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
-		int r;
+		int answer;
 
-		a.gpa = gpa + done;
-		a.write = write;
-		if (write) {
-			a.data.data = at;
-			a.data.len = n;
-		} else {
-			a.len = (uint32_t)n;
+		if (r == 0 && sent < len && n_out < DEV_DMA_WINDOW) {
+			k = (first + n_out) % DEV_DMA_WINDOW;
+			a.gpa = gpa + sent;
+			a.write = write;
+			if (write)
+				a.data = (ProtobufCBinaryData){ n, at };
+			else
+				a.len = (uint32_t)n;
+			env.msg_case = IOREQ__ENVELOPE__MSG_MEM_ACCESS;
+			env.mem_access = &a;
+			a.tag = expect(dev, &w[k], write ? NULL : at, write ? 0 : n);
+			r = dev_send(dev, &env);
+			if (r < 0) {
+				await(dev, &w[k], r);
+				continue;
+			}
+			n_out++;
+			sent += n;
+			continue;
 		}
-		env.msg_case = IOREQ__ENVELOPE__MSG_MEM_ACCESS;
-		env.mem_access = &a;
-		r = call(dev, &env, &a.tag, write ? NULL : at, write ? 0 : n);
-		if (r < 0)
-			return r;
-		done += n;
+		/* The window is full, or all is sent, or something failed:
+		 * the oldest answer (each waiter must go before we return). */
+		answer = await(dev, &w[first], 0);
+		if (r == 0)
+			r = answer;
+		first = (first + 1) % DEV_DMA_WINDOW;
+		n_out--;
 	}
-	return 0;
+	return r;
 }
 
 /* Takes a free eventfd of @e: its index, or -ENOSPC. */
