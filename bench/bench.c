@@ -66,7 +66,7 @@
 #define KVM_ROWS 4
 #define MAX_TPUT 12
 #define MAX_ALLOC 4
-#define MAX_DP 4
+#define MAX_DP 6
 #define MAX_REMOTE 4
 
 /* Why a case that spins on both sides did not run. */
@@ -99,6 +99,7 @@ static const struct {
 	unsigned div;
 } dp_cases[] = {
 	{ "dp-copy", "sim: a device copies guest RAM", 4 },
+	{ "dp-copy-remote", "sim: a remote device copies guest RAM (DMA messages)", 8 },
 	{ "dp-bell", "sim: an ioeventfd doorbell", 2 },
 	{ "dp-irq", "sim: an irqfd", 2 },
 	{ "kvm-dp", "kvm guest: doorbells and interrupts", 8 },
@@ -477,13 +478,22 @@ static void run_dataplane(const struct bench_ctx *c, struct result *dp, size_t *
 {
 	const size_t cases = sizeof(dp_cases) / sizeof(dp_cases[0]);
 	static struct result rounds[MAX_DP][ROUNDS];
+	struct remote_env e;
 
+	/* The remote copy over 127.0.0.1, with certificates if openssl is here. */
+	remote_env_up(c, &e);
 	memset(rounds, 0, sizeof(rounds));
 	for (size_t k = 0; k < ROUNDS; k++) {
 		for (size_t i = 0; i < cases; i++) {
-			char *extra[] = { "--worker", (char *)dp_cases[i].id, NULL };
+			bool remote = !strcmp(dp_cases[i].id, "dp-copy-remote");
+			char *extra[] = { "--worker", (char *)dp_cases[i].id, remote && e.certs[0] ? "--certs" : NULL,
+					  e.certs, NULL };
 			struct bench_ctx round = *c;
 
+			if (remote && e.why[0]) {
+				snprintf(rounds[i][k].why, sizeof(rounds[i][k].why), "%s", e.why);
+				continue;
+			}
 			round.iters = c->iters / ROUNDS / dp_cases[i].div ? c->iters / ROUNDS / dp_cases[i].div : 1;
 			progress(dp_cases[i].title, "unpinned");
 			if (!strcmp(dp_cases[i].id, "kvm-dp"))
@@ -492,6 +502,7 @@ static void run_dataplane(const struct bench_ctx *c, struct result *dp, size_t *
 				run_worker(&round, &c->all, extra, &rounds[i][k]);
 		}
 	}
+	remote_env_down(&e);
 	for (size_t i = 0; i < cases; i++) {
 		struct result *r = &dp[(*n)++];
 

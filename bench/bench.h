@@ -216,12 +216,14 @@ void remote_env_up(const struct bench_ctx *c, struct remote_env *e);
 /* Deletes the namespaces (also at exit, should the run end early). */
 void remote_env_down(struct remote_env *e);
 
-/* In a worker: starts ioreq-remote serving ioreq-dev-null ("dev0") for a
+/* In a worker: starts ioreq-remote serving a device ("dev0") for a
  * broker at the address of @a (127.0.0.1 or the veth pair, in which case
  * the runner starts in the device's namespace and the calling thread then
  * enters the broker's), with its files in @dir; the entries of the
- * device's remote: mapping in @yaml. 0 with *@ret, or a negative errno. */
-int remote_runner_start(const struct worker_args *a, const char *dir, char *yaml, size_t len, pid_t *ret);
+ * device's remote: mapping in @yaml. The device: @device, its program
+ * (in the bindir) and arguments. 0 with *@ret, or a negative errno. */
+int remote_runner_start(const struct worker_args *a, const char *dir, const char *const *device, char *yaml,
+			size_t len, pid_t *ret);
 void remote_runner_stop(pid_t pid);
 
 /* dataplane.c, kind: "dp-copy", "dp-bell", "dp-irq". */

@@ -28,7 +28,7 @@ struct bench_dev {
 	const char *name;
 	struct ioreq_dev *dev;
 	const struct ioreq_mem *mem;
-	uint8_t *shared; /* DP_SHARED, one page */
+	uint8_t *shared; /* DP_SHARED, one page; NULL: memory not mapped (remote) */
 	uint8_t *buf;    /* where copies go */
 	uint32_t copy_size;
 	int bell[BELLS];
@@ -55,14 +55,21 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* A remote device's stores are MemAccess writes, done when they return. */
 static void store32(struct bench_dev *bd, unsigned off, uint32_t v)
 {
-	__atomic_store_n((uint32_t *)(bd->shared + off), v, __ATOMIC_RELEASE);
+	if (bd->shared)
+		__atomic_store_n((uint32_t *)(bd->shared + off), v, __ATOMIC_RELEASE);
+	else
+		ioreq_mem_write(bd->mem, DP_SHARED + off, &v, sizeof(v));
 }
 
 static void store64(struct bench_dev *bd, unsigned off, uint64_t v)
 {
-	__atomic_store_n((uint64_t *)(bd->shared + off), v, __ATOMIC_RELEASE);
+	if (bd->shared)
+		__atomic_store_n((uint64_t *)(bd->shared + off), v, __ATOMIC_RELEASE);
+	else
+		ioreq_mem_write(bd->mem, DP_SHARED + off, &v, sizeof(v));
 }
 
 static int bd_pio(struct ioreq_dev *dev, const struct ioreq_access *a, uint64_t *value, void *opaque)
@@ -149,11 +156,18 @@ static int bd_setup(struct bench_dev *bd)
 	static const unsigned at[BELLS] = { DP_BELL_ACK, DP_BELL_IRQFD, DP_BELL_IRQMSG };
 	const struct ioreq_dev_info *info = ioreq_dev_info(bd->dev);
 	pthread_t t;
+	bool ok;
+	char c;
 	int r;
 
 	bd->mem = ioreq_dev_memory(bd->dev);
-	bd->shared = bd->mem ? ioreq_mem_ptr(bd->mem, DP_SHARED, 4096, true) : NULL;
-	if (!bd->shared || !ioreq_mem_ptr(bd->mem, DP_SRC, DP_COPY_MAX, false)) {
+	bd->shared = ioreq_mem_ptr(bd->mem, DP_SHARED, 4096, true);
+	if (ioreq_mem_mapped(bd->mem))
+		ok = bd->shared && ioreq_mem_ptr(bd->mem, DP_SRC, DP_COPY_MAX, false);
+	else /* a remote device's: the last byte of each, through the broker */
+		ok = bd->mem && ioreq_mem_read(bd->mem, DP_SHARED + 4095, &c, 1) == 0 &&
+		     ioreq_mem_read(bd->mem, DP_SRC + DP_COPY_MAX - 1, &c, 1) == 0;
+	if (!ok) {
 		bd_log(bd, "needs `memory: guest` of at least " DP_MEMORY);
 		return -EINVAL;
 	}

@@ -305,12 +305,14 @@ static uint64_t broker_fallbacks(struct broker *b)
 static int broker_latency_run(const struct worker_args *a, const char *dir, bool unclaimed, uint64_t *ns)
 {
 	bool remote = !strcmp(a->kind, "remote");
-	char yaml[2048];
+	char yaml[2048], pattern[24];
+	const char *const device[] = { "ioreq-dev-null", "--pattern", pattern, NULL };
 	pid_t runner = 0;
 	struct broker *b;
 	int r;
 
-	if (remote && (r = remote_runner_start(a, dir, yaml, sizeof(yaml), &runner)) < 0)
+	snprintf(pattern, sizeof(pattern), "0x%llx", BENCH_PATTERN);
+	if (remote && (r = remote_runner_start(a, dir, device, yaml, sizeof(yaml), &runner)) < 0)
 		return r;
 	r = broker_up(dir, a, 1, 1, remote ? yaml : NULL, &b);
 	if (r < 0)

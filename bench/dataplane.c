@@ -9,6 +9,9 @@
  *            of its own through the library's view (ioreq_mem_read), timed
  *            in the device; against a memcpy of the same guest pages in
  *            this process (the sim backend's own mapping of the memfd);
+ *   dp-copy-remote  the same device served remotely (remote.c: through
+ *            ioreq-remote, over tls+tcp:// on 127.0.0.1), its
+ *            ioreq_mem_read then MemAccess messages of 16 KiB;
  *   dp-bell  a write to an ioeventfd doorbell: how long it holds the vCPU
  *            (the in-HSM client signals the eventfd and completes it at
  *            once), and until the device, woken in poll(), has stored its
@@ -46,6 +49,7 @@
 #define DP_READY_MS 5000
 
 struct dp {
+	pid_t runner;            /* dp-copy-remote: ioreq-remote; 0 */
 	struct broker *b;
 	struct dispatch *d;
 	struct hsm_vm *vm;
@@ -53,7 +57,9 @@ struct dp {
 	uint64_t lost;
 };
 
-static int write_config(const char *dir, char *path, size_t len)
+/* The VM, with the device local or (@remote: its remote: entries) served
+ * through ioreq-remote. */
+static int write_config(const char *dir, const char *remote, char *path, size_t len)
 {
 	char park[300];
 	FILE *f;
@@ -75,14 +81,15 @@ static int write_config(const char *dir, char *path, size_t len)
 		"vms:\n  - name: dp\n    backend: sim\n    vcpus: 1\n    memory: " DP_MEMORY "\n"
 		"    scripts: [park.txt]\n"
 		"    devices:\n"
-		"      - name: dev\n"
-		"        program: ioreq-bench-dev\n"
+		"      - name: %s\n"
+		"        %s%s%s\n"
 		"        pio: [\"" DP_PORT_RANGE "\"]\n"
 		"        irqs: [%u]\n"
 		"        memory: guest\n"
 		"        doorbells: 3\n"
 		"        irqfds: 1\n",
-		dir, DP_IRQ_LINE);
+		dir, remote ? "dev0" : "dev", remote ? "remote: { " : "program: ioreq-bench-dev",
+		remote ? remote : "", remote ? " }" : "", DP_IRQ_LINE);
 	return fclose(f) ? -errno : 0;
 }
 
@@ -96,14 +103,19 @@ static uint64_t load64(const struct dp *p, unsigned off)
 	return __atomic_load_n((uint64_t *)(p->shared + off), __ATOMIC_ACQUIRE);
 }
 
-static int dp_up(const char *dir, const char *bindir, struct dp *p)
+static int dp_up(const struct worker_args *a, const char *dir, struct dp *p)
 {
-	char path[512];
-	int r;
+	static const char *const device[] = { "ioreq-bench-dev", NULL };
+	char path[512], remote[2048];
+	bool remoted = !strcmp(a->kind, "dp-copy-remote");
+	int r = 0;
 
-	r = write_config(dir, path, sizeof(path));
+	if (remoted)
+		r = remote_runner_start(a, dir, device, remote, sizeof(remote), &p->runner);
 	if (r == 0)
-		r = bench_broker_up(path, bindir, 1, &p->b);
+		r = write_config(dir, remoted ? remote : NULL, path, sizeof(path));
+	if (r == 0)
+		r = bench_broker_up(path, a->bindir, 1, &p->b);
 	if (r < 0)
 		return r;
 	p->d = bench_vm_dispatch(p->b, 0);
@@ -277,9 +289,9 @@ int dp_worker(const struct worker_args *a)
 		return -ENOMEM;
 	r = bench_mkdtemp(dir, sizeof(dir));
 	if (r == 0)
-		r = dp_up(dir, a->bindir, &p);
+		r = dp_up(a, dir, &p);
 	if (r == 0) {
-		if (!strcmp(a->kind, "dp-copy"))
+		if (!strcmp(a->kind, "dp-copy") || !strcmp(a->kind, "dp-copy-remote"))
 			dp_copy(&p, n, ns);
 		else if (!strcmp(a->kind, "dp-bell"))
 			dp_bell(&p, n, ns);
@@ -291,6 +303,8 @@ int dp_worker(const struct worker_args *a)
 		out_kv("lost", (double)p.lost);
 		broker_destroy(p.b);
 	}
+	if (p.runner)
+		remote_runner_stop(p.runner);
 	if (dir[0])
 		bench_rmtree(dir);
 	free(ns);

@@ -150,9 +150,10 @@ static int enter_netns(const char *name)
 	return r;
 }
 
-int remote_runner_start(const struct worker_args *a, const char *dir, char *yaml, size_t len, pid_t *ret)
+int remote_runner_start(const struct worker_args *a, const char *dir, const char *const *device, char *yaml,
+			size_t len, pid_t *ret)
 {
-	char url[64], runner[4200], ca[300], cert[300], key[300], rdir[300], dev[4200], pattern[24];
+	char url[64], runner[4200], ca[300], cert[300], key[300], rdir[300], dev[4200];
 	char *argv[32] = { (char *)a->exe, "--pong-exec", runner, "--broker", url, "--name", "dev0",
 			   "--runtime-dir", rdir };
 	char ns_b[32] = "", ns_d[32] = "";
@@ -166,8 +167,7 @@ int remote_runner_start(const struct worker_args *a, const char *dir, char *yaml
 	snprintf(url, sizeof(url), "%s://%s:%d", a->certs ? "tls+tcp" : "tcp", a->netns ? ADDR_B : "127.0.0.1", port);
 	snprintf(runner, sizeof(runner), "%s/ioreq-remote", a->bindir);
 	snprintf(rdir, sizeof(rdir), "%s/remote", dir);
-	snprintf(dev, sizeof(dev), "%s/ioreq-dev-null", a->bindir);
-	snprintf(pattern, sizeof(pattern), "0x%llx", BENCH_PATTERN);
+	snprintf(dev, sizeof(dev), "%s/%s", a->bindir, device[0]);
 	if (a->certs) {
 		snprintf(ca, sizeof(ca), "%s/ca.pem", a->certs);
 		snprintf(cert, sizeof(cert), "%s/dev.pem", a->certs);
@@ -193,8 +193,8 @@ int remote_runner_start(const struct worker_args *a, const char *dir, char *yaml
 	}
 	argv[k++] = "--";
 	argv[k++] = dev;
-	argv[k++] = "--pattern";
-	argv[k++] = pattern;
+	for (size_t i = 1; device[i] && k < sizeof(argv) / sizeof(argv[0]) - 1; i++)
+		argv[k++] = (char *)device[i];
 	argv[k] = NULL;
 	/* The runner starts in its namespace, then this thread goes into the
 	 * broker's, before the broker starts a thread. It dials until the
