@@ -1116,42 +1116,6 @@ static int start_cgroup(struct devsup *d, int *fds, size_t max, size_t *ret_n)
 
 /* ---- what an instance is given ---- */
 
-/* A file of the device's configuration, opened with the broker's rights.
- * The path is the operator's, like the configuration itself: symbolic
- * links are followed. What it names is looked at before it is opened
- * (O_PATH), so that nothing but a regular file or a block device is ever
- * opened for a device: opening a character device can do something by
- * itself (a watchdog, a tape), and a FIFO can block. It is then opened from
- * that handle, never by its path again. */
-static int open_data_file(const struct cfg_file *f, int *ret, const char **why)
-{
-	int flags = (f->write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | (f->direct ? O_DIRECT : 0);
-	char proc[32];
-	struct stat st;
-	int path, r = 0;
-
-	*why = NULL;
-	path = open(f->path, O_PATH | O_CLOEXEC);
-	if (path < 0)
-		return -errno;
-	if (fstat(path, &st) < 0) {
-		r = -errno;
-	} else if (S_ISDIR(st.st_mode)) {
-		r = -EISDIR;
-	} else if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-		*why = "not a regular file or a block device";
-		r = -EINVAL;
-	}
-	if (r == 0) {
-		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", path);
-		*ret = open(proc, flags);
-		if (*ret < 0)
-			r = -errno;
-	}
-	close(path);
-	return r;
-}
-
 static void close_block(struct instance *in)
 {
 	for (size_t i = 0; i < in->n_block; i++)
@@ -1194,7 +1158,7 @@ static int open_block(struct devsup *d, struct instance *in)
 	for (size_t i = 0; i < c->n_files; i++) {
 		const struct cfg_file *f = &c->files[i];
 
-		r = open_data_file(f, &fd, &why);
+		r = proc_open_file(f->path, f->write, f->direct, &fd, &why);
 		if (r < 0) {
 			devsup_log(d, LOG_ERR, "%s:%d:%d: cannot open %s %s%s: %s", c->config_path, f->mark.line,
 				   f->mark.col, f->path, f->write ? "read-write" : "read-only",

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -362,5 +363,34 @@ int proc_start(const struct proc_req *req, pid_t *ret_pid, int *ret_pidfd)
 out:
 	while (n > 0)
 		close(high[--n]);
+	return r;
+}
+
+int proc_open_file(const char *path, bool write, bool direct, int *ret, const char **why)
+{
+	int flags = (write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | (direct ? O_DIRECT : 0);
+	char proc[32];
+	struct stat st;
+	int fd, r = 0;
+
+	*why = NULL;
+	fd = open(path, O_PATH | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+	} else if (S_ISDIR(st.st_mode)) {
+		r = -EISDIR;
+	} else if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		*why = "not a regular file or a block device";
+		r = -EINVAL;
+	}
+	if (r == 0) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		*ret = open(proc, flags);
+		if (*ret < 0)
+			r = -errno;
+	}
+	close(fd);
 	return r;
 }

@@ -37,6 +37,17 @@ int proc_start(const struct proc_req *req, pid_t *ret_pid, int *ret_pidfd);
  * signal), or a negative errno. */
 int proc_broker_pidfd(void);
 
+/* A file for a device (a local device's `files:`, a remote one's --file),
+ * opened with our rights: read-write with @write, O_DIRECT with @direct.
+ * The path is the operator's: symbolic links are followed. What it names
+ * is looked at before it is opened (O_PATH), so that nothing but a regular
+ * file or a block device is ever opened for a device (opening a character
+ * device can do something by itself, a watchdog or a tape; a FIFO can
+ * block), and it is then opened from that handle (/proc/self/fd), never by
+ * its path again: a path swapped in between cannot slip anything else in.
+ * 0 with *@ret, or a negative errno, with *@why where errno does not say it. */
+int proc_open_file(const char *path, bool write, bool direct, int *ret, const char **why);
+
 /* Whether children are cloned into a user namespace of their own (the
  * broker is not root). */
 bool proc_in_user_ns(void);

@@ -416,39 +416,6 @@ static const struct rpc_events dev_events = {
 	.closed = dev_closed,
 };
 
-/* Opens @f as the broker opens a local device's file (devsup.c): what the
- * path names, checked to be a regular file or a block device, then opened
- * through that very object (/proc/self/fd), so that a path swapped in
- * between (a symlink, a rename) cannot slip anything else in. 0 with
- * *@ret, or a negative errno, with *@why where errno alone does not say it. */
-static int open_data_file(const struct data_file *f, int *ret, const char **why)
-{
-	char proc[32];
-	struct stat st;
-	int path, r = 0;
-
-	*why = NULL;
-	path = open(f->path, O_PATH | O_CLOEXEC);
-	if (path < 0)
-		return -errno;
-	if (fstat(path, &st) < 0) {
-		r = -errno;
-	} else if (S_ISDIR(st.st_mode)) {
-		r = -EISDIR;
-	} else if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-		*why = "not a regular file or a block device";
-		r = -EINVAL;
-	}
-	if (r == 0) {
-		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", path);
-		*ret = open(proc, (f->write ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY);
-		if (*ret < 0)
-			r = -errno;
-	}
-	close(path);
-	return r;
-}
-
 static void close_files(int *fds, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -463,7 +430,7 @@ static int open_files(const struct opts *o, int *fds)
 	int r;
 
 	for (size_t i = 0; i < o->n_files; i++) {
-		r = open_data_file(&o->files[i], &fds[i], &why);
+		r = proc_open_file(o->files[i].path, o->files[i].write, false, &fds[i], &why);
 		if (r < 0) {
 			log_err("cannot open %s %s: %s", o->files[i].path, o->files[i].write ? "read-write" : "read-only",
 				why ? why : strerror(-r));

@@ -110,3 +110,17 @@ void s_blk(uint32_t type, uint64_t sector, uint32_t len, bool data_in, unsigned 
 	s_used(0, written);
 	s("mem read 0x%llx 1 %u", BUF(0) + 0x100, status);
 }
+
+void s_blk_read_write(void)
+{
+	s_blk(0, 3, 512, true, 0, "513");
+	s("mem read 0x%llx 8 0x6464646464646464", BUF(0) + 0x1000);
+	s("mem read 0x%llx 8 0x6464646464646464", BUF(0) + 0x1000 + 504);
+	s("mem write 0x%llx 8 0x0123456789abcdef", BUF(0) + 0x1000);
+	s("mem write 0x%llx 8 0xfedcba9876543210", BUF(0) + 0x1000 + 1016);
+	s_blk(1, 5, 1024, false, 0, "1");
+	s("mem write 0x%llx 8 0", BUF(0) + 0x1000);
+	s_blk(0, 5, 1024, true, 0, "1025");
+	s("mem read 0x%llx 8 0x0123456789abcdef", BUF(0) + 0x1000);
+	s("mem read 0x%llx 8 0xfedcba9876543210", BUF(0) + 0x1000 + 1016);
+}

@@ -63,4 +63,9 @@ void s_used(unsigned q, const char *len);
  * back as @status, the used length as @written. */
 void s_blk(uint32_t type, uint64_t sector, uint32_t len, bool data_in, unsigned status, const char *written);
 
+/* On an image whose sector i is all 'a' + i % 26: sector 3 read (all
+ * 'd'), two sectors at 5 written from a pattern of the guest's (first 8
+ * bytes 0x0123456789abcdef, last 8 0xfedcba9876543210) and read back. */
+void s_blk_read_write(void);
+
 #endif

@@ -455,16 +455,7 @@ static void test_virtio_blk(void **state)
 	s_bar(2);
 	s_init(1, 0);
 	s("mmio read 0x%llx 8 64", DEVCFG(0));
-	s_blk(0, 3, 512, true, 0, "513");
-	s("mem read 0x%llx 8 0x%llx", BUF(0) + 0x1000, 0x6464646464646464ull);
-	s("mem read 0x%llx 8 0x%llx", BUF(0) + 0x1000 + 504, 0x6464646464646464ull);
-	s("mem write 0x%llx 8 0x0123456789abcdef", BUF(0) + 0x1000);
-	s("mem write 0x%llx 8 0xfedcba9876543210", BUF(0) + 0x1000 + 1016);
-	s_blk(1, 5, 1024, false, 0, "1");
-	s("mem write 0x%llx 8 0", BUF(0) + 0x1000);
-	s_blk(0, 5, 1024, true, 0, "1025");
-	s("mem read 0x%llx 8 0x0123456789abcdef", BUF(0) + 0x1000);
-	s("mem read 0x%llx 8 0xfedcba9876543210", BUF(0) + 0x1000 + 1016);
+	s_blk_read_write();
 	s("mem write 0x%llx 4 0", BUF(0));
 	s("mem write 0x%llx 8 0", BUF(0) + 8);
 	s_chain(0, bad, 3);

@@ -115,18 +115,7 @@ static void blk_read_write(void **state)
 	s("mmio read 0x%llx 8 64", DEVCFG(0));
 	s("mmio write 0x%llx 4 0", COMMON(0x00));
 	s("mmio read 0x%llx 4 0x30006244", COMMON(0x04));
-	/* read sector 3: all 'd' */
-	s_blk(0, 3, 512, true, 0, "513");
-	s("mem read 0x%llx 8 0x%llx", BUF(0) + 0x1000, (unsigned long long)rep8('d'));
-	s("mem read 0x%llx 8 0x%llx", BUF(0) + 0x1000 + 504, (unsigned long long)rep8('d'));
-	/* write two sectors at 5 from a pattern of the guest's, then read them back */
-	s("mem write 0x%llx 8 0x0123456789abcdef", BUF(0) + 0x1000);
-	s("mem write 0x%llx 8 0xfedcba9876543210", BUF(0) + 0x1000 + 1016);
-	s_blk(1, 5, 1024, false, 0, "1");
-	s("mem write 0x%llx 8 0", BUF(0) + 0x1000);
-	s_blk(0, 5, 1024, true, 0, "1025");
-	s("mem read 0x%llx 8 0x0123456789abcdef", BUF(0) + 0x1000);
-	s("mem read 0x%llx 8 0xfedcba9876543210", BUF(0) + 0x1000 + 1016);
+	s_blk_read_write();
 	/* flush; get-id (the YAML name); discard sector 7 (reads as zeroes after) */
 	s_blk(4, 0, 0, false, 0, "1");
 	s_blk(8, 0, 20, true, 0, "21");
