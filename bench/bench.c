@@ -27,7 +27,8 @@
  * then a cross-check of the broker path with the real ioreq-brokerd and a
  * sim script; the data plane, each figure beside its baseline (dataplane.c,
  * dplane_guest.c): a sandboxed device copying 4 KiB and 1 MiB of guest RAM
- * against an in-process memcpy, an ioeventfd doorbell against the same write
+ * against an in-process memcpy, locally and served through ioreq-remote (its
+ * memory through messages, TLS on 127.0.0.1), an ioeventfd doorbell against the same write
  * through the broker, an irqfd against the protocol's Interrupt message, on
  * sim and on /dev/kvm; ioreq-dev-virtio-blk's IOPS and MB/s from a polling
  * driver against preadv on the same image (vblk.c); throughput over 1, 2, 4
