@@ -4,7 +4,8 @@
  *
  * Needs root (namespaces, veth), ip and openssl; skips (77) without them.
  * Built twice: test_integration_remote (identity, serving, partition,
- * reconnection) and test_integration_remote_netem (delay against deadlines),
+ * reconnection, memory through messages, lies) and
+ * test_integration_remote_netem (delay against deadlines, loss),
  * which skips where the kernel has no netem qdisc, so that the first never
  * shows as skipped for want of it. Remote devices always use nng: the
  * IOREQ_TRANSPORT=nng variant would run the same, and skips. */
@@ -547,6 +548,31 @@ static void test_netem_delay(void **state)
 	assert_int_equal(harness_stat(&b, "vm v device ram:", " fallbacks"), 0);
 }
 
+/* Loss (netem): 10% of the packets each way. TCP retransmits under TLS;
+ * with deadlines and a heartbeat timeout above its retransmission times,
+ * every request is answered by the device, once. */
+static void test_netem_loss(void **state)
+{
+	char remote[4200], why[512];
+	struct run b, d;
+
+	if (sh(why, sizeof(why), "ip netns exec %s tc qdisc replace dev vd root netem loss 10%% && "
+				 "ip netns exec %s tc qdisc replace dev vb root netem loss 10%%", ns_d, ns_b))
+		harness_skip("tc netem is not available here: %s", why);
+	ca_name(remote, sizeof(remote));
+	strcat(remote, ", timeout_ms: 15000");
+	start_broker(&b,
+		     "sleep 300\n"
+		     "repeat 20\n  mmio write 0x2000 8 seq\n  mmio read 0x2000 8 seq\nend\n",
+		     remote, "        deadline_ms: 20000\n        on_failure: hold\n");
+	start_runner(&d, "dev.pem", "dev.key");
+	harness_wait(&b, 120);
+	assert_int_equal(b.status, 0);
+	assert_int_equal(harness_stat(&b, "vm v device ram:", " mmio"), 40);
+	assert_int_equal(harness_stat(&b, "vm v device ram:", " fallbacks"), 0);
+	assert_int_equal(harness_stat(&b, "vm v device ram:", " bad replies"), 0);
+}
+
 #endif
 
 int main(void)
@@ -554,6 +580,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 #ifdef REMOTE_NETEM
 		harness_test(test_netem_delay),
+		harness_test(test_netem_loss),
 #else
 		harness_test(test_serves),
 		harness_test(test_refused),
