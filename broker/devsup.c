@@ -666,8 +666,11 @@ static void on_mem_access(struct devsup *d, uint32_t gen, const Ioreq__MemAccess
 	char msg[128];
 
 	res.tag = a->tag;
-	if (d->inst.mem.fd < 0 || !d->cfg->remote.listen) {
-		why = "has no guest memory to reach through messages";
+	if (!d->cfg->remote.listen) {
+		why = "asked for guest memory through messages (a local device maps it)";
+		res.error = -EPERM;
+	} else if (d->inst.mem.fd < 0) {
+		why = "asked for guest memory it was not given";
 		res.error = -EPERM;
 	} else if (a->write && d->cfg->memory != CFG_MEMORY_GUEST) {
 		why = "wrote to read-only guest memory";
