@@ -215,6 +215,27 @@ static void test_claim_outside(void **state)
 	steady_assert(&r);
 }
 
+/* A local device that asks for guest memory through messages (only a
+ * remote device may: a local one maps it) and signals eventfds as messages
+ * (only a remote one's are): each access answered with -EPERM, each lie
+ * named; it serves on, its neighbour untouched. */
+static void test_memory_messages_local(void **state)
+{
+	char dev[1024];
+	struct run r;
+
+	snprintf(dev, sizeof(dev),
+		 "      - { name: bad, program: %s, pio: [\"0x80+8\"], args: [--mode, mem-lie, --nth, \"1\"] }\n",
+		 MISBEHAVE);
+	/* Bits 0: not one access came back as a remote device's would. */
+	assert_int_equal(steady_run_vm(&r, "sleep 300\npio read 0x80 4 0\npio read 0x80 4 0\n", dev), 0);
+	assert_non_null(strstr(harness_log(&r), "vm v device bad: asked for guest memory through messages (a local "
+						"device maps it) (16 bytes at 0x1000000)"));
+	assert_non_null(strstr(harness_log(&r), "vm v device bad: signalled an irqfd it was not given as a message"));
+	assert_null(strstr(harness_log(&r), "cut off"));
+	steady_assert(&r);
+}
+
 /* The ranges a device claimed die with its instance: once it crashed, its
  * BAR routes to nobody, not to the next instance, which never claimed it. */
 static void test_claims_die_with_instance(void **state)
@@ -314,6 +335,7 @@ int main(void)
 		harness_test(test_lies_cut_off),
 		harness_test(test_irq_flood),
 		harness_test(test_claim_outside),
+		harness_test(test_memory_messages_local),
 		harness_test(test_claims_die_with_instance),
 		harness_test(test_reconnect_as_someone_else),
 		harness_test(test_sigterm_under_load),
