@@ -17,7 +17,7 @@ int mem_view_init_hosts(struct ioreq_mem *m, const struct ioreq_mem_region *regi
 			if (r->gpa <= regions[j].gpa + (regions[j].size - 1) && regions[j].gpa <= r->gpa + (r->size - 1))
 				return -EINVAL;
 	}
-	m->n = n;
+	*m = (struct ioreq_mem){ .n = n };
 	memcpy(m->regions, regions, n * sizeof(*regions));
 	memcpy(m->hosts, hosts, n * sizeof(*hosts));
 	return 0;

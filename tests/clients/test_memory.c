@@ -175,6 +175,21 @@ static void test_empty_and_none(void **state)
 	assert_int_equal(ioreq_mem_write(NULL, 0, &b, 1), -EFAULT);
 }
 
+/* A view built in memory that held anything before (on a stack): mapped,
+ * whatever was there (the fuzzer found one that was taken for a remote
+ * device's, and gave no pointers). */
+static void test_view_over_garbage(void **state)
+{
+	struct fixture *f = *state;
+	struct ioreq_mem m;
+
+	memset(&m, 0xa5, sizeof(m));
+	assert_int_equal(mem_view_init(&m, f->base, 4 * PAGE, layout, offsets, 4), 0);
+	assert_true(ioreq_mem_mapped(&m));
+	assert_ptr_equal(ioreq_mem_ptr(&m, 0x4010, 8, false), ioreq_mem_ptr(&f->m, 0x4010, 8, false));
+	assert_non_null(ioreq_mem_ptr(&m, 0x4010, 8, false));
+}
+
 /* A layout the view must refuse to be built from. */
 static void test_bad_layouts(void **state)
 {
@@ -210,6 +225,7 @@ int main(void)
 		cmocka_unit_test(test_read_only),
 		cmocka_unit_test(test_copy),
 		cmocka_unit_test(test_empty_and_none),
+		cmocka_unit_test(test_view_over_garbage),
 		cmocka_unit_test(test_bad_layouts),
 	};
 

@@ -5,7 +5,9 @@
  * arithmetic: the view accepts exactly the layouts the model does, and a
  * range translates exactly when it lies wholly inside one region (and, to
  * write, a writable one), to exactly the model's place in the buffer. The
- * small ones are copied for real, so ASan sees any byte outside. */
+ * small ones are copied for real, so ASan sees any byte outside. The
+ * same layout as a remote device's unmapped view, its copies through a
+ * stand-in for the broker, must give no pointers and the same answers. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -22,6 +24,18 @@
 typedef unsigned __int128 u128;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The broker's stand-in for the unmapped view: the mapped one. The view
+ * checked the range before it asked, so this one never refuses. */
+static int mapped_access(struct ioreq_dev *dev, uint64_t gpa, void *buf, size_t len, bool write)
+{
+	const struct ioreq_mem *m = (const struct ioreq_mem *)dev;
+	int r = write ? ioreq_mem_write(m, gpa, buf, len) : ioreq_mem_read(m, gpa, buf, len);
+
+	if (r)
+		abort();
+	return 0;
+}
 
 static bool layout_ok(const struct ioreq_mem_region *r, const uint64_t *off, size_t n, uint64_t memfd)
 {
@@ -53,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct ioreq_mem_region regions[WIRE_MAX_REGIONS];
 	uint64_t offsets[WIRE_MAX_REGIONS], memfd;
 	static uint8_t copy[MAX_COPY];
-	struct ioreq_mem m;
+	struct ioreq_mem m, unmapped;
 	uint8_t *base;
 	size_t n;
 	int r;
@@ -80,7 +94,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(base);
 		return 0;
 	}
-	if (r != 0)
+	if (r != 0 || mem_view_init_remote(&unmapped, regions, n, (struct ioreq_dev *)&m, mapped_access) != 0 ||
+	    !ioreq_mem_mapped(&m) || ioreq_mem_mapped(&unmapped))
 		abort();
 	for (unsigned q = 0; q < MAX_QUERIES && in.left; q++) {
 		const struct ioreq_mem_region *at = &regions[n ? in_u8(&in) % n : 0];
@@ -90,11 +105,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int64_t want = n ? model(regions, offsets, n, gpa, len, write) : -1;
 		uint8_t *p = ioreq_mem_ptr(&m, gpa, len, write);
 
-		if (want < 0 ? p != NULL : p != base + want)
+		if ((want < 0 ? p != NULL : p != base + want) || ioreq_mem_ptr(&unmapped, gpa, len, write))
 			abort();
 		if (len > MAX_COPY)
 			continue;
 		r = write ? ioreq_mem_write(&m, gpa, copy, len) : ioreq_mem_read(&m, gpa, copy, len);
+		if (r != (want >= 0 || !len ? 0 : -EFAULT))
+			abort();
+		r = write ? ioreq_mem_write(&unmapped, gpa, copy, len) : ioreq_mem_read(&unmapped, gpa, copy, len);
 		if (r != (want >= 0 || !len ? 0 : -EFAULT))
 			abort();
 	}
