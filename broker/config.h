@@ -180,6 +180,13 @@ struct cfg *cfg_free(struct cfg *c);
 
 const char *cfg_backend_name(enum cfg_backend b);
 
+/* Whether the device takes its requests from a request ring: transport:
+ * ring, and on this host (a remote device shares no memory with us). */
+static inline bool cfg_device_has_ring(const struct cfg_device *dev)
+{
+	return dev->transport == CFG_TRANSPORT_RING && !dev->remote.listen;
+}
+
 /* Whether two VM entries configure the same VM. If not, names the first
  * difference ("vcpus", "device 'uart0'", ...) in @what. */
 bool cfg_vm_equal(const struct cfg_vm *a, const struct cfg_vm *b, char *what, size_t len);

@@ -350,7 +350,6 @@ static void fill_fds(const struct devsup *d, Ioreq__Welcome *w, struct welcome_f
 {
 	const struct instance *in = &d->inst;
 	const struct cfg_device *c = d->cfg;
-
 	bool remote = c->remote.listen;
 
 	/* A remote device gets no fd: its memory and eventfds stay here and
@@ -1483,7 +1482,7 @@ static void finish_instance(struct devsup *d)
 	/* Its process is gone, so no message of it can still be on the way
 	 * (nng_close would wait for one: upstream nng#1543). */
 	rpc_shut(d->rpc);
-	for (size_t i = 0; i < WIRE_MAX_EVENTFDS; i++)
+	for (uint32_t i = 0; i < d->cfg->doorbells; i++)
 		in->bells[i].src = loop_remove(d->p.loop, in->bells[i].src);
 	close_block(in);
 	if (d->ring) {
@@ -1715,8 +1714,7 @@ int devsup_new(const struct devsup_params *p, struct devsup **ret)
 		goto err;
 	}
 	r = rpc_new(&rpc_events, d, &d->rpc);
-	/* A remote device has no shared memory with us: nng only. */
-	if (r == 0 && p->cfg->transport == CFG_TRANSPORT_RING && !p->cfg->remote.listen)
+	if (r == 0 && cfg_device_has_ring(p->cfg))
 		r = ring_new(&d->ring);
 	if (r == 0)
 		r = loop_add(p->loop, d->timer, EPOLLIN, on_timer, d, &d->timer_src);

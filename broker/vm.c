@@ -1096,7 +1096,7 @@ int vm_new(const struct cfg_vm *cfg, const struct vm_env *env, struct bvm **ret)
 		r = loop_new(&vm->loop);
 	/* Only where a device has a request ring. */
 	for (size_t i = 0; i < cfg->n_devices && r == 0 && !vm->replies; i++) {
-		if (cfg->devices[i].transport != CFG_TRANSPORT_RING)
+		if (!cfg_device_has_ring(&cfg->devices[i]))
 			continue;
 		r = loop_new(&vm->replies);
 		snprintf(name, sizeof(name), "vmr-%.11s", cfg->name);
