@@ -3,20 +3,32 @@
 #include <errno.h>
 #include <string.h>
 
-int mem_view_init_hosts(struct ioreq_mem *m, const struct ioreq_mem_region *regions, uint8_t *const *hosts,
-			size_t n)
+/* None empty, none wrapping, none overlapping another in guest-physical
+ * space, at most WIRE_MAX_REGIONS. */
+static bool regions_ok(const struct ioreq_mem_region *regions, size_t n)
 {
 	if (n > WIRE_MAX_REGIONS)
-		return -EINVAL;
+		return false;
 	for (size_t i = 0; i < n; i++) {
 		const struct ioreq_mem_region *r = &regions[i];
 
-		if (!r->size || r->gpa + (r->size - 1) < r->gpa || !hosts[i])
-			return -EINVAL;
+		if (!r->size || r->gpa + (r->size - 1) < r->gpa)
+			return false;
 		for (size_t j = 0; j < i; j++)
 			if (r->gpa <= regions[j].gpa + (regions[j].size - 1) && regions[j].gpa <= r->gpa + (r->size - 1))
-				return -EINVAL;
+				return false;
 	}
+	return true;
+}
+
+int mem_view_init_hosts(struct ioreq_mem *m, const struct ioreq_mem_region *regions, uint8_t *const *hosts,
+			size_t n)
+{
+	if (!regions_ok(regions, n))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!hosts[i])
+			return -EINVAL;
 	*m = (struct ioreq_mem){ .n = n };
 	memcpy(m->regions, regions, n * sizeof(*regions));
 	memcpy(m->hosts, hosts, n * sizeof(*hosts));
@@ -41,18 +53,10 @@ int mem_view_init(struct ioreq_mem *m, uint8_t *base, uint64_t size, const struc
 int mem_view_init_remote(struct ioreq_mem *m, const struct ioreq_mem_region *regions, size_t n,
 			 struct ioreq_dev *dev, mem_access_fn access)
 {
-	uint8_t *hosts[WIRE_MAX_REGIONS];
-	int r;
-
-	/* Checked as mapped ones are, against dummy addresses. */
-	for (size_t i = 0; i < n && i < WIRE_MAX_REGIONS; i++)
-		hosts[i] = (uint8_t *)1;
-	r = mem_view_init_hosts(m, regions, hosts, n);
-	if (r < 0)
-		return r;
-	memset(m->hosts, 0, sizeof(m->hosts));
-	m->remote = dev;
-	m->access = access;
+	if (!regions_ok(regions, n))
+		return -EINVAL;
+	*m = (struct ioreq_mem){ .n = n, .remote = dev, .access = access };
+	memcpy(m->regions, regions, n * sizeof(*regions));
 	return 0;
 }
 
