@@ -95,6 +95,7 @@ struct reg_wait {
 /* One of the device's eventfds of a kind, as the Welcome gave them. */
 struct eventfds {
 	size_t n;
+	bool own;               /* ours, not the broker's (a remote device's): closed with it */
 	int fd[WIRE_MAX_EVENTFDS];
 	bool bound[WIRE_MAX_EVENTFDS]; /* under dev->lock */
 };
@@ -140,9 +141,7 @@ struct ioreq_dev {
 	int file_fd[WIRE_MAX_FILES];
 	bool file_writable[WIRE_MAX_FILES];
 	struct eventfds doorbells, irqfds;
-	/* A remote device's: its eventfds are its own (closed with it), the
-	 * irqfds relayed by a thread that stop wakes. */
-	bool own_eventfds;
+	/* A remote device's irqfds, relayed by a thread that relay_stop wakes. */
 	pthread_t relay;
 	int relay_stop;         /* eventfd; -1: no relay thread */
 	/* The request ring (Welcome.ring), served by a thread of its own
@@ -469,7 +468,7 @@ static int dev_mem_access(struct ioreq_dev *dev, uint64_t gpa, void *buf, size_t
 
 /* The Welcome's eventfds of a kind: the ones given (checked), or -1 (all
  * of them, wire.c: a remote device's) for ones of our own. */
-static int take_eventfds(struct ioreq_dev *dev, struct eventfds *e, size_t n, const int32_t *fds)
+static int take_eventfds(struct eventfds *e, size_t n, const int32_t *fds)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (fds[i] == -1) {
@@ -477,7 +476,7 @@ static int take_eventfds(struct ioreq_dev *dev, struct eventfds *e, size_t n, co
 			if (e->fd[i] < 0)
 				return -errno;
 			e->n = i + 1;
-			dev->own_eventfds = true;
+			e->own = true;
 			continue;
 		}
 		if (!fd_mode_ok(fds[i], true) || !(fcntl(fds[i], F_GETFL) & O_NONBLOCK))
@@ -556,7 +555,7 @@ static void stop_relay(struct ioreq_dev *dev)
 /* The broker says a remote device's doorbell @index was signalled. Under lock. */
 static int signal_doorbell(struct ioreq_dev *dev, const Ioreq__Signal *sig)
 {
-	if (sig->irqfd || sig->index >= dev->doorbells.n || !dev->own_eventfds)
+	if (sig->irqfd || sig->index >= dev->doorbells.n || !dev->doorbells.own)
 		return -EPROTO;
 	/* Non-blocking: a count that would overflow is one the device has
 	 * not read yet anyway. */
@@ -596,10 +595,10 @@ static int take_data_plane(struct ioreq_dev *dev, const Ioreq__Welcome *w)
 		dev->file_writable[i] = w->files[i]->writable;
 	}
 	dev->n_files = w->n_files;
-	r = take_eventfds(dev, &dev->doorbells, w->n_doorbells, w->doorbells);
+	r = take_eventfds(&dev->doorbells, w->n_doorbells, w->doorbells);
 	if (r == 0)
-		r = take_eventfds(dev, &dev->irqfds, w->n_irqfds, w->irqfds);
-	if (r == 0 && dev->own_eventfds && dev->irqfds.n)
+		r = take_eventfds(&dev->irqfds, w->n_irqfds, w->irqfds);
+	if (r == 0 && dev->irqfds.own)
 		r = start_relay(dev);
 	if (r == 0 && w->ring) {
 		const Ioreq__Ring *g = w->ring;
@@ -873,9 +872,9 @@ struct ioreq_dev *ioreq_dev_close(struct ioreq_dev *dev)
 	}
 	if (dev->mem_base)
 		munmap(dev->mem_base, dev->mem_size);
-	for (size_t i = 0; dev->own_eventfds && i < dev->doorbells.n; i++)
+	for (size_t i = 0; dev->doorbells.own && i < dev->doorbells.n; i++)
 		close(dev->doorbells.fd[i]);
-	for (size_t i = 0; dev->own_eventfds && i < dev->irqfds.n; i++)
+	for (size_t i = 0; dev->irqfds.own && i < dev->irqfds.n; i++)
 		close(dev->irqfds.fd[i]);
 	dev->ring = devring_free(dev->ring);
 	if (dev->lock_init) {
