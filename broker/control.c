@@ -1,6 +1,7 @@
 #include "control.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
 #include <pthread.h>
@@ -190,8 +191,9 @@ static void answer(int fd, struct control_reply *r)
 		return;
 	}
 	ioreqctl__ctl_reply__pack(&r->msg, out);
+	/* A client that hung up before its answer is its own business. */
 	if (send(fd, out, len, MSG_NOSIGNAL) < 0)
-		log_warn("control: cannot answer: %s", strerror(errno));
+		log_msg(errno == EPIPE ? LOG_DEBUG : LOG_WARNING, "control: cannot answer: %s", strerror(errno));
 	free(out);
 }
 
@@ -276,11 +278,15 @@ static void *control_thread(void *arg)
 	};
 
 	for (;;) {
+		nfds_t nfds = has_room(c) ? 3 : 2;
 		eventfd_t n;
 		int fd;
 
-		/* When full, new clients wait in the backlog until one is done. */
-		if (poll(p, has_room(c) ? 3 : 2, -1) < 0)
+		/* When full, new clients wait in the backlog until one is done.
+		 * poll leaves the revents of the fds it was not given as they
+		 * were: a connection seen the last time is not one now. */
+		p[2].revents = 0;
+		if (poll(p, nfds, -1) < 0)
 			continue;
 		if (p[0].revents)
 			break;
@@ -288,6 +294,8 @@ static void *control_thread(void *arg)
 			eventfd_read(c->room, &n);
 		if (!p[2].revents || !has_room(c))
 			continue;
+		/* The socket does not block: a client that gave up before we
+		 * got to it leaves nothing to accept, and we must not wait. */
 		fd = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
@@ -407,6 +415,11 @@ int control_open(const char *path, const char *group, control_fn fn, void *opaqu
 			goto err;
 		}
 		log_info("control: serving %s", c->path);
+	}
+	/* Never blocks in accept: control_close must find the thread in poll. */
+	if (fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK) < 0) {
+		r = -errno;
+		goto err;
 	}
 	c->wake = eventfd(0, EFD_CLOEXEC);
 	c->room = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -33,11 +33,35 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* vm_start waits at the gate until the test lets it through. */
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static unsigned gate_passes;
+
+static void gate_open(unsigned passes)
+{
+	pthread_mutex_lock(&gate_lock);
+	gate_passes += passes;
+	pthread_cond_broadcast(&gate_cond);
+	pthread_mutex_unlock(&gate_lock);
+}
+
+static void gate_pass(void)
+{
+	pthread_mutex_lock(&gate_lock);
+	while (!gate_passes)
+		pthread_cond_wait(&gate_cond, &gate_lock);
+	gate_passes--;
+	pthread_mutex_unlock(&gate_lock);
+}
+
 /* "vms" with a VM name of N: a reply with N VMs of long names; "vm_stop":
- * takes 300 ms, like stopping a VM. */
+ * takes 300 ms, like stopping a VM; "vm_start": waits at the gate. */
 static void handler(void *opaque, const Ioreqctl__CtlRequest *q, struct control_reply *r)
 {
 	atomic_fetch_add(&handled, 1);
+	if (q->cmd_case == IOREQCTL__CTL_REQUEST__CMD_VM_START)
+		gate_pass();
 	if (q->cmd_case == IOREQCTL__CTL_REQUEST__CMD_VMS) {
 		size_t n = strtoul(q->vms->vm, NULL, 10);
 		Ioreqctl__VmInfo *v = control_alloc(r, n, sizeof(*v));
@@ -234,6 +258,46 @@ static void test_too_many(void **state)
 	control_close(c);
 }
 
+static void *gated_client(void *arg)
+{
+	ioreqctl__ctl_reply__free_unpacked(ask(IOREQCTL__CTL_REQUEST__CMD_VM_START, "v"), NULL);
+	return NULL;
+}
+
+static void wait_handled(unsigned n)
+{
+	while (atomic_load(&handled) < n)
+		usleep(1000);
+}
+
+/* Full, then one more waiting in the backlog, taken when a slot frees: full
+ * again with nobody waiting. When the others are done, there is nobody to
+ * accept, and closing must not wait for a client that never comes (the
+ * accepting thread once blocked in accept, on a connection poll had seen
+ * before it was full). */
+static void test_full_then_drained(void **state)
+{
+	pthread_t t[CONTROL_MAX_CLIENTS + 1];
+	struct control *c;
+
+	assert_int_equal(control_open(path, NULL, handler, NULL, &c), 0);
+	for (int i = 0; i < CONTROL_MAX_CLIENTS; i++)
+		pthread_create(&t[i], NULL, gated_client, NULL);
+	wait_handled(CONTROL_MAX_CLIENTS);
+	pthread_create(&t[CONTROL_MAX_CLIENTS], NULL, gated_client, NULL);
+	usleep(100000);
+	assert_int_equal(atomic_load(&handled), CONTROL_MAX_CLIENTS);
+	gate_open(1);
+	wait_handled(CONTROL_MAX_CLIENTS + 1);
+	gate_open(CONTROL_MAX_CLIENTS);
+	for (int i = 0; i <= CONTROL_MAX_CLIENTS; i++)
+		pthread_join(t[i], NULL);
+	/* A hang here is the failure: the alarm ends the test. */
+	alarm(20);
+	control_close(c);
+	alarm(0);
+}
+
 /* Neither root, nor our user, nor in the group: refused. */
 static void test_stranger_refused(void **state)
 {
@@ -289,6 +353,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reply_too_large, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_too_many, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_then_drained, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stranger_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_per_path, setup, teardown),
 	};
