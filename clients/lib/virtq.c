@@ -15,7 +15,12 @@
  * the order the fences keep here); each buffer a bounce buffer of ours,
  * read from the guest when it is popped if the device reads it, written
  * back (as much as the used length says) when it is pushed if the device
- * writes it. */
+ * writes it. Round trips are what a remote queue costs, so what the
+ * available idx publishes is read in a few whole pieces right after it:
+ * the new entries, and the descriptor table if one message holds it (the
+ * driver changes neither while those chains are the device's); an
+ * indirect table is read whole when its descriptor is reached. The chains
+ * are then walked in those snapshots, each value still read once. */
 #include "ioreq/virtq.h"
 
 #include <endian.h>
@@ -39,6 +44,9 @@
 /* ... and in bounce buffers (memory not mapped here): more than any
  * request Linux's drivers make (max_sectors_kb is 1280 by default). */
 #define COPY_MAX_BYTES (4ull << 20)
+/* A descriptor table read whole after each available idx: what one
+ * memory message carries (larger ones are read a descriptor at a time). */
+#define DESC_COPY_MAX WIRE_MAX_DMA
 
 struct desc {
 	uint64_t addr;
@@ -47,7 +55,8 @@ struct desc {
 };
 
 /* A ring or a descriptor table: where the guest has it, and where we see
- * it (NULL: the memory is not mapped here, every access is a copy). */
+ * it (NULL: the memory is not mapped here, every access is a copy; a table
+ * of such memory may be seen in a snapshot of ours, see snapshot()). */
 struct area {
 	uint64_t gpa;
 	uint8_t *host;
@@ -73,6 +82,11 @@ struct ioreq_vq {
 	struct area avail;           /* flags, idx, ring[size], used_event */
 	struct area used;            /* flags, idx, ring[size], avail_event */
 	struct bounce *bounces;      /* per head; NULL: the memory is mapped */
+	/* Memory not mapped here: what the last available idx published,
+	 * read once after it (the entries, by ring position; the table,
+	 * NULL if one message cannot carry it). */
+	uint16_t *avail_copy;        /* little-endian, as the guest's */
+	uint8_t *desc_copy;          /* desc.host then */
 	uint16_t last_avail;         /* the next available entry to pop */
 	uint16_t shadow_avail;       /* the available idx as last loaded */
 	uint16_t used_idx;           /* as last published */
@@ -256,12 +270,20 @@ int ioreq_vq_new(const struct ioreq_mem *mem, const struct ioreq_vq_config *cfg,
 	if (r < 0)
 		return r;
 	vq = calloc(1, sizeof(*vq));
-	if (vq && !ioreq_mem_mapped(mem) && !(vq->bounces = calloc(cfg->size, sizeof(*vq->bounces)))) {
-		free(vq);
-		vq = NULL;
-	}
 	if (!vq)
 		return -ENOMEM;
+	if (!ioreq_mem_mapped(mem)) {
+		bool whole = (uint64_t)DESC_SIZE * cfg->size <= DESC_COPY_MAX;
+
+		vq->bounces = calloc(cfg->size, sizeof(*vq->bounces));
+		vq->avail_copy = calloc(cfg->size, sizeof(*vq->avail_copy));
+		if (whole)
+			vq->desc_copy = desc.host = calloc(cfg->size, DESC_SIZE);
+		if (!vq->bounces || !vq->avail_copy || (whole && !vq->desc_copy)) {
+			ioreq_vq_free(vq);
+			return -ENOMEM;
+		}
+	}
 	vq->mem = mem;
 	vq->size = cfg->size;
 	vq->mask = (uint16_t)(cfg->size - 1);
@@ -286,6 +308,8 @@ struct ioreq_vq *ioreq_vq_free(struct ioreq_vq *vq)
 	for (uint32_t i = 0; vq->bounces && i < vq->size; i++)
 		bounce_drop(vq, (uint16_t)i);
 	free(vq->bounces);
+	free(vq->avail_copy);
+	free(vq->desc_copy);
 	free(vq);
 	return NULL;
 }
@@ -297,6 +321,7 @@ struct walk {
 	bool writable;               /* a device-writable buffer seen */
 	struct ioreq_vq_chain *chain;
 	struct bounce *bounce;       /* memory not mapped here: the copies */
+	uint8_t *indirect;           /* ... and the indirect table's */
 };
 
 /* The longest prefix of [@gpa, @gpa + @len) that one region holds (0:
@@ -418,6 +443,13 @@ static int walk_chain(struct ioreq_vq *vq, uint16_t head, struct walk *w)
 			r = ring_map(vq->mem, d.addr, d.len, 1, false, &table);
 			if (r < 0)
 				return r;
+			if (!table.host) {
+				w->indirect = table.host = malloc(d.len);
+				if (!w->indirect)
+					return -ENOMEM;
+				if (ioreq_mem_read(vq->mem, d.addr, w->indirect, d.len) < 0)
+					return -EIO;
+			}
 			count = d.len / DESC_SIZE;
 			seen = 0;
 			i = 0;
@@ -431,6 +463,24 @@ static int walk_chain(struct ioreq_vq *vq, uint16_t head, struct walk *w)
 			return 0;
 		i = d.next;
 	}
+}
+
+/* Memory not mapped here: the entries [last_avail, @idx) the idx just
+ * loaded published, and the descriptor table as it is now (the driver
+ * leaves both alone while those chains are the device's), each in one
+ * piece (the entries in two where they wrap). */
+static int snapshot(struct ioreq_vq *vq, uint16_t idx)
+{
+	uint32_t start = vq->last_avail & vq->mask, n = (uint16_t)(idx - vq->last_avail);
+	uint32_t first = n < vq->size - start ? n : vq->size - start;
+	uint64_t ring = vq->avail.gpa + RING_HDR;
+
+	if (ioreq_mem_read(vq->mem, ring + 2ull * start, vq->avail_copy + start, 2ull * first) < 0 ||
+	    (first < n && ioreq_mem_read(vq->mem, ring, vq->avail_copy, 2ull * (n - first)) < 0))
+		return -EIO;
+	if (vq->desc_copy && ioreq_mem_read(vq->mem, vq->desc.gpa, vq->desc_copy, (size_t)DESC_SIZE * vq->size) < 0)
+		return -EIO;
+	return 0;
 }
 
 int ioreq_vq_pop(struct ioreq_vq *vq, struct iovec *iov, unsigned n_iov, struct ioreq_vq_chain *ret)
@@ -452,15 +502,24 @@ int ioreq_vq_pop(struct ioreq_vq *vq, struct iovec *iov, unsigned n_iov, struct 
 			return vq_break(vq, r);
 		if ((uint16_t)(idx - vq->last_avail) > vq->size)
 			return vq_break(vq, -EOVERFLOW);
-		vq->shadow_avail = idx;
 		if (idx == vq->last_avail)
 			return 0;
+		if (vq->avail_copy) {
+			r = snapshot(vq, idx);
+			if (r < 0)
+				return vq_break(vq, r);
+		}
+		vq->shadow_avail = idx;
 	}
 	if (vq->in_flight == vq->size)
 		return vq_break(vq, -ENOSPC);
-	r = get16(vq, &vq->avail, RING_HDR + 2 * (vq->last_avail & vq->mask), __ATOMIC_RELAXED, &head);
-	if (r < 0)
-		return vq_break(vq, r);
+	if (vq->avail_copy) {
+		head = le16toh(vq->avail_copy[vq->last_avail & vq->mask]);
+	} else {
+		r = get16(vq, &vq->avail, RING_HDR + 2 * (vq->last_avail & vq->mask), __ATOMIC_RELAXED, &head);
+		if (r < 0)
+			return vq_break(vq, r);
+	}
 	*ret = (struct ioreq_vq_chain){ .head = head };
 	if (vq->bounces && head < vq->size) {
 		w.bounce = &vq->bounces[head];
@@ -472,6 +531,7 @@ int ioreq_vq_pop(struct ioreq_vq *vq, struct iovec *iov, unsigned n_iov, struct 
 		w.bounce->cap = n_iov;
 	}
 	r = walk_chain(vq, head, &w);
+	free(w.indirect);
 	if (r < 0) {
 		if (w.bounce)
 			bounce_drop(vq, head);

@@ -917,6 +917,95 @@ static void test_copied(void **state)
 	drv_stop(&d);
 }
 
+/* The memory accesses one pop costs over copies (it must find a chain). */
+static unsigned pop_cost(struct drv *d, struct iovec *iov, unsigned n, struct ioreq_vq_chain *c)
+{
+	unsigned before = copies;
+
+	assert_int_equal(ioreq_vq_pop(d->vq, iov, n, c), 1);
+	return copies - before;
+}
+
+/* Over copies a round trip is the cost. Chains made available together
+ * are found with three reads (the idx, the new entries, the descriptor
+ * table), then one per device-readable buffer; the table is read again
+ * after each idx (a descriptor the driver rewrote for a later chain is
+ * seen as it is now); an indirect table is one read; new entries across
+ * the ring's end two; a table larger than one message is read a
+ * descriptor at a time. */
+static void test_copied_round_trips(void **state)
+{
+	struct ioreq_vq_config big = { 2048, 0x40000, 0x50000, 0x52000, false, false, 0 };
+	const uint64_t table = BUF + 0x8003;
+	struct ioreq_vq_chain c;
+	struct iovec iov[4];
+	unsigned cost = 0;
+	struct drv d;
+
+	/* Four virtio-blk-like requests: header, data, status. */
+	drv_start(&d, 16, false, true);
+	for (unsigned i = 0; i < 4; i++) {
+		desc(d.desc, 3 * i, BUF + 0x1000 * i, 16, F_NEXT, (uint16_t)(3 * i + 1));
+		desc(d.desc, 3 * i + 1, BUF + 0x1000 * i + 0x200, 512, F_WRITE | F_NEXT, (uint16_t)(3 * i + 2));
+		desc(d.desc, 3 * i + 2, BUF + 0x1000 * i + 0x400, 1, F_WRITE, 0);
+		publish(&d, (uint16_t)(3 * i));
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		cost += pop_cost(&d, iov, 4, &c);
+		assert_true(c.head == 3 * i && c.n_out == 1 && c.n_in == 2 && c.in_len == 513);
+	}
+	assert_int_equal(cost, 3 + 4);
+	for (unsigned i = 0; i < 4; i++)
+		assert_int_equal(ioreq_vq_push(d.vq, (uint16_t)(3 * i), 513), 0);
+	/* Rewritten after the last snapshot, then made available. */
+	memset(host(BUF + 0x800), 'n', 8);
+	desc(d.desc, 0, BUF + 0x800, 8, 0, 0);
+	publish(&d, 0);
+	assert_int_equal(pop_cost(&d, iov, 4, &c), 3 + 1);
+	assert_true(c.head == 0 && c.n_out == 1 && c.n_in == 0 && c.out_len == 8);
+	assert_memory_equal(iov[0].iov_base, "nnnnnnnn", 8);
+	assert_int_equal(ioreq_vq_push(d.vq, 0, 0), 0);
+	/* Indirect: its table in one read, then its readable buffer. */
+	desc(table, 0, BUF, 16, F_NEXT, 1);
+	desc(table, 1, BUF + 0x400, 0x10, F_WRITE, 0);
+	desc(d.desc, 15, table, 2 * 16, F_INDIRECT, 0);
+	publish(&d, 15);
+	assert_int_equal(pop_cost(&d, iov, 4, &c), 3 + 1 + 1);
+	assert_true(c.head == 15 && c.n_out == 1 && c.n_in == 1);
+	assert_int_equal(ioreq_vq_push(d.vq, 15, 0), 0);
+	drv_stop(&d);
+
+	/* Three new entries at positions 3, 0 and 1 of a ring of 4. */
+	drv_start(&d, 4, false, false);
+	for (unsigned i = 0; i < 4; i++)
+		desc(d.desc, i, BUF + 0x100 * i, 0x10, F_WRITE, 0);
+	for (unsigned i = 0; i < 3; i++) {
+		publish(&d, (uint16_t)i);
+		assert_int_equal(pop_cost(&d, iov, 4, &c), 3);
+		assert_int_equal(ioreq_vq_push(d.vq, c.head, 0), 0);
+	}
+	for (unsigned i = 3; i < 6; i++)
+		publish(&d, (uint16_t)(i % 4));
+	cost = 0;
+	for (unsigned i = 3; i < 6; i++) {
+		cost += pop_cost(&d, iov, 4, &c);
+		assert_int_equal(c.head, i % 4);
+	}
+	assert_int_equal(cost, 1 + 2 + 1);
+	drv_stop(&d);
+
+	/* A table of 32 KiB: the idx, the entry, then each descriptor. */
+	memset(base, 0, RAM_END);
+	assert_int_equal(ioreq_vq_new(view, &big, &d.vq), 0);
+	d = (struct drv){ 2048, big.desc, big.avail, big.used, 0, d.vq };
+	desc(d.desc, 2047, BUF, 16, F_NEXT, 7);
+	desc(d.desc, 7, BUF + 0x100, 16, F_WRITE, 0);
+	publish(&d, 2047);
+	assert_int_equal(pop_cost(&d, iov, 4, &c), 2 + 2 + 1);
+	assert_true(c.head == 2047 && c.n_out == 1 && c.n_in == 1);
+	drv_stop(&d);
+}
+
 #define COPIED(test) { #test " (copied)", test, use_copies, use_mapping, NULL }
 
 int main(void)
@@ -940,6 +1029,7 @@ int main(void)
 		COPIED(test_reset),
 		COPIED(test_start_index),
 		COPIED(test_copied),
+		COPIED(test_copied_round_trips),
 	};
 
 	return cmocka_run_group_tests_name("virtq", tests, setup, teardown);

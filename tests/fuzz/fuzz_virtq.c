@@ -15,7 +15,12 @@
  * no more chains are in flight than the queue holds; a failure is one of
  * the documented errnos and breaks the queue, which then answers every
  * call with it and leaves guest memory alone. A walk that does not end is
- * libFuzzer's timeout. */
+ * libFuzzer's timeout.
+ *
+ * Half the inputs run the queue over a view of the same memory that is not
+ * mapped (a remote device's): every access of the library a copy through
+ * the mapped view, which the protections guard as well; the buffers are
+ * then the library's own copies, of the lengths it reports. */
 #include <endian.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -83,6 +88,8 @@ static void map_once(void)
 
 struct world {
 	struct ioreq_mem mem;
+	struct ioreq_mem copied;     /* the same memory, not mapped */
+	bool use_copies;
 	struct ioreq_mem_region regions[MAX_REGIONS];
 	uint64_t offsets[MAX_REGIONS];
 	size_t n_regions;
@@ -109,6 +116,14 @@ static void protect(const struct world *w)
 	}
 }
 
+/* The broker's side of w->copied: the mapped view. */
+static int copy_access(struct ioreq_dev *dev, uint64_t gpa, void *buf, size_t len, bool write)
+{
+	struct world *w = (struct world *)dev;
+
+	return write ? ioreq_mem_write(&w->mem, gpa, buf, len) : ioreq_mem_read(&w->mem, gpa, buf, len);
+}
+
 static bool layout(struct world *w, struct input *in)
 {
 	w->n_regions = 1 + take8(in) % MAX_REGIONS;
@@ -122,7 +137,8 @@ static bool layout(struct world *w, struct input *in)
 		w->regions[i] = (struct ioreq_mem_region){ gpa, pages * PAGE, b & 0x20 };
 		w->offsets[i] = (uint64_t)(s >> 2 & 3) * PAGE;
 	}
-	return mem_view_init(&w->mem, base, MEMFD_SIZE, w->regions, w->offsets, w->n_regions) == 0;
+	return mem_view_init(&w->mem, base, MEMFD_SIZE, w->regions, w->offsets, w->n_regions) == 0 &&
+	       mem_view_init_remote(&w->copied, w->regions, w->n_regions, (struct ioreq_dev *)w, copy_access) == 0;
 }
 
 /* Somewhere in a region, aligned as the spec asks unless the input says
@@ -149,6 +165,9 @@ static bool inside_region(const struct world *w, const struct iovec *v, bool wri
 {
 	const uint8_t *p = v->iov_base;
 
+	/* A copy of ours: its length is what ASan checks. */
+	if (w->use_copies)
+		return true;
 	for (size_t i = 0; i < w->n_regions; i++) {
 		const uint8_t *start = base + w->offsets[i];
 
@@ -193,7 +212,7 @@ static void check_chain(struct world *w, const struct iovec *iov, const struct i
 static bool documented(int r)
 {
 	static const int errs[] = { -EOVERFLOW, -ENOSPC, -ERANGE, -ELOOP,  -EFAULT, -EPROTO,
-				    -EMLINK,    -EBADMSG, -EILSEQ, -E2BIG, -ENOBUFS };
+				    -EMLINK,    -EBADMSG, -EILSEQ, -E2BIG, -ENOBUFS, -EBUSY };
 
 	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++)
 		if (r == errs[i])
@@ -353,6 +372,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	w.cfg.avail = ring_gpa(&w, &in, 2);
 	w.cfg.used = ring_gpa(&w, &in, 4);
 	w.n_iov = 1 + take8(&in) % MAX_IOV;
+	w.use_copies = take8(&in) & 1;
 
 	/* The guest's memory: the next bytes, over and over. */
 	image = (size_t)take8(&in) * 8;
@@ -365,9 +385,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	in.n -= image;
 	protect(&w);
 
-	r = ioreq_vq_new(&w.mem, &w.cfg, &w.vq);
+	r = ioreq_vq_new(w.use_copies ? &w.copied : &w.mem, &w.cfg, &w.vq);
 	if (r < 0) {
-		check(r == -EINVAL || r == -EFAULT);
+		check(r == -EINVAL || r == -EFAULT || (w.use_copies && r == -ENOMEM));
 		return 0;
 	}
 	while (in.n) {
