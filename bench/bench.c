@@ -31,7 +31,8 @@
  * memory through messages, TLS on 127.0.0.1), an ioeventfd doorbell against the same write
  * through the broker, an irqfd against the protocol's Interrupt message, on
  * sim and on /dev/kvm; ioreq-dev-virtio-blk's IOPS and MB/s from a polling
- * driver against preadv on the same image (vblk.c); throughput over 1, 2, 4
+ * driver against preadv on the same image, and its QD1 served through
+ * ioreq-remote against the local one (vblk.c); throughput over 1, 2, 4
  * and 16 vCPUs in 1 and 2 VMs,
  * allocations per request (LD_PRELOAD counter) and memory.
  *
@@ -258,7 +259,7 @@ static int worker_main(int argc, char **argv, const char *exe)
 		r = pp_shm_worker(&a, !strcmp(a.kind, "shm-spin"));
 	else if (!strncmp(a.kind, "dp-", 3))
 		r = dp_worker(&a);
-	else if (!strcmp(a.kind, "vblk"))
+	else if (!strcmp(a.kind, "vblk") || !strcmp(a.kind, "vblk-remote"))
 		r = vblk_worker(&a);
 	else
 		r = bp_worker(&a);
@@ -585,15 +586,20 @@ static void run_remote(const struct bench_ctx *c, struct result *rows, size_t *n
 }
 
 /* virtio-blk against preadv (vblk.c): one image for every round, each
- * round a worker that measures every figure and its baseline. */
-static void run_vblk(const struct bench_ctx *c, struct result *r)
+ * round a worker that measures every figure and its baseline; then QD1
+ * with the device served remotely (through ioreq-remote, over tls+tcp://
+ * on 127.0.0.1 if openssl is here), whose baseline is the local QD1. */
+static void run_vblk(const struct bench_ctx *c, struct result *r, struct result *remote)
 {
 	char image[300], secs[16];
 	char *extra[] = { "--worker", "vblk", "--seconds", secs, "--image", image, NULL };
-	static struct result rounds[ROUNDS];
+	static struct result rounds[ROUNDS], remote_rounds[ROUNDS];
+	struct remote_env env;
 	int e;
 
 	*r = (struct result){ .id = "vblk", .title = "sim: virtio-blk", .placement = "unpinned" };
+	*remote = (struct result){ .id = "vblk-remote", .title = "sim: virtio-blk, the device remote",
+				   .placement = "unpinned" };
 	snprintf(image, sizeof(image), "%s/vblk.img", c->tmp);
 	snprintf(secs, sizeof(secs), "%.2f", c->quick ? TPUT_SECONDS_QUICK : TPUT_SECONDS);
 	progress("virtio-blk: the image", NULL);
@@ -609,6 +615,21 @@ static void run_vblk(const struct bench_ctx *c, struct result *r)
 		run_worker(c, &c->all, extra, &rounds[k]);
 	}
 	merge_rounds(r, rounds, ROUNDS);
+	remote_env_up(c, &env);
+	if (env.why[0]) {
+		snprintf(remote->why, sizeof(remote->why), "%s", env.why);
+	} else {
+		char *extra_remote[] = { "--worker", "vblk-remote", "--seconds", secs, "--image", image,
+					 env.certs[0] ? "--certs" : NULL, env.certs, NULL };
+
+		memset(remote_rounds, 0, sizeof(remote_rounds));
+		for (size_t k = 0; k < ROUNDS; k++) {
+			progress(remote->title, "unpinned");
+			run_worker(c, &c->all, extra_remote, &remote_rounds[k]);
+		}
+		merge_rounds(remote, remote_rounds, ROUNDS);
+	}
+	remote_env_down(&env);
 	unlink(image);
 }
 
@@ -801,7 +822,7 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },     {},
 	};
 	static struct result lat[MAX_LAT], remote[MAX_REMOTE], dp[MAX_DP], tput[MAX_TPUT], alloc[MAX_ALLOC], mem, check,
-		vblk;
+		vblk, vblk_remote;
 	struct bench_ctx c = { .exe = "/proc/self/exe" };
 	struct report rep = { .ctx = &c, .lat = lat, .remote = remote, .dp = dp, .tput = tput, .alloc = alloc };
 	const char *only = NULL;
@@ -893,8 +914,9 @@ int main(int argc, char **argv)
 	if (wanted(only, "dataplane"))
 		run_dataplane(&c, dp, &rep.n_dp);
 	if (wanted(only, "vblk")) {
-		run_vblk(&c, &vblk);
+		run_vblk(&c, &vblk, &vblk_remote);
 		rep.vblk = &vblk;
+		rep.vblk_remote = &vblk_remote;
 	}
 	if (wanted(only, "throughput"))
 		run_throughput(&c, tput, &rep.n_tput);

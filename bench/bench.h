@@ -221,9 +221,10 @@ void remote_env_down(struct remote_env *e);
  * the runner starts in the device's namespace and the calling thread then
  * enters the broker's), with its files in @dir; the entries of the
  * device's remote: mapping in @yaml. The device: @device, its program
- * (in the bindir) and arguments. 0 with *@ret, or a negative errno. */
-int remote_runner_start(const struct worker_args *a, const char *dir, const char *const *device, char *yaml,
-			size_t len, pid_t *ret);
+ * (in the bindir) and arguments, and @file (or NULL) the file it reads
+ * (the runner's --file). 0 with *@ret, or a negative errno. */
+int remote_runner_start(const struct worker_args *a, const char *dir, const char *const *device, const char *file,
+			char *yaml, size_t len, pid_t *ret);
 void remote_runner_stop(pid_t pid);
 
 /* dataplane.c, kind: "dp-copy", "dp-bell", "dp-irq". */
@@ -279,6 +280,7 @@ struct report {
 	struct result *mem;   /* each NULL when not run */
 	struct result *check;
 	struct result *vblk;
+	struct result *vblk_remote; /* QD1 with the device remote */
 };
 
 void report_text(const struct report *r);

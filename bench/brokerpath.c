@@ -312,7 +312,7 @@ static int broker_latency_run(const struct worker_args *a, const char *dir, bool
 	int r;
 
 	snprintf(pattern, sizeof(pattern), "0x%llx", BENCH_PATTERN);
-	if (remote && (r = remote_runner_start(a, dir, device, yaml, sizeof(yaml), &runner)) < 0)
+	if (remote && (r = remote_runner_start(a, dir, device, NULL, yaml, sizeof(yaml), &runner)) < 0)
 		return r;
 	r = broker_up(dir, a, 1, 1, remote ? yaml : NULL, &b);
 	if (r < 0)

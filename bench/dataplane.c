@@ -111,7 +111,7 @@ static int dp_up(const struct worker_args *a, const char *dir, struct dp *p)
 	int r = 0;
 
 	if (remoted)
-		r = remote_runner_start(a, dir, device, remote, sizeof(remote), &p->runner);
+		r = remote_runner_start(a, dir, device, NULL, remote, sizeof(remote), &p->runner);
 	if (r == 0)
 		r = write_config(dir, remoted ? remote : NULL, path, sizeof(path));
 	if (r == 0)

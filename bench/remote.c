@@ -150,8 +150,8 @@ static int enter_netns(const char *name)
 	return r;
 }
 
-int remote_runner_start(const struct worker_args *a, const char *dir, const char *const *device, char *yaml,
-			size_t len, pid_t *ret)
+int remote_runner_start(const struct worker_args *a, const char *dir, const char *const *device, const char *file,
+			char *yaml, size_t len, pid_t *ret)
 {
 	char url[64], runner[4200], ca[300], cert[300], key[300], rdir[300], dev[4200];
 	char *argv[32] = { (char *)a->exe, "--pong-exec", runner, "--broker", url, "--name", "dev0",
@@ -190,6 +190,10 @@ int remote_runner_start(const struct worker_args *a, const char *dir, const char
 	if (geteuid() == 0) {
 		argv[k++] = "--user";
 		argv[k++] = DEVICE_UID;
+	}
+	if (file) {
+		argv[k++] = "--file";
+		argv[k++] = (char *)file;
 	}
 	argv[k++] = "--";
 	argv[k++] = dev;

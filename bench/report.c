@@ -310,6 +310,34 @@ static const struct {
 	  "x_seq_mbs", "seq", 1 },
 };
 
+/* QD1 with the device on "another host", beside the local QD1. */
+static void vblk_remote_rows(const struct report *rep)
+{
+	const struct result *r = rep->vblk_remote, *l = rep->vblk;
+
+	if (!r)
+		return;
+	if (!r->ok) {
+		printf("%-37s %s\n", "QD1, the device remote", r->why);
+		return;
+	}
+	printf("%-37s", "4 KiB random, QD1, remote: IOPS");
+	num(result_get(r, "qd1_iops"), 9, 1);
+	printf("   %-33s", "the device local: IOPS");
+	num(result_get(l, "qd1_iops"), 9, 1);
+	num(result_get(r, "qd1_iops") / result_get(l, "qd1_iops"), 7, 3);
+	printf("\n%-37s", "4 KiB random, QD1, remote: p50 us");
+	num(result_get(r, "qd1_p50_ns") / 1e3, 9, 1);
+	printf("   %-33s", "the device local: p50 us");
+	num(result_get(l, "qd1_p50_ns") / 1e3, 9, 1);
+	num(result_get(r, "qd1_p50_ns") / result_get(l, "qd1_p50_ns"), 7, 3);
+	printf("\n");
+	if (result_get(r, "bad_values") > 0)
+		printf("(remote: %.0f reads with wrong data or status)\n", result_get(r, "bad_values"));
+	printf("remote: ioreq-dev-virtio-blk under ioreq-remote (--file, the image), tls+tcp:// on 127.0.0.1 (tcp://\n"
+	       "without openssl), its queue and buffers in guest memory it reaches only through messages.\n");
+}
+
 static void vblk_table(const struct report *rep)
 {
 	const struct result *r = rep->vblk;
@@ -347,6 +375,7 @@ static void vblk_table(const struct report *rep)
 	if (result_get(r, "bad_values") > 0 || result_get(r, "notify_requests") > 0)
 		printf("(%.0f reads with wrong data or status, %.0f notifications that missed the doorbell)\n",
 		       result_get(r, "bad_values"), result_get(r, "notify_requests"));
+	vblk_remote_rows(rep);
 	printf("x base: device over baseline (for IOPS and MB/s higher is better, for latency lower); the device\n"
 	       "and its baseline run one after the other in each round. dev cpu, csw: CPU time and context switches\n"
 	       "of every thread of the device process per request.\n");
@@ -556,6 +585,10 @@ void report_json(const struct report *r)
 	if (r->vblk) {
 		printf(",\n  \"vblk\": ");
 		json_result(r, r->vblk, false);
+	}
+	if (r->vblk_remote) {
+		printf(",\n  \"vblk_remote\": ");
+		json_result(r, r->vblk_remote, false);
 	}
 	json_list(r, "throughput", r->tput, r->n_tput, false);
 	json_list(r, "allocations", r->alloc, r->n_alloc, false);

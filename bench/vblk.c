@@ -27,7 +27,12 @@
  * the timed loops (0 when the ioeventfd works).
  *
  * The spinning vCPU holds one CPU, as a polling driver does; the device's
- * queue thread and workers share what is left. */
+ * queue thread and workers share what is left.
+ *
+ * vblk-remote: the same device under ioreq-remote (remote.c), the image
+ * its --file, over tls+tcp:// on 127.0.0.1 (tcp:// without openssl): its
+ * queue and buffers reached through memory messages. QD1 only; the local
+ * device's QD1 is its baseline. */
 #include "bench.h"
 
 #include <endian.h>
@@ -97,6 +102,7 @@ struct vb {
 	struct broker *b;
 	struct dispatch *d;
 	pid_t dev_pid;
+	pid_t runner;           /* vblk-remote: ioreq-remote; 0 */
 	uint8_t *desc, *avail, *used, *hdr, *data; /* in guest RAM */
 	uint16_t avail_idx, used_idx;
 	uint64_t sector[VB_QD]; /* what each slot reads now */
@@ -281,7 +287,9 @@ static int wait_one(struct vb *v, uint32_t len)
 	return slot;
 }
 
-static int write_config(const char *dir, const char *image, char *path, size_t len)
+/* The VM, its disk local (reading @image) or, with @remote (its remote:
+ * entries), served through ioreq-remote, which opens the image. */
+static int write_config(const char *dir, const char *image, const char *remote, char *path, size_t len)
 {
 	char park[300];
 	FILE *f;
@@ -303,15 +311,17 @@ static int write_config(const char *dir, const char *image, char *path, size_t l
 		"vms:\n  - name: vblk\n    backend: sim\n    vcpus: 1\n    memory: " VB_MEMORY "\n"
 		"    scripts: [park.txt]\n"
 		"    devices:\n"
-		"      - name: disk\n"
-		"        program: ioreq-dev-virtio-blk\n"
+		"      - name: %s\n"
 		"        pci: [\"00:04.0\"]\n"
 		"        windows: { mmio: [\"" VB_WINDOW "\"] }\n"
 		"        msi: true\n"
 		"        memory: guest\n"
-		"        files: [{ path: \"%s\", mode: ro }]\n"
 		"        doorbells: 1\n",
-		dir, image);
+		dir, remote ? "dev0" : "disk");
+	if (remote)
+		fprintf(f, "        remote: { %s }\n", remote);
+	else
+		fprintf(f, "        program: ioreq-dev-virtio-blk\n        files: [{ path: \"%s\", mode: ro }]\n", image);
 	return fclose(f) ? -errno : 0;
 }
 
@@ -362,18 +372,32 @@ static int driver_init(struct vb *v)
 	return 0;
 }
 
+static void vb_down(struct vb *v)
+{
+	broker_destroy(v->b);
+	if (v->runner)
+		remote_runner_stop(v->runner);
+}
+
 static int vb_up(const char *dir, const struct worker_args *a, struct vb *v)
 {
 	struct hsm_vm *vm;
+	static const char *const device[] = { "ioreq-dev-virtio-blk", NULL };
 	struct vm_device_info info = { 0 };
-	char path[512];
-	int r;
+	char path[512], remote[2048];
+	int r = 0;
 
-	r = write_config(dir, a->image, path, sizeof(path));
+	if (!strcmp(a->kind, "vblk-remote"))
+		r = remote_runner_start(a, dir, device, a->image, remote, sizeof(remote), &v->runner);
+	if (r == 0)
+		r = write_config(dir, a->image, v->runner ? remote : NULL, path, sizeof(path));
 	if (r == 0)
 		r = bench_broker_up(path, a->bindir, 1, &v->b);
-	if (r < 0)
+	if (r < 0) {
+		if (v->runner)
+			remote_runner_stop(v->runner);
 		return r;
+	}
 	v->d = bench_vm_dispatch(v->b, 0);
 	vm = vm_guest(broker_vm(v->b, 0));
 	if (vm_device_info(broker_vm(v->b, 0), 0, &info) == 0)
@@ -386,7 +410,7 @@ static int vb_up(const char *dir, const struct worker_args *a, struct vb *v)
 	v->data = guestmem_ptr(vm, VB_DATA, (uint64_t)VB_SEQ * VB_QD);
 	r = v->desc && v->avail && v->used && v->hdr && v->data ? driver_init(v) : -EFAULT;
 	if (r < 0)
-		broker_destroy(v->b);
+		vb_down(v);
 	return r;
 }
 
@@ -641,7 +665,7 @@ static int base_seq(struct reader *rd, double seconds, double *ret_mbs)
 /* The figures and their baselines, alternately; then the ratios. */
 static int measure(struct vb *v, struct reader *rd, uint8_t *const *bufs, double seconds, uint64_t *ns)
 {
-	double dev_iops, dev_p50, base_iops, base_p50, qd32, base4, seq, base_s;
+	double dev_iops = 0, dev_p50 = 0, base_iops = 0, base_p50 = 0, qd32 = 0, base4 = 0, seq = 0, base_s = 0;
 	uint64_t req0 = dev_requests(v);
 	int r;
 
@@ -665,6 +689,19 @@ static int measure(struct vb *v, struct reader *rd, uint8_t *const *bufs, double
 	out_kv("notify_requests", (double)(dev_requests(v) - req0));
 	out_kv("bad_values", (double)(v->bad + rd->bad));
 	return 0;
+}
+
+/* vblk-remote: the device on "another host" (ioreq-remote over
+ * tls+tcp:// on 127.0.0.1, guest memory through messages): QD1 only, the
+ * local figures being the baseline (bench.c puts them side by side). */
+static int measure_remote(struct vb *v, double seconds, uint64_t *ns)
+{
+	double iops, p50;
+	int r = dev_qd1(v, seconds, ns, &iops, &p50);
+
+	if (r == 0)
+		out_kv("bad_values", (double)v->bad);
+	return r;
 }
 
 int vblk_worker(const struct worker_args *a)
@@ -694,8 +731,8 @@ int vblk_worker(const struct worker_args *a)
 	if (r == 0)
 		r = vb_up(dir, a, &v);
 	if (r == 0) {
-		r = measure(&v, &rd, bufs, seconds, ns);
-		broker_destroy(v.b);
+		r = v.runner ? measure_remote(&v, seconds, ns) : measure(&v, &rd, bufs, seconds, ns);
+		vb_down(&v);
 	}
 	if (dir[0])
 		bench_rmtree(dir);
