@@ -296,6 +296,20 @@ const char *harness_write(const char *name, const char *fmt, ...)
 	return p;
 }
 
+void harness_script_vline(struct harness_script *sc, const char *fmt, va_list ap)
+{
+	sc->len += (size_t)vsnprintf(sc->text + sc->len, sizeof(sc->text) - sc->len, fmt, ap);
+	assert_true(sc->len < sizeof(sc->text) - 1);
+	sc->text[sc->len++] = '\n';
+	sc->text[sc->len] = '\0';
+}
+
+void harness_script_reset(struct harness_script *sc)
+{
+	sc->len = 0;
+	sc->text[0] = '\0';
+}
+
 const char *harness_write_bytes(const char *name, const void *data, size_t len)
 {
 	const char *p;

@@ -14,6 +14,7 @@
 #ifndef IOREQ_TEST_HARNESS_H
 #define IOREQ_TEST_HARNESS_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -71,6 +72,18 @@ void harness_cleanup(void);
 
 /* Writes @text (printf-style) to @name in the scratch directory; returns its path. */
 const char *harness_write(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A vCPU script, built a line at a time. */
+struct harness_script {
+	size_t len;
+	char text[65536];
+};
+
+/* Appends a line (printf-style, @ap) to @sc; a script that outgrows its
+ * buffer fails the test. */
+void harness_script_vline(struct harness_script *sc, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+void harness_script_reset(struct harness_script *sc);
 
 /* Writes @len bytes of @data to @name in the scratch directory; returns its path. */
 const char *harness_write_bytes(const char *name, const void *data, size_t len);

@@ -8,8 +8,7 @@
 
 #include <cmocka.h>
 
-char sim_script[65536];
-static size_t script_len;
+struct harness_script sim_script;
 static unsigned avail_idx[2], used_idx[2];
 
 void s(const char *fmt, ...)
@@ -17,17 +16,13 @@ void s(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	script_len += (size_t)vsnprintf(sim_script + script_len, sizeof(sim_script) - script_len, fmt, ap);
+	harness_script_vline(&sim_script, fmt, ap);
 	va_end(ap);
-	assert_true(script_len < sizeof(sim_script) - 1);
-	sim_script[script_len++] = '\n';
-	sim_script[script_len] = '\0';
 }
 
 void s_reset(void)
 {
-	script_len = 0;
-	sim_script[0] = '\0';
+	harness_script_reset(&sim_script);
 	memset(avail_idx, 0, sizeof(avail_idx));
 	memset(used_idx, 0, sizeof(used_idx));
 }

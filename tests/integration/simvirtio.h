@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "harness.h"
+
 #define BAR 0xe1000000ull
 #define BDF "00:04.0"
 #define COMMON(off) (BAR + (off))
@@ -29,7 +31,7 @@
 #define F_WRITE 2
 
 /* The script so far. */
-extern char sim_script[65536];
+extern struct harness_script sim_script;
 
 /* Appends a line to the script. */
 __attribute__((format(printf, 1, 2))) void s(const char *fmt, ...);

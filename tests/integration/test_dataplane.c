@@ -38,8 +38,7 @@
 
 /* ---- the vCPU's script ---- */
 
-static char script[32768];
-static size_t script_len;
+static struct harness_script script;
 static uint64_t cmd_base = BASE; /* whose registers s_cmd writes */
 
 __attribute__((format(printf, 1, 2))) static void s_line(const char *fmt, ...)
@@ -47,17 +46,13 @@ __attribute__((format(printf, 1, 2))) static void s_line(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	script_len += (size_t)vsnprintf(script + script_len, sizeof(script) - script_len, fmt, ap);
+	harness_script_vline(&script, fmt, ap);
 	va_end(ap);
-	assert_true(script_len < sizeof(script) - 1);
-	script[script_len++] = '\n';
-	script[script_len] = '\0';
 }
 
 static void s_reset(void)
 {
-	script_len = 0;
-	script[0] = '\0';
+	harness_script_reset(&script);
 	cmd_base = BASE;
 }
 
@@ -118,7 +113,7 @@ static void keep_outputs(const char *devices)
 static const char *vm_config(const char *vm_extra, const char *devices)
 {
 	keep_outputs(devices);
-	harness_write("cpu0.txt", "%s", script);
+	harness_write("cpu0.txt", "%s", script.text);
 	return harness_write("v.yaml",
 			     "broker: { runtime_dir: %s/run }\n"
 			     "vms:\n"

@@ -396,7 +396,7 @@ static void test_dma(void **state)
 	s("irq 10 edge");
 	s("pio read 0x538 4 0xfffffff2");
 	s("sleep 3000");
-	start_vm(&b, sim_script, devices);
+	start_vm(&b, sim_script.text, devices);
 	start_runner_for(&d, "dma", "dev.pem", "dev.key", dma);
 	/* ioreqctl counts what moved: 4 KiB and 1 MiB, each read and
 	 * written, in 2 + 128 messages; the refused one never left. */
@@ -461,7 +461,7 @@ static void test_virtio_blk(void **state)
 	s("mem write 0x%llx 8 0", BUF(0) + 8);
 	s_chain(0, bad, 3);
 	s("mmio read 0x%llx 1 0x4f until 5000", COMMON(0x14));
-	start_vm(&b, sim_script, devices);
+	start_vm(&b, sim_script.text, devices);
 	start_runner_for(&d, "disk", "dev.pem", "dev.key", blk);
 	harness_wait(&b, 90);
 	assert_int_equal(b.status, 0);
@@ -517,17 +517,25 @@ static void test_lies(void **state)
 }
 
 #else
+/* Both ends of the veth pair through netem with @how, or the test skips. */
+static void netem(const char *how)
+{
+	char why[512];
+
+	if (sh(why, sizeof(why), "ip netns exec %s tc qdisc replace dev vd root netem %s && "
+				 "ip netns exec %s tc qdisc replace dev vb root netem %s", ns_d, how, ns_b, how))
+		harness_skip("tc netem is not available here: %s", why);
+}
+
 /* Delay against deadlines (netem): 100 ms each way. A device whose
  * deadline is shorter than the round trip gets every request completed
  * by its deadline with the fallback; a longer deadline gets answers. */
 static void test_netem_delay(void **state)
 {
-	char remote[4200], why[512];
+	char remote[4200];
 	struct run b, d;
 
-	if (sh(why, sizeof(why), "ip netns exec %s tc qdisc add dev vd root netem delay 100ms && "
-				 "ip netns exec %s tc qdisc add dev vb root netem delay 100ms", ns_d, ns_b))
-		harness_skip("tc netem is not available here: %s", why);
+	netem("delay 100ms");
 	ca_name(remote, sizeof(remote));
 	start_broker(&b,
 		     "sleep 300\n"
@@ -553,12 +561,10 @@ static void test_netem_delay(void **state)
  * every request is answered by the device, once. */
 static void test_netem_loss(void **state)
 {
-	char remote[4200], why[512];
+	char remote[4200];
 	struct run b, d;
 
-	if (sh(why, sizeof(why), "ip netns exec %s tc qdisc replace dev vd root netem loss 10%% && "
-				 "ip netns exec %s tc qdisc replace dev vb root netem loss 10%%", ns_d, ns_b))
-		harness_skip("tc netem is not available here: %s", why);
+	netem("loss 10%");
 	ca_name(remote, sizeof(remote));
 	strcat(remote, ", timeout_ms: 15000");
 	start_broker(&b,

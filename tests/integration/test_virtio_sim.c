@@ -33,7 +33,7 @@
 
 static const char *config(const char *devices)
 {
-	harness_write("cpu0.txt", "%s", sim_script);
+	harness_write("cpu0.txt", "%s", sim_script.text);
 	return harness_write("v.yaml",
 			     "broker: { runtime_dir: %s/run }\n"
 			     "vms:\n"
