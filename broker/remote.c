@@ -115,7 +115,6 @@ struct relay {
 	pthread_mutex_t lock;
 	char why[160];                /* why it ended (the first reason) */
 	struct wire_arena arena;      /* rx_done's */
-	const int *files;             /* o->files, open: the device's 3, 4, ... */
 	Ioreq__FileFd fv[WIRE_MAX_FILES], *fp[WIRE_MAX_FILES];
 };
 
@@ -540,7 +539,6 @@ static int cycle(const struct opts *o, const int *files, nng_tls_config *tls, st
 	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
 	pthread_cond_init(&rl->stop_dialing, &monotonic);
 	pthread_condattr_destroy(&monotonic);
-	rl->files = files;
 	for (size_t i = 0; i < o->n_files; i++) {
 		ioreq__file_fd__init(&rl->fv[i]);
 		rl->fv[i].fd = (int32_t)(3 + i);

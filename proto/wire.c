@@ -164,23 +164,27 @@ static int ranges_ok(size_t n, Ioreq__Range *const *v)
  * eventfds may all be -1 instead (their signals travel as messages). */
 static int fds_ok(size_t n, const int32_t *v, size_t max)
 {
+	bool none = n && v[0] == -1;
+
 	if (n > max)
 		return 0;
 	for (size_t i = 0; i < n; i++)
-		if (v[i] == -1 ? v[0] != -1 : v[i] < 3 || v[0] == -1)
+		if (none ? v[i] != -1 : v[i] < 3)
 			return 0;
 	return 1;
 }
 
 /* Each region a non-empty range of guest-physical space that does not
- * wrap, backed wholly by the memfd (with no memfd: at offset 0). (Overlaps are the device library's to
- * refuse: it builds its view from them.) */
+ * wrap, backed wholly by the memfd (with no memfd, fd -1: size and
+ * offsets 0). (Overlaps are the device library's to refuse: it builds its
+ * view from them.) */
 static int memory_ok(const Ioreq__Memory *m)
 {
-	bool mapped = m && m->fd != -1;
+	bool mapped;
 
 	if (!m)
 		return 1;
+	mapped = m->fd != -1;
 	if ((mapped && m->fd < 3) || (!mapped && m->size) || m->n_regions > WIRE_MAX_REGIONS)
 		return 0;
 	for (size_t i = 0; i < m->n_regions; i++) {

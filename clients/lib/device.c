@@ -1269,7 +1269,6 @@ static int await(struct ioreq_dev *dev, struct reg_wait *w, int r)
 static int register_wait(struct ioreq_dev *dev, Ioreq__Register *reg)
 {
 	Ioreq__Envelope env = IOREQ__ENVELOPE__INIT;
-
 	struct reg_wait w;
 
 	env.msg_case = IOREQ__ENVELOPE__MSG_REGISTRATION;

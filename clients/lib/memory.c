@@ -90,6 +90,12 @@ bool ioreq_mem_mapped(const struct ioreq_mem *m)
 	return m && !m->remote;
 }
 
+/* Memory not mapped here: checked here, then copied by the broker. */
+static int copy(const struct ioreq_mem *m, uint64_t gpa, void *buf, size_t len, bool write)
+{
+	return mem_region(m, gpa, len, write) < 0 ? -EFAULT : m->access(m->remote, gpa, buf, len, write);
+}
+
 int ioreq_mem_read(const struct ioreq_mem *m, uint64_t gpa, void *buf, size_t len)
 {
 	const void *p;
@@ -97,7 +103,7 @@ int ioreq_mem_read(const struct ioreq_mem *m, uint64_t gpa, void *buf, size_t le
 	if (!len)
 		return 0;
 	if (m && m->remote)
-		return mem_region(m, gpa, len, false) < 0 ? -EFAULT : m->access(m->remote, gpa, buf, len, false);
+		return copy(m, gpa, buf, len, false);
 	p = ioreq_mem_ptr(m, gpa, len, false);
 	if (!p)
 		return -EFAULT;
@@ -112,8 +118,7 @@ int ioreq_mem_write(const struct ioreq_mem *m, uint64_t gpa, const void *buf, si
 	if (!len)
 		return 0;
 	if (m && m->remote)
-		return mem_region(m, gpa, len, true) < 0 ? -EFAULT
-							 : m->access(m->remote, gpa, (void *)buf, len, true);
+		return copy(m, gpa, (void *)buf, len, true);
 	p = ioreq_mem_ptr(m, gpa, len, true);
 	if (!p)
 		return -EFAULT;
